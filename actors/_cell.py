@@ -1,0 +1,526 @@
+"""The cell: a pykka actor of the chosen runtime that hosts one behaviour.
+
+It owns the mailbox and everything that makes the behaviour an actor: request
+handling with deadlines, continuations, timers, crash containment, supervision
+of children and orderly teardown. Users never touch cells; they hold handles.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from actors._messages import (
+    Cast,
+    ChildExited,
+    Continuation,
+    Crash,
+    Request,
+    StartChildren,
+    Stop,
+    TimerFired,
+)
+from actors.errors import (
+    ActorCrashed,
+    ActorsError,
+    ActorStopped,
+    DeadlineExceeded,
+    EscalationError,
+)
+from actors.runtime import ActorFuture, TimerHandle
+from actors.supervision import ChildSpec, Supervisor, describe
+
+if TYPE_CHECKING:
+    from actors.actor import BaseActor
+    from actors.system import ActorSystem
+
+log = logging.getLogger("actors.cell")
+
+_DRAIN_LIMIT = 100_000
+_tokens = itertools.count(1)
+
+
+class Envelope:
+    """What pykka's loop reads from an inbox: a message and an optional reply."""
+
+    __slots__ = ("message", "reply_to")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+        self.reply_to = None
+
+
+class _FailedStart:
+    """Placeholder child whose behaviour factory raised."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class CellMixin:
+    """Actor machinery shared by the gevent and threading cells."""
+
+    # Provided by the pykka base class of the runtime.
+    actor_inbox: Any
+    actor_stopped: Any
+    actor_ref: Any
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        name: str,
+        behaviour: BaseActor,
+        parent: CellMixin | None,
+        capacity: int,
+    ) -> None:
+        self.mailbox_capacity = capacity
+        super().__init__()
+        self.system = system
+        self.name = name
+        self.behaviour = behaviour
+        self.parent = parent
+        self.exited = system.runtime.event()
+        self.exit_reason: str | None = None
+        self.crash_error: BaseException | None = None
+        self._crash_reason: str | None = None
+        self._stopping = False
+        self._finished = False
+        self._abandoned = False
+        self._current: tuple[str, float] | None = None
+        self._current_reply: ActorFuture[Any] | None = None
+        self._timers: set[TimerHandle] = set()
+        self.started_at = system.runtime.clock.monotonic()
+        self.supervisor: Supervisor | None = None
+        self.children: dict[str, Any] = {}
+        behaviour._cell = self
+
+    def __str__(self) -> str:
+        return self.name
+
+    # -- posting ------------------------------------------------------------------
+    def post(self, message: Any) -> None:
+        """Put a message in this mailbox; raises MailboxFull for user messages."""
+        self.actor_inbox.put(Envelope(message))
+
+    def is_running(self) -> bool:
+        return not self.actor_stopped.is_set()
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        self.post(Stop(reason))
+
+    def request_crash(self, reason: str) -> None:
+        self.post(Crash(reason))
+
+    # -- pykka hooks ----------------------------------------------------------------
+    def on_start(self) -> None:
+        try:
+            specs = self.behaviour.child_specs()
+            if specs:
+                self.supervisor = Supervisor(self.behaviour.supervision_policy())
+                for spec in specs:
+                    self.supervisor.add(spec)
+                    self._start_child(spec, initial=True)
+            self.behaviour.on_start()
+            self.system.directory.running(self.name, self)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            self._crash(f"start failed: {_describe(exc)}", exc)
+
+    def on_stop(self) -> None:
+        """pykka's hook; our teardown calls the behaviour's hooks instead."""
+
+    def _handle_receive(self, message: Any) -> Any:
+        try:
+            kind = type(message)
+            if kind is Request:
+                self._on_request(message)
+            elif kind is Continuation:
+                self._on_continuation(message)
+            elif kind is Cast:
+                self._on_cast(message)
+            elif kind is TimerFired:
+                self._on_timer(message)
+            elif kind is ChildExited:
+                self._on_child_exited(message)
+            elif kind is StartChildren:
+                self._on_start_children(message)
+            elif kind is Stop:
+                self._begin_stop(message.reason)
+            elif kind is Crash:
+                self._crash(message.reason, None)
+            else:
+                return super()._handle_receive(message)  # type: ignore[misc]
+        except BaseException as exc:
+            # GreenletExit, gevent.Timeout and friends end this actor only;
+            # pykka would otherwise stop every actor in the process.
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            self._crash(f"{_describe(exc)}", exc)
+        return None
+
+    # -- handlers -------------------------------------------------------------------
+    def _on_request(self, req: Request) -> None:
+        reply = req.reply
+        if reply.done():
+            return
+        now = self.system.runtime.clock.monotonic()
+        if req.deadline is not None and now > req.deadline:
+            reply.try_set_exception(DeadlineExceeded(self.name, req.method, req.timeout))
+            return
+        if self._stopping:
+            reply.try_set_exception(ActorStopped(self.name, "stopping"))
+            return
+        behaviour = self.behaviour
+        try:
+            fn = behaviour.resolve_call(req.method, rpc=req.rpc, version=req.version)
+        except Exception as exc:
+            reply.try_set_exception(exc)
+            return
+        self._current = (req.method, now)
+        self._current_reply = reply
+        try:
+            result = fn(*req.args, **req.kwargs)
+        except behaviour.fatal_exceptions as exc:
+            self._crash(f"{req.method}: {_describe(exc)}", exc)
+            return
+        except Exception as exc:
+            reply.try_set_exception(exc)
+            return
+        finally:
+            self._current = None
+            self._current_reply = None
+        if isinstance(result, ActorFuture):
+            result.transfer_to(reply)
+        else:
+            reply.try_set(result)
+
+    def _on_cast(self, cast: Cast) -> None:
+        if self._stopping:
+            log.warning("%s: dropped cast %s while stopping", self.name, cast.method)
+            return
+        behaviour = self.behaviour
+        try:
+            fn = behaviour.resolve_call(cast.method, rpc=cast.rpc, version=cast.version)
+        except Exception as exc:
+            log.warning("%s: refused cast %s: %s", self.name, cast.method, exc)
+            return
+        self._current = (cast.method, self.system.runtime.clock.monotonic())
+        try:
+            fn(*cast.args, **cast.kwargs)
+        except behaviour.fatal_exceptions as exc:
+            self._crash(f"{cast.method}: {_describe(exc)}", exc)
+        except Exception:
+            log.exception("%s: cast %s failed", self.name, cast.method)
+        finally:
+            self._current = None
+
+    def _on_continuation(self, msg: Continuation) -> None:
+        self._current = ("<continuation>", self.system.runtime.clock.monotonic())
+        try:
+            result = msg.fn(msg.source)
+        except self.behaviour.fatal_exceptions as exc:
+            msg.result.try_set_exception(ActorCrashed(self.name, _describe(exc)))
+            self._crash(f"continuation: {_describe(exc)}", exc)
+            return
+        except Exception as exc:
+            log.debug("%s: continuation failed: %s", self.name, _describe(exc))
+            msg.result.try_set_exception(exc)
+            return
+        finally:
+            self._current = None
+        if isinstance(result, ActorFuture):
+            result.transfer_to(msg.result)
+        else:
+            msg.result.try_set(result)
+
+    def _on_timer(self, msg: TimerFired) -> None:
+        if self._stopping:
+            return
+        self._current = ("<timer>", self.system.runtime.clock.monotonic())
+        try:
+            msg.fn()
+        except self.behaviour.fatal_exceptions as exc:
+            self._crash(f"timer: {_describe(exc)}", exc)
+        except Exception:
+            log.exception("%s: timer callback failed", self.name)
+        finally:
+            self._current = None
+
+    # -- continuations and timers (called by the behaviour, in the mailbox) ----------
+    def pipe(
+        self, future: ActorFuture[Any], fn: Callable[[ActorFuture[Any]], Any]
+    ) -> ActorFuture[Any]:
+        result = self.system.runtime.future()
+
+        def _deliver(done: ActorFuture[Any]) -> None:
+            if self._finished:
+                result.try_set_exception(ActorStopped(self.name, "stopped before continuing"))
+                return
+            self.post(Continuation(fn, done, result))
+
+        future.add_done_callback(_deliver)
+        return result
+
+    def call_later(self, delay: float, fn: Callable[[], Any]) -> TimerHandle:
+        handle: TimerHandle | None = None
+
+        def _fire() -> None:
+            self._timers.discard(handle)  # type: ignore[arg-type]
+            if not self._finished:
+                self.post(TimerFired(fn))
+
+        handle = self.system.runtime.call_later(delay, _fire)
+        self._timers.add(handle)
+        return handle
+
+    def call_repeatedly(self, interval: float, fn: Callable[[], Any]) -> TimerHandle:
+        def _fire() -> None:
+            if not self._finished:
+                self.post(TimerFired(fn))
+
+        handle = self.system.runtime.call_repeatedly(interval, _fire)
+        self._timers.add(handle)
+        return handle
+
+    # -- crash and stop ---------------------------------------------------------------
+    def _crash(self, reason: str, exc: BaseException | None) -> None:
+        if self._crash_reason is None:
+            self._crash_reason = reason
+            self.crash_error = exc
+            log.error(
+                "actor %s crashed: %s",
+                self.name,
+                reason,
+                exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
+            )
+        if self._current_reply is not None:
+            self._current_reply.try_set_exception(ActorCrashed(self.name, reason))
+            self._current_reply = None
+        self._stopping = True
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+
+    def _begin_stop(self, reason: str) -> None:
+        self._stopping = True
+        self.exit_reason = None
+        self._stop_note = reason
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+
+    def _run_loop(self) -> None:
+        try:
+            self._actor_loop()  # type: ignore[attr-defined]
+        except BaseException as exc:
+            if self.exited.is_set():
+                return
+            self._crash(f"killed: {_describe(exc)}", None)
+            self._actor_loop_teardown()
+
+    def _actor_loop_teardown(self) -> None:
+        if self._abandoned or self.exited.is_set():
+            return
+        crashed = self._crash_reason is not None
+        try:
+            self._stopping = True
+            for timer in list(self._timers):
+                timer.cancel()
+            self._timers.clear()
+            self._stop_children(self._crash_reason or "parent stopping")
+            self._drain(run_continuations=not crashed)
+            try:
+                if crashed:
+                    self.behaviour.on_crash(self._crash_reason or "crashed")
+                else:
+                    self.behaviour.on_stop()
+            except Exception:
+                log.exception("%s: stop hook failed", self.name)
+            self._finished = True
+            self._drain(run_continuations=False)
+        finally:
+            self._finished = True
+            self._announce_exit()
+
+    def _announce_exit(self) -> None:
+        self.exit_reason = self._crash_reason
+        self.system.directory.exited(self)
+        self.exited.set()
+        if self.parent is not None:
+            try:
+                self.parent.post(ChildExited(self.name, self, self._crash_reason))
+            except Exception:  # the parent is gone too
+                pass
+        else:
+            self.system._root_exited(self)
+
+    def _drain(self, *, run_continuations: bool) -> None:
+        failure: ActorsError = (
+            ActorCrashed(self.name, self._crash_reason)
+            if self._crash_reason is not None
+            else ActorStopped(self.name)
+        )
+        for _ in range(_DRAIN_LIMIT):
+            if self.actor_inbox.empty():
+                break
+            try:
+                envelope = self.actor_inbox.get_nowait()
+            except Exception:
+                break
+            message = envelope.message
+            if envelope.reply_to is not None:  # pykka-level asks
+                envelope.reply_to.set_exception(
+                    exc_info=(pykka.ActorDeadError, pykka.ActorDeadError(self.name), None)
+                )
+            kind = type(message)
+            if kind is Request:
+                message.reply.try_set_exception(failure)
+            elif kind is Continuation:
+                if run_continuations:
+                    self._handle_receive(message)
+                else:
+                    message.result.try_set_exception(failure)
+
+    def abandon(self, reason: str) -> None:
+        """Give up on a cell that could not be stopped or killed (threads)."""
+        if self.exited.is_set():
+            return
+        self._abandoned = True
+        self._crash_reason = self._crash_reason or reason
+        self._stopping = True
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+        self._finished = True
+        self._drain(run_continuations=False)
+        self.exit_reason = self._crash_reason
+        self.system.directory.exited(self)
+        self.exited.set()
+
+    # -- supervision ---------------------------------------------------------------------
+    def _start_child(self, spec: ChildSpec, *, initial: bool = False) -> None:
+        try:
+            behaviour = spec.factory()
+        except Exception as exc:
+            if initial:
+                raise
+            reason = f"could not create: {_describe(exc)}"
+            log.error("%s: child %s %s", self.name, spec.name, reason)
+            placeholder = _FailedStart(reason)
+            self.children[spec.name] = placeholder
+            self.post(ChildExited(spec.name, placeholder, reason))
+            return
+        cell = self.system.spawn_cell(
+            spec.name, behaviour, parent=self, capacity=spec.mailbox_capacity
+        )
+        self.children[spec.name] = cell
+
+    def _stop_children(self, reason: str) -> None:
+        for name in reversed(list(self.children)):
+            cell = self.children.pop(name)
+            if isinstance(cell, CellMixin):
+                self._stop_child(cell, reason)
+
+    def _stop_child(self, cell: CellMixin, reason: str) -> None:
+        spec = self.supervisor.spec(cell.name) if self.supervisor else None
+        policy = self.behaviour.supervision_policy()
+        timeout = (spec.shutdown_timeout if spec else None) or policy.shutdown_timeout
+        cell.post(Stop(reason))
+        if cell.exited.wait(timeout):
+            return
+        log.error("%s: child %s did not stop within %gs; killing it", self.name, cell.name, timeout)
+        if self.system.runtime.kill(cell) and cell.exited.wait(min(timeout, 5.0)):  # type: ignore[arg-type]
+            return
+        log.error("%s: child %s could not be killed; abandoning it", self.name, cell.name)
+        cell.abandon(f"did not stop within {timeout:g}s")
+
+    def _on_child_exited(self, msg: ChildExited) -> None:
+        if self.children.get(msg.name) is not msg.cell:
+            return  # an old incarnation, or one we stopped ourselves
+        del self.children[msg.name]
+        if self._stopping or self.supervisor is None:
+            return
+        now = self.system.runtime.clock.monotonic()
+        decision = self.supervisor.child_exited(
+            msg.name, abnormal=msg.reason is not None, now=now
+        )
+        log.info(
+            "%s: child %s exited (%s): %s", self.name, msg.name, msg.reason or "normal",
+            describe(decision),
+        )
+        if decision.escalate:
+            policy = self.supervisor.policy
+            error = EscalationError(
+                self.name, msg.name, decision.restarts_in_window, policy.within_seconds
+            )
+            self._crash(error.message, error)
+            return
+        for name in decision.remove:
+            self.system.directory.remove(name)
+        for name in decision.stop_siblings:
+            sibling = self.children.pop(name, None)
+            if isinstance(sibling, CellMixin):
+                self._stop_child(sibling, f"restarting with {msg.name}")
+        if not decision.restart:
+            return
+        why = f"restarting after {msg.name} exited: {msg.reason or 'normal exit'}"
+        for name in decision.restart:
+            self.system.directory.restarting(name, why)
+        message = StartChildren(decision.restart, next(_tokens))
+        if decision.delay <= 0:
+            self._on_start_children(message)
+        else:
+            self.call_later(decision.delay, lambda: self._on_start_children(message))
+
+    def _on_start_children(self, msg: StartChildren) -> None:
+        if self._stopping or self.supervisor is None:
+            return
+        for name in msg.names:
+            spec = self.supervisor.spec(name)
+            if spec is None or name in self.children:
+                continue
+            self.system.directory.note_restart(name)
+            self._start_child(spec)
+
+    # -- introspection ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What this actor is doing now: for dumps and failure messages."""
+        now = self.system.runtime.clock.monotonic()
+        current = self._current
+        entry = self.system.directory.entry(self.name)
+        return {
+            "name": self.name,
+            "kind": type(self.behaviour).__name__,
+            "state": "crashed"
+            if self._crash_reason
+            else ("stopped" if self.exited.is_set() else ("stopping" if self._stopping else "running")),
+            "mailbox": self.actor_inbox.qsize(),
+            "capacity": self.mailbox_capacity,
+            "restarts": entry.restarts if entry else 0,
+            "current": current[0] if current else None,
+            "current_age": round(now - current[1], 3) if current else None,
+            "crash_reason": self._crash_reason,
+            "children": list(self.children),
+        }
+
+
+_cell_classes: dict[type[pykka.Actor], type[Any]] = {}
+
+
+def cell_class(base: type[pykka.Actor]) -> type[Any]:
+    """The cell class for a runtime's pykka base class (made once, then cached)."""
+    cls = _cell_classes.get(base)
+    if cls is None:
+        cls = type(f"{base.__name__.removesuffix('Base')}", (CellMixin, base), {})
+        _cell_classes[base] = cls
+    return cls
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+__all__ = ["CellMixin", "Envelope", "cell_class"]

@@ -1,0 +1,122 @@
+"""Messages that travel through actor mailboxes.
+
+`Request` and `Cast` are user messages and count against the mailbox bound
+(`system = False`). Everything else is a system message: it completes work
+that was already accepted, so it is never refused for lack of room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from actors.runtime import ActorFuture
+
+
+class Request:
+    """Call `method` and complete `reply`; not started after `deadline`."""
+
+    __slots__ = ("args", "deadline", "kwargs", "method", "reply", "rpc", "timeout", "version")
+    system = False
+
+    def __init__(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        reply: ActorFuture[Any],
+        deadline: float | None,
+        timeout: float,
+        rpc: bool,
+        version: str | None,
+    ) -> None:
+        self.method, self.args, self.kwargs, self.reply = method, args, kwargs, reply
+        self.deadline, self.timeout, self.rpc, self.version = deadline, timeout, rpc, version
+
+
+class Cast:
+    """Call `method` with no reply."""
+
+    __slots__ = ("args", "kwargs", "method", "rpc", "version")
+    system = False
+
+    def __init__(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        rpc: bool,
+        version: str | None,
+    ) -> None:
+        self.method, self.args, self.kwargs, self.rpc, self.version = (
+            method,
+            args,
+            kwargs,
+            rpc,
+            version,
+        )
+
+
+class Continuation:
+    """Run `fn(source)` in the actor's mailbox and complete `result` with its value."""
+
+    __slots__ = ("fn", "result", "source")
+    system = True
+
+    def __init__(
+        self,
+        fn: Callable[[ActorFuture[Any]], Any],
+        source: ActorFuture[Any],
+        result: ActorFuture[Any],
+    ) -> None:
+        self.fn, self.source, self.result = fn, source, result
+
+
+class TimerFired:
+    """A timer set by the actor fell due; run `fn` in the mailbox."""
+
+    __slots__ = ("fn",)
+    system = True
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+
+
+class ChildExited:
+    """A child actor's loop ended; `reason` is None for a normal stop."""
+
+    __slots__ = ("cell", "name", "reason")
+    system = True
+
+    def __init__(self, name: str, cell: Any, reason: str | None) -> None:
+        self.name, self.cell, self.reason = name, cell, reason
+
+
+class StartChildren:
+    """Backoff elapsed: start these children (in start order)."""
+
+    __slots__ = ("names", "token")
+    system = True
+
+    def __init__(self, names: tuple[str, ...], token: int) -> None:
+        self.names, self.token = names, token
+
+
+class Stop:
+    """Stop after the messages already queued; children stop first."""
+
+    __slots__ = ("reason",)
+    system = True
+
+    def __init__(self, reason: str = "stopped") -> None:
+        self.reason = reason
+
+
+class Crash:
+    """Crash on purpose (fault injection and tests)."""
+
+    __slots__ = ("reason",)
+    system = True
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason

@@ -1,0 +1,131 @@
+"""Configuration: a TOML file, `ACTORS_*` environment variables, keyword arguments.
+
+Precedence, highest first: keyword arguments, environment, file, defaults.
+Nested keys in the environment use `__`: `ACTORS_SUPERVISION__MAX_RESTARTS=3`.
+Every problem is a `ConfigError` naming the file, the key and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from actors.errors import ConfigError
+from actors.supervision import SupervisionPolicy
+
+__all__ = ["BackendConfig", "ServiceConfig", "load_config"]
+
+_BACKEND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class BackendConfig(BaseModel):
+    """One backend: which manager and driver classes, and the driver's options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    manager: str = Field(description="import path of the ManagerActor subclass")
+    driver: str = Field(description="import path of the DriverActor subclass")
+    options: dict[str, Any] = Field(default_factory=dict, description="driver options")
+    driver_timeout: float = Field(600.0, gt=0, description="deadline of one driver operation")
+    driver_supervision: SupervisionPolicy = SupervisionPolicy()
+    mailbox_capacity: int | None = Field(None, ge=1)
+
+
+class ServiceConfig(BaseSettings):
+    """Everything a service needs to start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ACTORS_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = Field(default_factory=socket.gethostname, min_length=1)
+    binary: str = "actors-service"
+    topic: str = "actors"
+    runtime: Literal["gevent", "threading"] = "gevent"
+    mailbox_capacity: int = Field(1000, ge=1)
+    default_timeout: float = Field(60.0, gt=0)
+    shutdown_timeout: float = Field(30.0, gt=0)
+    supervision: SupervisionPolicy = SupervisionPolicy()
+    enabled_backends: list[str] = Field(default_factory=list)
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    state_dir: Path = Path("./state")
+
+    @model_validator(mode="after")
+    def _check_backends(self) -> ServiceConfig:
+        if "@" in self.host or "/" in self.host:
+            raise ValueError("host must not contain '@' or '/'")
+        for name in self.backends:
+            if not _BACKEND_NAME.match(name):
+                raise ValueError(f"backend name {name!r} must match {_BACKEND_NAME.pattern}")
+        missing = [b for b in self.enabled_backends if b not in self.backends]
+        if missing:
+            raise ValueError(f"enabled_backends names undefined backends: {', '.join(missing)}")
+        if len(set(self.enabled_backends)) != len(self.enabled_backends):
+            raise ValueError("enabled_backends lists a backend twice")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    def manager_name(self, backend: str) -> str:
+        """The stable name of a backend's manager: `host@backend`."""
+        return f"{self.host}@{backend}"
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> ServiceConfig:
+    """Build and validate the configuration; raise ConfigError on any problem."""
+    file = str(path) if path is not None else None
+    cls: type[ServiceConfig] = ServiceConfig
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError("no such file", file=file)
+        try:
+            tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise ConfigError(f"not valid TOML: {exc}", file=file) from None
+        cls = type(
+            "ServiceConfigFromFile",
+            (ServiceConfig,),
+            {"model_config": {**ServiceConfig.model_config, "toml_file": str(p)}},
+        )
+    try:
+        return cls(**overrides)
+    except pydantic.ValidationError as exc:
+        raise config_error(exc, file) from None
+
+
+def config_error(exc: pydantic.ValidationError, file: str | None) -> ConfigError:
+    """Turn a pydantic error into a ConfigError naming the first bad key."""
+    errors = exc.errors()
+    first = errors[0]
+    key = ".".join(str(p) for p in first.get("loc", ())) or None
+    reasons = "; ".join(
+        (".".join(str(p) for p in e.get("loc", ())) + ": " if e.get("loc") else "")
+        + str(e.get("msg"))
+        for e in errors
+    )
+    return ConfigError(reasons, file=file, key=key)

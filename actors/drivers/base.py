@@ -1,0 +1,155 @@
+"""`DriverActor`: the driver contract, run one operation at a time.
+
+A driver does the host-level work of one backend (files, processes, devices).
+Its mailbox serializes operations: one at a time, in the order accepted. The
+manager reaches only methods marked `@operation` (and `get_stats`), each call
+returning a future.
+
+Setup (`do_setup` then `check_for_setup_error`) runs when the driver starts.
+If it fails the driver stays alive but not ready: operations fail at once with
+`DriverNotReady` carrying the last setup error, and setup is retried with
+capped exponential backoff from the driver's own timer, so nothing blocks.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar, overload
+
+import pydantic
+from pydantic import BaseModel, ConfigDict
+
+from actors.actor import BaseActor
+from actors.errors import ConfigError, DriverNotReady, MethodNotAllowed
+from actors.processutils import ProcessResult, execute
+from actors.supervision import Backoff
+
+__all__ = ["DriverActor", "DriverOptions", "Operation", "operation"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MARK = "__actors_operation__"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A driver operation: its name and whether re-running it is safe."""
+
+    name: str
+    idempotent: bool
+
+
+@overload
+def operation(fn: F, /) -> F: ...
+@overload
+def operation(*, idempotent: bool = False) -> Callable[[F], F]: ...
+
+
+def operation(fn: F | None = None, /, *, idempotent: bool = False) -> F | Callable[[F], F]:
+    """Mark a driver method as an operation its manager may call."""
+
+    def mark(func: F) -> F:
+        if func.__name__.startswith("_"):
+            raise TypeError(f"@operation cannot mark private method {func.__name__!r}")
+        setattr(func, _MARK, Operation(func.__name__, idempotent))
+        return func
+
+    return mark(fn) if fn is not None else mark
+
+
+class DriverOptions(BaseModel):
+    """Options of a driver; subclass it per driver. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DriverActor(BaseActor, abc.ABC):
+    """Abstract base of every driver."""
+
+    Options: ClassVar[type[DriverOptions]] = DriverOptions
+    setup_backoff: ClassVar[Backoff] = Backoff(initial=0.5, maximum=60.0)
+    operations: ClassVar[dict[str, Operation]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[str, Operation] = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                info = getattr(value, _MARK, None)
+                if isinstance(info, Operation):
+                    found[name] = info
+                elif name in found:
+                    del found[name]
+        cls.operations = found
+
+    def __init__(self, options: DriverOptions, *, host: str, backend: str) -> None:
+        self.options = options
+        self.host = host
+        self.backend = backend
+        self.ready = False
+        self.last_setup_error: str | None = None
+        self.setup_attempts = 0
+
+    @classmethod
+    def validate_options(
+        cls, raw: dict[str, Any], *, key: str = "options", file: str | None = None
+    ) -> DriverOptions:
+        """Validate raw options against `Options`; a ConfigError names the key."""
+        try:
+            return cls.Options.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first.get("loc", ()))
+            reasons = "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+            )
+            raise ConfigError(reasons, file=file, key=f"{key}.{loc}" if loc else key) from None
+
+    # -- the contract -----------------------------------------------------------------
+    @abc.abstractmethod
+    def do_setup(self) -> None:
+        """Prepare the backend (create directories, connect to devices)."""
+
+    @abc.abstractmethod
+    def check_for_setup_error(self) -> None:
+        """Raise if the backend cannot work (missing tools, bad permissions)."""
+
+    @abc.abstractmethod
+    def get_stats(self) -> dict[str, Any]:
+        """Capacity and capabilities of the backend, as plain data."""
+
+    def execute(self, *cmd: Any, **kwargs: Any) -> ProcessResult:
+        """Run a host command (see `actors.processutils.execute`)."""
+        return execute(*cmd, **kwargs)
+
+    # -- readiness ----------------------------------------------------------------------
+    def on_start(self) -> None:
+        self._attempt_setup()
+
+    def _attempt_setup(self) -> None:
+        self.setup_attempts += 1
+        try:
+            self.do_setup()
+            self.check_for_setup_error()
+        except Exception as exc:
+            self.last_setup_error = f"{type(exc).__name__}: {exc}"
+            delay = self.setup_backoff.delay(self.setup_attempts - 1)
+            self.log.warning(
+                "setup failed (attempt %d), retrying in %.2fs: %s",
+                self.setup_attempts, delay, self.last_setup_error,
+            )
+            self.call_later(delay, self._attempt_setup)
+            return
+        self.ready = True
+        self.last_setup_error = None
+        self.log.info("driver ready after %d setup attempt(s)", self.setup_attempts)
+
+    # -- routing --------------------------------------------------------------------------
+    def resolve_call(self, method: str, *, rpc: bool, version: str | None) -> Callable[..., Any]:
+        if rpc or (method not in self.operations and method != "get_stats"):
+            raise MethodNotAllowed(self.name, method)
+        if not self.ready:
+            raise DriverNotReady(self.name, self.last_setup_error or "setup has not finished")
+        return getattr(self, method)  # type: ignore[no-any-return]

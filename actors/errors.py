@@ -1,0 +1,248 @@
+"""One exception hierarchy for service-actors.
+
+Every error is a distinct type that carries the data explaining it (which
+target, which deadline, which key) rather than a bare string, and says whether
+retrying the same request later can succeed (`retryable`). `to_dict()` gives the
+"errors as data" form used on the wire: type, message, details, retryable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "ActorCrashed",
+    "ActorStopped",
+    "ActorUnavailable",
+    "ActorsError",
+    "Busy",
+    "ConfigError",
+    "DeadlineExceeded",
+    "DriverNotReady",
+    "EscalationError",
+    "FatalError",
+    "InvalidArguments",
+    "LoadError",
+    "MethodNotAllowed",
+    "NotFound",
+    "ProcessExecutionError",
+    "ProcessTimeout",
+    "RemoteError",
+    "UnsupportedVersion",
+]
+
+
+class ActorsError(Exception):
+    """Root of every error raised by service-actors."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def __getattr__(self, name: str) -> Any:
+        # Details are readable as attributes: err.target, err.timeout, ...
+        details = self.__dict__.get("details")
+        if details is not None and name in details:
+            return details[name]
+        raise AttributeError(name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.details))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as plain data: type, message, details, retryable."""
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "details": dict(self.details),
+            "retryable": self.retryable,
+        }
+
+
+def _rebuild(cls: type[ActorsError], message: str, details: dict[str, Any]) -> ActorsError:
+    err = cls.__new__(cls)
+    ActorsError.__init__(err, message, **details)
+    return err
+
+
+class NotFound(ActorsError):
+    """No actor answers to this target name."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(f"no actor named {target!r}", target=target)
+
+
+class MethodNotAllowed(ActorsError):
+    """The method does not exist or is not RPC-exposed on the target."""
+
+    def __init__(self, target: str, method: str) -> None:
+        super().__init__(
+            f"{target!r} exposes no RPC method {method!r}", target=target, method=method
+        )
+
+
+class InvalidArguments(ActorsError):
+    """The arguments do not fit the method's signature or types."""
+
+    def __init__(self, target: str, method: str, reason: str) -> None:
+        super().__init__(
+            f"bad arguments for {target}.{method}: {reason}",
+            target=target,
+            method=method,
+            reason=reason,
+        )
+
+
+class UnsupportedVersion(ActorsError):
+    """The requested RPC API version is not served (major differs or minor too high)."""
+
+    def __init__(self, target: str, requested: str, supported: str) -> None:
+        super().__init__(
+            f"{target!r} serves RPC API {supported}, cannot serve {requested}",
+            target=target,
+            requested=requested,
+            supported=supported,
+        )
+
+
+class Busy(ActorsError):
+    """The target's mailbox is full; retry later."""
+
+    retryable = True
+
+    def __init__(self, target: str, capacity: int) -> None:
+        super().__init__(
+            f"{target!r} is busy: mailbox full ({capacity} messages)",
+            target=target,
+            capacity=capacity,
+        )
+
+
+class DeadlineExceeded(ActorsError):
+    """The request's deadline passed before it completed."""
+
+    retryable = True
+
+    def __init__(self, target: str, method: str, timeout: float) -> None:
+        super().__init__(
+            f"{target}.{method} did not complete within {timeout:g}s",
+            target=target,
+            method=method,
+            timeout=timeout,
+        )
+
+
+class ActorUnavailable(ActorsError):
+    """The actor exists but cannot take requests now (restarting, stopping)."""
+
+    retryable = True
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"{target!r} is unavailable: {reason}", target=target, reason=reason)
+
+
+class ActorCrashed(ActorUnavailable):
+    """The actor crashed while this request was queued or running."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        ActorsError.__init__(
+            self, f"{target!r} crashed: {reason}", target=target, reason=reason
+        )
+
+
+class ActorStopped(ActorUnavailable):
+    """The actor stopped before it handled this request."""
+
+    def __init__(self, target: str, reason: str = "stopped") -> None:
+        ActorsError.__init__(
+            self, f"{target!r} stopped: {reason}", target=target, reason=reason
+        )
+
+
+class DriverNotReady(ActorUnavailable):
+    """The backend's driver has not finished setup; carries the last setup error."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        ActorsError.__init__(
+            self, f"driver of {target!r} is not ready: {reason}", target=target, reason=reason
+        )
+
+
+class EscalationError(ActorsError):
+    """A supervisor gave up: its children restarted too often."""
+
+    def __init__(self, supervisor: str, child: str, restarts: int, within: float) -> None:
+        super().__init__(
+            f"{supervisor!r} gave up on {child!r}: {restarts} restarts within {within:g}s",
+            supervisor=supervisor,
+            child=child,
+            restarts=restarts,
+            within=within,
+        )
+
+
+class FatalError(ActorsError):
+    """Raise from a handler to crash the actor so that its supervisor restarts it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, reason=reason)
+
+
+class RemoteError(ActorsError):
+    """An error whose type is not on the allowlist, carried as data."""
+
+    def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
+        super().__init__(
+            f"{type_name}: {message}", type_name=type_name, remote_message=message, traceback=traceback
+        )
+
+
+class ConfigError(ActorsError):
+    """The configuration is invalid: which file, which key, why."""
+
+    def __init__(self, reason: str, *, file: str | None = None, key: str | None = None) -> None:
+        where = ":".join(part for part in (file, key) if part)
+        super().__init__(
+            f"{where}: {reason}" if where else reason, file=file, key=key, reason=reason
+        )
+
+
+class LoadError(ActorsError):
+    """An import path in the configuration could not be loaded."""
+
+    def __init__(self, path: str, kind: str, reason: str) -> None:
+        super().__init__(f"cannot load {path!r}: {reason}", path=path, kind=kind, reason=reason)
+
+
+class ProcessExecutionError(ActorsError):
+    """A host command exited with an unexpected status."""
+
+    def __init__(self, cmd: list[str], exit_code: int, stdout: str, stderr: str) -> None:
+        tail = stderr.strip().splitlines()[-1:] if stderr.strip() else []
+        super().__init__(
+            f"command {cmd[0]!r} exited with {exit_code}" + (f": {tail[0]}" if tail else ""),
+            cmd=list(cmd),
+            exit_code=exit_code,
+            stdout=stdout,
+            stderr=stderr,
+        )
+
+
+class ProcessTimeout(ProcessExecutionError):
+    """A host command did not finish within its timeout and was killed."""
+
+    retryable = True
+
+    def __init__(self, cmd: list[str], timeout: float, stdout: str = "", stderr: str = "") -> None:
+        ActorsError.__init__(
+            self,
+            f"command {cmd[0]!r} timed out after {timeout:g}s and was killed",
+            cmd=list(cmd),
+            timeout=timeout,
+            exit_code=-9,
+            stdout=stdout,
+            stderr=stderr,
+        )

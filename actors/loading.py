@@ -1,0 +1,60 @@
+"""Load managers and drivers by import path from configuration."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, TypeVar, overload
+
+from actors.errors import LoadError
+
+__all__ = ["load_object"]
+
+T = TypeVar("T")
+
+
+@overload
+def load_object(path: str) -> Any: ...
+@overload
+def load_object(path: str, *, kind: type[T]) -> type[T]: ...
+
+
+def load_object(path: str, *, kind: type | None = None) -> Any:
+    """Import `package.module:Name` (or `package.module.Name`) and return it.
+
+    With `kind`, the object must be a subclass of it. Every failure is a
+    `LoadError` whose `kind` says which: bad_path, module_not_found,
+    import_failed, attribute_missing, wrong_kind.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise LoadError(str(path), "bad_path", "expected 'package.module:Name'")
+    module_name, sep, attr_path = path.strip().partition(":")
+    if not sep:
+        module_name, _, attr_path = module_name.rpartition(".")
+    if not module_name or not attr_path:
+        raise LoadError(path, "bad_path", "expected 'package.module:Name' or 'package.module.Name'")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise LoadError(path, "module_not_found", f"no module named {missing!r}") from exc
+        raise LoadError(
+            path, "import_failed", f"importing {module_name!r} failed: {exc}"
+        ) from exc
+    except Exception as exc:
+        raise LoadError(
+            path, "import_failed", f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    obj: Any = module
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise LoadError(
+                path, "attribute_missing", f"module {module_name!r} has no attribute {attr_path!r}"
+            ) from None
+    if kind is not None and not (isinstance(obj, type) and issubclass(obj, kind)):
+        raise LoadError(
+            path, "wrong_kind", f"{attr_path!r} is not a subclass of {kind.__name__}"
+        )
+    return obj

@@ -1,0 +1,143 @@
+"""`ManagerActor`: a backend's business logic, reachable by RPC.
+
+Users subclass it, mark RPC methods with `@rpc`, and implement `init_host()`.
+Each manager owns exactly one DriverActor (its child, restarted by it when it
+crashes) and reaches it through `self.driver`: every driver call returns a
+future at once. Return that future from an RPC method and the reply follows
+when it resolves; or continue with `self.then(future, fn)`, which runs `fn`
+back in this mailbox. The manager never blocks on its driver, so it answers
+status calls and runs periodic work while the driver is busy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from actors.actor import BaseActor
+from actors.config import BackendConfig
+from actors.drivers.base import DriverActor, DriverOptions
+from actors.errors import ActorUnavailable, DriverNotReady, MethodNotAllowed
+from actors.rpc import RpcMethod, bind_validated, check_version, collect_rpc_methods, rpc
+from actors.runtime import ActorFuture
+from actors.supervision import ChildSpec, SupervisionPolicy
+from actors.system import ActorHandle
+
+__all__ = ["DriverProxy", "ManagerActor"]
+
+
+class DriverProxy:
+    """The manager's view of its driver: attribute calls return futures."""
+
+    __slots__ = ("_backend", "_handle", "_timeout")
+
+    def __init__(self, handle: ActorHandle, backend: str, timeout: float) -> None:
+        self._handle, self._backend, self._timeout = handle, backend, timeout
+
+    @property
+    def name(self) -> str:
+        return self._handle.name
+
+    def call(self, op: str, *args: Any, **kwargs: Any) -> ActorFuture[Any]:
+        """Queue driver operation `op`; the future resolves with its result."""
+        future = self._handle.ask(op, args, kwargs, timeout=self._timeout)
+        error = future.exception()
+        if isinstance(error, ActorUnavailable) and not isinstance(error, DriverNotReady):
+            # Restarting after a crash: say so in the driver's terms.
+            fresh: ActorFuture[Any] = self._handle._runtime.future()
+            fresh.set_exception(DriverNotReady(self._backend, error.details.get("reason", "")))
+            return fresh
+        return future
+
+    def __getattr__(self, op: str) -> Callable[..., ActorFuture[Any]]:
+        if op.startswith("_"):
+            raise AttributeError(op)
+        return lambda *args, **kwargs: self.call(op, *args, **kwargs)
+
+    def status(self) -> dict[str, Any]:
+        return self._handle.status()
+
+
+class ManagerActor(BaseActor):
+    """Base class of managers. Subclass, add `@rpc` methods, implement `init_host`."""
+
+    RPC_API_VERSION: ClassVar[str] = "1.0"
+    rpc_methods: ClassVar[dict[str, RpcMethod]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.rpc_methods = collect_rpc_methods(cls, cls.RPC_API_VERSION)
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        backend: str,
+        driver_class: type[DriverActor],
+        driver_options: DriverOptions,
+        config: BackendConfig,
+    ) -> None:
+        self.host = host
+        self.backend = backend
+        self.driver_class = driver_class
+        self.driver_options = driver_options
+        self.config = config
+        self._bound: dict[str, Callable[..., Any]] = {}
+        self.driver = DriverProxy.__new__(DriverProxy)  # bound in child_specs
+
+    # -- lifecycle ---------------------------------------------------------------
+    def init_host(self) -> None:
+        """Prepare the backend's host; runs before any request is accepted."""
+
+    def on_start(self) -> None:
+        self.init_host()
+
+    def child_specs(self) -> list[ChildSpec]:
+        driver_name = f"{self.name}/driver"
+        self.driver = DriverProxy(self.child(driver_name), self.name, self.config.driver_timeout)
+        return [
+            ChildSpec(
+                driver_name,
+                lambda: self.driver_class(self.driver_options, host=self.host, backend=self.backend),
+                mailbox_capacity=self.config.mailbox_capacity,
+            )
+        ]
+
+    def supervision_policy(self) -> SupervisionPolicy:
+        return self.config.driver_supervision
+
+    # -- routing ---------------------------------------------------------------------
+    def resolve_call(self, method: str, *, rpc: bool, version: str | None) -> Callable[..., Any]:
+        if not rpc:
+            return super().resolve_call(method, rpc=rpc, version=version)
+        check_version(self.name, version, self.RPC_API_VERSION)
+        bound = self._bound.get(method)
+        if bound is None:
+            info = self.rpc_methods.get(method)
+            if info is None:
+                raise MethodNotAllowed(self.name, method)
+            bound = self._bound[method] = bind_validated(self.name, info, self)
+        return bound
+
+    # -- built-in RPC --------------------------------------------------------------------
+    @rpc(builtin=True)
+    def ping(self) -> dict[str, Any]:
+        """Liveness: answers once init_host() has finished."""
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "rpc_version": self.RPC_API_VERSION,
+            "driver": self.driver_class.__name__,
+        }
+
+    @rpc(builtin=True)
+    def describe(self) -> dict[str, Any]:
+        """The RPC methods this manager exposes, with the version they appeared in."""
+        return {
+            "name": self.name,
+            "rpc_version": self.RPC_API_VERSION,
+            "methods": [m.describe() for m in self.rpc_methods.values()],
+        }
+
+
+ManagerActor.rpc_methods = collect_rpc_methods(ManagerActor, ManagerActor.RPC_API_VERSION)

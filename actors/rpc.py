@@ -1,0 +1,153 @@
+"""RPC exposure: the explicit allowlist of what a request may reach.
+
+`@rpc` marks a manager method as reachable from the wire, with the API version
+that introduced it. Nothing else is reachable: no `getattr` on a name that came
+off the network. Arguments are validated against the method's type hints
+(pydantic), so a wrong type is a clear `InvalidArguments`, not a TypeError deep
+in business code.
+
+Versions are "MAJOR.MINOR". A request for version V is served when V's major
+equals the server's and V's minor is not above the server's.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+import pydantic
+
+from actors.errors import InvalidArguments, UnsupportedVersion
+
+__all__ = ["RpcMethod", "check_version", "collect_rpc_methods", "parse_version", "rpc"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MARK = "__actors_rpc__"
+
+
+@dataclass(frozen=True)
+class RpcMethod:
+    """One exposed method: its name, the version it appeared in, its validator."""
+
+    name: str
+    since: tuple[int, int]
+    function: Callable[..., Any]
+    validated: Callable[..., Any]
+    signature: inspect.Signature
+    builtin: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        params = [p for p in self.signature.parameters.values() if p.name != "self"]
+        return {
+            "name": self.name,
+            "since": "%d.%d" % self.since,
+            "params": [p.name for p in params],
+            "doc": (inspect.getdoc(self.function) or "").split("\n")[0],
+        }
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """Parse "MAJOR.MINOR" into a tuple; ValueError on anything else."""
+    major, sep, minor = str(text).partition(".")
+    if not sep or not major.isdigit() or not minor.isdigit():
+        raise ValueError(f"RPC version must look like 'MAJOR.MINOR', got {text!r}")
+    return int(major), int(minor)
+
+
+def check_version(target: str, requested: str | None, served: str) -> None:
+    """Raise UnsupportedVersion unless `requested` can be served by `served`."""
+    if requested is None:
+        return
+    try:
+        want = parse_version(requested)
+    except ValueError:
+        raise UnsupportedVersion(target, str(requested), served) from None
+    have = parse_version(served)
+    if want[0] != have[0] or want[1] > have[1]:
+        raise UnsupportedVersion(target, requested, served)
+
+
+@overload
+def rpc(fn: F, /) -> F: ...
+@overload
+def rpc(
+    *, version: str = "1.0", validate: bool = True, builtin: bool = False
+) -> Callable[[F], F]: ...
+
+
+def rpc(
+    fn: F | None = None, /, *, version: str = "1.0", validate: bool = True, builtin: bool = False
+) -> F | Callable[[F], F]:
+    """Expose a manager method to requests, as of RPC API `version`.
+
+    `builtin` is for the framework's own methods, served under any API version.
+    """
+    since = parse_version(version)
+
+    def mark(func: F) -> F:
+        if func.__name__.startswith("_"):
+            raise TypeError(f"@rpc cannot expose private method {func.__name__!r}")
+        validated = (
+            pydantic.validate_call(config={"arbitrary_types_allowed": True})(func)
+            if validate
+            else func
+        )
+        setattr(
+            func,
+            _MARK,
+            RpcMethod(func.__name__, since, func, validated, inspect.signature(func), builtin),
+        )
+        return func
+
+    return mark(fn) if fn is not None else mark
+
+
+def collect_rpc_methods(cls: type, api_version: str) -> dict[str, RpcMethod]:
+    """The allowlist of `cls`: every @rpc method along its MRO."""
+    served = parse_version(api_version)
+    methods: dict[str, RpcMethod] = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            info = getattr(value, _MARK, None)
+            if isinstance(info, RpcMethod):
+                if not info.builtin and info.since[0] != served[0] or info.since[1] > served[1]:
+                    raise TypeError(
+                        f"{cls.__name__}.{name} is @rpc(version='{info.since[0]}.{info.since[1]}')"
+                        f" but the class serves RPC API {api_version}"
+                    )
+                methods[name] = info
+            elif name in methods:
+                del methods[name]  # overridden without @rpc: no longer exposed
+    return methods
+
+
+def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..., Any]:
+    """A callable that validates arguments, then calls the method on `instance`."""
+    validated = method.validated
+
+    @functools.wraps(method.function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            method.signature.bind(instance, *args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(target, method.name, str(exc)) from None
+        try:
+            return validated(instance, *args, **kwargs)
+        except pydantic.ValidationError as exc:
+            if exc.title in (method.function.__name__, method.function.__qualname__):
+                raise InvalidArguments(target, method.name, _summarize(exc)) from None
+            raise
+
+    return call
+
+
+def _summarize(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg')}")
+    return "; ".join(parts)

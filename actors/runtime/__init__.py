@@ -1,0 +1,45 @@
+"""Concurrency backends: `gevent` (daemon default) and `threading` (embedding).
+
+Choose one by name with `get_runtime("gevent" | "threading")`, or pass a
+`Runtime` instance. Both give the same actor semantics; the test suite runs on
+both.
+"""
+
+from __future__ import annotations
+
+from actors.errors import ConfigError
+from actors.runtime._base import Event, MailboxFull, Runtime
+from actors.runtime._clock import Clock, TimerHandle, VirtualClock, call_repeatedly
+from actors.runtime._future import ActorFuture
+
+RUNTIME_NAMES = ("gevent", "threading")
+
+__all__ = [
+    "RUNTIME_NAMES",
+    "ActorFuture",
+    "Clock",
+    "Event",
+    "MailboxFull",
+    "Runtime",
+    "TimerHandle",
+    "VirtualClock",
+    "call_repeatedly",
+    "get_runtime",
+]
+
+
+def get_runtime(runtime: str | Runtime = "gevent", *, clock: Clock | None = None) -> Runtime:
+    """Return a runtime by name (a Runtime instance is returned unchanged)."""
+    if isinstance(runtime, Runtime):
+        return runtime
+    if runtime == "gevent":
+        from actors.runtime._gevent import GeventRuntime
+
+        return GeventRuntime(clock)
+    if runtime == "threading":
+        from actors.runtime._threading import ThreadingRuntime
+
+        return ThreadingRuntime(clock)
+    raise ConfigError(
+        f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIME_NAMES)}", key="runtime"
+    )

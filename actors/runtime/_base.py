@@ -1,0 +1,116 @@
+"""The runtime interface: what an actor system needs from a concurrency backend."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
+
+import pykka
+
+from actors.runtime._clock import Clock, TimerHandle, call_repeatedly
+from actors.runtime._future import ActorFuture
+
+
+class MailboxFull(Exception):
+    """Raised by an inbox's `put` when a bounded mailbox is at capacity."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(f"mailbox full ({capacity})")
+        self.capacity = capacity
+
+
+class Event(Protocol):
+    """A one-shot flag that can be waited on with a deadline."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+def _is_system(message: Any) -> bool:
+    # Our request and cast messages carry `system = False`; everything else
+    # (stop, child exits, continuations, pykka's own messages) bypasses the
+    # bound so that accepted work always completes.
+    return getattr(message, "system", True)
+
+
+class BoundedInbox:
+    """A FIFO mailbox whose user messages are bounded; system messages are not.
+
+    `queue` is any object with put/get/empty/qsize (SimpleQueue of either world).
+    A full mailbox raises `MailboxFull` at once instead of blocking the sender.
+    """
+
+    __slots__ = ("_queue", "capacity")
+
+    def __init__(self, queue: Any, capacity: int) -> None:
+        self._queue = queue
+        self.capacity = capacity
+
+    def put(self, envelope: Any, /) -> None:
+        if (
+            self.capacity
+            and self._queue.qsize() >= self.capacity
+            and not _is_system(envelope.message)
+        ):
+            raise MailboxFull(self.capacity)
+        self._queue.put(envelope)
+
+    def get(self) -> Any:
+        return self._queue.get()
+
+    def get_nowait(self) -> Any:
+        return self._queue.get_nowait() if hasattr(self._queue, "get_nowait") else self._queue.get(False)
+
+    def empty(self) -> bool:
+        return bool(self._queue.empty())
+
+    def qsize(self) -> int:
+        return int(self._queue.qsize())
+
+
+class Runtime(abc.ABC):
+    """A concurrency backend: actor base class, futures, events, clock, timers."""
+
+    name: ClassVar[str]
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock if clock is not None else self._default_clock()
+
+    @abc.abstractmethod
+    def _default_clock(self) -> Clock: ...
+
+    @property
+    @abc.abstractmethod
+    def actor_base(self) -> type[pykka.Actor]:
+        """The pykka actor class whose hooks this runtime implements."""
+
+    @abc.abstractmethod
+    def future(self) -> ActorFuture[Any]:
+        """A new pending future of this runtime."""
+
+    @abc.abstractmethod
+    def event(self) -> Event:
+        """A new unset event of this runtime."""
+
+    @abc.abstractmethod
+    def sleep(self, seconds: float) -> None:
+        """Sleep without blocking other actors of this runtime."""
+
+    @abc.abstractmethod
+    def kill(self, actor: pykka.Actor) -> bool:
+        """Interrupt an actor's loop at once; False if the runtime cannot."""
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run `callback` once after `delay` seconds on this runtime's clock."""
+        return self.clock.call_later(delay, callback)
+
+    def call_repeatedly(self, interval: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run `callback` every `interval` seconds until the handle is cancelled."""
+        return call_repeatedly(self.clock, interval, callback)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

@@ -1,0 +1,174 @@
+"""Futures shared by both runtimes: pykka-compatible, with done-callbacks.
+
+Callbacks run synchronously in whichever actor or thread completes the future.
+They must be cheap and never block: in this code base they only complete another
+future or put a message in a mailbox (pipe-to-self).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import pykka
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+_PENDING, _VALUE, _ERROR = 0, 1, 2
+
+
+class ActorFuture(pykka.Future[T], Generic[T]):
+    """A pykka Future that can also report completion to callbacks.
+
+    Subclasses provide the waiting primitive (`_wait`, `_wake`); everything else
+    is shared. Constructible with no arguments, as pykka requires.
+    """
+
+    __slots__ = ("_callbacks", "_error", "_state", "_value", "_wait_until", "_what")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wait_until: float | None = None
+        self._what: tuple[str, str, float] | None = None
+        self._state = _PENDING
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[ActorFuture[T]], None]] | None = None
+
+    # -- primitives supplied by a runtime ----------------------------------
+    def _wait(self, timeout: float | None) -> bool:
+        raise NotImplementedError
+
+    def _wake(self) -> None:
+        raise NotImplementedError
+
+    # -- completion ---------------------------------------------------------
+    def done(self) -> bool:
+        """True once a value or an exception is set."""
+        return self._state != _PENDING
+
+    def set(self, value: Any = None) -> None:
+        self._complete(_VALUE, value, None)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        if isinstance(exc_info, BaseException):
+            error = exc_info
+        else:
+            if exc_info is None:
+                import sys
+
+                exc_info = sys.exc_info()
+            error = exc_info[1] if exc_info[1] is not None else exc_info[0]()
+        self._complete(_ERROR, None, error)
+
+    def try_set(self, value: Any = None) -> bool:
+        """Set the value unless already done; returns whether it was set."""
+        try:
+            self._complete(_VALUE, value, None)
+        except queue.Full:
+            return False
+        return True
+
+    def try_set_exception(self, error: BaseException) -> bool:
+        """Set an exception unless already done; returns whether it was set."""
+        try:
+            self._complete(_ERROR, None, error)
+        except queue.Full:
+            return False
+        return True
+
+    def _complete(self, state: int, value: Any, error: BaseException | None) -> None:
+        callbacks = self._claim(state, value, error)
+        self._wake()
+        if callbacks:
+            for callback in callbacks:
+                _run_callback(callback, self)
+
+    def _claim(
+        self, state: int, value: Any, error: BaseException | None
+    ) -> list[Callable[[ActorFuture[T]], None]] | None:
+        """Record the outcome and take the callbacks; raise if already done."""
+        if self._state != _PENDING:
+            raise queue.Full("future already completed")
+        self._value, self._error, self._state = value, error, state
+        callbacks, self._callbacks = self._callbacks, None
+        return callbacks
+
+    def _register(self, callback: Callable[[ActorFuture[T]], None]) -> bool:
+        """Keep `callback` for later; False when already done."""
+        if self._state != _PENDING:
+            return False
+        if self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
+        return True
+
+    def add_done_callback(self, callback: Callable[[ActorFuture[T]], None]) -> None:
+        """Run `callback(self)` when done (at once if already done)."""
+        if not self._register(callback):
+            _run_callback(callback, self)
+
+    # -- reading ------------------------------------------------------------
+    def get(self, *, timeout: float | None = None) -> T:
+        if self._get_hook is not None:
+            return super().get(timeout=timeout)
+        if self._state == _PENDING and not self._wait(timeout):
+            raise pykka.Timeout(f"{timeout} seconds")
+        if self._state == _ERROR:
+            assert self._error is not None
+            raise self._error
+        return self._value  # type: ignore[no-any-return]
+
+    def expect_by(self, target: str, method: str, timeout: float) -> None:
+        """Record what this future answers and its deadline, for `result()`."""
+        self._what = (target, method, timeout)
+        self._wait_until = time.monotonic() + timeout
+
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for the value, at most until the request's deadline.
+
+        Raises `DeadlineExceeded` naming the target and method when the deadline
+        passes first; otherwise returns the value or raises the remote error.
+        """
+        if timeout is None and self._wait_until is not None:
+            timeout = max(0.0, self._wait_until - time.monotonic())
+        try:
+            return self.get(timeout=timeout)
+        except pykka.Timeout:
+            from actors.errors import DeadlineExceeded
+
+            target, method, full = self._what or ("<future>", "result", timeout or 0.0)
+            raise DeadlineExceeded(target, method, full) from None
+
+    def exception(self) -> BaseException | None:
+        """The exception if done with one, else None (does not wait)."""
+        return self._error if self._state == _ERROR else None
+
+    def value(self) -> Any:
+        """The value if done with one, else None (does not wait)."""
+        return self._value if self._state == _VALUE else None
+
+    def transfer_to(self, other: ActorFuture[Any]) -> None:
+        """When this completes, complete `other` the same way."""
+
+        def _copy(done: ActorFuture[Any]) -> None:
+            if done._state == _ERROR:
+                assert done._error is not None
+                other.try_set_exception(done._error)
+            else:
+                other.try_set(done._value)
+
+        self.add_done_callback(_copy)
+
+
+def _run_callback(callback: Callable[[Any], None], future: ActorFuture[Any]) -> None:
+    try:
+        callback(future)
+    except Exception:
+        log.exception("future callback %r raised", callback)

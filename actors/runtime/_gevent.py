@@ -1,0 +1,111 @@
+"""The gevent runtime: one greenlet per actor, built on pykka's actor hooks.
+
+pykka dropped its gevent support in 3.0; this puts it back through the three
+hooks (`_create_actor_inbox`, `_create_future`, `_start_actor_loop`). The daemon
+default: thousands of actors cost little and blocking I/O (zmq.green,
+gevent.subprocess) yields to the others.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.queue
+import pykka
+
+from actors.runtime._base import BoundedInbox, Event, Runtime
+from actors.runtime._clock import Clock, TimerHandle
+from actors.runtime._future import ActorFuture
+
+
+class GreenFuture(ActorFuture[Any]):
+    """An ActorFuture for greenlets; constructible with no arguments."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._event: gevent.event.Event | None = None
+
+    def _wait(self, timeout: float | None) -> bool:
+        if self.done():
+            return True
+        if self._event is None:
+            self._event = gevent.event.Event()
+        return bool(self._event.wait(timeout))
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+
+class GeventCellBase(pykka.Actor):
+    """pykka Actor running in a greenlet, with a bounded inbox."""
+
+    mailbox_capacity: int = 0
+    _greenlet: gevent.Greenlet | None = None
+
+    def _create_actor_inbox(self) -> Any:  # type: ignore[override]
+        return BoundedInbox(gevent.queue.SimpleQueue(), self.mailbox_capacity)
+
+    @staticmethod
+    def _create_future() -> pykka.Future[Any]:
+        return GreenFuture()
+
+    def _start_actor_loop(self) -> None:
+        self._greenlet = gevent.spawn(self._run_loop)
+
+    def _run_loop(self) -> None:
+        self._actor_loop()
+
+
+class _GeventTimer:
+    __slots__ = ("_greenlet",)
+
+    def __init__(self, greenlet: gevent.Greenlet) -> None:
+        self._greenlet = greenlet
+
+    def cancel(self) -> None:
+        self._greenlet.kill(block=False)
+
+
+class GeventClock:
+    """Real time; timers are greenlets spawned later on the hub."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def call_later(self, delay: float, callback: Any) -> TimerHandle:
+        return _GeventTimer(gevent.spawn_later(max(0.0, delay), callback))
+
+
+class GeventRuntime(Runtime):
+    """Actors on greenlets; all actors of a service share one OS thread."""
+
+    name = "gevent"
+
+    def _default_clock(self) -> Clock:
+        return GeventClock()
+
+    @property
+    def actor_base(self) -> type[pykka.Actor]:
+        return GeventCellBase
+
+    def future(self) -> ActorFuture[Any]:
+        return GreenFuture()
+
+    def event(self) -> Event:
+        return gevent.event.Event()  # type: ignore[no-any-return]
+
+    def sleep(self, seconds: float) -> None:
+        gevent.sleep(seconds)
+
+    def kill(self, actor: pykka.Actor) -> bool:
+        greenlet = getattr(actor, "_greenlet", None)
+        if greenlet is None or greenlet.dead:
+            return True
+        greenlet.kill(block=False)
+        return True

@@ -1,0 +1,98 @@
+"""The threading runtime: one OS thread per actor (pykka ThreadingActor).
+
+For apps that embed service-actors and do not use gevent.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any, ClassVar
+
+import pykka
+
+from actors.runtime._base import BoundedInbox, Event, Runtime
+from actors.runtime._clock import Clock, ThreadClock
+from actors.runtime._future import ActorFuture
+
+
+class ThreadFuture(ActorFuture[Any]):
+    """A thread-safe ActorFuture; waiters sleep on a lazily made Event."""
+
+    __slots__ = ("_event", "_lock")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._event: threading.Event | None = None
+
+    def _claim(self, state: int, value: Any, error: BaseException | None) -> Any:
+        with self._lock:
+            return super()._claim(state, value, error)
+
+    def _register(self, callback: Any) -> bool:
+        with self._lock:
+            return super()._register(callback)
+
+    def _wait(self, timeout: float | None) -> bool:
+        with self._lock:
+            if self.done():
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
+
+    def _wake(self) -> None:
+        event = self._event
+        if event is not None:
+            event.set()
+
+
+class ThreadCellBase(pykka.ThreadingActor):
+    """pykka ThreadingActor with our bounded inbox and futures."""
+
+    use_daemon_thread: ClassVar[bool] = True
+    mailbox_capacity: int = 0
+
+    def _create_actor_inbox(self) -> Any:  # type: ignore[override]
+        return BoundedInbox(queue.SimpleQueue(), self.mailbox_capacity)
+
+    @staticmethod
+    def _create_future() -> pykka.Future[Any]:
+        return ThreadFuture()
+
+    def _start_actor_loop(self) -> None:
+        thread = threading.Thread(
+            target=self._run_loop, name=f"actor-{self}", daemon=self.use_daemon_thread
+        )
+        thread.start()
+
+    def _run_loop(self) -> None:
+        self._actor_loop()
+
+
+class ThreadingRuntime(Runtime):
+    """Actors on OS threads; waits are real blocking waits with deadlines."""
+
+    name = "threading"
+
+    def _default_clock(self) -> Clock:
+        return ThreadClock()
+
+    @property
+    def actor_base(self) -> type[pykka.Actor]:
+        return ThreadCellBase
+
+    def future(self) -> ActorFuture[Any]:
+        return ThreadFuture()
+
+    def event(self) -> Event:
+        return threading.Event()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def kill(self, actor: pykka.Actor) -> bool:
+        return False

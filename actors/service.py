@@ -1,0 +1,167 @@
+"""`Service`: run a ServiceActor in-process, for apps that embed service-actors.
+
+    with Service.from_file("service.toml", runtime="threading") as service:
+        service.call("backend1", "create", {"resource_id": "r1"})
+
+Every call has a deadline; every error is a typed `ActorsError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from actors._cell import CellMixin
+from actors.config import ServiceConfig, load_config
+from actors.errors import ActorsError, ActorStopped
+from actors.runtime import ActorFuture, Clock, Runtime
+from actors.service_actor import ServiceActor, plan_backends
+from actors.system import ActorHandle, ActorSystem
+
+__all__ = ["Service"]
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """An embedded service: a ServiceActor and its managers in this process."""
+
+    def __init__(
+        self,
+        config: ServiceConfig | None = None,
+        *,
+        runtime: str | Runtime | None = None,
+        clock: Clock | None = None,
+        config_file: str | Path | None = None,
+    ) -> None:
+        self.config = config if config is not None else load_config(config_file)
+        self.config_file = str(config_file) if config_file is not None else None
+        self._runtime = runtime if runtime is not None else self.config.runtime
+        self._clock = clock
+        self.system: ActorSystem | None = None
+        self.actor: ServiceActor | None = None
+        self.failed: BaseException | None = None
+        self.backend_errors: dict[str, ActorsError] = {}
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs: Any) -> Service:
+        """A service configured from a TOML file (plus ACTORS_* variables)."""
+        return cls(load_config(path), config_file=path, **kwargs)
+
+    @property
+    def name(self) -> str:
+        return f"{self.config.binary}:{self.config.host}"
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self, timeout: float | None = None) -> Self:
+        """Start every enabled backend and wait until each answered or failed.
+
+        Raises LoadError/ConfigError for a bad configuration before anything
+        starts. A backend that fails its `init_host` is logged and listed in
+        `backend_errors`; the others serve.
+        """
+        if self.system is not None:
+            raise RuntimeError("service already started")
+        config = self.config
+        plans = plan_backends(config, file=self.config_file)
+        timeout = config.default_timeout if timeout is None else timeout
+        self.system = ActorSystem(
+            self._runtime,
+            clock=self._clock,
+            mailbox_capacity=config.mailbox_capacity,
+            default_timeout=config.default_timeout,
+            supervision=config.supervision,
+        )
+        self.system.on_root_exit = self._on_root_exit
+        self.actor = ServiceActor(config, plans)
+        service = self.system.spawn(self.name, self.actor)
+        try:
+            managers = service.call("managers", timeout=timeout)
+        except ActorsError as exc:
+            self.failed = exc
+            self.system.stop(config.shutdown_timeout)
+            raise
+        pings = {name: self.system.handle(name).ask("ping", rpc=True, timeout=timeout)
+                 for name in managers}
+        for name, future in pings.items():
+            try:
+                future.result()
+            except ActorsError as exc:
+                log.error("backend %s did not start: %s", name, exc)
+                self.backend_errors[name] = exc
+        return self
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop managers in reverse start order; True if all stopped in time."""
+        if self.system is None:
+            return True
+        return self.system.stop(self.config.shutdown_timeout if timeout is None else timeout)
+
+    def __enter__(self) -> Self:
+        return self.start() if self.system is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _on_root_exit(self, cell: CellMixin) -> None:
+        if cell.exit_reason is not None:
+            self.failed = cell.crash_error or ActorStopped(cell.name, cell.exit_reason)
+            log.critical("service %s gave up: %s", cell.name, cell.exit_reason)
+
+    # -- requests ----------------------------------------------------------------------
+    def route(self, target: str) -> str:
+        """The manager name for a target (`host@backend` or `backend`)."""
+        if self.actor is None:
+            raise RuntimeError("service not started")
+        return self.actor.route(target)
+
+    def handle(self, target: str) -> ActorHandle:
+        """A stable handle to the manager serving `target`."""
+        assert self.system is not None, "service not started"
+        return self.system.handle(self.route(target))
+
+    def ask(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        version: str | None = None,
+    ) -> ActorFuture[Any]:
+        """Send an RPC request; returns a future (never blocks)."""
+        return self.handle(target).ask(method, (), args, timeout=timeout, rpc=True, version=version)
+
+    def call(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        version: str | None = None,
+    ) -> Any:
+        """Send an RPC request and wait for its result, at most `timeout` seconds."""
+        return self.ask(target, method, args, timeout=timeout, version=version).result()
+
+    def cast(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        *,
+        version: str | None = None,
+    ) -> None:
+        """Fire and forget; raises Busy/NotFound if the request was not accepted."""
+        self.handle(target).tell(method, (), args, rpc=True, version=version)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every actor with its state, mailbox depth, restarts and current work."""
+        return self.system.dump() if self.system is not None else []

@@ -1,0 +1,286 @@
+"""The actor system: runtime, directory of stable names, and handles.
+
+Callers address actors by stable name (`host@backend`). The directory maps a
+name to its current incarnation; supervisors update it when they restart a
+child, so a handle keeps working across restarts. While a child waits out its
+restart backoff, requests to it fail at once with a retryable
+`ActorUnavailable` carrying the reason, rather than queueing or hanging.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from actors._cell import CellMixin, Envelope, cell_class
+from actors._messages import Cast, Request
+from actors.errors import ActorCrashed, ActorStopped, ActorUnavailable, Busy, NotFound
+from actors.runtime import ActorFuture, Clock, MailboxFull, Runtime, get_runtime
+from actors.supervision import SupervisionPolicy
+
+if TYPE_CHECKING:
+    from actors.actor import BaseActor
+
+__all__ = ["ActorHandle", "ActorSystem", "Directory", "DirectoryEntry"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DirectoryEntry:
+    """Where a name points now."""
+
+    cell: CellMixin | None
+    state: str
+    reason: str | None = None
+    restarts: int = 0
+
+
+class Directory:
+    """Stable names to current cells. Written by supervisors, read by anyone."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, DirectoryEntry] = {}
+
+    def register(self, name: str, cell: CellMixin) -> None:
+        entry = self._entries.get(name)
+        if entry is not None and entry.cell is not None and entry.cell.is_running():
+            raise ValueError(f"an actor named {name!r} is already running")
+        if entry is None:
+            self._entries[name] = DirectoryEntry(cell, "starting")
+        else:
+            entry.cell, entry.state, entry.reason = cell, "starting", None
+
+    def running(self, name: str, cell: CellMixin) -> None:
+        entry = self._entries.get(name)
+        if entry is not None and entry.cell is cell:
+            entry.state = "running"
+
+    def restarting(self, name: str, reason: str) -> None:
+        entry = self._entries.setdefault(name, DirectoryEntry(None, "restarting"))
+        entry.cell, entry.state, entry.reason = None, "restarting", reason
+
+    def note_restart(self, name: str) -> None:
+        entry = self._entries.get(name)
+        if entry is not None:
+            entry.restarts += 1
+
+    def exited(self, cell: CellMixin) -> None:
+        entry = self._entries.get(cell.name)
+        if entry is not None and entry.cell is cell:
+            entry.cell = None
+            entry.state = "crashed" if cell.exit_reason else "stopped"
+            entry.reason = cell.exit_reason
+
+    def remove(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def entry(self, name: str) -> DirectoryEntry | None:
+        return self._entries.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def lookup(self, name: str) -> CellMixin:
+        """The running cell for `name`, or a typed error saying why not."""
+        entry = self._entries.get(name)
+        if entry is None:
+            raise NotFound(name)
+        cell = entry.cell
+        if cell is None or cell._stopping:
+            raise _unavailable(name, entry)
+        return cell
+
+
+def _unavailable(name: str, entry: DirectoryEntry) -> ActorUnavailable:
+    if entry.state == "crashed":
+        return ActorCrashed(name, entry.reason or "crashed")
+    if entry.state == "stopped" or (entry.cell is not None and entry.cell._crash_reason is None):
+        return ActorStopped(name, entry.reason or "stopped")
+    return ActorUnavailable(name, entry.reason or entry.state)
+
+
+class ActorHandle:
+    """A stable address for an actor: survives restarts of what it names."""
+
+    __slots__ = ("_directory", "_runtime", "_timeout", "name")
+
+    def __init__(self, system: ActorSystem, name: str) -> None:
+        self.name = name
+        self._directory = system.directory
+        self._runtime = system.runtime
+        self._timeout = system.default_timeout
+
+    def __repr__(self) -> str:
+        return f"<ActorHandle {self.name}>"
+
+    def ask(
+        self,
+        method: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        rpc: bool = False,
+        version: str | None = None,
+    ) -> ActorFuture[Any]:
+        """Send a request; the future completes with the reply or a typed error.
+
+        Never blocks: a full mailbox, an unknown or restarting target fail the
+        future at once. `future.result()` waits at most until the deadline.
+        """
+        runtime = self._runtime
+        reply = runtime.future()
+        timeout = self._timeout if timeout is None else timeout
+        reply.expect_by(self.name, method, timeout)
+        try:
+            cell = self._directory.lookup(self.name)
+            cell.actor_inbox.put(
+                Envelope(
+                    Request(
+                        method,
+                        args,
+                        kwargs or {},
+                        reply,
+                        runtime.clock.monotonic() + timeout,
+                        timeout,
+                        rpc,
+                        version,
+                    )
+                )
+            )
+        except MailboxFull as exc:
+            reply.set_exception(Busy(self.name, exc.capacity))
+        except (NotFound, ActorUnavailable) as exc:
+            reply.set_exception(exc)
+        return reply
+
+    def call(
+        self,
+        method: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        rpc: bool = False,
+        version: str | None = None,
+    ) -> Any:
+        """`ask` and wait for the result (at most `timeout`)."""
+        return self.ask(method, args, kwargs, timeout=timeout, rpc=rpc, version=version).result()
+
+    def tell(
+        self,
+        method: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        rpc: bool = False,
+        version: str | None = None,
+    ) -> None:
+        """Fire and forget; raises `Busy`, `NotFound` or `ActorUnavailable` if not accepted."""
+        cell = self._directory.lookup(self.name)
+        try:
+            cell.post(Cast(method, args, kwargs or {}, rpc, version))
+        except MailboxFull as exc:
+            raise Busy(self.name, exc.capacity) from None
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot of what the actor is doing (read without asking it)."""
+        entry = self._directory.entry(self.name)
+        if entry is None:
+            raise NotFound(self.name)
+        if entry.cell is None:
+            return {"name": self.name, "state": entry.state, "reason": entry.reason,
+                    "restarts": entry.restarts}
+        return entry.cell.status()
+
+    def crash(self, reason: str = "crash requested") -> None:
+        """Make the actor crash after the messages already queued (fault injection)."""
+        self._directory.lookup(self.name).request_crash(reason)
+
+
+class ActorSystem:
+    """A runtime plus the directory of named actors it hosts."""
+
+    def __init__(
+        self,
+        runtime: str | Runtime = "gevent",
+        *,
+        clock: Clock | None = None,
+        mailbox_capacity: int = 1000,
+        default_timeout: float = 60.0,
+        supervision: SupervisionPolicy | None = None,
+    ) -> None:
+        self.runtime = get_runtime(runtime, clock=clock)
+        self.directory = Directory()
+        self.mailbox_capacity = mailbox_capacity
+        self.default_timeout = default_timeout
+        self.supervision = supervision or SupervisionPolicy()
+        self._roots: list[CellMixin] = []
+        self._cell_cls = cell_class(self.runtime.actor_base)
+        self.on_root_exit: Callable[[CellMixin], None] | None = None
+
+    def spawn_cell(
+        self,
+        name: str,
+        behaviour: BaseActor,
+        *,
+        parent: CellMixin | None = None,
+        capacity: int | None = None,
+    ) -> CellMixin:
+        """Start a behaviour in a new cell under `name`."""
+        cell: CellMixin = self._cell_cls(
+            self, name, behaviour, parent,
+            self.mailbox_capacity if capacity is None else capacity,
+        )
+        self.directory.register(name, cell)
+        if parent is None:
+            self._roots.append(cell)
+        import pykka
+
+        pykka.ActorRegistry.register(cell.actor_ref)
+        cell._start_actor_loop()  # type: ignore[attr-defined]
+        return cell
+
+    def spawn(self, name: str, behaviour: BaseActor, *, capacity: int | None = None) -> ActorHandle:
+        """Start a top-level actor and return its handle."""
+        self.spawn_cell(name, behaviour, capacity=capacity)
+        return ActorHandle(self, name)
+
+    def handle(self, name: str) -> ActorHandle:
+        return ActorHandle(self, name)
+
+    def _root_exited(self, cell: CellMixin) -> None:
+        if cell in self._roots:
+            self._roots.remove(cell)
+        callback = self.on_root_exit
+        if callback is not None:
+            callback(cell)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop every top-level actor, newest first; True if all stopped in time."""
+        ok = True
+        for cell in reversed(list(self._roots)):
+            cell.request_stop("system stopping")
+            if not cell.exited.wait(timeout):
+                log.error("actor %s did not stop within %gs", cell.name, timeout)
+                if not (self.runtime.kill(cell) and cell.exited.wait(5.0)):  # type: ignore[arg-type]
+                    cell.abandon(f"did not stop within {timeout:g}s")
+                ok = False
+        return ok
+
+    def dump(self) -> list[dict[str, Any]]:
+        """Every named actor with its state, mailbox depth and current work."""
+        result = []
+        for name in self.directory.names():
+            entry = self.directory.entry(name)
+            if entry is None:
+                continue
+            if entry.cell is not None:
+                result.append(entry.cell.status())
+            else:
+                result.append({"name": name, "state": entry.state, "reason": entry.reason,
+                               "restarts": entry.restarts})
+        return result
