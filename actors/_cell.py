@@ -92,6 +92,7 @@ class CellMixin:
         self._abandoned = False
         self._current: tuple[str, float] | None = None
         self._current_reply: ActorFuture[Any] | None = None
+        self.current_deadline: float | None = None
         self._timers: set[TimerHandle] = set()
         self.started_at = system.runtime.clock.monotonic()
         self.supervisor: Supervisor | None = None
@@ -183,6 +184,7 @@ class CellMixin:
             return
         self._current = (req.method, now)
         self._current_reply = reply
+        self.current_deadline = req.deadline
         try:
             result = fn(*req.args, **req.kwargs)
         except behaviour.fatal_exceptions as exc:
@@ -194,6 +196,7 @@ class CellMixin:
         finally:
             self._current = None
             self._current_reply = None
+            self.current_deadline = None
         if isinstance(result, ActorFuture):
             result.transfer_to(reply)
         else:

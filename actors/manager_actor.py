@@ -29,18 +29,28 @@ __all__ = ["DriverProxy", "ManagerActor"]
 class DriverProxy:
     """The manager's view of its driver: attribute calls return futures."""
 
-    __slots__ = ("_backend", "_handle", "_timeout")
+    __slots__ = ("_backend", "_handle", "_owner", "_timeout")
 
-    def __init__(self, handle: ActorHandle, backend: str, timeout: float) -> None:
-        self._handle, self._backend, self._timeout = handle, backend, timeout
+    def __init__(
+        self, handle: ActorHandle, backend: str, timeout: float, owner: BaseActor
+    ) -> None:
+        self._handle, self._backend, self._timeout, self._owner = handle, backend, timeout, owner
 
     @property
     def name(self) -> str:
         return self._handle.name
 
     def call(self, op: str, *args: Any, **kwargs: Any) -> ActorFuture[Any]:
-        """Queue driver operation `op`; the future resolves with its result."""
-        future = self._handle.ask(op, args, kwargs, timeout=self._timeout)
+        """Queue driver operation `op`; the future resolves with its result.
+
+        Called while handling a request, the operation inherits what is left of
+        that request's deadline, so work the caller gave up on is not started.
+        """
+        timeout = self._timeout
+        deadline = self._owner._cell.current_deadline
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - self._owner.clock.monotonic()))
+        future = self._handle.ask(op, args, kwargs, timeout=timeout)
         error = future.exception()
         if isinstance(error, ActorUnavailable) and not isinstance(error, DriverNotReady):
             # Restarting after a crash: say so in the driver's terms.
@@ -94,7 +104,9 @@ class ManagerActor(BaseActor):
 
     def child_specs(self) -> list[ChildSpec]:
         driver_name = f"{self.name}/driver"
-        self.driver = DriverProxy(self.child(driver_name), self.name, self.config.driver_timeout)
+        self.driver = DriverProxy(
+            self.child(driver_name), self.name, self.config.driver_timeout, self
+        )
         return [
             ChildSpec(
                 driver_name,

@@ -10,13 +10,21 @@ restart backoff, requests to it fail at once with a retryable
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors._cell import CellMixin, Envelope, cell_class
 from actors._messages import Cast, Request
-from actors.errors import ActorCrashed, ActorStopped, ActorUnavailable, Busy, NotFound
+from actors.errors import (
+    ActorCrashed,
+    ActorStopped,
+    ActorUnavailable,
+    Busy,
+    DeadlineExceeded,
+    NotFound,
+)
 from actors.runtime import ActorFuture, Clock, MailboxFull, Runtime, get_runtime
 from actors.supervision import SupervisionPolicy
 
@@ -41,8 +49,44 @@ class DirectoryEntry:
 class Directory:
     """Stable names to current cells. Written by supervisors, read by anyone."""
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._entries: dict[str, DirectoryEntry] = {}
+        self._runtime = runtime
+        self._waiters: list[tuple[Callable[[], bool], Any]] = []
+        self._lock = threading.Lock()
+
+    def _changed(self) -> None:
+        if not self._waiters:
+            return
+        with self._lock:
+            ready = [w for w in self._waiters if w[0]()]
+            for w in ready:
+                self._waiters.remove(w)
+        for _, event in ready:
+            event.set()
+
+    def wait_for(self, name: str, state: str | tuple[str, ...], timeout: float) -> DirectoryEntry:
+        """Wait until `name` is in `state` (e.g. "running"); DeadlineExceeded otherwise."""
+        states = (state,) if isinstance(state, str) else state
+
+        def check() -> bool:
+            entry = self._entries.get(name)
+            return entry is not None and entry.state in states
+
+        with self._lock:
+            if not check():
+                event = self._runtime.event()
+                waiter = (check, event)
+                self._waiters.append(waiter)
+            else:
+                event = None
+        if event is not None and not event.wait(timeout):
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            entry = self._entries.get(name)
+            raise DeadlineExceeded(name, f"wait_for({'|'.join(states)}) [now {entry.state if entry else 'absent'}]", timeout)
+        return self._entries[name]
 
     def register(self, name: str, cell: CellMixin) -> None:
         entry = self._entries.get(name)
@@ -52,15 +96,18 @@ class Directory:
             self._entries[name] = DirectoryEntry(cell, "starting")
         else:
             entry.cell, entry.state, entry.reason = cell, "starting", None
+        self._changed()
 
     def running(self, name: str, cell: CellMixin) -> None:
         entry = self._entries.get(name)
         if entry is not None and entry.cell is cell:
             entry.state = "running"
+        self._changed()
 
     def restarting(self, name: str, reason: str) -> None:
         entry = self._entries.setdefault(name, DirectoryEntry(None, "restarting"))
         entry.cell, entry.state, entry.reason = None, "restarting", reason
+        self._changed()
 
     def note_restart(self, name: str) -> None:
         entry = self._entries.get(name)
@@ -73,9 +120,11 @@ class Directory:
             entry.cell = None
             entry.state = "crashed" if cell.exit_reason else "stopped"
             entry.reason = cell.exit_reason
+        self._changed()
 
     def remove(self, name: str) -> None:
         self._entries.pop(name, None)
+        self._changed()
 
     def entry(self, name: str) -> DirectoryEntry | None:
         return self._entries.get(name)
@@ -214,7 +263,7 @@ class ActorSystem:
         supervision: SupervisionPolicy | None = None,
     ) -> None:
         self.runtime = get_runtime(runtime, clock=clock)
-        self.directory = Directory()
+        self.directory = Directory(self.runtime)
         self.mailbox_capacity = mailbox_capacity
         self.default_timeout = default_timeout
         self.supervision = supervision or SupervisionPolicy()

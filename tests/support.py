@@ -1,0 +1,116 @@
+"""Managers and drivers used by the tests, loaded by import path like users' own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors import FatalError, ManagerActor, rpc
+from actors.drivers.base import DriverActor, operation
+
+
+class ResourceManager(ManagerActor):
+    """A manager over FakeDriver: returns driver futures, continues in its mailbox."""
+
+    RPC_API_VERSION = "1.2"
+
+    def init_host(self) -> None:
+        self.events: list[str] = ["init_host"]
+        self.status_calls = 0
+
+    @rpc
+    def create(self, resource_id: str, size: int = 1) -> Any:
+        """Reply follows when the driver finishes (the future is returned)."""
+        return self.driver.create(resource_id, size)
+
+    @rpc(version="1.1")
+    def create_and_count(self, resource_id: str) -> Any:
+        """Continue in the manager's mailbox once the driver is done."""
+
+        def done(resource: dict[str, Any]) -> dict[str, Any]:
+            self.events.append(f"created {resource_id}")
+            return {"resource": resource, "events": len(self.events)}
+
+        return self.then(self.driver.create(resource_id), done)
+
+    @rpc
+    def get(self, resource_id: str) -> Any:
+        return self.driver.get(resource_id)
+
+    @rpc(version="1.2")
+    def status(self) -> dict[str, Any]:
+        """Answers from the manager's own state, never from the driver."""
+        self.status_calls += 1
+        return {"events": list(self.events), "status_calls": self.status_calls}
+
+    @rpc
+    def record(self, note: str) -> None:
+        self.events.append(note)
+
+    @rpc
+    def crash(self, reason: str = "asked to crash") -> None:
+        raise FatalError(reason)
+
+    @rpc
+    def fail(self, message: str) -> None:
+        raise ValueError(message)
+
+    def not_exposed(self) -> str:
+        return "secret"
+
+    def _private(self) -> str:
+        return "secret"
+
+
+class CrashOnInitManager(ManagerActor):
+    def init_host(self) -> None:
+        raise RuntimeError("init_host exploded")
+
+
+class BrokenSetupDriver(DriverActor):
+    """A driver whose setup fails until its `healthy` file... never: always fails."""
+
+    def do_setup(self) -> None:
+        raise OSError("device /dev/fake0 missing")
+
+    def check_for_setup_error(self) -> None:
+        pass
+
+    def get_stats(self) -> dict[str, Any]:
+        return {}
+
+    @operation
+    def noop(self) -> None:
+        pass
+
+
+def backend(manager: str = "tests.support:ResourceManager",
+            driver: str = "actors.drivers.fake:FakeDriver", **extra: Any) -> dict[str, Any]:
+    """A backend config entry."""
+    return {"manager": manager, "driver": driver, **extra}
+
+
+class HoldingManager(ResourceManager):
+    """Adds methods that deliberately block or misbehave, for fault tests."""
+
+    @rpc
+    def hold(self) -> str:
+        """Block this manager's mailbox until the test releases its FakeController."""
+        from actors.drivers.fake import FakeCall, FakeController
+
+        fake = FakeController.for_backend(self.name)
+        call = FakeCall("manager.hold", (), {}, self.name)
+        fake._begin(call)
+        try:
+            if not fake._gate(self.runtime).wait(30):
+                raise TimeoutError("never released")
+        finally:
+            fake._end(call, "succeeded")
+        return "released"
+
+    @rpc
+    def raise_base_exception(self, kind: str) -> None:
+        import gevent
+
+        if kind == "timeout":
+            raise gevent.Timeout(0.01)
+        raise gevent.GreenletExit()

@@ -1,0 +1,119 @@
+"""Requests reach managers by target name, and only through the @rpc allowlist."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors import (
+    ActorCrashed,
+    InvalidArguments,
+    MethodNotAllowed,
+    NotFound,
+    UnsupportedVersion,
+)
+from tests.support import backend
+
+
+def test_routes_by_full_name_and_by_backend(make_service):
+    service = make_service({"b1": backend(), "b2": backend()})
+    service.call("h@b1", "create", {"resource_id": "one"})
+    service.call("b2", "create", {"resource_id": "two"})
+    assert service.call("b1", "get", {"resource_id": "one"}) == {"id": "one", "size": 1}
+    assert service.call("h@b2", "get", {"resource_id": "two"}) == {"id": "two", "size": 1}
+    # each backend has its own driver: b1 does not know b2's resource
+    with pytest.raises(Exception, match="does not exist"):
+        service.call("b1", "get", {"resource_id": "two"})
+
+
+def test_unknown_target_is_not_found(make_service):
+    service = make_service()
+    with pytest.raises(NotFound) as err:
+        service.call("h@nope", "ping")
+    assert err.value.target == "h@nope"
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["not_exposed", "_private", "__init__", "__class__", "init_host", "then", "on_start",
+     "resolve_call", "child_specs", "driver", "missing", "", "a.b"],
+)
+def test_only_rpc_methods_are_reachable(make_service, method):
+    service = make_service()
+    with pytest.raises(MethodNotAllowed) as err:
+        service.call("b1", method)
+    assert err.value.method == method
+    # the manager is unharmed
+    assert service.call("b1", "ping")["name"] == "h@b1"
+
+
+def test_arguments_are_validated_against_type_hints(make_service):
+    service = make_service()
+    with pytest.raises(InvalidArguments) as err:
+        service.call("b1", "create", {"resource_id": "r", "size": "large"})
+    assert "size" in err.value.reason
+    with pytest.raises(InvalidArguments, match="missing"):
+        service.call("b1", "create", {})
+    with pytest.raises(InvalidArguments, match="unexpected"):
+        service.call("b1", "create", {"resource_id": "r", "colour": "red"})
+    assert service.call("b1", "create", {"resource_id": "r", "size": 2})["size"] == 2
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"),
+    [("1.0", True), ("1.2", True), ("1.3", False), ("2.0", False), ("0.9", False),
+     ("x", False), (None, True)],
+)
+def test_rpc_version_same_major_and_minor_not_above(make_service, version, ok):
+    service = make_service()
+    if ok:
+        assert service.call("b1", "status", version=version)["status_calls"] == 1
+    else:
+        with pytest.raises(UnsupportedVersion) as err:
+            service.call("b1", "status", version=version)
+        assert err.value.supported == "1.2"
+
+
+def test_errors_from_rpc_methods_go_back_to_the_caller(make_service):
+    service = make_service()
+    with pytest.raises(ValueError, match="bad input"):
+        service.call("b1", "fail", {"message": "bad input"})
+    assert service.call("b1", "ping")["backend"] == "b1"
+    assert service.status()[1]["restarts"] == 0
+
+
+def test_describe_lists_the_allowlist(make_service):
+    service = make_service()
+    described = service.call("b1", "describe")
+    names = {m["name"] for m in described["methods"]}
+    assert {"create", "create_and_count", "status", "ping", "describe"} <= names
+    assert "not_exposed" not in names
+    since = {m["name"]: m["since"] for m in described["methods"]}
+    assert since["create_and_count"] == "1.1"
+
+
+def test_rpc_decorator_refuses_versions_above_the_class():
+    from actors import ManagerActor, rpc
+
+    with pytest.raises(TypeError, match="serves RPC API 1.0"):
+
+        class TooNew(ManagerActor):
+            @rpc(version="1.5")
+            def later(self) -> None: ...
+
+
+def test_overriding_without_rpc_removes_exposure(make_service):
+    from actors import ManagerActor
+
+    class Hidden(ManagerActor):
+        def describe(self):  # type: ignore[override]
+            return "private now"
+
+    assert "describe" not in Hidden.rpc_methods
+    assert "ping" in Hidden.rpc_methods
+
+
+def test_a_crashing_rpc_method_fails_fast_with_a_typed_error(make_service):
+    service = make_service()
+    with pytest.raises(ActorCrashed) as err:
+        service.call("b1", "crash", {"reason": "boom"}, timeout=5)
+    assert "boom" in err.value.reason

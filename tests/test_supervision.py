@@ -1,0 +1,262 @@
+"""Supervision: strategies, child kinds, intensity, backoff; stable names."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from actors import (
+    ActorCrashed,
+    ActorUnavailable,
+    Backoff,
+    EscalationError,
+    FakeController,
+    FatalError,
+)
+from actors.supervision import ChildSpec, RestartType, Strategy, SupervisionPolicy, Supervisor
+from tests.support import backend
+
+# -- the decision logic on its own ------------------------------------------------
+
+
+def _supervisor(strategy: Strategy, **kw) -> Supervisor:
+    policy = SupervisionPolicy(strategy=strategy, backoff=Backoff(jitter=0), **kw)
+    sup = Supervisor(policy, rng=random.Random(1))
+    for name in ("a", "b", "c"):
+        sup.add(ChildSpec(name, factory=lambda: None))  # type: ignore[arg-type,return-value]
+    return sup
+
+
+@pytest.mark.parametrize(
+    ("strategy", "restart", "stop"),
+    [
+        (Strategy.ONE_FOR_ONE, ("b",), ()),
+        (Strategy.ONE_FOR_ALL, ("a", "b", "c"), ("c", "a")),
+        (Strategy.REST_FOR_ONE, ("b", "c"), ("c",)),
+    ],
+)
+def test_strategy_decides_which_children_restart(strategy, restart, stop):
+    decision = _supervisor(strategy).child_exited("b", abnormal=True, now=0)
+    assert decision.restart == restart
+    assert decision.stop_siblings == stop
+    assert not decision.escalate
+
+
+def test_intensity_escalates_after_max_restarts_within_window():
+    sup = _supervisor(Strategy.ONE_FOR_ONE, max_restarts=2, within_seconds=10)
+    assert not sup.child_exited("a", abnormal=True, now=0).escalate
+    assert not sup.child_exited("a", abnormal=True, now=5).escalate
+    assert sup.child_exited("a", abnormal=True, now=9).escalate
+
+
+def test_intensity_window_slides():
+    sup = _supervisor(Strategy.ONE_FOR_ONE, max_restarts=2, within_seconds=10)
+    for t in (0, 5, 11, 16, 22):  # never more than 2 in any 10s
+        assert not sup.child_exited("a", abnormal=True, now=t).escalate
+
+
+def test_backoff_grows_exponentially_and_is_capped():
+    policy = SupervisionPolicy(
+        max_restarts=10, backoff=Backoff(initial=1, multiplier=2, maximum=5, jitter=0)
+    )
+    sup = Supervisor(policy)
+    sup.add(ChildSpec("a", factory=lambda: None))  # type: ignore[arg-type,return-value]
+    delays = [sup.child_exited("a", abnormal=True, now=t).delay for t in range(5)]
+    assert delays == [1, 2, 4, 5, 5]
+
+
+def test_backoff_jitter_stays_within_bounds():
+    backoff = Backoff(initial=1, multiplier=2, maximum=100, jitter=0.2)
+    rng = random.Random(7)
+    samples = [backoff.delay(3, rng) for _ in range(200)]
+    assert all(6.4 <= s <= 9.6 for s in samples)
+    assert len({round(s, 6) for s in samples}) > 50  # it really varies
+
+
+@pytest.mark.parametrize(
+    ("kind", "abnormal", "restarted"),
+    [
+        (RestartType.PERMANENT, True, True),
+        (RestartType.PERMANENT, False, True),
+        (RestartType.TRANSIENT, True, True),
+        (RestartType.TRANSIENT, False, False),
+        (RestartType.TEMPORARY, True, False),
+        (RestartType.TEMPORARY, False, False),
+    ],
+)
+def test_child_kinds(kind, abnormal, restarted):
+    sup = Supervisor(SupervisionPolicy())
+    sup.add(ChildSpec("x", factory=lambda: None, restart=kind))  # type: ignore[arg-type,return-value]
+    decision = sup.child_exited("x", abnormal=abnormal, now=0)
+    assert (decision.restart == ("x",)) is restarted
+    assert (decision.remove == ("x",)) is (not restarted)
+
+
+# -- supervision of live actors ---------------------------------------------------
+
+
+def _policy(strategy: str = "one_for_one", **kw) -> dict:
+    return {"strategy": strategy, "backoff": {"initial": 0, "jitter": 0}, **kw}
+
+
+def _crash_and_wait(service, target: str) -> None:
+    name = service.route(target)
+    cell = service.system.directory.entry(name).cell
+    with pytest.raises(ActorCrashed):
+        service.call(target, "crash", timeout=5)
+    assert cell.exited.wait(5)
+    service.system.directory.wait_for(name, "running", timeout=5)
+
+
+def test_one_for_one_restarts_only_the_crashed_manager_with_a_fresh_driver(make_service):
+    service = make_service({"b1": backend(), "b2": backend()}, supervision=_policy())
+    for target in ("b1", "b2"):
+        service.call(target, "record", {"note": "kept?"})
+    _crash_and_wait(service, "b1")
+    assert service.call("b1", "status")["events"] == ["init_host"]  # fresh state
+    assert service.call("b2", "status")["events"] == ["init_host", "kept?"]
+    assert FakeController.for_backend("h@b1").setups == 2  # a fresh driver
+    assert FakeController.for_backend("h@b2").setups == 1
+    assert service.system.directory.entry("h@b1").restarts == 1
+
+
+def test_one_for_all_restarts_every_manager(make_service):
+    service = make_service({"b1": backend(), "b2": backend()}, supervision=_policy("one_for_all"))
+    service.call("b2", "record", {"note": "lost"})
+    _crash_and_wait(service, "b1")
+    service.system.directory.wait_for("h@b2", "running", timeout=5)
+    assert service.call("b2", "status")["events"] == ["init_host"]
+    assert FakeController.for_backend("h@b2").setups == 2
+
+
+def test_rest_for_one_restarts_the_crashed_and_later_managers(make_service):
+    service = make_service(
+        {"b1": backend(), "b2": backend(), "b3": backend()}, supervision=_policy("rest_for_one")
+    )
+    for target in ("b1", "b2", "b3"):
+        service.call(target, "record", {"note": "mark"})
+    _crash_and_wait(service, "b2")
+    service.system.directory.wait_for("h@b3", "running", timeout=5)
+    assert service.call("b1", "status")["events"] == ["init_host", "mark"]
+    assert service.call("b2", "status")["events"] == ["init_host"]
+    assert service.call("b3", "status")["events"] == ["init_host"]
+
+
+def test_restart_intensity_escalates_to_the_service(make_service):
+    service = make_service(supervision=_policy(max_restarts=2, within_seconds=60))
+    _crash_and_wait(service, "b1")
+    _crash_and_wait(service, "b1")
+    service_cell = service.system.directory.entry(service.name).cell
+    with pytest.raises(ActorCrashed):
+        service.call("b1", "crash", timeout=5)
+    assert service_cell.exited.wait(10)
+    assert isinstance(service.failed, EscalationError)
+    assert service.failed.restarts == 3
+    with pytest.raises(ActorUnavailable):
+        service.call("b1", "ping", timeout=5)
+
+
+def test_backoff_delays_restart_and_callers_fail_fast_meanwhile(make_service, clock):
+    policy = {"backoff": {"initial": 2.0, "jitter": 0}}
+    service = make_service(clock=clock, supervision=policy)
+    old = service.system.directory.entry("h@b1").cell
+    with pytest.raises(ActorCrashed):
+        service.call("b1", "crash", timeout=5)
+    assert old.exited.wait(5)
+    service.system.directory.wait_for("h@b1", "restarting", timeout=5)
+    with pytest.raises(ActorUnavailable) as err:
+        service.call("b1", "ping", timeout=5)
+    assert err.value.retryable and "restarting" in err.value.reason
+    clock.advance(1.9)
+    assert service.system.directory.entry("h@b1").state == "restarting"
+    clock.advance(0.2)
+    service.system.directory.wait_for("h@b1", "running", timeout=5)
+    assert service.call("b1", "ping")["name"] == "h@b1"
+
+
+def test_a_handle_survives_restarts(make_service):
+    service = make_service(supervision=_policy())
+    handle = service.handle("b1")
+    for _ in range(3):
+        _crash_and_wait(service, "b1")
+        assert handle.call("ping", rpc=True)["name"] == "h@b1"
+    assert service.system.directory.entry("h@b1").restarts == 3
+
+
+def test_requests_queued_at_a_crash_fail_fast(make_service, runtime):
+    service = make_service(
+        {"b1": backend(manager="tests.support:HoldingManager")}, supervision=_policy()
+    )
+    fake = FakeController.for_backend("h@b1")
+    held = service.ask("b1", "hold")
+    fake.wait_until(lambda c: "manager.hold" in c.ops(), runtime)
+    crash = service.ask("b1", "crash")
+    queued = [service.ask("b1", "ping", timeout=60) for _ in range(5)]
+    fake.release()
+    assert held.result() == "released"
+    with pytest.raises(ActorCrashed):
+        crash.result()
+    for future in queued:
+        # fail at once with the crash, long before their 60s deadline
+        with pytest.raises(ActorCrashed, match="asked to crash"):
+            future.result(timeout=5)
+
+
+def test_driver_crash_is_restarted_by_its_manager(make_service, runtime):
+    service = make_service({"b1": backend(driver_supervision=_policy())})
+    fake = FakeController.for_backend("h@b1")
+    service.call("b1", "record", {"note": "manager state"})
+    fake.fail("create", FatalError("controller lost"))
+    with pytest.raises(ActorCrashed, match="controller lost"):
+        service.call("b1", "create", {"resource_id": "x"}, timeout=5)
+    service.system.directory.wait_for("h@b1/driver", "running", timeout=5)
+    assert service.call("b1", "create", {"resource_id": "x"})["id"] == "x"
+    assert fake.setups == 2
+    # the manager itself was not restarted
+    assert service.call("b1", "status")["events"] == ["init_host", "manager state"]
+
+
+def test_driver_crashing_too_often_escalates_to_a_manager_restart(make_service):
+    service = make_service(
+        {"b1": backend(driver_supervision=_policy(max_restarts=1))}, supervision=_policy()
+    )
+    fake = FakeController.for_backend("h@b1")
+    manager = service.system.directory.entry("h@b1").cell
+    fake.fail("create", FatalError("flaky"), times=2)
+    for _ in range(2):
+        with pytest.raises(ActorCrashed):
+            service.call("b1", "create", {"resource_id": "x"}, timeout=5)
+        service.system.directory.wait_for("h@b1/driver", ("running", "stopped", "crashed"), 5)
+    assert manager.exited.wait(5)
+    service.system.directory.wait_for("h@b1", "running", timeout=5)
+    service.system.directory.wait_for("h@b1/driver", "running", timeout=5)
+    assert service.call("b1", "create", {"resource_id": "x"})["id"] == "x"
+    assert service.system.directory.entry("h@b1").restarts == 1
+
+
+def test_shutdown_stops_in_reverse_start_order(make_service):
+    service = make_service({"b1": backend(), "b2": backend(), "b3": backend()})
+    order: list[str] = []
+    for name in ("h@b1", "h@b2", "h@b3", "h@b1/driver", "h@b2/driver", "h@b3/driver"):
+        cell = service.system.directory.entry(name).cell
+        original = cell.behaviour.on_stop
+        cell.behaviour.on_stop = lambda n=name, o=original: (order.append(n), o())[1]
+    assert service.stop(timeout=10)
+    assert order == ["h@b3/driver", "h@b3", "h@b2/driver", "h@b2", "h@b1/driver", "h@b1"]
+
+
+def test_a_child_that_does_not_stop_in_time_is_killed_and_logged(make_service, runtime, caplog):
+    service = make_service(
+        {"b1": backend(driver_supervision={"shutdown_timeout": 0.2})}
+    )
+    fake = FakeController.for_backend("h@b1")
+    fake.hang("create")
+    fake.hang_timeout = 3.0
+    service.ask("b1", "create", {"resource_id": "stuck"})
+    fake.wait_until(lambda c: c.in_flight == 1, runtime)
+    service.stop(timeout=10)
+    assert "did not stop within 0.2s" in caplog.text
+    driver = service.system.directory.entry("h@b1/driver")
+    assert driver.state in ("crashed", "stopped") and driver.cell is None
+    fake.release()
