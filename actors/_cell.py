@@ -193,6 +193,11 @@ class CellMixin:
         except Exception as exc:
             reply.try_set_exception(exc)
             return
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            self._crash(f"{req.method}: {_describe(exc)}", exc)
+            return
         finally:
             self._current = None
             self._current_reply = None
@@ -226,13 +231,19 @@ class CellMixin:
         self._current = ("<continuation>", self.system.runtime.clock.monotonic())
         try:
             result = msg.fn(msg.source)
-        except self.behaviour.fatal_exceptions as exc:
-            msg.result.try_set_exception(ActorCrashed(self.name, _describe(exc)))
-            self._crash(f"continuation: {_describe(exc)}", exc)
-            return
         except Exception as exc:
+            if isinstance(exc, self.behaviour.fatal_exceptions):
+                msg.result.try_set_exception(ActorCrashed(self.name, _describe(exc)))
+                self._crash(f"continuation: {_describe(exc)}", exc)
+                return
             log.debug("%s: continuation failed: %s", self.name, _describe(exc))
             msg.result.try_set_exception(exc)
+            return
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            msg.result.try_set_exception(ActorCrashed(self.name, _describe(exc)))
+            self._crash(f"continuation: {_describe(exc)}", exc)
             return
         finally:
             self._current = None

@@ -57,8 +57,10 @@ def _run(argv: list[str]) -> int:
         else:
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             signal.signal(signal.SIGINT, lambda *_: stop.set())
-        click.echo(f"actorsd: {service.name} running backends: "
-                   f"{', '.join(config.enabled_backends) or 'none'}", err=True)
+        managers = service.actor.managers() if service.actor else []
+        click.echo(
+            f"actorsd: {service.name} running backends: {', '.join(managers) or 'none'}", err=True
+        )
         while not stop.wait(1.0):
             if service.failed is not None:
                 click.echo(f"actorsd: service failed: {service.failed}", err=True)

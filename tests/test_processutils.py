@@ -1,0 +1,82 @@
+"""execute(): argument lists, deadlines, typed errors; never blocks other actors."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from actors import ActorSystem, BaseActor, ProcessExecutionError, ProcessTimeout, execute
+
+
+def test_success_captures_output_and_uses_no_shell():
+    result = execute("echo", "hello; rm -rf /", timeout=10)
+    assert result.exit_code == 0
+    assert result.stdout == "hello; rm -rf /\n"
+
+
+def test_environment_input_and_cwd(tmp_path):
+    result = execute(
+        sys.executable, "-c",
+        "import os,sys; print(os.environ['GREETING'], os.getcwd(), sys.stdin.read())",
+        env={"GREETING": "hi"}, cwd=tmp_path, input="from stdin", timeout=10,
+    )
+    assert result.stdout.split() == ["hi", str(tmp_path), "from", "stdin"]
+
+
+def test_non_zero_exit_is_a_typed_error_with_code_and_stderr():
+    with pytest.raises(ProcessExecutionError) as err:
+        execute(sys.executable, "-c", "import sys; sys.stderr.write('disk full\\n'); sys.exit(3)")
+    assert err.value.exit_code == 3
+    assert err.value.stderr == "disk full\n"
+    assert "disk full" in str(err.value)
+    assert execute("false", check_exit_code=[1]).exit_code == 1
+    assert execute("false", check_exit_code=False).exit_code == 1
+
+
+def test_missing_command_is_a_typed_error():
+    with pytest.raises(ProcessExecutionError) as err:
+        execute("/nonexistent/tool")
+    assert err.value.exit_code == 127
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"  # zombie: already dead
+    except FileNotFoundError:
+        return True
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    with pytest.raises(ProcessTimeout) as err:
+        execute("sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait", timeout=0.5)
+    assert err.value.timeout == 0.5 and err.value.retryable
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while not _gone(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _gone(grandchild), "the background child of the timed-out command survived"
+
+
+class Runner(BaseActor):
+    def run(self, seconds: float) -> str:
+        return execute("sleep", str(seconds), timeout=10).stdout
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_execute_does_not_block_other_actors(runtime):
+    system = ActorSystem(runtime)
+    try:
+        runner = system.spawn("runner", Runner())
+        other = system.spawn("other", Runner())
+        slow = runner.ask("run", (2,))
+        assert other.call("ping", timeout=5) == "pong"
+        assert not slow.done()  # the other actor answered while the command ran
+        slow.result(timeout=10)
+    finally:
+        assert system.stop(5)

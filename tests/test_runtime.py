@@ -1,0 +1,173 @@
+"""Runtimes: futures, timers, bounded mailboxes, crash containment."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors import ActorSystem, BaseActor, Busy, FakeController, VirtualClock
+from actors.runtime import get_runtime
+from tests.support import backend
+
+
+def test_futures_are_constructible_with_no_arguments(runtime):
+    future = type(runtime.future())()
+    assert not future.done()
+    future.set(41)
+    assert future.get(timeout=1) == 41
+
+
+def test_future_callbacks_run_once_whether_added_before_or_after(runtime):
+    future = runtime.future()
+    seen: list[object] = []
+    future.add_done_callback(lambda f: seen.append(("before", f.value())))
+    future.set("v")
+    future.add_done_callback(lambda f: seen.append(("after", f.value())))
+    assert seen == [("before", "v"), ("after", "v")]
+    assert not future.try_set("again")
+
+
+def test_future_carries_exceptions(runtime):
+    future = runtime.future()
+    future.set_exception(KeyError("k"))
+    with pytest.raises(KeyError):
+        future.get(timeout=1)
+    assert isinstance(future.exception(), KeyError)
+
+
+def test_future_wait_has_a_deadline(runtime):
+    import pykka
+
+    with pytest.raises(pykka.Timeout):
+        runtime.future().get(timeout=0.01)
+
+
+def test_call_later_and_repeating_timers_fire_on_the_real_clock(runtime):
+    fired = runtime.event()
+    runtime.call_later(0.01, fired.set)
+    assert fired.wait(5)
+    ticks: list[int] = []
+    done = runtime.event()
+
+    def tick() -> None:
+        ticks.append(1)
+        if len(ticks) == 3:
+            done.set()
+
+    handle = runtime.call_repeatedly(0.005, tick)
+    assert done.wait(5)
+    handle.cancel()
+
+
+def test_virtual_clock_fires_timers_in_due_order_only_when_advanced():
+    clock = VirtualClock()
+    fired: list[str] = []
+    clock.call_later(2, lambda: fired.append("b"))
+    clock.call_later(1, lambda: fired.append("a"))
+    cancelled = clock.call_later(1.5, lambda: fired.append("never"))
+    cancelled.cancel()
+    assert clock.advance(0.5) == 0 and fired == []
+    assert clock.advance(1.6) == 2 and fired == ["a", "b"]
+    assert clock.monotonic() == 1000 + 2.1
+
+
+def test_virtual_clock_repeating_timer():
+    runtime = get_runtime("threading", clock=VirtualClock())
+    count: list[int] = []
+    handle = runtime.call_repeatedly(10, lambda: count.append(1))
+    runtime.clock.advance(35)  # type: ignore[attr-defined]
+    assert len(count) == 3
+    handle.cancel()
+    runtime.clock.advance(100)  # type: ignore[attr-defined]
+    assert len(count) == 3
+
+
+def test_unknown_runtime_is_a_config_error():
+    from actors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown runtime 'fibers'"):
+        get_runtime("fibers")
+
+
+def test_full_mailbox_is_busy_at_once(make_service, runtime):
+    service = make_service(
+        {"b1": backend(manager="tests.support:HoldingManager", mailbox_capacity=3)}
+    )
+    fake = FakeController.for_backend("h@b1")
+    held = service.ask("b1", "hold")
+    fake.wait_until(lambda c: "manager.hold" in c.ops(), runtime)
+    accepted = [service.ask("b1", "ping") for _ in range(3)]
+    refused = service.ask("b1", "ping")
+    assert refused.done()  # failed at once, not after a timeout
+    with pytest.raises(Busy) as err:
+        refused.result()
+    assert err.value.retryable and err.value.capacity == 3 and err.value.target == "h@b1"
+    with pytest.raises(Busy):
+        service.cast("b1", "record", {"note": "no room"})
+    fake.release()
+    assert held.result() == "released"
+    for future in accepted:
+        assert future.result()["name"] == "h@b1"
+
+
+class Worker(BaseActor):
+    def __init__(self) -> None:
+        self.done = 0
+
+    def work(self) -> int:
+        self.done += 1
+        return self.done
+
+
+@pytest.mark.parametrize("kind", ["timeout", "greenlet_exit"])
+def test_gevent_timeout_or_greenlet_exit_ends_only_that_actor(kind):
+    import pykka
+
+    from actors import ActorCrashed
+
+    system = ActorSystem("gevent")
+    bystander = system.spawn("bystander", Worker())
+    system2 = ActorSystem("gevent")
+    from actors import ServiceConfig, Service
+
+    config = ServiceConfig(
+        host="h", runtime="gevent", enabled_backends=["b1"],
+        backends={"b1": backend(manager="tests.support:HoldingManager")},
+        supervision={"max_restarts": 0},
+    )
+    service = Service(config).start(timeout=5)
+    try:
+        with pytest.raises(ActorCrashed):
+            service.call("b1", "raise_base_exception", {"kind": kind}, timeout=5)
+        # every other actor in the process is still alive
+        assert bystander.call("work") == 1
+        assert pykka.ActorRegistry.get_by_urn(
+            system.directory.entry("bystander").cell.actor_urn
+        ) is not None
+    finally:
+        service.stop(5)
+        assert system.stop(5) and system2.stop(5)
+
+
+def test_timers_set_by_an_actor_run_in_its_mailbox(runtime):
+    clock = VirtualClock()
+    system = ActorSystem(get_runtime(runtime.name, clock=clock))
+
+    class Ticker(BaseActor):
+        def __init__(self) -> None:
+            self.ticks = 0
+
+        def on_start(self) -> None:
+            self.call_repeatedly(5, self._tick)
+
+        def _tick(self) -> None:
+            self.ticks += 1
+
+        def count(self) -> int:
+            return self.ticks
+
+    ticker = system.spawn("ticker", Ticker())
+    assert ticker.call("count") == 0
+    clock.advance(16)
+    assert ticker.call("count") == 3  # the timer messages precede this request
+    assert system.stop(5)
+    assert clock.pending() == 0  # a stopped actor leaves no timers behind
