@@ -457,11 +457,12 @@ class CellMixin:
         if self._stopping or self.supervisor is None:
             return
         now = self.system.runtime.clock.monotonic()
-        decision = self.supervisor.child_exited(
-            msg.name, abnormal=msg.reason is not None, now=now
-        )
+        decision = self.supervisor.child_exited(msg.name, abnormal=msg.reason is not None, now=now)
         log.info(
-            "%s: child %s exited (%s): %s", self.name, msg.name, msg.reason or "normal",
+            "%s: child %s exited (%s): %s",
+            self.name,
+            msg.name,
+            msg.reason or "normal",
             describe(decision),
         )
         if decision.escalate:
@@ -509,7 +510,9 @@ class CellMixin:
             "kind": type(self.behaviour).__name__,
             "state": "crashed"
             if self._crash_reason
-            else ("stopped" if self.exited.is_set() else ("stopping" if self._stopping else "running")),
+            else (
+                "stopped" if self.exited.is_set() else ("stopping" if self._stopping else "running")
+            ),
             "mailbox": self.actor_inbox.qsize(),
             "capacity": self.mailbox_capacity,
             "restarts": entry.restarts if entry else 0,

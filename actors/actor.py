@@ -54,9 +54,7 @@ class BaseActor:
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        return logging.LoggerAdapter(
-            logging.getLogger(type(self).__module__), {"actor": self.name}
-        )
+        return logging.LoggerAdapter(logging.getLogger(type(self).__module__), {"actor": self.name})
 
     # -- lifecycle hooks (run in the mailbox) -----------------------------------
     def on_start(self) -> None:

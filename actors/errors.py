@@ -148,18 +148,14 @@ class ActorCrashed(ActorUnavailable):
     """The actor crashed while this request was queued or running."""
 
     def __init__(self, target: str, reason: str) -> None:
-        ActorsError.__init__(
-            self, f"{target!r} crashed: {reason}", target=target, reason=reason
-        )
+        ActorsError.__init__(self, f"{target!r} crashed: {reason}", target=target, reason=reason)
 
 
 class ActorStopped(ActorUnavailable):
     """The actor stopped before it handled this request."""
 
     def __init__(self, target: str, reason: str = "stopped") -> None:
-        ActorsError.__init__(
-            self, f"{target!r} stopped: {reason}", target=target, reason=reason
-        )
+        ActorsError.__init__(self, f"{target!r} stopped: {reason}", target=target, reason=reason)
 
 
 class DriverNotReady(ActorUnavailable):
@@ -196,7 +192,10 @@ class RemoteError(ActorsError):
 
     def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
         super().__init__(
-            f"{type_name}: {message}", type_name=type_name, remote_message=message, traceback=traceback
+            f"{type_name}: {message}",
+            type_name=type_name,
+            remote_message=message,
+            traceback=traceback,
         )
 
 

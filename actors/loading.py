@@ -38,9 +38,7 @@ def load_object(path: str, *, kind: type | None = None) -> Any:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
             raise LoadError(path, "module_not_found", f"no module named {missing!r}") from exc
-        raise LoadError(
-            path, "import_failed", f"importing {module_name!r} failed: {exc}"
-        ) from exc
+        raise LoadError(path, "import_failed", f"importing {module_name!r} failed: {exc}") from exc
     except Exception as exc:
         raise LoadError(
             path, "import_failed", f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
@@ -54,7 +52,5 @@ def load_object(path: str, *, kind: type | None = None) -> Any:
                 path, "attribute_missing", f"module {module_name!r} has no attribute {attr_path!r}"
             ) from None
     if kind is not None and not (isinstance(obj, type) and issubclass(obj, kind)):
-        raise LoadError(
-            path, "wrong_kind", f"{attr_path!r} is not a subclass of {kind.__name__}"
-        )
+        raise LoadError(path, "wrong_kind", f"{attr_path!r} is not a subclass of {kind.__name__}")
     return obj

@@ -31,9 +31,7 @@ class DriverProxy:
 
     __slots__ = ("_backend", "_handle", "_owner", "_timeout")
 
-    def __init__(
-        self, handle: ActorHandle, backend: str, timeout: float, owner: BaseActor
-    ) -> None:
+    def __init__(self, handle: ActorHandle, backend: str, timeout: float, owner: BaseActor) -> None:
         self._handle, self._backend, self._timeout, self._owner = handle, backend, timeout, owner
 
     @property
@@ -110,7 +108,9 @@ class ManagerActor(BaseActor):
         return [
             ChildSpec(
                 driver_name,
-                lambda: self.driver_class(self.driver_options, host=self.host, backend=self.backend),
+                lambda: self.driver_class(
+                    self.driver_options, host=self.host, backend=self.backend
+                ),
                 mailbox_capacity=self.config.mailbox_capacity,
             )
         ]

@@ -34,13 +34,11 @@ class ProcessResult:
 
 
 def _subprocess_module() -> ModuleType:
-    gevent = sys.modules.get("gevent")
-    if gevent is not None:
-        current = gevent.getcurrent()
-        if isinstance(current, gevent.Greenlet):
-            import gevent.subprocess
+    gevent_module = sys.modules.get("gevent")
+    if gevent_module is not None and isinstance(gevent_module.getcurrent(), gevent_module.Greenlet):
+        import gevent.subprocess
 
-            return gevent.subprocess
+        return gevent.subprocess  # type: ignore[no-any-return]
     return std_subprocess
 
 

@@ -44,7 +44,7 @@ class RpcMethod:
         params = [p for p in self.signature.parameters.values() if p.name != "self"]
         return {
             "name": self.name,
-            "since": "%d.%d" % self.since,
+            "since": f"{self.since[0]}.{self.since[1]}",
             "params": [p.name for p in params],
             "doc": (inspect.getdoc(self.function) or "").split("\n")[0],
         }
@@ -114,7 +114,7 @@ def collect_rpc_methods(cls: type, api_version: str) -> dict[str, RpcMethod]:
         for name, value in vars(klass).items():
             info = getattr(value, _MARK, None)
             if isinstance(info, RpcMethod):
-                if not info.builtin and info.since[0] != served[0] or info.since[1] > served[1]:
+                if (not info.builtin and info.since[0] != served[0]) or info.since[1] > served[1]:
                     raise TypeError(
                         f"{cls.__name__}.{name} is @rpc(version='{info.since[0]}.{info.since[1]}')"
                         f" but the class serves RPC API {api_version}"

@@ -83,8 +83,10 @@ class Service:
             self.failed = exc
             self.system.stop(config.shutdown_timeout)
             raise
-        pings = {name: self.system.handle(name).ask("ping", rpc=True, timeout=timeout)
-                 for name in managers}
+        pings = {
+            name: self.system.handle(name).ask("ping", rpc=True, timeout=timeout)
+            for name in managers
+        }
         for name, future in pings.items():
             try:
                 future.result()

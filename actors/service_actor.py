@@ -42,13 +42,14 @@ def plan_backends(config: ServiceConfig, *, file: str | None = None) -> list[Bac
     for backend in config.enabled_backends:
         bc = config.backends[backend]
         manager_class = load_object(bc.manager, kind=ManagerActor)
-        driver_class = load_object(bc.driver, kind=DriverActor)
+        driver_class: type[DriverActor] = load_object(bc.driver, kind=DriverActor)  # type: ignore[type-abstract]
         options = driver_class.validate_options(
             bc.options, key=f"backends.{backend}.options", file=file
         )
         plans.append(
-            BackendPlan(backend, config.manager_name(backend), manager_class, driver_class,
-                        options, bc)
+            BackendPlan(
+                backend, config.manager_name(backend), manager_class, driver_class, options, bc
+            )
         )
     return plans
 
@@ -66,8 +67,11 @@ class ServiceActor(BaseActor):
 
     def child_specs(self) -> list[ChildSpec]:
         return [
-            ChildSpec(plan.name, _manager_factory(self.config, plan),
-                      mailbox_capacity=plan.config.mailbox_capacity)
+            ChildSpec(
+                plan.name,
+                _manager_factory(self.config, plan),
+                mailbox_capacity=plan.config.mailbox_capacity,
+            )
             for plan in self.plans
         ]
 
@@ -77,7 +81,9 @@ class ServiceActor(BaseActor):
     def on_start(self) -> None:
         self.log.info(
             "service %s on %s started backends: %s",
-            self.config.binary, self.config.host, ", ".join(p.backend for p in self.plans) or "none",
+            self.config.binary,
+            self.config.host,
+            ", ".join(p.backend for p in self.plans) or "none",
         )
 
     def route(self, target: str) -> str:

@@ -85,7 +85,11 @@ class Directory:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
             entry = self._entries.get(name)
-            raise DeadlineExceeded(name, f"wait_for({'|'.join(states)}) [now {entry.state if entry else 'absent'}]", timeout)
+            raise DeadlineExceeded(
+                name,
+                f"wait_for({'|'.join(states)}) [now {entry.state if entry else 'absent'}]",
+                timeout,
+            )
         return self._entries[name]
 
     def register(self, name: str, cell: CellMixin) -> None:
@@ -241,8 +245,12 @@ class ActorHandle:
         if entry is None:
             raise NotFound(self.name)
         if entry.cell is None:
-            return {"name": self.name, "state": entry.state, "reason": entry.reason,
-                    "restarts": entry.restarts}
+            return {
+                "name": self.name,
+                "state": entry.state,
+                "reason": entry.reason,
+                "restarts": entry.restarts,
+            }
         return entry.cell.status()
 
     def crash(self, reason: str = "crash requested") -> None:
@@ -281,7 +289,10 @@ class ActorSystem:
     ) -> CellMixin:
         """Start a behaviour in a new cell under `name`."""
         cell: CellMixin = self._cell_cls(
-            self, name, behaviour, parent,
+            self,
+            name,
+            behaviour,
+            parent,
             self.mailbox_capacity if capacity is None else capacity,
         )
         self.directory.register(name, cell)
@@ -330,6 +341,12 @@ class ActorSystem:
             if entry.cell is not None:
                 result.append(entry.cell.status())
             else:
-                result.append({"name": name, "state": entry.state, "reason": entry.reason,
-                               "restarts": entry.restarts})
+                result.append(
+                    {
+                        "name": name,
+                        "state": entry.state,
+                        "reason": entry.reason,
+                        "restarts": entry.restarts,
+                    }
+                )
         return result

@@ -83,8 +83,11 @@ class BrokenSetupDriver(DriverActor):
         pass
 
 
-def backend(manager: str = "tests.support:ResourceManager",
-            driver: str = "actors.drivers.fake:FakeDriver", **extra: Any) -> dict[str, Any]:
+def backend(
+    manager: str = "tests.support:ResourceManager",
+    driver: str = "actors.drivers.fake:FakeDriver",
+    **extra: Any,
+) -> dict[str, Any]:
     """A backend config entry."""
     return {"manager": manager, "driver": driver, **extra}
 

@@ -21,7 +21,11 @@ def _env() -> dict[str, str]:
 def test_demo_performs_real_operations(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "actors.examples.demo", str(tmp_path / "root")],
-        capture_output=True, text=True, timeout=60, env=_env(), cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     assert "create alpha" in out.stdout and "refused: UnsafeName" in out.stdout
@@ -48,21 +52,36 @@ GOOD = """
 
 def test_actorsctl_check_config(tmp_path):
     good = _config(tmp_path, GOOD.replace("ROOT", str(tmp_path)))
-    ok = subprocess.run([sys.executable, str(ROOT / "bin" / "actorsctl"), "check-config",
-                         str(good)], capture_output=True, text=True, timeout=60, env=_env())
+    ok = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "actorsctl"), "check-config", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
     assert ok.returncode == 0, ok.stderr
     assert '"backends": ["node1@files"]' in ok.stdout
     bad = _config(tmp_path, GOOD.replace('options = { root = "ROOT" }', "options = {}"))
-    out = subprocess.run([sys.executable, str(ROOT / "bin" / "actorsctl"), "check-config",
-                          str(bad)], capture_output=True, text=True, timeout=60, env=_env())
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "actorsctl"), "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
     assert out.returncode == 1
     assert "ConfigError" in out.stderr and "backends.files.options.root" in out.stderr
 
 
 def test_actorsd_bad_config_exits_2_with_one_line_reason(tmp_path):
     bad = _config(tmp_path, "mailbox_capacity = -1\n")
-    out = subprocess.run([sys.executable, str(ROOT / "bin" / "actorsd"), "--config", str(bad)],
-                         capture_output=True, text=True, timeout=60, env=_env())
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "actorsd"), "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0
     assert "mailbox_capacity" in out.stderr
@@ -72,9 +91,17 @@ def test_actorsd_bad_config_exits_2_with_one_line_reason(tmp_path):
 def test_actorsd_runs_until_sigterm_and_exits_0(tmp_path, runtime):
     config = _config(tmp_path, GOOD.replace("ROOT", str(tmp_path / "root")))
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bin" / "actorsd"), "--config", str(config),
-         "--runtime", runtime],
-        stderr=subprocess.PIPE, text=True, env=_env(),
+        [
+            sys.executable,
+            str(ROOT / "bin" / "actorsd"),
+            "--config",
+            str(config),
+            "--runtime",
+            runtime,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
     )
     try:
         assert proc.stderr is not None

@@ -93,12 +93,12 @@ def test_service_from_file_runs(tmp_path):
 @pytest.mark.parametrize(
     ("text", "key", "reason"),
     [
-        ('mailbox_capacity = 0\n', "mailbox_capacity", "greater than or equal to 1"),
+        ("mailbox_capacity = 0\n", "mailbox_capacity", "greater than or equal to 1"),
         ('runtime = "fibers"\n', "runtime", "'gevent' or 'threading'"),
         ('colour = "blue"\n', "colour", "Extra inputs are not permitted"),
         ('enabled_backends = ["ghost"]\n', None, "undefined backends: ghost"),
         ('[supervision]\nstrategy = "all_at_once"\n', "supervision.strategy", "one_for_one"),
-        ('[supervision.backoff]\ninitial = 10\nmaximum = 1\n', "supervision", "maximum"),
+        ("[supervision.backoff]\ninitial = 10\nmaximum = 1\n", "supervision", "maximum"),
         ('[backends.b1]\nmanager = "x:Y"\n', "backends.b1.driver", "Field required"),
     ],
 )
@@ -132,8 +132,11 @@ def test_driver_options_are_validated_when_the_backend_starts(tmp_path):
 def test_bad_import_path_fails_start_with_load_error():
     from actors import ServiceConfig
 
-    config = ServiceConfig(host="h", enabled_backends=["b1"],
-                           backends={"b1": backend(driver="tests.support:ResourceManager")})
+    config = ServiceConfig(
+        host="h",
+        enabled_backends=["b1"],
+        backends={"b1": backend(driver="tests.support:ResourceManager")},
+    )
     with pytest.raises(LoadError) as err:
         Service(config).start()
     assert err.value.kind == "wrong_kind" and "DriverActor" in str(err.value)

@@ -18,9 +18,13 @@ def test_success_captures_output_and_uses_no_shell():
 
 def test_environment_input_and_cwd(tmp_path):
     result = execute(
-        sys.executable, "-c",
+        sys.executable,
+        "-c",
         "import os,sys; print(os.environ['GREETING'], os.getcwd(), sys.stdin.read())",
-        env={"GREETING": "hi"}, cwd=tmp_path, input="from stdin", timeout=10,
+        env={"GREETING": "hi"},
+        cwd=tmp_path,
+        input="from stdin",
+        timeout=10,
     )
     assert result.stdout.split() == ["hi", str(tmp_path), "from", "stdin"]
 

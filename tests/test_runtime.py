@@ -127,10 +127,12 @@ def test_gevent_timeout_or_greenlet_exit_ends_only_that_actor(kind):
     system = ActorSystem("gevent")
     bystander = system.spawn("bystander", Worker())
     system2 = ActorSystem("gevent")
-    from actors import ServiceConfig, Service
+    from actors import Service, ServiceConfig
 
     config = ServiceConfig(
-        host="h", runtime="gevent", enabled_backends=["b1"],
+        host="h",
+        runtime="gevent",
+        enabled_backends=["b1"],
         backends={"b1": backend(manager="tests.support:HoldingManager")},
         supervision={"max_restarts": 0},
     )
@@ -140,9 +142,10 @@ def test_gevent_timeout_or_greenlet_exit_ends_only_that_actor(kind):
             service.call("b1", "raise_base_exception", {"kind": kind}, timeout=5)
         # every other actor in the process is still alive
         assert bystander.call("work") == 1
-        assert pykka.ActorRegistry.get_by_urn(
-            system.directory.entry("bystander").cell.actor_urn
-        ) is not None
+        assert (
+            pykka.ActorRegistry.get_by_urn(system.directory.entry("bystander").cell.actor_urn)
+            is not None
+        )
     finally:
         service.stop(5)
         assert system.stop(5) and system2.stop(5)

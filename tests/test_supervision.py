@@ -247,9 +247,7 @@ def test_shutdown_stops_in_reverse_start_order(make_service):
 
 
 def test_a_child_that_does_not_stop_in_time_is_killed_and_logged(make_service, runtime, caplog):
-    service = make_service(
-        {"b1": backend(driver_supervision={"shutdown_timeout": 0.2})}
-    )
+    service = make_service({"b1": backend(driver_supervision={"shutdown_timeout": 0.2})})
     fake = FakeController.for_backend("h@b1")
     fake.hang("create")
     fake.hang_timeout = 3.0

@@ -29,8 +29,11 @@ def check_config(path: str) -> None:
     except ActorsError as exc:
         click.echo(f"{type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
-    click.echo(json.dumps({"host": config.host, "runtime": config.runtime,
-                           "backends": [p.name for p in plans]}))
+    click.echo(
+        json.dumps(
+            {"host": config.host, "runtime": config.runtime, "backends": [p.name for p in plans]}
+        )
+    )
 
 
 def main() -> None:

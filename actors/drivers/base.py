@@ -103,7 +103,8 @@ class DriverActor(BaseActor, abc.ABC):
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first.get("loc", ()))
             reasons = "; ".join(
-                f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+                f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+                for e in exc.errors()
             )
             raise ConfigError(reasons, file=file, key=f"{key}.{loc}" if loc else key) from None
 
@@ -138,7 +139,9 @@ class DriverActor(BaseActor, abc.ABC):
             delay = self.setup_backoff.delay(self.setup_attempts - 1)
             self.log.warning(
                 "setup failed (attempt %d), retrying in %.2fs: %s",
-                self.setup_attempts, delay, self.last_setup_error,
+                self.setup_attempts,
+                delay,
+                self.last_setup_error,
             )
             self.call_later(delay, self._attempt_setup)
             return

@@ -27,7 +27,9 @@ class FakeResourceError(ActorsError):
     """A fake resource is missing, duplicated or over capacity."""
 
     def __init__(self, resource_id: str, reason: str) -> None:
-        super().__init__(f"resource {resource_id!r}: {reason}", resource_id=resource_id, reason=reason)
+        super().__init__(
+            f"resource {resource_id!r}: {reason}", resource_id=resource_id, reason=reason
+        )
 
 
 @dataclass

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from actors import Service, ServiceConfig
+from actors import BackendConfig, Service, ServiceConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +23,11 @@ def main(argv: list[str] | None = None) -> int:
         runtime="gevent",
         enabled_backends=["files"],
         backends={
-            "files": {
-                "manager": "actors.examples.files:DirectoryManager",
-                "driver": "actors.examples.files:DirectoryDriver",
-                "options": {"root": str(root)},
-            }
+            "files": BackendConfig(
+                manager="actors.examples.files:DirectoryManager",
+                driver="actors.examples.files:DirectoryDriver",
+                options={"root": str(root)},
+            )
         },
     )
     with Service(config) as service:
@@ -46,8 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stats: {stats['free_bytes'] // 2**20} MiB free")
         print("actors:")
         for status in service.status():
-            print("  " + json.dumps({k: status.get(k) for k in ("name", "kind", "state",
-                                                                  "mailbox", "restarts")}))
+            print(
+                "  "
+                + json.dumps(
+                    {k: status.get(k) for k in ("name", "kind", "state", "mailbox", "restarts")}
+                )
+            )
     print("stopped cleanly")
     return 0
 

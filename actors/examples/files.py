@@ -102,8 +102,9 @@ class DirectoryManager(ManagerActor):
     @rpc
     def list_items(self) -> Any:
         """Every item with its size."""
-        return self.then(self.driver.list_items(), lambda items: {"items": items,
-                                                                   "count": len(items)})
+        return self.then(
+            self.driver.list_items(), lambda items: {"items": items, "count": len(items)}
+        )
 
     @rpc
     def stats(self) -> Any:

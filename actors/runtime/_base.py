@@ -63,7 +63,11 @@ class BoundedInbox:
         return self._queue.get()
 
     def get_nowait(self) -> Any:
-        return self._queue.get_nowait() if hasattr(self._queue, "get_nowait") else self._queue.get(False)
+        return (
+            self._queue.get_nowait()
+            if hasattr(self._queue, "get_nowait")
+            else self._queue.get(False)
+        )
 
     def empty(self) -> bool:
         return bool(self._queue.empty())

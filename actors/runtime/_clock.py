@@ -110,9 +110,7 @@ class ThreadClock:
         with self._cond:
             timer = self._heap.push(time.monotonic() + max(0.0, delay), callback)
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="actors-timers", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="actors-timers", daemon=True)
                 self._thread.start()
             self._cond.notify()
         return timer
