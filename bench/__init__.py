@@ -1,0 +1,1 @@
+"""Benchmarks for service-actors (run `python bench/bench_ask.py`)."""
