@@ -360,9 +360,10 @@ class CellMixin:
             self._announce_exit()
 
     def _announce_exit(self) -> None:
+        # The parent hears of the exit before `exited` is set, so anyone who
+        # waited on `exited` can rely on the notice being in the parent's mailbox.
         self.exit_reason = self._crash_reason
         self.system.directory.exited(self)
-        self.exited.set()
         if self.parent is not None:
             try:
                 self.parent.post(ChildExited(self.name, self, self._crash_reason))
@@ -370,6 +371,7 @@ class CellMixin:
                 pass
         else:
             self.system._root_exited(self)
+        self.exited.set()
 
     def _drain(self, *, run_continuations: bool) -> None:
         failure: ActorsError = (

@@ -8,8 +8,11 @@ import pytest
 
 from actors import (
     ActorCrashed,
+    ActorsError,
+    ActorSystem,
     ActorUnavailable,
     Backoff,
+    BaseActor,
     EscalationError,
     FakeController,
     FatalError,
@@ -258,3 +261,61 @@ def test_a_child_that_does_not_stop_in_time_is_killed_and_logged(make_service, r
     driver = service.system.directory.entry("h@b1/driver")
     assert driver.state in ("crashed", "stopped") and driver.cell is None
     fake.release()
+
+
+class _Child(BaseActor):
+    def ping(self) -> str:
+        return "pong"
+
+    def quit(self) -> None:
+        self.stop_self("done")
+
+    def explode(self) -> None:
+        raise FatalError("child exploded")
+
+
+class _Parent(BaseActor):
+    def __init__(self, kind: RestartType) -> None:
+        self.kind = kind
+
+    def child_specs(self) -> list[ChildSpec]:
+        return [ChildSpec("child", _Child, restart=self.kind)]
+
+    def supervision_policy(self) -> SupervisionPolicy:
+        return SupervisionPolicy(backoff=Backoff(initial=0, jitter=0))
+
+    def children_now(self) -> list[str]:
+        return list(self._cell.children)
+
+
+@pytest.mark.parametrize(
+    ("kind", "how", "restarted"),
+    [
+        (RestartType.TRANSIENT, "quit", False),
+        (RestartType.TRANSIENT, "explode", True),
+        (RestartType.TEMPORARY, "explode", False),
+        (RestartType.PERMANENT, "quit", True),
+    ],
+)
+def test_child_kinds_on_live_actors(runtime, kind, how, restarted):
+    system = ActorSystem(runtime)
+    try:
+        parent = system.spawn("parent", _Parent(kind))
+        assert parent.call("children_now") == ["child"]
+        child_cell = system.directory.entry("child").cell
+        child = system.handle("child")
+        try:
+            child.call(how, timeout=5)
+        except ActorCrashed:
+            assert how == "explode"
+        assert child_cell.exited.wait(5)
+        parent.call("children_now")  # barrier: the exit notice has been handled
+        if restarted:
+            system.directory.wait_for("child", "running", timeout=5)
+            assert child.call("ping") == "pong"
+        else:
+            assert parent.call("children_now") == []
+            with pytest.raises(ActorsError):
+                child.call("ping", timeout=5)
+    finally:
+        assert system.stop(5)
