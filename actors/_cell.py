@@ -94,7 +94,8 @@ class CellMixin:
         self._current_reply: ActorFuture[Any] | None = None
         self.current_deadline: float | None = None
         self._timers: set[TimerHandle] = set()
-        self.started_at = system.runtime.clock.monotonic()
+        self._now = system.runtime.clock.monotonic
+        self.started_at = self._now()
         self.supervisor: Supervisor | None = None
         self.children: dict[str, Any] = {}
         behaviour._cell = self
@@ -161,15 +162,21 @@ class CellMixin:
             # pykka would otherwise stop every actor in the process.
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            self._crash(f"{_describe(exc)}", exc)
+            reason = _describe(exc)
+            self._crash(reason, exc)
+            # Whatever was being handled fails now rather than at its deadline.
+            if type(message) is Request:
+                message.reply.try_set_exception(ActorCrashed(self.name, reason))
+            elif type(message) is Continuation:
+                message.result.try_set_exception(ActorCrashed(self.name, reason))
         return None
 
     # -- handlers -------------------------------------------------------------------
     def _on_request(self, req: Request) -> None:
         reply = req.reply
-        if reply.done():
+        if reply._state:  # already completed (failed at once, or abandoned)
             return
-        now = self.system.runtime.clock.monotonic()
+        now = self._now()
         if req.deadline is not None and now > req.deadline:
             reply.try_set_exception(DeadlineExceeded(self.name, req.method, req.timeout))
             return
@@ -217,7 +224,7 @@ class CellMixin:
         except Exception as exc:
             log.warning("%s: refused cast %s: %s", self.name, cast.method, exc)
             return
-        self._current = (cast.method, self.system.runtime.clock.monotonic())
+        self._current = (cast.method, self._now())
         try:
             fn(*cast.args, **cast.kwargs)
         except behaviour.fatal_exceptions as exc:
@@ -228,7 +235,7 @@ class CellMixin:
             self._current = None
 
     def _on_continuation(self, msg: Continuation) -> None:
-        self._current = ("<continuation>", self.system.runtime.clock.monotonic())
+        self._current = ("<continuation>", self._now())
         try:
             result = msg.fn(msg.source)
         except Exception as exc:
@@ -255,7 +262,7 @@ class CellMixin:
     def _on_timer(self, msg: TimerFired) -> None:
         if self._stopping:
             return
-        self._current = ("<timer>", self.system.runtime.clock.monotonic())
+        self._current = ("<timer>", self._now())
         try:
             msg.fn()
         except self.behaviour.fatal_exceptions as exc:
@@ -458,7 +465,7 @@ class CellMixin:
         del self.children[msg.name]
         if self._stopping or self.supervisor is None:
             return
-        now = self.system.runtime.clock.monotonic()
+        now = self._now()
         decision = self.supervisor.child_exited(msg.name, abnormal=msg.reason is not None, now=now)
         log.info(
             "%s: child %s exited (%s): %s",
@@ -504,7 +511,7 @@ class CellMixin:
     # -- introspection ---------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """What this actor is doing now: for dumps and failure messages."""
-        now = self.system.runtime.clock.monotonic()
+        now = self._now()
         current = self._current
         entry = self.system.directory.entry(self.name)
         return {

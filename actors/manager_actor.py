@@ -11,6 +11,7 @@ status calls and runs periodic work while the driver is busy.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -29,10 +30,13 @@ __all__ = ["DriverProxy", "ManagerActor"]
 class DriverProxy:
     """The manager's view of its driver: attribute calls return futures."""
 
-    __slots__ = ("_backend", "_handle", "_owner", "_timeout")
+    __slots__ = ("_backend", "_calls", "_cell", "_handle", "_now", "_owner", "_timeout")
 
     def __init__(self, handle: ActorHandle, backend: str, timeout: float, owner: BaseActor) -> None:
         self._handle, self._backend, self._timeout, self._owner = handle, backend, timeout, owner
+        self._cell = owner._cell
+        self._now = owner.clock.monotonic
+        self._calls: dict[str, Callable[..., ActorFuture[Any]]] = {}
 
     @property
     def name(self) -> str:
@@ -45,22 +49,28 @@ class DriverProxy:
         that request's deadline, so work the caller gave up on is not started.
         """
         timeout = self._timeout
-        deadline = self._owner._cell.current_deadline
+        deadline = self._cell.current_deadline
         if deadline is not None:
-            timeout = max(0.0, min(timeout, deadline - self._owner.clock.monotonic()))
+            remaining = deadline - self._now()
+            if remaining < timeout:
+                timeout = max(0.0, remaining)
         future = self._handle.ask(op, args, kwargs, timeout=timeout)
-        error = future.exception()
-        if isinstance(error, ActorUnavailable) and not isinstance(error, DriverNotReady):
-            # Restarting after a crash: say so in the driver's terms.
-            fresh: ActorFuture[Any] = self._handle._runtime.future()
-            fresh.set_exception(DriverNotReady(self._backend, error.details.get("reason", "")))
-            return fresh
+        if future._state:  # failed at once: say "not ready" for a restarting driver
+            error = future.exception()
+            if isinstance(error, ActorUnavailable) and not isinstance(error, DriverNotReady):
+                fresh: ActorFuture[Any] = self._handle._runtime.future()
+                fresh.set_exception(DriverNotReady(self._backend, error.details.get("reason", "")))
+                return fresh
         return future
 
     def __getattr__(self, op: str) -> Callable[..., ActorFuture[Any]]:
         if op.startswith("_"):
             raise AttributeError(op)
-        return lambda *args, **kwargs: self.call(op, *args, **kwargs)
+        calls = self._calls
+        fn = calls.get(op)
+        if fn is None:
+            fn = calls[op] = functools.partial(self.call, op)
+        return fn
 
     def status(self) -> dict[str, Any]:
         return self._handle.status()

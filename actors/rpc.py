@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -125,22 +126,70 @@ def collect_rpc_methods(cls: type, api_version: str) -> dict[str, RpcMethod]:
     return methods
 
 
+_ANY: Any = object()
+_FAST_TYPES = (str, int, float, bool, bytes, dict, list)
+
+
+def _fast_checks(method: RpcMethod) -> tuple[dict[str, Any], frozenset[str]] | None:
+    """Per-argument exact types for the fast path, or None if it cannot apply.
+
+    A call whose keyword arguments all have exactly their annotated builtin
+    type (the common case off the wire) skips pydantic; anything else takes
+    the full validation path, which coerces or explains.
+    """
+    try:
+        hints = typing.get_type_hints(method.function)
+    except Exception:
+        return None
+    checks: dict[str, Any] = {}
+    required = set()
+    for name, param in method.signature.parameters.items():
+        if name == "self":
+            continue
+        if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            return None
+        if param.default is param.empty:
+            required.add(name)
+        hint = hints.get(name, Any)
+        if hint is Any:
+            checks[name] = _ANY
+        elif hint in _FAST_TYPES:
+            checks[name] = hint
+    return checks, frozenset(required)
+
+
 def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..., Any]:
     """A callable that validates arguments, then calls the method on `instance`."""
     validated = method.validated
+    function = method.function.__get__(instance)
+    fast = _fast_checks(method) if validated is not method.function else None
 
-    @functools.wraps(method.function)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            method.signature.bind(instance, *args, **kwargs)
-        except TypeError as exc:
-            raise InvalidArguments(target, method.name, str(exc)) from None
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        if validated is method.function:
+            try:
+                method.signature.bind(instance, *args, **kwargs)
+            except TypeError as exc:
+                raise InvalidArguments(target, method.name, str(exc)) from None
         try:
             return validated(instance, *args, **kwargs)
         except pydantic.ValidationError as exc:
             if exc.title in (method.function.__name__, method.function.__qualname__):
                 raise InvalidArguments(target, method.name, _summarize(exc)) from None
             raise
+
+    if fast is None:
+        return slow
+    checks, required = fast
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not args and required.issubset(kwargs):
+            for key, value in kwargs.items():
+                expected = checks.get(key)
+                if expected is None or (expected is not _ANY and type(value) is not expected):
+                    break
+            else:
+                return function(**kwargs)
+        return slow(*args, **kwargs)
 
     return call
 

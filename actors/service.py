@@ -44,6 +44,7 @@ class Service:
         self.actor: ServiceActor | None = None
         self.failed: BaseException | None = None
         self.backend_errors: dict[str, ActorsError] = {}
+        self._handles: dict[str, ActorHandle] = {}
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Service:
@@ -126,8 +127,11 @@ class Service:
 
     def handle(self, target: str) -> ActorHandle:
         """A stable handle to the manager serving `target`."""
-        assert self.system is not None, "service not started"
-        return self.system.handle(self.route(target))
+        handle = self._handles.get(target)
+        if handle is None:
+            assert self.system is not None, "service not started"
+            handle = self._handles[target] = self.system.handle(self.route(target))
+        return handle
 
     def ask(
         self,

@@ -158,12 +158,14 @@ def _unavailable(name: str, entry: DirectoryEntry) -> ActorUnavailable:
 class ActorHandle:
     """A stable address for an actor: survives restarts of what it names."""
 
-    __slots__ = ("_directory", "_runtime", "_timeout", "name")
+    __slots__ = ("_directory", "_entries", "_now", "_runtime", "_timeout", "name")
 
     def __init__(self, system: ActorSystem, name: str) -> None:
         self.name = name
         self._directory = system.directory
+        self._entries = system.directory._entries
         self._runtime = system.runtime
+        self._now = system.runtime.clock.monotonic
         self._timeout = system.default_timeout
 
     def __repr__(self) -> str:
@@ -184,30 +186,25 @@ class ActorHandle:
         Never blocks: a full mailbox, an unknown or restarting target fail the
         future at once. `future.result()` waits at most until the deadline.
         """
-        runtime = self._runtime
-        reply = runtime.future()
-        timeout = self._timeout if timeout is None else timeout
+        reply = self._runtime.future()
+        if timeout is None:
+            timeout = self._timeout
         reply.expect_by(self.name, method, timeout)
+        entry = self._entries.get(self.name)
+        cell = entry.cell if entry is not None else None
+        if cell is None or cell._stopping:
+            try:
+                cell = self._directory.lookup(self.name)
+            except (NotFound, ActorUnavailable) as exc:
+                reply.set_exception(exc)
+                return reply
+        request = Request(
+            method, args, kwargs or {}, reply, self._now() + timeout, timeout, rpc, version
+        )
         try:
-            cell = self._directory.lookup(self.name)
-            cell.actor_inbox.put(
-                Envelope(
-                    Request(
-                        method,
-                        args,
-                        kwargs or {},
-                        reply,
-                        runtime.clock.monotonic() + timeout,
-                        timeout,
-                        rpc,
-                        version,
-                    )
-                )
-            )
+            cell.actor_inbox.put(Envelope(request))
         except MailboxFull as exc:
             reply.set_exception(Busy(self.name, exc.capacity))
-        except (NotFound, ActorUnavailable) as exc:
-            reply.set_exception(exc)
         return reply
 
     def call(

@@ -174,3 +174,21 @@ def test_timers_set_by_an_actor_run_in_its_mailbox(runtime):
     assert ticker.call("count") == 3  # the timer messages precede this request
     assert system.stop(5)
     assert clock.pending() == 0  # a stopped actor leaves no timers behind
+
+
+class _BrokenDispatch(BaseActor):
+    def resolve_call(self, method, *, rpc, version):  # type: ignore[override]
+        raise GeneratorExit("dispatch blew up")
+
+
+def test_a_crash_while_dispatching_fails_that_request_at_once(runtime):
+    from actors import ActorCrashed
+
+    system = ActorSystem(runtime)
+    try:
+        broken = system.spawn("broken", _BrokenDispatch())
+        future = broken.ask("anything", timeout=60)
+        with pytest.raises(ActorCrashed, match="dispatch blew up"):
+            future.result(timeout=5)  # not after the 60s deadline
+    finally:
+        assert system.stop(5)

@@ -44,11 +44,13 @@ class BoundedInbox:
     A full mailbox raises `MailboxFull` at once instead of blocking the sender.
     """
 
-    __slots__ = ("_queue", "capacity")
+    __slots__ = ("_queue", "capacity", "get")
 
     def __init__(self, queue: Any, capacity: int) -> None:
         self._queue = queue
         self.capacity = capacity
+        # The actor loop calls get() for every message: bind the queue's own.
+        self.get = queue.get
 
     def put(self, envelope: Any, /) -> None:
         if (
@@ -58,9 +60,6 @@ class BoundedInbox:
         ):
             raise MailboxFull(self.capacity)
         self._queue.put(envelope)
-
-    def get(self) -> Any:
-        return self._queue.get()
 
     def get_nowait(self) -> Any:
         return (

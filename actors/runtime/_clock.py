@@ -103,8 +103,7 @@ class ThreadClock:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def monotonic(self) -> float:
-        return time.monotonic()
+    monotonic = staticmethod(time.monotonic)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         with self._cond:

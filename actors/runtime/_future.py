@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -20,6 +21,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _PENDING, _VALUE, _ERROR = 0, 1, 2
+_ALREADY_DONE: Any = object()
+_UNSET: Any = pykka._future._Unset()  # what pykka.Future.__init__ would set
 
 
 class ActorFuture(pykka.Future[T], Generic[T]):
@@ -32,7 +35,10 @@ class ActorFuture(pykka.Future[T], Generic[T]):
     __slots__ = ("_callbacks", "_error", "_state", "_value", "_wait_until", "_what")
 
     def __init__(self) -> None:
-        super().__init__()
+        # Flat on purpose (no super().__init__()): futures are made twice per
+        # request, so this is on the hot path. These are pykka.Future's fields.
+        self._get_hook = None
+        self._get_hook_result = _UNSET
         self._wait_until: float | None = None
         self._what: tuple[str, str, float] | None = None
         self._state = _PENDING
@@ -53,48 +59,44 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         return self._state != _PENDING
 
     def set(self, value: Any = None) -> None:
-        self._complete(_VALUE, value, None)
+        if not self._complete(_VALUE, value, None):
+            raise queue.Full("future already completed")
 
     def set_exception(self, exc_info: Any = None) -> None:
         if isinstance(exc_info, BaseException):
             error = exc_info
         else:
             if exc_info is None:
-                import sys
-
                 exc_info = sys.exc_info()
             error = exc_info[1] if exc_info[1] is not None else exc_info[0]()
-        self._complete(_ERROR, None, error)
+        if not self._complete(_ERROR, None, error):
+            raise queue.Full("future already completed")
 
     def try_set(self, value: Any = None) -> bool:
         """Set the value unless already done; returns whether it was set."""
-        try:
-            self._complete(_VALUE, value, None)
-        except queue.Full:
-            return False
-        return True
+        return self._complete(_VALUE, value, None)
 
     def try_set_exception(self, error: BaseException) -> bool:
         """Set an exception unless already done; returns whether it was set."""
-        try:
-            self._complete(_ERROR, None, error)
-        except queue.Full:
-            return False
-        return True
+        return self._complete(_ERROR, None, error)
 
-    def _complete(self, state: int, value: Any, error: BaseException | None) -> None:
+    def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
         callbacks = self._claim(state, value, error)
+        if callbacks is _ALREADY_DONE:
+            return False
         self._wake()
         if callbacks:
-            for callback in callbacks:
-                _run_callback(callback, self)
+            for callback in callbacks:  # type: ignore[union-attr]
+                try:
+                    callback(self)
+                except Exception:
+                    log.exception("future callback %r raised", callback)
+        return True
 
-    def _claim(
-        self, state: int, value: Any, error: BaseException | None
-    ) -> list[Callable[[ActorFuture[T]], None]] | None:
-        """Record the outcome and take the callbacks; raise if already done."""
+    def _claim(self, state: int, value: Any, error: BaseException | None) -> Any:
+        """Record the outcome and take the callbacks; _ALREADY_DONE if done."""
         if self._state != _PENDING:
-            raise queue.Full("future already completed")
+            return _ALREADY_DONE
         self._value, self._error, self._state = value, error, state
         callbacks, self._callbacks = self._callbacks, None
         return callbacks
@@ -113,6 +115,9 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         """Run `callback(self)` when done (at once if already done)."""
         if not self._register(callback):
             _run_callback(callback, self)
+
+    def _copy_from(self, done: ActorFuture[Any]) -> None:
+        self._complete(done._state, done._value, done._error)
 
     # -- reading ------------------------------------------------------------
     def get(self, *, timeout: float | None = None) -> T:
@@ -156,15 +161,7 @@ class ActorFuture(pykka.Future[T], Generic[T]):
 
     def transfer_to(self, other: ActorFuture[Any]) -> None:
         """When this completes, complete `other` the same way."""
-
-        def _copy(done: ActorFuture[Any]) -> None:
-            if done._state == _ERROR:
-                assert done._error is not None
-                other.try_set_exception(done._error)
-            else:
-                other.try_set(done._value)
-
-        self.add_done_callback(_copy)
+        self.add_done_callback(other._copy_from)
 
 
 def _run_callback(callback: Callable[[Any], None], future: ActorFuture[Any]) -> None:

@@ -15,31 +15,56 @@ import gevent
 import gevent.event
 import gevent.queue
 import pykka
+from gevent.hub import Waiter, get_hub
 
 from actors.runtime._base import BoundedInbox, Event, Runtime
 from actors.runtime._clock import Clock, TimerHandle
-from actors.runtime._future import ActorFuture
+from actors.runtime._future import _PENDING, ActorFuture
 
 
 class GreenFuture(ActorFuture[Any]):
-    """An ActorFuture for greenlets; constructible with no arguments."""
+    """An ActorFuture for greenlets; constructible with no arguments.
 
-    __slots__ = ("_event",)
+    Waiters park on a hub `Waiter` with a raw loop timer for the deadline
+    (cheaper than an Event plus a gevent.Timeout on every wait).
+    """
+
+    __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        super().__init__()
-        self._event: gevent.event.Event | None = None
+        ActorFuture.__init__(self)
+        self._waiters: list[Waiter] | None = None
 
     def _wait(self, timeout: float | None) -> bool:
-        if self.done():
+        if self._state != _PENDING:
             return True
-        if self._event is None:
-            self._event = gevent.event.Event()
-        return bool(self._event.wait(timeout))
+        hub = get_hub()
+        waiter = Waiter(hub)
+        if self._waiters is None:
+            self._waiters = [waiter]
+        else:
+            self._waiters.append(waiter)
+        timer = None
+        if timeout is not None:
+            timer = hub.loop.timer(max(0.0, timeout))
+            timer.start(waiter.switch, False)
+        try:
+            waiter.get()
+        finally:
+            if timer is not None:
+                timer.close()
+            waiters = self._waiters
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+        return self._state != _PENDING
 
     def _wake(self) -> None:
-        if self._event is not None:
-            self._event.set()
+        waiters = self._waiters
+        if waiters:
+            self._waiters = None
+            run_callback = get_hub().loop.run_callback
+            for waiter in waiters:
+                run_callback(waiter.switch, True)
 
 
 class GeventCellBase(pykka.Actor):
@@ -75,8 +100,7 @@ class _GeventTimer:
 class GeventClock:
     """Real time; timers are greenlets spawned later on the hub."""
 
-    def monotonic(self) -> float:
-        return time.monotonic()
+    monotonic = staticmethod(time.monotonic)
 
     def call_later(self, delay: float, callback: Any) -> TimerHandle:
         return _GeventTimer(gevent.spawn_later(max(0.0, delay), callback))

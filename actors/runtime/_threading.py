@@ -23,7 +23,7 @@ class ThreadFuture(ActorFuture[Any]):
     __slots__ = ("_event", "_lock")
 
     def __init__(self) -> None:
-        super().__init__()
+        ActorFuture.__init__(self)
         self._lock = threading.Lock()
         self._event: threading.Event | None = None
 
