@@ -12,7 +12,6 @@ equals the server's and V's minor is not above the server's.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import typing
 from collections.abc import Callable

@@ -64,9 +64,9 @@ def test_arguments_are_validated_against_type_hints(make_service):
     with pytest.raises(InvalidArguments) as err:
         service.call("b1", "create", {"resource_id": "r", "size": "large"})
     assert "size" in err.value.reason
-    with pytest.raises(InvalidArguments, match="(?i)missing"):
+    with pytest.raises(InvalidArguments, match=r"(?i)missing"):
         service.call("b1", "create", {})
-    with pytest.raises(InvalidArguments, match="(?i)unexpected"):
+    with pytest.raises(InvalidArguments, match=r"(?i)unexpected"):
         service.call("b1", "create", {"resource_id": "r", "colour": "red"})
     assert service.call("b1", "create", {"resource_id": "r", "size": 2})["size"] == 2
 
