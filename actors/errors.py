@@ -8,7 +8,8 @@ retrying the same request later can succeed (`retryable`). `to_dict()` gives the
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from transport.errors import RemoteError as _TransportRemoteError
+from transport.errors import TransportError, register_error
 
 __all__ = [
     "ActorCrashed",
@@ -32,40 +33,13 @@ __all__ = [
 ]
 
 
-class ActorsError(Exception):
-    """Root of every error raised by service-actors."""
+class ActorsError(TransportError):
+    """Root of every error raised by the actor layer.
 
-    retryable: ClassVar[bool] = False
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details: dict[str, Any] = details
-
-    def __getattr__(self, name: str) -> Any:
-        # Details are readable as attributes: err.target, err.timeout, ...
-        details = self.__dict__.get("details")
-        if details is not None and name in details:
-            return details[name]
-        raise AttributeError(name)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self.details))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The error as plain data: type, message, details, retryable."""
-        return {
-            "type": type(self).__name__,
-            "message": self.message,
-            "details": dict(self.details),
-            "retryable": self.retryable,
-        }
-
-
-def _rebuild(cls: type[ActorsError], message: str, details: dict[str, Any]) -> ActorsError:
-    err = cls.__new__(cls)
-    ActorsError.__init__(err, message, **details)
-    return err
+    It derives from `transport.errors.TransportError`, the one root of the
+    hierarchy, so errors carry the same data API in-process and on the wire:
+    attributes from `details`, `retryable`, `to_dict()`.
+    """
 
 
 class NotFound(ActorsError):
@@ -187,11 +161,12 @@ class FatalError(ActorsError):
         super().__init__(reason, reason=reason)
 
 
-class RemoteError(ActorsError):
+class RemoteError(ActorsError, _TransportRemoteError):
     """An error whose type is not on the allowlist, carried as data."""
 
     def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
-        super().__init__(
+        ActorsError.__init__(
+            self,
             f"{type_name}: {message}",
             type_name=type_name,
             remote_message=message,
@@ -245,3 +220,22 @@ class ProcessTimeout(ProcessExecutionError):
             stdout=stdout,
             stderr=stderr,
         )
+
+
+# The allowlist of types a client rebuilds from the wire.
+register_error(
+    NotFound,
+    MethodNotAllowed,
+    InvalidArguments,
+    UnsupportedVersion,
+    Busy,
+    DeadlineExceeded,
+    ActorUnavailable,
+    ActorCrashed,
+    ActorStopped,
+    DriverNotReady,
+    EscalationError,
+    RemoteError,
+    ProcessExecutionError,
+    ProcessTimeout,
+)

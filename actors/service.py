@@ -14,11 +14,15 @@ from types import TracebackType
 from typing import Any, Self
 
 from actors._cell import CellMixin
+from actors._dispatch import ServiceDispatcher
 from actors.config import ServiceConfig, load_config
 from actors.errors import ActorsError, ActorStopped
 from actors.runtime import ActorFuture, Clock, Runtime
 from actors.service_actor import ServiceActor, plan_backends
 from actors.system import ActorHandle, ActorSystem
+from transport.protocol import Limits
+from transport.security import ServerSecurity
+from transport.server import RpcServer
 
 __all__ = ["Service"]
 
@@ -45,6 +49,7 @@ class Service:
         self.failed: BaseException | None = None
         self.backend_errors: dict[str, ActorsError] = {}
         self._handles: dict[str, ActorHandle] = {}
+        self.servers: list[RpcServer] = []
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Service:
@@ -96,8 +101,41 @@ class Service:
                 self.backend_errors[name] = exc
         return self
 
+    def serve(
+        self,
+        endpoint: str,
+        *,
+        security: ServerSecurity | None = None,
+        allow_insecure: bool = False,
+        limits: Limits | None = None,
+    ) -> RpcServer:
+        """Put this service on the network: a ZeroMQ ROUTER on `endpoint`.
+
+        Raises BindError (endpoint in use) or InsecureBind (beyond loopback
+        without CURVE and without `allow_insecure`).
+        """
+        if self.system is None:
+            raise RuntimeError("start the service before serving it")
+        server = RpcServer(
+            ServiceDispatcher(self),
+            endpoint,
+            green=self.system.runtime.name == "gevent",
+            security=security,
+            allow_insecure=allow_insecure,
+            limits=limits or Limits(default_timeout=self.config.default_timeout),
+        )
+        server.start()
+        self.servers.append(server)
+        return server
+
     def stop(self, timeout: float | None = None) -> bool:
-        """Stop managers in reverse start order; True if all stopped in time."""
+        """Stop accepting, then stop managers in reverse start order.
+
+        True if every actor stopped in time.
+        """
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers.clear()
         if self.system is None:
             return True
         return self.system.stop(self.config.shutdown_timeout if timeout is None else timeout)

@@ -1,9 +1,37 @@
-"""The transport layer (ZeroMQ wire protocol, server, client). Knows no actors.
+"""The transport layer: wire protocol, ZeroMQ server and client. Knows no actors."""
 
-For now only the dispatcher interface that the ServiceActor side implements;
-the ZeroMQ server and client land with the transport issue.
-"""
+from transport.client import ClientFuture, RpcClient, fanout
+from transport.dispatcher import Dispatcher, ReplyFuture, Request
+from transport.errors import (
+    ConnectionClosed,
+    MessageTooLarge,
+    ProtocolError,
+    RemoteError,
+    RequestTimeout,
+    TransportError,
+    register_error,
+)
+from transport.security import ClientSecurity, ServerSecurity, generate_keypair
+from transport.server import BindError, InsecureBind, RpcServer
 
-from transport.dispatcher import Dispatcher, Request
-
-__all__ = ["Dispatcher", "Request"]
+__all__ = [
+    "BindError",
+    "ClientFuture",
+    "ClientSecurity",
+    "ConnectionClosed",
+    "Dispatcher",
+    "InsecureBind",
+    "MessageTooLarge",
+    "ProtocolError",
+    "RemoteError",
+    "ReplyFuture",
+    "Request",
+    "RequestTimeout",
+    "RpcClient",
+    "RpcServer",
+    "ServerSecurity",
+    "TransportError",
+    "fanout",
+    "generate_keypair",
+    "register_error",
+]

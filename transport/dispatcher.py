@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+__all__ = ["Dispatcher", "ReplyFuture", "Request"]
 
 
 @dataclass(frozen=True)
@@ -15,16 +18,28 @@ class Request:
     args: dict[str, Any] = field(default_factory=dict)
     timeout: float = 60.0
     version: str | None = None
+    key: str | None = None
     cast: bool = False
+    peer: str = ""
 
 
 class ReplyFuture(Protocol):
     """Completes once with a value or an exception."""
 
-    def add_done_callback(self, callback: Any) -> None: ...
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None: ...
+
+    def exception(self) -> BaseException | None: ...
+
+    def value(self) -> Any: ...
 
 
 class Dispatcher(Protocol):
-    """Takes a request in, gives a reply future out; never blocks."""
+    """Takes a request in, gives a reply future out; never blocks.
+
+    For a cast the future completes (with None) once the request is accepted,
+    or with an error if it was refused (busy, unknown target).
+    """
 
     def dispatch(self, request: Request) -> ReplyFuture: ...
+
+    def info(self) -> dict[str, Any]: ...

@@ -1,0 +1,316 @@
+"""`RpcClient`: calls, casts and pings over one DEALER connection.
+
+Many requests can be in flight at once on one connection (pipelining); each
+has its own deadline. A reply that arrives after its request timed out is
+dropped and counted, never handed to a later caller. ZeroMQ reconnects by
+itself; with IMMEDIATE set, requests are only queued to a live connection, so
+a request made while the server is down waits (within its deadline) instead
+of being delivered to a restarted server long after the caller gave up.
+Works under gevent (`green=True`) and plain threads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import zmq
+
+from transport._io import SocketLoop, make_loop, running_under_gevent
+from transport.errors import (
+    ConnectionClosed,
+    ProtocolError,
+    RequestTimeout,
+    TransportError,
+    error_from_wire,
+    lookup_error,
+)
+from transport.protocol import (
+    ACK,
+    CALL,
+    CAST,
+    DEFAULT_LIMITS,
+    ERROR,
+    PING,
+    PONG,
+    REPLY,
+    Envelope,
+    Limits,
+    decode,
+    encode,
+)
+from transport.security import ClientSecurity
+
+__all__ = ["ClientFuture", "RpcClient", "fanout"]
+
+
+class ClientFuture:
+    """The pending outcome of one request."""
+
+    __slots__ = (
+        "_error",
+        "_event",
+        "_forget",
+        "_value",
+        "deadline",
+        "id",
+        "method",
+        "target",
+        "timeout",
+    )
+
+    def __init__(self, event: Any, msg_id: str, target: str, method: str, timeout: float) -> None:
+        self._forget: Any = None
+        self._event = event
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.id, self.target, self.method, self.timeout = msg_id, target, method, timeout
+        self.deadline = time.monotonic() + timeout
+
+    def done(self) -> bool:
+        return bool(self._event.is_set())
+
+    def _resolve(self, value: Any = None, error: BaseException | None = None) -> None:
+        if not self._event.is_set():
+            self._value, self._error = value, error
+            self._event.set()
+
+    def result(self) -> Any:
+        """Wait until the reply or the deadline; return the value or raise the error."""
+        remaining = self.deadline - time.monotonic()
+        if not self._event.wait(max(0.0, remaining)):
+            if self._forget is not None:
+                self._forget(self)  # a late reply will now be dropped
+            raise _timeout_error(self.target, self.method, self.timeout)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _timeout_error(target: str, method: str, timeout: float) -> TransportError:
+    cls = lookup_error("DeadlineExceeded")
+    if cls is not None:
+        return cls.from_wire(
+            f"{target}.{method} did not complete within {timeout:g}s",
+            {"target": target, "method": method, "timeout": timeout},
+        )
+    return RequestTimeout(target, method, timeout)
+
+
+class RpcClient:
+    """A connection to one server endpoint."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout: float = 60.0,
+        green: bool | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        security: ClientSecurity | None = None,
+        heartbeat: float = 5.0,
+        reconnect_interval: float = 0.1,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.green = running_under_gevent() if green is None else green
+        self.limits = limits
+        self.security = security
+        self.heartbeat = heartbeat
+        self.reconnect_interval = reconnect_interval
+        self.stats: Counter[str] = Counter()
+        self._pending: dict[str, ClientFuture] = {}
+        self._ids = itertools.count(1)
+        self._prefix = os.urandom(6).hex()
+        self._lock = threading.Lock()
+        self._loop: SocketLoop | None = make_loop(
+            self.green, self._make_socket, self._on_frames, f"rpc-client {endpoint}"
+        )
+        self._loop.start()
+
+    def _make_socket(self, context: Any) -> Any:
+        sock = context.socket(zmq.DEALER)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.SNDHWM, 10_000)
+            sock.setsockopt(zmq.RCVHWM, 10_000)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes + 4096)
+            sock.setsockopt(zmq.RECONNECT_IVL, int(self.reconnect_interval * 1000))
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+            ms = int(self.heartbeat * 1000)
+            sock.setsockopt(zmq.HEARTBEAT_IVL, ms)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ms * 3)
+            if self.security is not None:
+                self.security.apply(sock)
+            sock.connect(self.endpoint)
+        except BaseException:
+            sock.close(linger=0)
+            raise
+        return sock
+
+    def _event(self) -> Any:
+        if self.green:
+            import gevent.event
+
+            return gevent.event.Event()
+        return threading.Event()
+
+    # -- requests -------------------------------------------------------------------
+    def call_async(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        version: str | None = None,
+        key: str | None = None,
+        _kind: str = CALL,
+    ) -> ClientFuture:
+        """Send a request and return its future at once (pipelining)."""
+        timeout = self.timeout if timeout is None else timeout
+        msg_id = f"{self._prefix}-{next(self._ids)}"
+        future = ClientFuture(self._event(), msg_id, target, method, timeout)
+        future._forget = self._forget
+        envelope = Envelope(
+            _kind,
+            msg_id,
+            target=target,
+            method=method,
+            args=args or {},
+            timeout=timeout,
+            version=version,
+            key=key,
+        )
+        body = encode(envelope, self.limits)
+        loop = self._loop
+        if loop is None:
+            future._resolve(error=ConnectionClosed(self.endpoint))
+            return future
+        with self._lock:
+            self._pending[msg_id] = future
+        loop.send([body])
+        return future
+
+    def call(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        version: str | None = None,
+        key: str | None = None,
+    ) -> Any:
+        """Call `method` on `target` and wait (at most `timeout`) for the result."""
+        future = self.call_async(target, method, args, timeout=timeout, version=version, key=key)
+        try:
+            return future.result()
+        finally:
+            self._forget(future)
+
+    def cast(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        version: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Fire and forget; returns once the server accepted it (raises if refused)."""
+        future = self.call_async(
+            target, method, args, timeout=timeout, version=version, key=key, _kind=CAST
+        )
+        try:
+            future.result()
+        finally:
+            self._forget(future)
+
+    def ping(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """Round trip to the server; returns what it says about itself."""
+        future = self.call_async("", "ping", timeout=timeout, _kind=PING)
+        try:
+            return future.result() or {}  # type: ignore[no-any-return]
+        finally:
+            self._forget(future)
+
+    def _forget(self, future: ClientFuture) -> None:
+        with self._lock:
+            self._pending.pop(future.id, None)
+
+    # -- replies ------------------------------------------------------------------------
+    def _on_frames(self, frames: list[bytes]) -> None:
+        if len(frames) != 1:
+            self.stats["bad_frames"] += 1
+            return
+        try:
+            envelope = decode(frames[0], self.limits)
+        except ProtocolError:
+            self.stats["bad_replies"] += 1
+            return
+        with self._lock:
+            future = self._pending.pop(envelope.id, None)
+        if future is None:
+            self.stats["late_replies"] += 1  # its caller gave up: drop it
+            return
+        if envelope.kind == REPLY:
+            future._resolve(envelope.result)
+        elif envelope.kind == ERROR:
+            future._resolve(error=error_from_wire(envelope.error))
+        elif envelope.kind in (ACK, PONG):
+            future._resolve(envelope.info)
+        else:
+            future._resolve(error=ProtocolError(f"unexpected reply kind {envelope.kind!r}"))
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection; requests still in flight fail with ConnectionClosed."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop(0.1)
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            future._resolve(error=ConnectionClosed(self.endpoint))
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def fanout(
+    endpoints: list[str],
+    target: str,
+    method: str,
+    args: dict[str, Any] | None = None,
+    *,
+    timeout: float = 10.0,
+    **client_options: Any,
+) -> dict[str, BaseException | None]:
+    """Cast to every endpoint; per endpoint, None once accepted or the error."""
+    clients = {ep: RpcClient(ep, timeout=timeout, **client_options) for ep in endpoints}
+    try:
+        futures = {
+            ep: client.call_async(target, method, args, timeout=timeout, _kind=CAST)
+            for ep, client in clients.items()
+        }
+        outcome: dict[str, BaseException | None] = {}
+        for ep, future in futures.items():
+            try:
+                future.result()
+                outcome[ep] = None
+            except TransportError as exc:
+                outcome[ep] = exc
+        return outcome
+    finally:
+        for client in clients.values():
+            client.close()

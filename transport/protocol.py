@@ -1,0 +1,248 @@
+"""The wire protocol: msgpack envelopes, validated on the way in (docs/protocol.md).
+
+One ZeroMQ message is one envelope: a single frame holding a msgpack map (or
+two frames, an empty delimiter then the map, for REQ-style peers). Every
+envelope carries the protocol version `v`. Nothing is ever unpickled; msgpack
+extension types are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import math
+import uuid
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+import msgpack
+
+from transport.errors import MessageTooLarge, ProtocolError, TransportError
+
+__all__ = [
+    "KINDS",
+    "PROTOCOL_VERSION",
+    "Envelope",
+    "Limits",
+    "decode",
+    "encode",
+    "error_body",
+]
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+CALL, CAST, REPLY, ERROR, ACK, PING, PONG = "call", "cast", "reply", "error", "ack", "ping", "pong"
+REQUEST_KINDS = frozenset({CALL, CAST, PING})
+RESPONSE_KINDS = frozenset({REPLY, ERROR, ACK, PONG})
+KINDS = REQUEST_KINDS | RESPONSE_KINDS
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a peer accepts; anything beyond is refused with a clear error."""
+
+    max_message_bytes: int = 1 << 20
+    max_id_length: int = 128
+    max_name_length: int = 255
+    max_key_length: int = 128
+    max_timeout: float = 3600.0
+    default_timeout: float = 60.0
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One decoded message. Which fields are set depends on `kind`."""
+
+    kind: str
+    id: str
+    target: str | None = None
+    method: str | None = None
+    args: dict[str, Any] | None = None
+    timeout: float | None = None
+    version: str | None = None
+    key: str | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    info: dict[str, Any] | None = None
+
+    def to_map(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": self.kind, "id": self.id}
+        for name in ("target", "method", "args", "timeout", "version", "key", "error", "info"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        if self.kind == REPLY:
+            data["result"] = self.result
+        return data
+
+
+def _default(obj: Any) -> Any:
+    """Plain-data forms for common result types; anything else is an error."""
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, datetime.datetime | datetime.date | datetime.time):
+        return obj.isoformat()
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"cannot send a {type(obj).__name__} over the wire")
+
+
+def encode(envelope: Envelope, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Pack an envelope; raises ProtocolError if a value cannot be sent."""
+    try:
+        body: bytes = msgpack.packb(envelope.to_map(), default=_default, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ProtocolError(f"cannot encode {envelope.kind}: {exc}") from None
+    if len(body) > limits.max_message_bytes:
+        raise MessageTooLarge(len(body), limits.max_message_bytes)
+    return body
+
+
+def error_body(error: BaseException, *, traceback: str | None = None) -> dict[str, Any]:
+    """The `error` field for an exception: type, message, details, retryable."""
+    if isinstance(error, TransportError):
+        data = error.to_dict()
+        data["details"] = _plain(data["details"])
+    else:
+        data = {
+            "type": type(error).__name__,
+            "message": str(error),
+            "details": {},
+            "retryable": False,
+        }
+    if traceback:
+        data["traceback"] = traceback
+    return data
+
+
+def _plain(details: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in details.items():
+        try:
+            msgpack.packb(value, default=_default, use_bin_type=True)
+            out[str(key)] = value
+        except Exception:
+            out[str(key)] = repr(value)
+    return out
+
+
+def _ext_refused(code: int, data: bytes) -> Any:
+    raise ProtocolError(f"msgpack extension type {code} is not allowed")
+
+
+def decode(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
+    """Unpack and validate one envelope; raise ProtocolError saying what is wrong.
+
+    The error's details carry the envelope `id` when it could be read, so the
+    peer can correlate the error reply.
+    """
+    if len(body) > limits.max_message_bytes:
+        raise MessageTooLarge(len(body), limits.max_message_bytes)
+    try:
+        data = msgpack.unpackb(
+            body,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            ext_hook=_ext_refused,
+        )
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        raise ProtocolError(f"body is not valid msgpack: {type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"envelope must be a map, not {type(data).__name__}")
+    raw_id = data.get("id")
+    msg_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= limits.max_id_length else None
+
+    def fail(reason: str, **details: Any) -> ProtocolError:
+        return ProtocolError(reason, id=msg_id, **details)
+
+    version = data.get("v")
+    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+        raise fail(f"unsupported protocol version {version!r}", supported=list(SUPPORTED_VERSIONS))
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise fail(f"unknown message kind {kind!r}")
+    if msg_id is None:
+        raise fail(f"'id' must be a string of at most {limits.max_id_length} characters")
+    unknown = set(data) - _ALLOWED_FIELDS
+    if unknown:
+        raise fail(f"unknown envelope fields: {', '.join(sorted(map(str, unknown)))}")
+    fields: dict[str, Any] = {"kind": kind, "id": msg_id}
+    if kind in (CALL, CAST):
+        for name in ("target", "method"):
+            value = data.get(name)
+            if not isinstance(value, str) or not value or len(value) > limits.max_name_length:
+                raise fail(
+                    f"{name!r} must be a non-empty string of at most "
+                    f"{limits.max_name_length} characters"
+                )
+            fields[name] = value
+        args = data.get("args", {})
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise fail(f"'args' must be a map, not {type(args).__name__}")
+        fields["args"] = args
+        timeout = data.get("timeout", limits.default_timeout)
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+            or timeout > limits.max_timeout
+        ):
+            raise fail(f"'timeout' must be a number of seconds in (0, {limits.max_timeout:g}]")
+        fields["timeout"] = float(timeout)
+        rpc_version = data.get("version")
+        if rpc_version is not None and not isinstance(rpc_version, str):
+            raise fail("'version' must be a string like '1.2'")
+        fields["version"] = rpc_version
+        key = data.get("key")
+        if key is not None and (not isinstance(key, str) or len(key) > limits.max_key_length):
+            raise fail(f"'key' must be a string of at most {limits.max_key_length} characters")
+        fields["key"] = key
+    elif kind == REPLY:
+        fields["result"] = data.get("result")
+    elif kind == ERROR:
+        error = data.get("error")
+        if not isinstance(error, dict):
+            raise fail("'error' must be a map")
+        fields["error"] = error
+    elif kind in (PONG, PING):
+        info = data.get("info")
+        fields["info"] = info if isinstance(info, dict) else None
+    return Envelope(**fields)
+
+
+_ALLOWED_FIELDS = frozenset(
+    {
+        "v",
+        "kind",
+        "id",
+        "target",
+        "method",
+        "args",
+        "timeout",
+        "version",
+        "key",
+        "result",
+        "error",
+        "info",
+    }
+)
