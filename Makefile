@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m actors.examples.demo
+	$(BIN)/actorsd
 
 lint: $(STAMP)
 	$(BIN)/ruff check actors transport tests bench

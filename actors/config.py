@@ -25,7 +25,7 @@ from pydantic_settings import (
 from actors.errors import ConfigError
 from actors.supervision import SupervisionPolicy
 
-__all__ = ["BackendConfig", "ServiceConfig", "load_config"]
+__all__ = ["BackendConfig", "ServiceConfig", "TransportConfig", "default_config", "load_config"]
 
 _BACKEND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -41,6 +41,26 @@ class BackendConfig(BaseModel):
     driver_timeout: float = Field(600.0, gt=0, description="deadline of one driver operation")
     driver_supervision: SupervisionPolicy = SupervisionPolicy()
     mailbox_capacity: int | None = Field(None, ge=1)
+
+
+class TransportConfig(BaseModel):
+    """Where and how the daemon listens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bind: str = Field("tcp://127.0.0.1:5555", description="ZeroMQ endpoint to bind")
+    server_secret_key: Path | None = Field(None, description="CURVE secret key file")
+    client_keys_dir: Path | None = Field(None, description="directory of allowed client keys")
+    allow_insecure: bool = Field(False, description="allow binding beyond loopback without CURVE")
+    max_message_bytes: int = Field(1 << 20, ge=1024)
+
+    @model_validator(mode="after")
+    def _check_curve(self) -> TransportConfig:
+        if (self.server_secret_key is None) != (self.client_keys_dir is None):
+            raise ValueError("set both server_secret_key and client_keys_dir, or neither")
+        if not self.bind.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ValueError("bind must be a tcp://, ipc:// or inproc:// endpoint")
+        return self
 
 
 class ServiceConfig(BaseSettings):
@@ -61,6 +81,7 @@ class ServiceConfig(BaseSettings):
     enabled_backends: list[str] = Field(default_factory=list)
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     state_dir: Path = Path("./state")
+    transport: TransportConfig = TransportConfig()
 
     @model_validator(mode="after")
     def _check_backends(self) -> ServiceConfig:
@@ -129,3 +150,30 @@ def config_error(exc: pydantic.ValidationError, file: str | None) -> ConfigError
         for e in errors
     )
     return ConfigError(reasons, file=file, key=key)
+
+
+def default_config(state_dir: str | Path = "state", **overrides: Any) -> ServiceConfig:
+    """The embedded default: one local directory backend under `state_dir`.
+
+    What `actorsd` runs with no `--config`: bound to tcp://127.0.0.1:5555,
+    backend `files` (DirectoryManager over DirectoryDriver) rooted in
+    `state_dir/files`. Environment variables still apply.
+    """
+    state = Path(state_dir).resolve()
+    backends = {
+        "files": BackendConfig(
+            manager="actors.examples.files:DirectoryManager",
+            driver="actors.examples.files:DirectoryDriver",
+            options={"root": str(state / "files")},
+        )
+    }
+    values: dict[str, Any] = {
+        "state_dir": state,
+        "enabled_backends": ["files"],
+        "backends": backends,
+        **overrides,
+    }
+    try:
+        return ServiceConfig(**values)
+    except pydantic.ValidationError as exc:
+        raise config_error(exc, None) from None

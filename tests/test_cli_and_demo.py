@@ -87,34 +87,88 @@ def test_actorsd_bad_config_exits_2_with_one_line_reason(tmp_path):
     assert "mailbox_capacity" in out.stderr
 
 
-@pytest.mark.parametrize("runtime", ["gevent", "threading"])
-def test_actorsd_runs_until_sigterm_and_exits_0(tmp_path, runtime):
-    config = _config(tmp_path, GOOD.replace("ROOT", str(tmp_path / "root")))
+def _start_actorsd(config: Path, runtime: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bin" / "actorsd"),
-            "--config",
-            str(config),
-            "--runtime",
-            runtime,
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
+        [sys.executable, str(ROOT / "bin" / "actorsd"), "--config", str(config),
+         "--runtime", runtime, "--bind", "tcp://127.0.0.1:0", *extra],
+        stderr=subprocess.PIPE, text=True, env=_env(),
     )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "listening on" in line:
+            endpoint = line.split("listening on ", 1)[1].split(";")[0].split(" ")[0]
+            return proc, endpoint
+    proc.wait(10)
+    raise AssertionError(f"actorsd exited {proc.returncode} before listening")
+
+
+def _ctl(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "actorsctl"), "--endpoint", endpoint,
+         "--timeout", "10", *args],
+        capture_output=True, text=True, timeout=60, env=_env(),
+    )
+
+
+@pytest.mark.parametrize("runtime", ["gevent", "threading"])
+def test_actorsd_serves_actorsctl_until_sigterm(tmp_path, runtime):
+    config = _config(tmp_path, GOOD.replace("ROOT", str(tmp_path / "root")))
+    proc, endpoint = _start_actorsd(config, runtime)
     try:
-        assert proc.stderr is not None
-        line = ""
-        for line in proc.stderr:
-            if "running backends" in line:
-                break
-        assert "node1@files" in line
-        assert (tmp_path / "root").is_dir()  # driver setup ran
+        ping = _ctl(endpoint, "--output", "json", "ping")
+        assert ping.returncode == 0, ping.stderr
+        assert '"node1@files"' in ping.stdout
+        made = _ctl(endpoint, "call", "files", "create", "--arg", "name=alpha",
+                    "--arg", "content=hi")
+        assert made.returncode == 0, made.stderr
+        assert "kilobytes" in made.stdout  # a readable table by default
+        assert (tmp_path / "root" / "alpha" / "README").read_text() == "hi"
+        listed = _ctl(endpoint, "--output", "json", "call", "node1@files", "list_items")
+        assert '"count": 1' in listed.stdout
+        refused = _ctl(endpoint, "call", "files", "create", "--json", '{"name": "../x"}')
+        assert refused.returncode == 1
+        assert "UnsafeName" in refused.stderr or "RemoteError" in refused.stderr
+        missing = _ctl(endpoint, "call", "files", "no_such_method")
+        assert missing.returncode == 1 and "MethodNotAllowed" in missing.stderr
+        cast = _ctl(endpoint, "cast", "files", "create", "--arg", "name=beta")
+        assert cast.returncode == 0, cast.stderr
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        assert "actorsd: stopped" in proc.stderr.read()
+        assert proc.stderr is not None and "actorsd: stopped" in proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_actorsd_port_in_use_exits_2_with_one_line(tmp_path):
+    import zmq
+
+    ctx = zmq.Context()
+    holder = ctx.socket(zmq.ROUTER)
+    port = holder.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        config = _config(tmp_path, GOOD.replace("ROOT", str(tmp_path / "root")))
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "bin" / "actorsd"), "--config", str(config),
+             "--bind", f"tcp://127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60, env=_env(),
+        )
+        assert out.returncode == 2
+        reasons = [line for line in out.stderr.splitlines() if line.startswith("actorsd:")]
+        assert len(reasons) == 1, out.stderr
+        assert "BindError" in reasons[0] and "in use" in reasons[0]
+    finally:
+        holder.close(0)
+        ctx.term()
+
+
+def test_actorsd_refuses_non_loopback_without_curve(tmp_path):
+    config = _config(tmp_path, GOOD.replace("ROOT", str(tmp_path / "root")))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "actorsd"), "--config", str(config),
+         "--bind", "tcp://0.0.0.0:0"],
+        capture_output=True, text=True, timeout=60, env=_env(),
+    )
+    assert out.returncode == 2
+    assert "InsecureBind" in out.stderr

@@ -1,22 +1,261 @@
-"""`actorsctl`: operator commands. Network commands arrive with the transport."""
+"""`actorsctl`: talk to running services over ZeroMQ, and manage keys."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
+import actors  # noqa: F401  (registers the error types a client may rebuild)
 from actors import __version__
 from actors.config import load_config
 from actors.errors import ActorsError
 from actors.service_actor import plan_backends
+from transport.client import RpcClient, fanout
+from transport.errors import TransportError
+from transport.security import ClientSecurity, generate_keypair
+
+DEFAULT_ENDPOINT = os.environ.get("ACTORS_ENDPOINT", "tcp://127.0.0.1:5555")
+
+
+class Context:
+    def __init__(
+        self,
+        endpoint: str,
+        timeout: float,
+        output: str,
+        client_key: str | None,
+        server_key: str | None,
+    ) -> None:
+        self.endpoint, self.timeout, self.output = endpoint, timeout, output
+        self.security = (
+            ClientSecurity(Path(client_key), Path(server_key))
+            if client_key and server_key
+            else None
+        )
+
+    def client(self, endpoint: str | None = None) -> RpcClient:
+        return RpcClient(
+            endpoint or self.endpoint, timeout=self.timeout, green=False, security=self.security
+        )
 
 
 @click.group()
 @click.version_option(__version__, prog_name="actorsctl")
-def cli() -> None:
+@click.option(
+    "--endpoint",
+    default=DEFAULT_ENDPOINT,
+    show_default=True,
+    help="service endpoint (or ACTORS_ENDPOINT)",
+)
+@click.option("--timeout", default=30.0, show_default=True, help="deadline in seconds")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--client-key", type=click.Path(), help="CURVE client secret key file")
+@click.option("--server-key", type=click.Path(), help="CURVE server public key file")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    endpoint: str,
+    timeout: float,
+    output: str,
+    client_key: str | None,
+    server_key: str | None,
+) -> None:
     """Control and inspect service-actors services."""
+    if bool(client_key) != bool(server_key):
+        raise click.UsageError("--client-key and --server-key go together")
+    ctx.obj = Context(endpoint, timeout, output, client_key, server_key)
+
+
+def _parse_args(pairs: tuple[str, ...], raw_json: str | None) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    if raw_json:
+        try:
+            loaded = json.loads(raw_json)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--json") from None
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--json")
+        args.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--arg")
+        try:
+            args[key] = json.loads(value)
+        except json.JSONDecodeError:
+            args[key] = value
+    return args
+
+
+def _emit(ctx: Context, value: Any) -> None:
+    if ctx.output == "json":
+        click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+        return
+    click.echo(render_table(value))
+
+
+def render_table(value: Any) -> str:
+    """A readable plain-text rendering of a result."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        columns: list[str] = []
+        for row in value:
+            columns.extend(k for k in row if k not in columns)
+        cells = [[_cell(row.get(c)) for c in columns] for row in value]
+        widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+        lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+        return "\n".join(line.rstrip() for line in lines)
+    if isinstance(value, dict):
+        width = max((len(str(k)) for k in value), default=0)
+        return "\n".join(f"{str(k).ljust(width)}  {_cell(v)}" for k, v in value.items())
+    if value is None:
+        return "ok"
+    return _cell(value)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except TransportError as exc:
+        click.echo(f"{type(exc).__name__}: {exc.message}", err=True)
+        sys.exit(1)
+
+
+_arg_options = [
+    click.option("--arg", "pairs", multiple=True, help="argument as key=value (JSON values)"),
+    click.option("--json", "raw_json", help="arguments as a JSON object"),
+    click.option("--rpc-version", default=None, help="RPC API version, e.g. 1.0"),
+    click.option("--key", default=None, help="idempotency key"),
+]
+
+
+def _with_args(fn: Any) -> Any:
+    for option in reversed(_arg_options):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@click.argument("target")
+@click.argument("method")
+@_with_args
+@click.pass_obj
+def call(
+    ctx: Context,
+    target: str,
+    method: str,
+    pairs: tuple[str, ...],
+    raw_json: str | None,
+    rpc_version: str | None,
+    key: str | None,
+) -> None:
+    """Call METHOD on TARGET (host@backend or backend) and print the result."""
+    args = _parse_args(pairs, raw_json)
+    with ctx.client() as client:
+        result = _run(lambda: client.call(target, method, args, version=rpc_version, key=key))
+    _emit(ctx, result)
+
+
+@cli.command()
+@click.argument("target")
+@click.argument("method")
+@_with_args
+@click.pass_obj
+def cast(
+    ctx: Context,
+    target: str,
+    method: str,
+    pairs: tuple[str, ...],
+    raw_json: str | None,
+    rpc_version: str | None,
+    key: str | None,
+) -> None:
+    """Send METHOD to TARGET without waiting for a result (waits for acceptance)."""
+    args = _parse_args(pairs, raw_json)
+    with ctx.client() as client:
+        _run(lambda: client.cast(target, method, args, version=rpc_version, key=key))
+    _emit(ctx, None)
+
+
+@cli.command("fanout")
+@click.argument("topic")
+@click.argument("method")
+@click.option(
+    "--to",
+    "endpoints",
+    multiple=True,
+    required=True,
+    help="endpoint of a service of the topic (repeat)",
+)
+@click.option("--arg", "pairs", multiple=True, help="argument as key=value (JSON values)")
+@click.option("--json", "raw_json", help="arguments as a JSON object")
+@click.pass_obj
+def fanout_cmd(
+    ctx: Context,
+    topic: str,
+    method: str,
+    endpoints: tuple[str, ...],
+    pairs: tuple[str, ...],
+    raw_json: str | None,
+) -> None:
+    """Cast METHOD to every manager of TOPIC on each service endpoint."""
+    args = _parse_args(pairs, raw_json)
+    outcome = fanout(
+        list(endpoints),
+        topic,
+        method,
+        args,
+        timeout=ctx.timeout,
+        green=False,
+        security=ctx.security,
+    )
+    rows = [
+        {
+            "endpoint": ep,
+            "result": "accepted"
+            if err is None
+            else f"{type(err).__name__}: {getattr(err, 'message', err)}",
+        }
+        for ep, err in outcome.items()
+    ]
+    _emit(ctx, rows)
+    if any(err is not None for err in outcome.values()):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("endpoint", required=False)
+@click.pass_obj
+def ping(ctx: Context, endpoint: str | None) -> None:
+    """Round trip to a service; prints what it says about itself."""
+    with ctx.client(endpoint) as client:
+        info = _run(lambda: client.ping())
+    _emit(ctx, info)
+
+
+@cli.group()
+def keys() -> None:
+    """CURVE key management."""
+
+
+@keys.command("generate")
+@click.argument("directory", type=click.Path())
+@click.option("--name", default="client", show_default=True, help="key file name")
+def keys_generate(directory: str, name: str) -> None:
+    """Write NAME.key (public) and NAME.key_secret (secret) into DIRECTORY."""
+    public, secret = generate_keypair(directory, name)
+    click.echo(f"public key: {public}\nsecret key: {secret}")
 
 
 @cli.command("check-config")

@@ -1,0 +1,112 @@
+"""The body of `actorsd` (imported after gevent's monkey-patching)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import click
+
+from actors.config import ServiceConfig, default_config, load_config
+from actors.errors import ActorsError
+from actors.service import Service
+from transport.errors import TransportError
+from transport.security import ServerSecurity
+
+
+def _fail(message: str) -> None:
+    click.echo(f"actorsd: {message}", err=True)
+    sys.exit(2)
+
+
+@click.command()
+@click.option("--config", "config_file", type=click.Path(), help="TOML configuration file")
+@click.option("--runtime", type=click.Choice(["gevent", "threading"]), default=None)
+@click.option("--bind", default=None, help="override transport.bind")
+@click.option(
+    "--state-dir",
+    default="state",
+    show_default=True,
+    help="state directory of the embedded default (no --config)",
+)
+@click.option("--insecure", is_flag=True, help="allow binding beyond loopback without CURVE")
+@click.option("--log-level", default="INFO", show_default=True)
+def cli(
+    config_file: str | None,
+    runtime: str | None,
+    bind: str | None,
+    state_dir: str,
+    insecure: bool,
+    log_level: str,
+) -> None:
+    """Run a service until SIGTERM or SIGINT."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    overrides: dict[str, object] = {"runtime": runtime} if runtime else {}
+    try:
+        config: ServiceConfig = (
+            load_config(config_file, **overrides)
+            if config_file
+            else default_config(state_dir, **overrides)
+        )
+        transport = config.transport
+        if bind:
+            transport = transport.model_copy(update={"bind": bind})
+        security = None
+        if transport.server_secret_key is not None and transport.client_keys_dir is not None:
+            security = ServerSecurity(transport.server_secret_key, transport.client_keys_dir)
+        service = Service(config, config_file=config_file).start()
+    except TransportError as exc:  # ActorsError (config, load) and key files
+        _fail(f"{type(exc).__name__}: {exc}")
+        return
+    try:
+        server = service.serve(
+            transport.bind,
+            security=security,
+            allow_insecure=insecure or transport.allow_insecure,
+        )
+    except TransportError as exc:
+        service.stop()
+        _fail(f"{type(exc).__name__}: {exc}")
+        return
+    stop = service.system.runtime.event()  # type: ignore[union-attr]
+    if service.system.runtime.name == "gevent":  # type: ignore[union-attr]
+        import gevent
+
+        gevent.signal_handler(signal.SIGTERM, stop.set)
+        gevent.signal_handler(signal.SIGINT, stop.set)
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+    managers = service.actor.managers() if service.actor else []
+    click.echo(
+        f"actorsd: {service.name} listening on {server.endpoint}"
+        f"{' (CURVE)' if security else ''}; backends: {', '.join(managers) or 'none'}",
+        err=True,
+    )
+    for name, error in service.backend_errors.items():
+        click.echo(f"actorsd: backend {name} failed to start: {error}", err=True)
+    while not stop.wait(1.0):
+        if service.failed is not None:
+            click.echo(f"actorsd: service gave up: {service.failed}", err=True)
+            service.stop()
+            sys.exit(1)
+    ok = service.stop()
+    click.echo("actorsd: stopped" + ("" if ok else " (some actors had to be killed)"), err=True)
+    sys.exit(0)
+
+
+def run(argv: list[str]) -> int:
+    try:
+        cli.main(args=argv, prog_name="actorsd", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except ActorsError as exc:  # pragma: no cover - last resort, one line
+        click.echo(f"actorsd: {type(exc).__name__}: {exc}", err=True)
+        return 2
+    return 0
+
+
+__all__ = ["run"]
