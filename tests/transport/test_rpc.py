@@ -1,0 +1,284 @@
+"""The service over real ZeroMQ sockets (tcp and ipc on loopback), both runtimes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from actors import (
+    DeadlineExceeded,
+    FakeController,
+    MethodNotAllowed,
+    RemoteError,
+    Service,
+    ServiceConfig,
+    UnsupportedVersion,
+)
+from actors.errors import Busy, InvalidArguments, NotFound
+from tests.support import backend
+from transport import (
+    ClientSecurity,
+    InsecureBind,
+    MessageTooLarge,
+    RpcClient,
+    RpcServer,
+    ServerSecurity,
+    fanout,
+    generate_keypair,
+)
+
+
+@pytest.fixture(params=["tcp", "ipc"])
+def scheme(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def endpoint_for(scheme: str, tmp_path) -> Callable[[str], str]:
+    def make(name: str) -> str:
+        if scheme == "tcp":
+            return "tcp://127.0.0.1:0"
+        return f"ipc://{tmp_path}/{name}.sock"
+
+    return make
+
+
+@pytest.fixture
+def serve(runtime_name: str) -> Iterator[Callable[..., tuple[Service, RpcServer]]]:
+    started: list[Service] = []
+
+    def make(
+        endpoint: str, backends: dict[str, Any] | None = None, **kw: Any
+    ) -> tuple[Service, RpcServer]:
+        security = kw.pop("security", None)
+        backends = backends or {"b1": backend()}
+        config = ServiceConfig(
+            host=kw.pop("host", "h"),
+            runtime=runtime_name,
+            enabled_backends=list(backends),
+            backends=backends,
+            **kw,
+        )
+        service = Service(config).start(timeout=10)
+        started.append(service)
+        return service, service.serve(endpoint, security=security)
+
+    yield make
+    for service in started:
+        assert service.stop(10)
+
+
+@pytest.fixture
+def connect(runtime_name: str) -> Iterator[Callable[..., RpcClient]]:
+    clients: list[RpcClient] = []
+
+    def make(endpoint: str, **kw: Any) -> RpcClient:
+        client = RpcClient(endpoint, green=runtime_name == "gevent", **kw)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def test_call_cast_and_ping(serve, connect, endpoint_for):
+    service, server = serve(endpoint_for("a"))
+    client = connect(server.endpoint, timeout=10)
+    assert client.ping()["managers"] == ["h@b1"]
+    assert client.call("h@b1", "create", {"resource_id": "r1", "size": 3}) == {
+        "id": "r1",
+        "size": 3,
+    }
+    assert client.call("b1", "create_and_count", {"resource_id": "r2"})["events"] == 2
+    client.cast("b1", "record", {"note": "by cast"})
+    assert client.call("b1", "status")["events"][-1] == "by cast"  # FIFO after the cast
+    assert server.stats["call"] == 3 and server.stats["cast"] == 1
+
+
+def test_many_calls_in_flight_on_one_connection(serve, connect, endpoint_for):
+    _, server = serve(endpoint_for("a"))
+    client = connect(server.endpoint, timeout=20)
+    futures = [
+        client.call_async("b1", "create", {"resource_id": f"r{i}", "size": 0}) for i in range(200)
+    ]
+    assert [f.result()["id"] for f in futures] == [f"r{i}" for i in range(200)]
+
+
+def test_errors_arrive_typed(serve, connect, endpoint_for):
+    _, server = serve(endpoint_for("a"))
+    client = connect(server.endpoint, timeout=10)
+    with pytest.raises(MethodNotAllowed) as err:
+        client.call("b1", "not_exposed")
+    assert err.value.method == "not_exposed" and err.value.target == "h@b1"
+    with pytest.raises(MethodNotAllowed):
+        client.call("b1", "__init__")
+    with pytest.raises(NotFound):
+        client.call("h@elsewhere", "ping")
+    with pytest.raises(InvalidArguments):
+        client.call("b1", "create", {"resource_id": 1, "size": "big"})
+    with pytest.raises(UnsupportedVersion) as version:
+        client.call("b1", "status", version="2.0")
+    assert version.value.supported == "1.2"
+    assert client.call("b1", "status", version="1.1")["status_calls"] == 1
+    with pytest.raises(RemoteError) as remote:  # ValueError is not on the allowlist
+        client.call("b1", "fail", {"message": "disk on fire"})
+    assert remote.value.type_name == "ValueError"
+    assert "disk on fire" in remote.value.remote_message
+    assert "Traceback" in remote.value.traceback
+
+
+def test_deadline_on_the_client_and_on_the_server(serve, connect, endpoint_for, runtime):
+    _, server = serve(endpoint_for("a"))
+    client = connect(server.endpoint, timeout=10)
+    fake = FakeController.for_backend("h@b1")
+    fake.hang("create")
+    first = client.call_async("b1", "create", {"resource_id": "first"}, timeout=10)
+    fake.wait_until(lambda c: c.in_flight == 1, runtime)
+    with pytest.raises(DeadlineExceeded) as err:  # the client stops waiting at its deadline
+        client.call("b1", "create", {"resource_id": "late"}, timeout=0.2)
+    assert err.value.timeout == 0.2
+    fake.release()
+    assert first.result()["id"] == "first"
+    assert client.call("b1", "ping")["name"] == "h@b1"
+    # the server did not start 'late': its deadline passed while it was queued
+    assert [c.args[0] for c in fake.calls] == ["first"]
+
+
+def test_a_late_reply_is_dropped_not_given_to_the_next_caller(
+    serve, connect, endpoint_for, runtime
+):
+    _, server = serve(endpoint_for("a"))
+    client = connect(server.endpoint, timeout=10)
+    fake = FakeController.for_backend("h@b1")
+    fake.hang("get")
+    client.call("b1", "create", {"resource_id": "slow"})
+    with pytest.raises(DeadlineExceeded):
+        client.call("b1", "get", {"resource_id": "slow"}, timeout=0.2)
+    fake.wait_until(lambda c: c.in_flight == 1, runtime)
+    fake.release()
+    # The late reply to 'get' arrives first; this caller must get its own answer.
+    assert client.call("b1", "status")["status_calls"] == 1
+    assert client.stats["late_replies"] == 1
+
+
+def test_busy_mailbox_is_a_retryable_error_over_the_wire(serve, connect, endpoint_for, runtime):
+    _, server = serve(
+        endpoint_for("a"),
+        {"b1": backend(manager="tests.support:HoldingManager", mailbox_capacity=2)},
+    )
+    client = connect(server.endpoint, timeout=10)
+    fake = FakeController.for_backend("h@b1")
+    held = client.call_async("b1", "hold")
+    fake.wait_until(lambda c: "manager.hold" in c.ops(), runtime)
+    queued = [client.call_async("b1", "ping") for _ in range(2)]
+    for f in queued:  # make sure both are in the mailbox before the next one
+        pass
+    with pytest.raises(Busy) as err:
+        client.call("b1", "ping")
+    assert err.value.retryable
+    fake.release()
+    assert held.result() == "released"
+    assert all(f.result()["name"] == "h@b1" for f in queued)
+
+
+def test_fanout_reaches_every_service_of_the_topic(serve, runtime_name, endpoint_for):
+    services = [
+        serve(endpoint_for(f"s{i}"), {"b1": backend()}, host=f"node{i}", topic="shares")
+        for i in range(2)
+    ]
+    endpoints = [server.endpoint for _, server in services]
+    outcome = fanout(
+        endpoints,
+        "shares",
+        "record",
+        {"note": "everyone"},
+        timeout=10,
+        green=runtime_name == "gevent",
+    )
+    assert outcome == {ep: None for ep in endpoints}
+    for i, (service, _) in enumerate(services):
+        assert service.call(f"node{i}@b1", "status")["events"][-1] == "everyone"
+
+
+def test_client_reconnects_after_the_server_restarts(runtime_name, connect, tmp_path):
+    import zmq
+
+    ctx = zmq.Context()
+    probe = ctx.socket(zmq.ROUTER)
+    port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(0)
+    ctx.term()
+    endpoint = f"tcp://127.0.0.1:{port}"
+
+    def start() -> Service:
+        config = ServiceConfig(
+            host="h", runtime=runtime_name, enabled_backends=["b1"], backends={"b1": backend()}
+        )
+        service = Service(config).start(timeout=10)
+        service.serve(endpoint)
+        return service
+
+    service = start()
+    client = connect(endpoint, timeout=10)
+    assert client.call("b1", "ping")["name"] == "h@b1"
+    assert service.stop(10)
+    service = start()
+    try:
+        assert client.call("b1", "ping", timeout=10)["name"] == "h@b1"
+    finally:
+        assert service.stop(10)
+
+
+def test_curve_accepts_allowed_keys_and_refuses_others(serve, connect, tmp_path, runtime):
+    keys = tmp_path / "keys"
+    allowed = tmp_path / "allowed"
+    generate_keypair(keys, "server")
+    _, good_secret = generate_keypair(keys, "good")
+    _, bad_secret = generate_keypair(keys, "bad")
+    allowed.mkdir()
+    (allowed / "good.key").write_text((keys / "good.key").read_text())
+    security = ServerSecurity(keys / "server.key_secret", allowed)
+    service, server = serve("tcp://127.0.0.1:0", security=security)
+    good = connect(
+        server.endpoint, timeout=10, security=ClientSecurity(good_secret, keys / "server.key")
+    )
+    assert good.call("b1", "record", {"note": "encrypted"}) is None
+    bad = connect(
+        server.endpoint, timeout=1, security=ClientSecurity(bad_secret, keys / "server.key")
+    )
+    with pytest.raises(DeadlineExceeded):
+        bad.call("b1", "record", {"note": "should never arrive"})
+    plain = connect(server.endpoint, timeout=1)
+    with pytest.raises(DeadlineExceeded):
+        plain.call("b1", "record", {"note": "nor this"})
+    # nothing from the refused clients was dispatched
+    assert service.call("b1", "status")["events"] == ["init_host", "encrypted"]
+    assert server.stats["call"] == 1
+
+
+def test_binding_beyond_loopback_needs_curve_or_an_explicit_flag():
+    class Nothing:
+        def dispatch(self, request):  # pragma: no cover - never reached
+            raise AssertionError
+
+        def info(self):  # pragma: no cover
+            return {}
+
+    with pytest.raises(InsecureBind):
+        RpcServer(Nothing(), "tcp://0.0.0.0:0")
+    with pytest.raises(InsecureBind):
+        RpcServer(Nothing(), "tcp://*:0")
+    RpcServer(Nothing(), "tcp://0.0.0.0:0", allow_insecure=True)  # constructs; not started
+    RpcServer(Nothing(), "tcp://127.0.0.2:0")
+    RpcServer(Nothing(), "tcp://[::1]:0")
+
+
+def test_oversized_request_is_refused_before_sending(serve, connect, endpoint_for):
+    _, server = serve(endpoint_for("a"))
+    client = connect(server.endpoint, timeout=10)
+    with pytest.raises(MessageTooLarge):
+        client.call("b1", "record", {"note": "x" * (2 << 20)})
+    assert client.call("b1", "ping")["name"] == "h@b1"
