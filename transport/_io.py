@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,9 @@ SocketFactory = Callable[[Any], Any]
 """Given a context, return a configured, bound or connected socket."""
 OnFrames = Callable[[list[bytes]], None]
 
-_STOP = object()
+_STOP: Any = object()
+_REPLY_SEND_PATIENCE = 5.0
+"""Seconds a reply may wait for room at a slow or vanished peer before it is dropped."""
 
 
 class SocketLoop:
@@ -38,7 +41,8 @@ class SocketLoop:
     def start(self) -> None:
         raise NotImplementedError
 
-    def send(self, frames: list[bytes]) -> None:
+    def send(self, frames: list[bytes], expires: float | None = None) -> None:
+        """Queue frames; drop them if not sent by `expires` (monotonic seconds)."""
         raise NotImplementedError
 
     def stop(self, linger: float = 1.0) -> None:
@@ -91,19 +95,34 @@ class GreenSocketLoop(SocketLoop):
     def _write(self) -> None:
         sock = self.socket
         while True:
-            frames = self._outbox.get()
-            if frames is _STOP:
+            item = self._outbox.get()
+            if item is _STOP:
                 return
+            frames, expires = item
             try:
-                sock.send_multipart(frames)
+                self._send_until(sock, frames, expires)
             except zmq.ZMQError as exc:
                 if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
                     return
                 self.dropped_sends += 1
                 log.debug("%s: send failed: %s", self.name, exc)
 
-    def send(self, frames: list[bytes]) -> None:
-        self._outbox.put(frames)
+    def _send_until(self, sock: Any, frames: list[bytes], expires: float | None) -> None:
+        # Never block forever on a peer that is gone or full: a request is
+        # dropped at its deadline, a reply after a few seconds of no room.
+        limit = expires if expires is not None else time.monotonic() + _REPLY_SEND_PATIENCE
+        while True:
+            if time.monotonic() >= limit:
+                self.dropped_sends += 1
+                return
+            try:
+                sock.send_multipart(frames, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                sock.poll(int(min(0.1, max(0.0, limit - time.monotonic())) * 1000) + 1, zmq.POLLOUT)
+
+    def send(self, frames: list[bytes], expires: float | None = None) -> None:
+        self._outbox.put((frames, expires))
 
     def stop(self, linger: float = 1.0) -> None:
         import gevent
@@ -166,7 +185,7 @@ class ThreadSocketLoop(SocketLoop):
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
-        pending: list[list[bytes]] = []
+        pending: list[tuple[list[bytes], float]] = []
         stopping = False
         while not stopping:
             try:
@@ -207,19 +226,27 @@ class ThreadSocketLoop(SocketLoop):
             self._context.term()
         self._close_pipe()
 
-    def _flush(self, sock: Any, pending: list[list[bytes]]) -> list[list[bytes]]:
-        for index, frames in enumerate(pending):
+    def _flush(
+        self, sock: Any, pending: list[tuple[list[bytes], float]]
+    ) -> list[tuple[list[bytes], float]]:
+        now = time.monotonic()
+        for index, (frames, expires) in enumerate(pending):
+            if now >= expires:
+                self.dropped_sends += 1  # its deadline passed while the peer had no room
+                continue
             try:
                 sock.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:
-                return pending[index:]  # peer's queue is full: retry shortly
+                return [p for p in pending[index:] if now < p[1]]  # retry shortly
             except zmq.ZMQError as exc:
                 self.dropped_sends += 1
                 log.debug("%s: send failed: %s", self.name, exc)
         return []
 
-    def send(self, frames: list[bytes]) -> None:
-        self._outbox.put(frames)
+    def send(self, frames: list[bytes], expires: float | None = None) -> None:
+        if expires is None:
+            expires = time.monotonic() + _REPLY_SEND_PATIENCE
+        self._outbox.put((frames, expires) if frames is not _STOP else _STOP)
         with self._pipe_lock:
             if not self._pipe_open:
                 return

@@ -194,7 +194,7 @@ class RpcClient:
             return future
         with self._lock:
             self._pending[msg_id] = future
-        loop.send([body])
+        loop.send([body], expires=future.deadline)
         return future
 
     def call(

@@ -128,17 +128,29 @@ class RpcServer:
         self._log = _RateLimitedLog()
         self._loop: SocketLoop | None = None
         self._zap: ZapHandler | None = None
+        self._context: Any = None
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> RpcServer:
         """Bind and start serving; raises BindError if the endpoint is taken."""
-        self._loop = make_loop(self.green, self._make_socket, self._on_frames, "rpc-server")
+        if self.green:
+            from zmq import green as zmq_green
+
+            self._context = zmq_green.Context()
+        else:
+            self._context = zmq.Context()
+        self._loop = make_loop(
+            self.green, self._make_socket, self._on_frames, "rpc-server", self._context
+        )
         try:
             self._loop.start()
         except zmq.ZMQError as exc:
             self._loop = None
             if self._zap is not None:
                 self._zap.stop()
+                self._zap = None
+            self._context.term()
+            self._context = None
             raise BindError(self.requested_endpoint, exc.strerror) from None
         return self
 
@@ -179,6 +191,9 @@ class RpcServer:
         if self._zap is not None:
             self._zap.stop()
             self._zap = None
+        if self._context is not None:
+            self._context.term()  # every socket of it is closed by now
+            self._context = None
 
     # -- incoming ----------------------------------------------------------------------
     def _on_frames(self, frames: list[bytes]) -> None:

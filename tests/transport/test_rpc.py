@@ -85,7 +85,7 @@ def connect(runtime_name: str) -> Iterator[Callable[..., RpcClient]]:
 
 
 def test_call_cast_and_ping(serve, connect, endpoint_for):
-    service, server = serve(endpoint_for("a"))
+    _, server = serve(endpoint_for("a"))
     client = connect(server.endpoint, timeout=10)
     assert client.ping()["managers"] == ["h@b1"]
     assert client.call("h@b1", "create", {"resource_id": "r1", "size": 3}) == {
@@ -174,8 +174,6 @@ def test_busy_mailbox_is_a_retryable_error_over_the_wire(serve, connect, endpoin
     held = client.call_async("b1", "hold")
     fake.wait_until(lambda c: "manager.hold" in c.ops(), runtime)
     queued = [client.call_async("b1", "ping") for _ in range(2)]
-    for f in queued:  # make sure both are in the mailbox before the next one
-        pass
     with pytest.raises(Busy) as err:
         client.call("b1", "ping")
     assert err.value.retryable
