@@ -31,7 +31,7 @@ from actors.errors import (
     DeadlineExceeded,
     EscalationError,
 )
-from actors.runtime import ActorFuture, TimerHandle
+from actors.runtime import ActorFuture, MailboxClosed, TimerHandle
 from actors.supervision import ChildSpec, Supervisor, describe
 
 if TYPE_CHECKING:
@@ -52,6 +52,20 @@ class Envelope:
     def __init__(self, message: Any) -> None:
         self.message = message
         self.reply_to = None
+
+
+class _TimerRef:
+    """An actor's handle on one of its timers (cancellable, never leaked)."""
+
+    __slots__ = ("fired", "handle")
+
+    def __init__(self) -> None:
+        self.fired = False
+        self.handle: TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 class _FailedStart:
@@ -93,7 +107,10 @@ class CellMixin:
         self._current: tuple[str, float] | None = None
         self._current_reply: ActorFuture[Any] | None = None
         self.current_deadline: float | None = None
-        self._timers: set[TimerHandle] = set()
+        self._timers: set[Any] = set()
+        self._stop_deadline: float | None = None
+        self._restart_tokens: dict[str, int] = {}
+        self._previous: dict[str, CellMixin] = {}
         self._now = system.runtime.clock.monotonic
         self.started_at = self._now()
         self.supervisor: Supervisor | None = None
@@ -111,8 +128,17 @@ class CellMixin:
     def is_running(self) -> bool:
         return not self.actor_stopped.is_set()
 
-    def request_stop(self, reason: str = "stopped") -> None:
-        self.post(Stop(reason))
+    def request_stop(self, reason: str = "stopped", deadline: float | None = None) -> None:
+        """Stop after the messages already queued (no-op if already finished)."""
+        try:
+            self.post(Stop(reason, deadline))
+        except MailboxClosed:
+            pass
+
+    def abort(self, reason: str, deadline: float | None = None) -> None:
+        """Stop soon: queued requests are failed instead of started."""
+        self._stopping = True
+        self.request_stop(reason, deadline)
 
     def request_crash(self, reason: str) -> None:
         self.post(Crash(reason))
@@ -128,9 +154,7 @@ class CellMixin:
                     self._start_child(spec, initial=True)
             self.behaviour.on_start()
             self.system.directory.running(self.name, self)
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
+        except BaseException as exc:  # even SystemExit: it ends this actor only
             self._crash(f"start failed: {_describe(exc)}", exc)
 
     def on_stop(self) -> None:
@@ -152,16 +176,14 @@ class CellMixin:
             elif kind is StartChildren:
                 self._on_start_children(message)
             elif kind is Stop:
-                self._begin_stop(message.reason)
+                self._begin_stop(message.reason, message.deadline)
             elif kind is Crash:
                 self._crash(message.reason, None)
             else:
                 return super()._handle_receive(message)  # type: ignore[misc]
         except BaseException as exc:
-            # GreenletExit, gevent.Timeout and friends end this actor only;
+            # GreenletExit, gevent.Timeout, even SystemExit end this actor only;
             # pykka would otherwise stop every actor in the process.
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
             reason = _describe(exc)
             self._crash(reason, exc)
             # Whatever was being handled fails now rather than at its deadline.
@@ -201,8 +223,6 @@ class CellMixin:
             reply.try_set_exception(exc)
             return
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
             self._crash(f"{req.method}: {_describe(exc)}", exc)
             return
         finally:
@@ -247,8 +267,6 @@ class CellMixin:
             msg.result.try_set_exception(exc)
             return
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
             msg.result.try_set_exception(ActorCrashed(self.name, _describe(exc)))
             self._crash(f"continuation: {_describe(exc)}", exc)
             return
@@ -279,34 +297,40 @@ class CellMixin:
         result = self.system.runtime.future()
 
         def _deliver(done: ActorFuture[Any]) -> None:
-            if self._finished:
+            try:
+                self.post(Continuation(fn, done, result))
+            except MailboxClosed:
                 result.try_set_exception(ActorStopped(self.name, "stopped before continuing"))
-                return
-            self.post(Continuation(fn, done, result))
 
         future.add_done_callback(_deliver)
         return result
 
     def call_later(self, delay: float, fn: Callable[[], Any]) -> TimerHandle:
-        handle: TimerHandle | None = None
+        ref = _TimerRef()
 
         def _fire() -> None:
-            self._timers.discard(handle)  # type: ignore[arg-type]
-            if not self._finished:
-                self.post(TimerFired(fn))
+            ref.fired = True
+            self._timers.discard(ref)
+            self._post_quietly(TimerFired(fn))
 
-        handle = self.system.runtime.call_later(delay, _fire)
-        self._timers.add(handle)
-        return handle
+        ref.handle = self.system.runtime.call_later(delay, _fire)
+        if not ref.fired:
+            self._timers.add(ref)
+        return ref
 
     def call_repeatedly(self, interval: float, fn: Callable[[], Any]) -> TimerHandle:
-        def _fire() -> None:
-            if not self._finished:
-                self.post(TimerFired(fn))
+        ref = _TimerRef()
+        ref.handle = self.system.runtime.call_repeatedly(
+            interval, lambda: self._post_quietly(TimerFired(fn))
+        )
+        self._timers.add(ref)
+        return ref
 
-        handle = self.system.runtime.call_repeatedly(interval, _fire)
-        self._timers.add(handle)
-        return handle
+    def _post_quietly(self, message: Any) -> None:
+        try:
+            self.post(message)
+        except MailboxClosed:
+            pass
 
     # -- crash and stop ---------------------------------------------------------------
     def _crash(self, reason: str, exc: BaseException | None) -> None:
@@ -326,7 +350,8 @@ class CellMixin:
         pykka.ActorRegistry.unregister(self.actor_ref)
         self.actor_stopped.set()
 
-    def _begin_stop(self, reason: str) -> None:
+    def _begin_stop(self, reason: str, deadline: float | None = None) -> None:
+        self._stop_deadline = deadline
         self._stopping = True
         self.exit_reason = None
         self._stop_note = reason
@@ -351,7 +376,7 @@ class CellMixin:
             for timer in list(self._timers):
                 timer.cancel()
             self._timers.clear()
-            self._stop_children(self._crash_reason or "parent stopping")
+            self._stop_children(self._crash_reason or "parent stopping", urgent=crashed)
             self._drain(run_continuations=not crashed)
             try:
                 if crashed:
@@ -361,9 +386,18 @@ class CellMixin:
             except Exception:
                 log.exception("%s: stop hook failed", self.name)
             self._finished = True
+            self.actor_inbox.close()
             self._drain(run_continuations=False)
         finally:
+            # Interrupted (killed) while stopping children: none may outlive us.
+            for name in list(self.children):
+                child = self.children.pop(name)
+                if isinstance(child, CellMixin):
+                    self._previous[name] = child
+                    child.abort(f"parent {self.name} ended")
+                    self.system.runtime.kill(child)  # type: ignore[arg-type]
             self._finished = True
+            self.actor_inbox.close()
             self._announce_exit()
 
     def _announce_exit(self) -> None:
@@ -372,10 +406,7 @@ class CellMixin:
         self.exit_reason = self._crash_reason
         self.system.directory.exited(self)
         if self.parent is not None:
-            try:
-                self.parent.post(ChildExited(self.name, self, self._crash_reason))
-            except Exception:  # the parent is gone too
-                pass
+            self.parent._post_quietly(ChildExited(self.name, self, self._crash_reason))
         else:
             self.system._root_exited(self)
         self.exited.set()
@@ -406,9 +437,16 @@ class CellMixin:
                     self._handle_receive(message)
                 else:
                     message.result.try_set_exception(failure)
+            elif kind is Cast:
+                log.warning("%s: cast %s dropped: %s", self.name, message.method, failure.message)
 
     def abandon(self, reason: str) -> None:
-        """Give up on a cell that could not be stopped or killed (threads)."""
+        """Give up on a cell that could not be stopped or killed (threads).
+
+        Its thread may still be inside a handler; everything it owes is failed
+        now, its children are stopped, and its supervisor will not start a new
+        incarnation under the same name until that thread has really ended.
+        """
         if self.exited.is_set():
             return
         self._abandoned = True
@@ -416,11 +454,18 @@ class CellMixin:
         self._stopping = True
         pykka.ActorRegistry.unregister(self.actor_ref)
         self.actor_stopped.set()
+        if self._current_reply is not None:
+            self._current_reply.try_set_exception(ActorCrashed(self.name, self._crash_reason))
+        for name in reversed(list(self.children)):
+            child = self.children.pop(name)
+            if isinstance(child, CellMixin):
+                child.abort(f"parent {self.name} abandoned")
+                if not child.exited.wait(1.0):
+                    child.abandon(f"parent {self.name} abandoned")
         self._finished = True
+        self.actor_inbox.close()
         self._drain(run_continuations=False)
-        self.exit_reason = self._crash_reason
-        self.system.directory.exited(self)
-        self.exited.set()
+        self._announce_exit()
 
     # -- supervision ---------------------------------------------------------------------
     def _start_child(self, spec: ChildSpec, *, initial: bool = False) -> None:
@@ -435,26 +480,45 @@ class CellMixin:
             self.children[spec.name] = placeholder
             self.post(ChildExited(spec.name, placeholder, reason))
             return
-        cell = self.system.spawn_cell(
-            spec.name, behaviour, parent=self, capacity=spec.mailbox_capacity
-        )
+        try:
+            cell = self.system.spawn_cell(
+                spec.name, behaviour, parent=self, capacity=spec.mailbox_capacity
+            )
+        except Exception as exc:
+            if initial:
+                raise
+            reason = f"could not start: {_describe(exc)}"
+            log.error("%s: child %s %s", self.name, spec.name, reason)
+            placeholder = _FailedStart(reason)
+            self.children[spec.name] = placeholder
+            self.post(ChildExited(spec.name, placeholder, reason))
+            return
         self.children[spec.name] = cell
 
-    def _stop_children(self, reason: str) -> None:
+    def _stop_children(self, reason: str, *, urgent: bool = False) -> None:
         for name in reversed(list(self.children)):
             cell = self.children.pop(name)
             if isinstance(cell, CellMixin):
-                self._stop_child(cell, reason)
+                self._previous[name] = cell
+                self._stop_child(cell, reason, urgent=urgent)
 
-    def _stop_child(self, cell: CellMixin, reason: str) -> None:
+    def _stop_child(self, cell: CellMixin, reason: str, *, urgent: bool = False) -> None:
         spec = self.supervisor.spec(cell.name) if self.supervisor else None
         policy = self.behaviour.supervision_policy()
         timeout = (spec.shutdown_timeout if spec else None) or policy.shutdown_timeout
-        cell.post(Stop(reason))
+        if self._stop_deadline is not None:
+            # Our parent's deadline bounds ours; leave it a margin so that the
+            # child is done (or killed) before the parent itself runs out.
+            timeout = max(0.0, min(timeout, (self._stop_deadline - self._now()) * 0.8))
+        deadline = self._now() + timeout
+        if urgent:
+            cell.abort(reason, deadline)
+        else:
+            cell.request_stop(reason, deadline)
         if cell.exited.wait(timeout):
             return
         log.error("%s: child %s did not stop within %gs; killing it", self.name, cell.name, timeout)
-        if self.system.runtime.kill(cell) and cell.exited.wait(min(timeout, 5.0)):  # type: ignore[arg-type]
+        if self.system.runtime.kill(cell) and cell.exited.wait(min(max(timeout, 0.5), 5.0)):  # type: ignore[arg-type]
             return
         log.error("%s: child %s could not be killed; abandoning it", self.name, cell.name)
         cell.abandon(f"did not stop within {timeout:g}s")
@@ -483,9 +547,12 @@ class CellMixin:
             return
         for name in decision.remove:
             self.system.directory.remove(name)
+        if isinstance(msg.cell, CellMixin):
+            self._previous[msg.name] = msg.cell
         for name in decision.stop_siblings:
             sibling = self.children.pop(name, None)
             if isinstance(sibling, CellMixin):
+                self._previous[name] = sibling
                 self._stop_child(sibling, f"restarting with {msg.name}")
         if not decision.restart:
             return
@@ -493,10 +560,12 @@ class CellMixin:
         for name in decision.restart:
             self.system.directory.restarting(name, why)
         message = StartChildren(decision.restart, next(_tokens))
+        for name in decision.restart:  # a newer decision supersedes pending restarts
+            self._restart_tokens[name] = message.token
         if decision.delay <= 0:
             self._on_start_children(message)
         else:
-            self.call_later(decision.delay, lambda: self._on_start_children(message))
+            self.system.runtime.call_later(decision.delay, lambda: self._post_quietly(message))
 
     def _on_start_children(self, msg: StartChildren) -> None:
         if self._stopping or self.supervisor is None:
@@ -505,6 +574,17 @@ class CellMixin:
             spec = self.supervisor.spec(name)
             if spec is None or name in self.children:
                 continue
+            if self._restart_tokens.get(name) != msg.token:
+                continue  # superseded by a later decision
+            previous = self._previous.get(name)
+            if previous is not None and previous.loop_alive():
+                # Never two incarnations at once: an abandoned thread may still
+                # be inside an operation. Look again shortly.
+                log.warning("%s: %s waits for its previous incarnation to end", self.name, name)
+                self.system.runtime.call_later(0.5, lambda m=msg: self._post_quietly(m))
+                return
+            self._previous.pop(name, None)
+            self._restart_tokens.pop(name, None)
             self.system.directory.note_restart(name)
             self._start_child(spec)
 

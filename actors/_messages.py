@@ -103,13 +103,13 @@ class StartChildren:
 
 
 class Stop:
-    """Stop after the messages already queued; children stop first."""
+    """Stop after the messages already queued; children stop first, by `deadline`."""
 
-    __slots__ = ("reason",)
+    __slots__ = ("deadline", "reason")
     system = True
 
-    def __init__(self, reason: str = "stopped") -> None:
-        self.reason = reason
+    def __init__(self, reason: str = "stopped", deadline: float | None = None) -> None:
+        self.reason, self.deadline = reason, deadline
 
 
 class Crash:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,14 @@ from actors.errors import (
     DeadlineExceeded,
     NotFound,
 )
-from actors.runtime import ActorFuture, Clock, MailboxFull, Runtime, get_runtime
+from actors.runtime import (
+    ActorFuture,
+    Clock,
+    MailboxClosed,
+    MailboxFull,
+    Runtime,
+    get_runtime,
+)
 from actors.supervision import SupervisionPolicy
 
 if TYPE_CHECKING:
@@ -44,6 +52,8 @@ class DirectoryEntry:
     state: str
     reason: str | None = None
     restarts: int = 0
+    last: CellMixin | None = None
+    """The incarnation that exited last (its thread may outlive it if abandoned)."""
 
 
 class Directory:
@@ -56,8 +66,8 @@ class Directory:
         self._lock = threading.Lock()
 
     def _changed(self) -> None:
-        if not self._waiters:
-            return
+        # Always under the lock: a waiter either saw the new state when it
+        # checked, or is already in the list when we look.
         with self._lock:
             ready = [w for w in self._waiters if w[0]()]
             for w in ready:
@@ -120,6 +130,8 @@ class Directory:
 
     def exited(self, cell: CellMixin) -> None:
         entry = self._entries.get(cell.name)
+        if entry is not None:
+            entry.last = cell
         if entry is not None and entry.cell is cell:
             entry.cell = None
             entry.state = "crashed" if cell.exit_reason else "stopped"
@@ -129,6 +141,12 @@ class Directory:
     def remove(self, name: str) -> None:
         self._entries.pop(name, None)
         self._changed()
+
+    def predecessor_alive(self, name: str, current: CellMixin) -> bool:
+        """True if an earlier incarnation of `name` still runs code (abandoned thread)."""
+        entry = self._entries.get(name)
+        last = entry.last if entry is not None else None
+        return last is not None and last is not current and bool(last.loop_alive())  # type: ignore[attr-defined]
 
     def entry(self, name: str) -> DirectoryEntry | None:
         return self._entries.get(name)
@@ -142,8 +160,12 @@ class Directory:
         if entry is None:
             raise NotFound(name)
         cell = entry.cell
-        if cell is None or cell._stopping:
+        if cell is None:
             raise _unavailable(name, entry)
+        if cell._stopping:
+            if cell._crash_reason is not None:
+                raise ActorCrashed(name, cell._crash_reason)
+            raise ActorStopped(name, "stopping")
         return cell
 
 
@@ -205,6 +227,8 @@ class ActorHandle:
             cell.actor_inbox.put(Envelope(request))
         except MailboxFull as exc:
             reply.set_exception(Busy(self.name, exc.capacity))
+        except MailboxClosed:
+            reply.set_exception(ActorStopped(self.name, "stopped"))
         return reply
 
     def call(
@@ -235,6 +259,8 @@ class ActorHandle:
             cell.post(Cast(method, args, kwargs or {}, rpc, version))
         except MailboxFull as exc:
             raise Busy(self.name, exc.capacity) from None
+        except MailboxClosed:
+            raise ActorStopped(self.name, "stopped") from None
 
     def status(self) -> dict[str, Any]:
         """A snapshot of what the actor is doing (read without asking it)."""
@@ -317,11 +343,18 @@ class ActorSystem:
             callback(cell)
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop every top-level actor, newest first; True if all stopped in time."""
+        """Stop every top-level actor, newest first, all within `timeout`.
+
+        One deadline for the whole tree: each actor bounds the time it gives
+        its children by what is left of it. True if everything stopped in time.
+        """
         ok = True
+        now = self.runtime.clock.monotonic
+        deadline = now() + timeout * 0.8  # the tree finishes before we give up on it
+        wall_deadline = time.monotonic() + timeout
         for cell in reversed(list(self._roots)):
-            cell.request_stop("system stopping")
-            if not cell.exited.wait(timeout):
+            cell.request_stop("system stopping", deadline)
+            if not cell.exited.wait(max(0.0, wall_deadline - time.monotonic())):
                 log.error("actor %s did not stop within %gs", cell.name, timeout)
                 if not (self.runtime.kill(cell) and cell.exited.wait(5.0)):  # type: ignore[arg-type]
                     cell.abandon(f"did not stop within {timeout:g}s")

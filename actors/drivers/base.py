@@ -132,6 +132,10 @@ class DriverActor(BaseActor, abc.ABC):
     def _attempt_setup(self) -> None:
         self.setup_attempts += 1
         try:
+            if self.system.directory.predecessor_alive(self.name, self._cell):
+                # An abandoned earlier incarnation may still be inside an
+                # operation: never let two drivers touch the backend at once.
+                raise RuntimeError("the previous driver incarnation is still running")
             self.do_setup()
             self.check_for_setup_error()
         except Exception as exc:

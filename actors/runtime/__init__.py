@@ -8,7 +8,7 @@ both.
 from __future__ import annotations
 
 from actors.errors import ConfigError
-from actors.runtime._base import Event, MailboxFull, Runtime
+from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime
 from actors.runtime._clock import Clock, TimerHandle, VirtualClock, call_repeatedly
 from actors.runtime._future import ActorFuture
 
@@ -19,6 +19,7 @@ __all__ = [
     "ActorFuture",
     "Clock",
     "Event",
+    "MailboxClosed",
     "MailboxFull",
     "Runtime",
     "TimerHandle",

@@ -37,22 +37,40 @@ def _is_system(message: Any) -> bool:
     return getattr(message, "system", True)
 
 
+class MailboxClosed(Exception):
+    """Raised by an inbox's `put` once its actor has finished for good."""
+
+
 class BoundedInbox:
     """A FIFO mailbox whose user messages are bounded; system messages are not.
 
     `queue` is any object with put/get/empty/qsize (SimpleQueue of either world).
-    A full mailbox raises `MailboxFull` at once instead of blocking the sender.
+    A full mailbox raises `MailboxFull` at once instead of blocking the sender;
+    a closed one raises `MailboxClosed`, so nothing lands in a dead mailbox.
+    With a `lock` (threads) the check and the put are one atomic step.
     """
 
-    __slots__ = ("_queue", "capacity", "get")
+    __slots__ = ("_lock", "_queue", "capacity", "closed", "get")
 
-    def __init__(self, queue: Any, capacity: int) -> None:
+    def __init__(self, queue: Any, capacity: int, lock: Any = None) -> None:
         self._queue = queue
         self.capacity = capacity
+        self.closed = False
+        self._lock = lock
         # The actor loop calls get() for every message: bind the queue's own.
         self.get = queue.get
 
     def put(self, envelope: Any, /) -> None:
+        lock = self._lock
+        if lock is None:
+            self._put(envelope)
+        else:
+            with lock:
+                self._put(envelope)
+
+    def _put(self, envelope: Any) -> None:
+        if self.closed:
+            raise MailboxClosed()
         if (
             self.capacity
             and self._queue.qsize() >= self.capacity
@@ -60,6 +78,15 @@ class BoundedInbox:
         ):
             raise MailboxFull(self.capacity)
         self._queue.put(envelope)
+
+    def close(self) -> None:
+        """Refuse every later put; what is queued stays for the final drain."""
+        lock = self._lock
+        if lock is None:
+            self.closed = True
+        else:
+            with lock:
+                self.closed = True
 
     def get_nowait(self) -> Any:
         return (

@@ -86,6 +86,10 @@ class GeventCellBase(pykka.Actor):
     def _run_loop(self) -> None:
         self._actor_loop()
 
+    def loop_alive(self) -> bool:
+        """True while the actor's greenlet runs."""
+        return self._greenlet is not None and not self._greenlet.dead
+
 
 class _GeventTimer:
     __slots__ = ("_greenlet",)

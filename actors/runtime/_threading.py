@@ -57,17 +57,23 @@ class ThreadCellBase(pykka.ThreadingActor):
     mailbox_capacity: int = 0
 
     def _create_actor_inbox(self) -> Any:  # type: ignore[override]
-        return BoundedInbox(queue.SimpleQueue(), self.mailbox_capacity)
+        return BoundedInbox(queue.SimpleQueue(), self.mailbox_capacity, threading.Lock())
 
     @staticmethod
     def _create_future() -> pykka.Future[Any]:
         return ThreadFuture()
 
+    _thread: threading.Thread | None = None
+
     def _start_actor_loop(self) -> None:
-        thread = threading.Thread(
+        self._thread = threading.Thread(
             target=self._run_loop, name=f"actor-{self}", daemon=self.use_daemon_thread
         )
-        thread.start()
+        self._thread.start()
+
+    def loop_alive(self) -> bool:
+        """True while the actor's thread runs (even after it was abandoned)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def _run_loop(self) -> None:
         self._actor_loop()
