@@ -7,6 +7,7 @@ of children and orderly teardown. Users never touch cells; they hold handles.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -577,11 +578,11 @@ class CellMixin:
             if self._restart_tokens.get(name) != msg.token:
                 continue  # superseded by a later decision
             previous = self._previous.get(name)
-            if previous is not None and previous.loop_alive():
+            if previous is not None and previous.loop_alive():  # type: ignore[attr-defined]
                 # Never two incarnations at once: an abandoned thread may still
                 # be inside an operation. Look again shortly.
                 log.warning("%s: %s waits for its previous incarnation to end", self.name, name)
-                self.system.runtime.call_later(0.5, lambda m=msg: self._post_quietly(m))
+                self.system.runtime.call_later(0.5, functools.partial(self._post_quietly, msg))
                 return
             self._previous.pop(name, None)
             self._restart_tokens.pop(name, None)
