@@ -27,6 +27,7 @@ class ServiceDispatcher:
                 if request.target == service.config.topic:
                     self._broadcast(request)
                 else:
+                    self._check_cast(request)
                     service.handle(request.target).tell(
                         request.method, (), request.args, rpc=True, version=request.version
                     )
@@ -49,6 +50,14 @@ class ServiceDispatcher:
             rpc=True,
             version=request.version,
         )
+
+    def _check_cast(self, request: Request) -> None:
+        """Refuse a cast that could never run, before acknowledging it."""
+        service = self.service
+        assert service.actor is not None
+        name = service.route(request.target)
+        plan = next(p for p in service.actor.plans if p.name == name)
+        plan.manager_class.check_request(name, request.method, request.version)
 
     def _broadcast(self, request: Request) -> None:
         """A cast to the service's topic reaches every manager it runs."""

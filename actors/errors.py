@@ -73,12 +73,16 @@ class InvalidArguments(ActorsError):
 class UnsupportedVersion(ActorsError):
     """The requested RPC API version is not served (major differs or minor too high)."""
 
-    def __init__(self, target: str, requested: str, supported: str) -> None:
+    def __init__(
+        self, target: str, requested: str, supported: str, needs: str | None = None
+    ) -> None:
+        why = f" (the method needs {needs})" if needs else ""
         super().__init__(
-            f"{target!r} serves RPC API {supported}, cannot serve {requested}",
+            f"{target!r} serves RPC API {supported}, cannot serve {requested}{why}",
             target=target,
             requested=requested,
             supported=supported,
+            needs=needs,
         )
 
 

@@ -132,14 +132,25 @@ class ManagerActor(BaseActor):
     def resolve_call(self, method: str, *, rpc: bool, version: str | None) -> Callable[..., Any]:
         if not rpc:
             return super().resolve_call(method, rpc=rpc, version=version)
-        check_version(self.name, version, self.RPC_API_VERSION)
+        info = self.rpc_methods.get(method)
+        if info is None:
+            check_version(self.name, version, self.RPC_API_VERSION)
+            raise MethodNotAllowed(self.name, method)
+        if not info.builtin:
+            check_version(self.name, version, self.RPC_API_VERSION, since=info.since)
         bound = self._bound.get(method)
         if bound is None:
-            info = self.rpc_methods.get(method)
-            if info is None:
-                raise MethodNotAllowed(self.name, method)
             bound = self._bound[method] = bind_validated(self.name, info, self)
         return bound
+
+    @classmethod
+    def check_request(cls, name: str, method: str, version: str | None) -> None:
+        """Refuse what a request could never reach (used before accepting a cast)."""
+        info = cls.rpc_methods.get(method)
+        if info is None:
+            raise MethodNotAllowed(name, method)
+        if not info.builtin:
+            check_version(name, version, cls.RPC_API_VERSION, since=info.since)
 
     # -- built-in RPC --------------------------------------------------------------------
     @rpc(builtin=True)

@@ -58,8 +58,14 @@ def parse_version(text: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def check_version(target: str, requested: str | None, served: str) -> None:
-    """Raise UnsupportedVersion unless `requested` can be served by `served`."""
+def check_version(
+    target: str, requested: str | None, served: str, *, since: tuple[int, int] | None = None
+) -> None:
+    """Raise UnsupportedVersion unless `requested` can be served by `served`.
+
+    With `since` (the version a method appeared in), a client that asks for
+    an older version cannot call the method either: it does not exist there.
+    """
     if requested is None:
         return
     try:
@@ -69,6 +75,8 @@ def check_version(target: str, requested: str | None, served: str) -> None:
     have = parse_version(served)
     if want[0] != have[0] or want[1] > have[1]:
         raise UnsupportedVersion(target, requested, served)
+    if since is not None and want < since:
+        raise UnsupportedVersion(target, requested, served, needs=f"{since[0]}.{since[1]}")
 
 
 @overload

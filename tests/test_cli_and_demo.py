@@ -89,9 +89,20 @@ def test_actorsd_bad_config_exits_2_with_one_line_reason(tmp_path):
 
 def _start_actorsd(config: Path, runtime: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bin" / "actorsd"), "--config", str(config),
-         "--runtime", runtime, "--bind", "tcp://127.0.0.1:0", *extra],
-        stderr=subprocess.PIPE, text=True, env=_env(),
+        [
+            sys.executable,
+            str(ROOT / "bin" / "actorsd"),
+            "--config",
+            str(config),
+            "--runtime",
+            runtime,
+            "--bind",
+            "tcp://127.0.0.1:0",
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
     )
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -104,9 +115,19 @@ def _start_actorsd(config: Path, runtime: str, *extra: str) -> tuple[subprocess.
 
 def _ctl(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "bin" / "actorsctl"), "--endpoint", endpoint,
-         "--timeout", "10", *args],
-        capture_output=True, text=True, timeout=60, env=_env(),
+        [
+            sys.executable,
+            str(ROOT / "bin" / "actorsctl"),
+            "--endpoint",
+            endpoint,
+            "--timeout",
+            "10",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
     )
 
 
@@ -118,8 +139,9 @@ def test_actorsd_serves_actorsctl_until_sigterm(tmp_path, runtime):
         ping = _ctl(endpoint, "--output", "json", "ping")
         assert ping.returncode == 0, ping.stderr
         assert '"node1@files"' in ping.stdout
-        made = _ctl(endpoint, "call", "files", "create", "--arg", "name=alpha",
-                    "--arg", "content=hi")
+        made = _ctl(
+            endpoint, "call", "files", "create", "--arg", "name=alpha", "--arg", "content=hi"
+        )
         assert made.returncode == 0, made.stderr
         assert "kilobytes" in made.stdout  # a readable table by default
         assert (tmp_path / "root" / "alpha" / "README").read_text() == "hi"
@@ -150,9 +172,18 @@ def test_actorsd_port_in_use_exits_2_with_one_line(tmp_path):
     try:
         config = _config(tmp_path, GOOD.replace("ROOT", str(tmp_path / "root")))
         out = subprocess.run(
-            [sys.executable, str(ROOT / "bin" / "actorsd"), "--config", str(config),
-             "--bind", f"tcp://127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=60, env=_env(),
+            [
+                sys.executable,
+                str(ROOT / "bin" / "actorsd"),
+                "--config",
+                str(config),
+                "--bind",
+                f"tcp://127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
         )
         assert out.returncode == 2
         reasons = [line for line in out.stderr.splitlines() if line.startswith("actorsd:")]
@@ -166,9 +197,18 @@ def test_actorsd_port_in_use_exits_2_with_one_line(tmp_path):
 def test_actorsd_refuses_non_loopback_without_curve(tmp_path):
     config = _config(tmp_path, GOOD.replace("ROOT", str(tmp_path / "root")))
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bin" / "actorsd"), "--config", str(config),
-         "--bind", "tcp://0.0.0.0:0"],
-        capture_output=True, text=True, timeout=60, env=_env(),
+        [
+            sys.executable,
+            str(ROOT / "bin" / "actorsd"),
+            "--config",
+            str(config),
+            "--bind",
+            "tcp://0.0.0.0:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
     )
     assert out.returncode == 2
     assert "InsecureBind" in out.stderr

@@ -86,11 +86,21 @@ def test_arguments_are_validated_against_type_hints(make_service):
 def test_rpc_version_same_major_and_minor_not_above(make_service, version, ok):
     service = make_service()
     if ok:
-        assert service.call("b1", "status", version=version)["status_calls"] == 1
+        assert service.call("b1", "create", {"resource_id": "r"}, version=version)["id"] == "r"
     else:
         with pytest.raises(UnsupportedVersion) as err:
-            service.call("b1", "status", version=version)
+            service.call("b1", "create", {"resource_id": "r"}, version=version)
         assert err.value.supported == "1.2"
+
+
+def test_a_method_is_not_served_to_clients_of_an_older_version(make_service):
+    service = make_service()
+    with pytest.raises(UnsupportedVersion) as err:
+        service.call("b1", "status", version="1.1")  # status appeared in 1.2
+    assert err.value.needs == "1.2"
+    assert service.call("b1", "status", version="1.2")["status_calls"] == 1
+    # built-ins answer whatever version the client speaks
+    assert service.call("b1", "ping", version="1.0")["name"] == "h@b1"
 
 
 def test_errors_from_rpc_methods_go_back_to_the_caller(make_service):

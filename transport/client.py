@@ -235,7 +235,7 @@ class RpcClient:
 
     def ping(self, *, timeout: float | None = None) -> dict[str, Any]:
         """Round trip to the server; returns what it says about itself."""
-        future = self.call_async("", "ping", timeout=timeout, _kind=PING)
+        future = self.call_async(self.endpoint, "ping", timeout=timeout, _kind=PING)
         try:
             return future.result() or {}  # type: ignore[no-any-return]
         finally:
@@ -251,7 +251,7 @@ class RpcClient:
             self.stats["bad_frames"] += 1
             return
         try:
-            envelope = decode(frames[0], self.limits)
+            envelope = decode(frames[0], self.limits, lenient=True)
         except ProtocolError:
             self.stats["bad_replies"] += 1
             return

@@ -144,11 +144,28 @@ def _ext_refused(code: int, data: bytes) -> Any:
     raise ProtocolError(f"msgpack extension type {code} is not allowed")
 
 
-def decode(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
+def _check_plain(value: Any, depth: int = 0) -> None:
+    """Only plain msgpack data: no extension types (timestamps included), str keys."""
+    if depth > 64:
+        raise ProtocolError("arguments nest deeper than 64 levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ProtocolError(f"map keys must be strings, got {type(key).__name__}")
+            _check_plain(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_plain(item, depth + 1)
+    elif isinstance(value, msgpack.Timestamp | msgpack.ExtType):
+        raise ProtocolError("msgpack extension types (timestamps included) are not allowed")
+
+
+def decode(body: bytes, limits: Limits = DEFAULT_LIMITS, *, lenient: bool = False) -> Envelope:
     """Unpack and validate one envelope; raise ProtocolError saying what is wrong.
 
     The error's details carry the envelope `id` when it could be read, so the
-    peer can correlate the error reply.
+    peer can correlate the error reply. `lenient` (clients reading replies)
+    accepts non-string map keys in results.
     """
     if len(body) > limits.max_message_bytes:
         raise MessageTooLarge(len(body), limits.max_message_bytes)
@@ -156,7 +173,7 @@ def decode(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         data = msgpack.unpackb(
             body,
             raw=False,
-            strict_map_key=True,
+            strict_map_key=not lenient,
             use_list=True,
             ext_hook=_ext_refused,
         )
@@ -173,10 +190,10 @@ def decode(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         return ProtocolError(reason, id=msg_id, **details)
 
     version = data.get("v")
-    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
         raise fail(f"unsupported protocol version {version!r}", supported=list(SUPPORTED_VERSIONS))
     kind = data.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise fail(f"unknown message kind {kind!r}")
     if msg_id is None:
         raise fail(f"'id' must be a string of at most {limits.max_id_length} characters")
@@ -198,8 +215,14 @@ def decode(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
             args = {}
         if not isinstance(args, dict):
             raise fail(f"'args' must be a map, not {type(args).__name__}")
+        try:
+            _check_plain(args)
+        except ProtocolError as exc:
+            raise fail(f"'args': {exc.details['reason']}") from None
         fields["args"] = args
-        timeout = data.get("timeout", limits.default_timeout)
+        timeout = data.get("timeout")
+        if timeout is None:
+            timeout = min(limits.default_timeout, limits.max_timeout)
         if (
             isinstance(timeout, bool)
             or not isinstance(timeout, int | float)

@@ -217,6 +217,9 @@ class RpcServer:
         except ProtocolError as exc:
             self._bad("bad_envelope", prefix, exc, exc.details.get("id") or "")
             return
+        except Exception as exc:  # a decoder bug must still get an answer
+            self._bad("bad_envelope", prefix, ProtocolError(f"undecodable: {exc!r}"), "")
+            return
         if envelope.kind not in REQUEST_KINDS:
             self._bad(
                 "unexpected_kind",

@@ -122,10 +122,14 @@ def test_errors_arrive_typed(serve, connect, endpoint_for):
     with pytest.raises(UnsupportedVersion) as version:
         client.call("b1", "status", version="2.0")
     assert version.value.supported == "1.2"
-    assert client.call("b1", "status", version="1.1")["status_calls"] == 1
+    with pytest.raises(UnsupportedVersion) as needs:
+        client.call("b1", "status", version="1.1")  # status appeared in 1.2
+    assert needs.value.needs == "1.2"
+    assert client.call("b1", "status", version="1.2")["status_calls"] == 1
     with pytest.raises(RemoteError) as remote:  # ValueError is not on the allowlist
         client.call("b1", "fail", {"message": "disk on fire"})
     assert remote.value.type_name == "ValueError"
+    assert not remote.value.retryable
     assert "disk on fire" in remote.value.remote_message
     assert "Traceback" in remote.value.traceback
 
