@@ -113,6 +113,7 @@ class CellMixin:
         self._restart_tokens: dict[str, int] = {}
         self._previous: dict[str, CellMixin] = {}
         self._now = system.runtime.clock.monotonic
+        self._running = True
         self.started_at = self._now()
         self.supervisor: Supervisor | None = None
         self.children: dict[str, Any] = {}
@@ -160,6 +161,27 @@ class CellMixin:
 
     def on_stop(self) -> None:
         """pykka's hook; our teardown calls the behaviour's hooks instead."""
+
+    def _actor_loop_running(self) -> None:
+        # pykka's loop, minus what our messages never need (reply_to, the
+        # BaseException fallback that would stop every actor): the hot path.
+        get = self.actor_inbox.get
+        handle = self._handle_receive
+        while self._running:
+            envelope = get()
+            if envelope.reply_to is None:
+                handle(envelope.message)
+            else:  # a pykka-level ask (e.g. ActorRef.stop()): answer it
+                try:
+                    envelope.reply_to.set(handle(envelope.message))
+                except Exception:
+                    envelope.reply_to.set_exception()
+
+    def _stop(self) -> None:
+        """pykka's immediate stop (ActorRef.stop, ActorRegistry.stop_all)."""
+        self._running = False
+        self._stopping = True
+        super()._stop()  # type: ignore[misc]
 
     def _handle_receive(self, message: Any) -> Any:
         try:
@@ -349,6 +371,7 @@ class CellMixin:
             self._current_reply = None
         self._stopping = True
         pykka.ActorRegistry.unregister(self.actor_ref)
+        self._running = False
         self.actor_stopped.set()
 
     def _begin_stop(self, reason: str, deadline: float | None = None) -> None:
@@ -357,6 +380,7 @@ class CellMixin:
         self.exit_reason = None
         self._stop_note = reason
         pykka.ActorRegistry.unregister(self.actor_ref)
+        self._running = False
         self.actor_stopped.set()
 
     def _run_loop(self) -> None:
@@ -454,6 +478,7 @@ class CellMixin:
         self._crash_reason = self._crash_reason or reason
         self._stopping = True
         pykka.ActorRegistry.unregister(self.actor_ref)
+        self._running = False
         self.actor_stopped.set()
         if self._current_reply is not None:
             self._current_reply.try_set_exception(ActorCrashed(self.name, self._crash_reason))

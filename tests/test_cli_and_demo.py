@@ -218,25 +218,53 @@ def test_curve_end_to_end_with_generated_keys(tmp_path):
     keys, allowed = tmp_path / "keys", tmp_path / "allowed"
     for name in ("server", "operator"):
         out = subprocess.run(
-            [sys.executable, str(ROOT / "bin" / "actorsctl"), "keys", "generate", str(keys),
-             "--name", name], capture_output=True, text=True, timeout=60, env=_env())
+            [
+                sys.executable,
+                str(ROOT / "bin" / "actorsctl"),
+                "keys",
+                "generate",
+                str(keys),
+                "--name",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+        )
         assert out.returncode == 0, out.stderr
     allowed.mkdir()
     (allowed / "operator.key").write_text((keys / "operator.key").read_text())
     body = GOOD.replace("ROOT", str(tmp_path / "root")) + textwrap.dedent(f"""
         [transport]
-        server_secret_key = "{keys / 'server.key_secret'}"
+        server_secret_key = "{keys / "server.key_secret"}"
         client_keys_dir = "{allowed}"
     """)
     proc, endpoint = _start_actorsd(_config(tmp_path, body), "gevent")
     try:
-        curve = ("--client-key", str(keys / "operator.key_secret"),
-                 "--server-key", str(keys / "server.key"))
+        curve = (
+            "--client-key",
+            str(keys / "operator.key_secret"),
+            "--server-key",
+            str(keys / "server.key"),
+        )
         ok = _ctl(endpoint, *curve, "call", "files", "list_items")
         assert ok.returncode == 0, ok.stderr
         plain = subprocess.run(
-            [sys.executable, str(ROOT / "bin" / "actorsctl"), "--endpoint", endpoint,
-             "--timeout", "1", "ping"], capture_output=True, text=True, timeout=60, env=_env())
+            [
+                sys.executable,
+                str(ROOT / "bin" / "actorsctl"),
+                "--endpoint",
+                endpoint,
+                "--timeout",
+                "1",
+                "ping",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+        )
         assert plain.returncode == 1 and "DeadlineExceeded" in plain.stderr
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -192,3 +192,12 @@ def test_a_crash_while_dispatching_fails_that_request_at_once(runtime):
             future.result(timeout=5)  # not after the 60s deadline
     finally:
         assert system.stop(5)
+
+
+def test_pykka_level_stop_still_works(runtime):
+    system = ActorSystem(runtime)
+    worker = system.spawn("worker", Worker())
+    cell = system.directory.entry("worker").cell
+    assert cell.actor_ref.stop(timeout=5) is True  # pykka's own ask-based stop
+    assert cell.exited.wait(5)
+    assert worker.status()["state"] == "stopped"
