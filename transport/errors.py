@@ -140,14 +140,17 @@ def error_from_wire(data: Any) -> TransportError:
     if cls is not None:
         return cls.from_wire(message, {str(k): v for k, v in details.items()})
     remote = _REGISTRY.get("RemoteError", RemoteError)
-    return remote.from_wire(
+    error = remote.from_wire(
         f"{type_name}: {message}",
         {
             "type_name": type_name,
             "remote_message": message,
+            "details": {str(k): v for k, v in details.items()},
             "traceback": str(data.get("traceback", "")),
         },
     )
+    error.retryable = bool(data.get("retryable", False))  # type: ignore[misc]
+    return error
 
 
 register_error(ProtocolError, MessageTooLarge, RequestTimeout, ConnectionClosed, RemoteError)

@@ -118,12 +118,15 @@ def error_body(error: BaseException, *, traceback: str | None = None) -> dict[st
         data = error.to_dict()
         data["details"] = _plain(data["details"])
     else:
-        data = {
-            "type": type(error).__name__,
-            "message": str(error),
-            "details": {},
-            "retryable": False,
-        }
+        # Not one of ours: a qualified name, so it can never be mistaken for a
+        # framework error of the same short name on the client's allowlist.
+        cls = type(error)
+        name = (
+            cls.__qualname__
+            if cls.__module__ == "builtins"
+            else f"{cls.__module__}.{cls.__qualname__}"
+        )
+        data = {"type": name, "message": str(error), "details": {}, "retryable": False}
     if traceback:
         data["traceback"] = traceback
     return data

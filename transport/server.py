@@ -205,9 +205,11 @@ class RpcServer:
             identity, _, body = frames
             prefix = [identity, b""]
         else:
+            # Echo the empty delimiter if the peer looks like a REQ socket.
+            head = frames[:2] if len(frames) > 2 and frames[1] == b"" else frames[:1]
             self._bad(
                 "bad_frames",
-                [frames[0]],
+                head,
                 ProtocolError(f"expected one body frame, got {len(frames) - 1}"),
                 "",
             )

@@ -12,6 +12,7 @@ from actors.config import ServiceConfig, default_config, load_config
 from actors.errors import ActorsError
 from actors.service import Service
 from transport.errors import TransportError
+from transport.protocol import Limits
 from transport.security import ServerSecurity
 
 
@@ -66,6 +67,10 @@ def cli(
             transport.bind,
             security=security,
             allow_insecure=insecure or transport.allow_insecure,
+            limits=Limits(
+                max_message_bytes=transport.max_message_bytes,
+                default_timeout=min(config.default_timeout, Limits.max_timeout),
+            ),
         )
     except TransportError as exc:
         service.stop()

@@ -53,6 +53,7 @@ def serve(runtime_name: str) -> Iterator[Callable[..., tuple[Service, RpcServer]
         endpoint: str, backends: dict[str, Any] | None = None, **kw: Any
     ) -> tuple[Service, RpcServer]:
         security = kw.pop("security", None)
+        clock = kw.pop("clock", None)
         backends = backends or {"b1": backend()}
         config = ServiceConfig(
             host=kw.pop("host", "h"),
@@ -61,7 +62,7 @@ def serve(runtime_name: str) -> Iterator[Callable[..., tuple[Service, RpcServer]
             backends=backends,
             **kw,
         )
-        service = Service(config).start(timeout=10)
+        service = Service(config, clock=clock).start(timeout=10)
         started.append(service)
         return service, service.serve(endpoint, security=security)
 
@@ -134,16 +135,21 @@ def test_errors_arrive_typed(serve, connect, endpoint_for):
     assert "Traceback" in remote.value.traceback
 
 
-def test_deadline_on_the_client_and_on_the_server(serve, connect, endpoint_for, runtime):
-    _, server = serve(endpoint_for("a"))
+def test_deadline_on_the_client_and_on_the_server(serve, connect, endpoint_for, runtime, clock):
+    # The server's deadlines run on a virtual clock: what the server does at
+    # expiry is then independent of how long the message spent in transit.
+    _, server = serve(endpoint_for("a"), clock=clock)
     client = connect(server.endpoint, timeout=10)
     fake = FakeController.for_backend("h@b1")
     fake.hang("create")
     first = client.call_async("b1", "create", {"resource_id": "first"}, timeout=10)
     fake.wait_until(lambda c: c.in_flight == 1, runtime)
+    late = client.call_async("b1", "create", {"resource_id": "late"}, timeout=0.2)
+    client.call("b1", "ping")  # same connection, so 'late' now waits in the driver's mailbox
     with pytest.raises(DeadlineExceeded) as err:  # the client stops waiting at its deadline
-        client.call("b1", "create", {"resource_id": "late"}, timeout=0.2)
+        late.result()
     assert err.value.timeout == 0.2
+    clock.advance(1.0)  # ... and on the server it has expired too
     fake.release()
     assert first.result()["id"] == "first"
     assert client.call("b1", "ping")["name"] == "h@b1"

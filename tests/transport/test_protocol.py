@@ -1,0 +1,92 @@
+"""The envelope codec and error encoding, without sockets."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+import actors  # noqa: F401  (registers the allowlist)
+from actors.errors import Busy, RemoteError
+from transport.errors import ProtocolError, error_from_wire
+from transport.protocol import CALL, REPLY, Envelope, decode, encode, error_body
+
+
+class QuotaExceeded(Exception):
+    pass
+
+
+class NotFound(Exception):  # same short name as a framework error
+    pass
+
+
+def test_round_trip_of_a_call():
+    env = Envelope(
+        CALL, "1", target="h@b", method="m", args={"a": [1, 2]}, timeout=2.5, version="1.0", key="k"
+    )
+    assert decode(encode(env)) == env
+
+
+def test_defaults_when_optional_fields_are_absent_or_nil():
+    body = msgpack.packb(
+        {
+            "v": 1,
+            "kind": "call",
+            "id": "x",
+            "target": "t",
+            "method": "m",
+            "args": None,
+            "timeout": None,
+            "version": None,
+            "key": None,
+        }
+    )
+    env = decode(body)
+    assert env.args == {} and env.timeout == 60.0 and env.version is None
+
+
+@pytest.mark.parametrize(
+    ("patch", "reason"),
+    [
+        ({"v": 1.0}, "protocol version"),
+        ({"v": 2}, "protocol version"),
+        ({"kind": ["call"]}, "kind"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"args": {"t": msgpack.Timestamp(1)}}, "extension"),
+        ({"args": {"nested": {b"k": 1}}}, "keys must be strings"),
+        ({"surprise": 1}, "unknown envelope fields"),
+    ],
+)
+def test_bad_envelopes_are_refused_with_the_id(patch, reason):
+    data = {"v": 1, "kind": "call", "id": "x", "target": "t", "method": "m", **patch}
+    with pytest.raises(ProtocolError, match=reason) as err:
+        decode(msgpack.packb(data))
+    if "v" not in patch:
+        assert err.value.details["id"] == "x"
+
+
+def test_foreign_errors_travel_under_a_qualified_name():
+    body = error_body(QuotaExceeded("over quota"))
+    assert body["type"] == f"{__name__}.QuotaExceeded"
+    assert error_body(ValueError("v"))["type"] == "ValueError"
+    # a user's NotFound is not rebuilt as the framework's NotFound
+    rebuilt = error_from_wire(error_body(NotFound("x")))
+    assert isinstance(rebuilt, RemoteError) and rebuilt.type_name.endswith(".NotFound")
+
+
+def test_allowlisted_errors_are_rebuilt_with_their_data():
+    rebuilt = error_from_wire(Busy("h@b1", 7).to_dict())
+    assert isinstance(rebuilt, Busy) and rebuilt.capacity == 7 and rebuilt.retryable
+
+
+def test_remote_errors_keep_the_wire_retryable_flag():
+    data = {"type": "app.Flaky", "message": "try again", "details": {"n": 1}, "retryable": True}
+    rebuilt = error_from_wire(data)
+    assert isinstance(rebuilt, RemoteError) and rebuilt.retryable
+    assert rebuilt.details["details"] == {"n": 1}
+
+
+def test_replies_with_non_string_keys_are_read_by_clients():
+    body = encode(Envelope(REPLY, "1", result={1: "a"}))
+    with pytest.raises(ProtocolError):
+        decode(body)
+    assert decode(body, lenient=True).result == {1: "a"}
