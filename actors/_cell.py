@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("actors.cell")
 
 _DRAIN_LIMIT = 100_000
+DROP: Any = object()
+"""Returned by a probe to make the cell drop the message (fault injection)."""
 _tokens = itertools.count(1)
 
 
@@ -114,6 +116,7 @@ class CellMixin:
         self._previous: dict[str, CellMixin] = {}
         self._now = system.runtime.clock.monotonic
         self._running = True
+        self.probes: list[Callable[[CellMixin, Any], None]] = []
         self.started_at = self._now()
         self.supervisor: Supervisor | None = None
         self.children: dict[str, Any] = {}
@@ -184,6 +187,13 @@ class CellMixin:
         super()._stop()  # type: ignore[misc]
 
     def _handle_receive(self, message: Any) -> Any:
+        if self.probes:
+            for probe in self.probes:
+                try:
+                    if probe(self, message) is DROP:
+                        return None  # fault injection: this message is lost
+                except Exception:
+                    log.exception("%s: probe failed", self.name)
         try:
             kind = type(message)
             if kind is Request:

@@ -7,7 +7,23 @@ from typing import Any, TypeVar, overload
 
 from actors.errors import LoadError
 
-__all__ = ["load_object"]
+__all__ = ["load_object", "register_object", "unregister_object"]
+
+_REGISTERED: dict[str, Any] = {}
+
+
+def register_object(obj: Any, name: str | None = None) -> str:
+    """Make `obj` loadable by a name (for classes that are not importable,
+    such as ones defined inside a test). Returns the name to put in a config.
+    """
+    name = name or f"registered:{getattr(obj, '__qualname__', type(obj).__name__)}:{id(obj):x}"
+    _REGISTERED[name] = obj
+    return name
+
+
+def unregister_object(name: str) -> None:
+    _REGISTERED.pop(name, None)
+
 
 T = TypeVar("T")
 
@@ -25,6 +41,11 @@ def load_object(path: str, *, kind: type | None = None) -> Any:
     `LoadError` whose `kind` says which: bad_path, module_not_found,
     import_failed, attribute_missing, wrong_kind.
     """
+    if isinstance(path, str) and path in _REGISTERED:
+        found = _REGISTERED[path]
+        if kind is not None and not (isinstance(found, type) and issubclass(found, kind)):
+            raise LoadError(path, "wrong_kind", f"{found!r} is not a subclass of {kind.__name__}")
+        return found
     if not isinstance(path, str) or not path.strip():
         raise LoadError(str(path), "bad_path", "expected 'package.module:Name'")
     module_name, sep, attr_path = path.strip().partition(":")

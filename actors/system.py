@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from actors._cell import CellMixin, Envelope, cell_class
@@ -52,6 +52,8 @@ class DirectoryEntry:
     state: str
     reason: str | None = None
     restarts: int = 0
+    probes: list[Any] = field(default_factory=list)
+    """Observers of every message this name receives, kept across restarts."""
     last: CellMixin | None = None
     """The incarnation that exited last (its thread may outlive it if abandoned)."""
 
@@ -107,9 +109,10 @@ class Directory:
         if entry is not None and entry.cell is not None and entry.cell.is_running():
             raise ValueError(f"an actor named {name!r} is already running")
         if entry is None:
-            self._entries[name] = DirectoryEntry(cell, "starting")
+            entry = self._entries[name] = DirectoryEntry(cell, "starting")
         else:
             entry.cell, entry.state, entry.reason = cell, "starting", None
+        cell.probes = entry.probes  # the same list: probes outlive restarts
         self._changed()
 
     def running(self, name: str, cell: CellMixin) -> None:
@@ -147,6 +150,13 @@ class Directory:
         entry = self._entries.get(name)
         last = entry.last if entry is not None else None
         return last is not None and last is not current and bool(last.loop_alive())  # type: ignore[attr-defined]
+
+    def probes(self, name: str) -> list[Any]:
+        """The probe list of `name` (created if the name is not known yet)."""
+        entry = self._entries.get(name)
+        if entry is None:
+            entry = self._entries[name] = DirectoryEntry(None, "absent")
+        return entry.probes
 
     def entry(self, name: str) -> DirectoryEntry | None:
         return self._entries.get(name)

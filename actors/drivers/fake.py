@@ -8,6 +8,7 @@ test can program a driver before it starts and inspect it after it crashed.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from actors.drivers.base import DriverActor, DriverOptions, operation
-from actors.errors import ActorsError, DeadlineExceeded
+from actors.errors import ActorsError, DeadlineExceeded, DriverNotReady, MethodNotAllowed
 from actors.runtime import Event, Runtime
 
 __all__ = ["FakeCall", "FakeController", "FakeDriver", "FakeResourceError"]
@@ -65,6 +66,7 @@ class FakeController:
     _hangs: dict[str, int] = field(default_factory=dict)
     _gates: list[Event] = field(default_factory=list)
     _setup_failures: deque[BaseException] = field(default_factory=deque)
+    _results: dict[str, Any] = field(default_factory=dict)
     _waiters: list[_Waiter] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -109,6 +111,20 @@ class FakeController:
         """Make the next `times` driver setups raise `error`."""
         with self._lock:
             self._setup_failures.extend([error] * times)
+
+    def returns(self, op: str, value: Any) -> None:
+        """What a stand-in operation `op` returns: a value, or a function of its arguments.
+
+        Any operation name works: a FakeDriver standing in for your driver
+        accepts the operations your manager calls and records them.
+        """
+        with self._lock:
+            self._results[op] = value
+
+    def _result(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        with self._lock:
+            value = self._results.get(op)
+        return value(*args, **kwargs) if callable(value) else value
 
     def release(self) -> None:
         """Let every hanging operation go on."""
@@ -221,9 +237,28 @@ class FakeDriver(DriverActor):
             "resources": len(self.controller.resources),
         }
 
-    def _run(self, op: str, args: tuple[Any, ...], body: Callable[[], Any]) -> Any:
+    def resolve_call(self, method: str, *, rpc: bool, version: str | None) -> Callable[..., Any]:
+        """Its own operations, plus any other public name as a stand-in operation."""
+        if rpc or method in self.operations or method == "get_stats" or method.startswith("_"):
+            return super().resolve_call(method, rpc=rpc, version=version)
+        if not method.isidentifier() or hasattr(DriverActor, method):
+            raise MethodNotAllowed(self.name, method)
+        if not self.ready:
+            raise DriverNotReady(self.name, self.last_setup_error or "setup has not finished")
+        return functools.partial(self._stand_in, method)
+
+    def _stand_in(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        return self._run(op, args, lambda: self.controller._result(op, args, kwargs), kwargs)
+
+    def _run(
+        self,
+        op: str,
+        args: tuple[Any, ...],
+        body: Callable[[], Any],
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
         ctl = self.controller
-        call = FakeCall(op, args, {}, self.name)
+        call = FakeCall(op, args, kwargs or {}, self.name)
         delay, error, hang = ctl._begin(call)
         try:
             if delay:

@@ -1,0 +1,23 @@
+"""Test your managers and drivers at actor level.
+
+The pytest plugin (`actors.testing.plugin`, registered through the `pytest11`
+entry point) provides fixtures; `ServiceHarness` is the object they hand out.
+See docs/testing.md.
+"""
+
+from actors.drivers.fake import FakeController, FakeDriver
+from actors.runtime import VirtualClock
+from actors.testing._harness import LeakError, ServiceHarness
+from actors.testing._recorder import Fault, Received, Recorder, WaitTimeout
+
+__all__ = [
+    "FakeController",
+    "FakeDriver",
+    "Fault",
+    "LeakError",
+    "Received",
+    "Recorder",
+    "ServiceHarness",
+    "VirtualClock",
+    "WaitTimeout",
+]

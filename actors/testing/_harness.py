@@ -1,0 +1,290 @@
+"""`ServiceHarness`: a service started for one test, with the tools to probe it."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from actors._cell import CellMixin
+from actors.config import ServiceConfig
+from actors.drivers.fake import FakeController
+from actors.loading import register_object, unregister_object
+from actors.runtime import VirtualClock
+from actors.service import Service
+from actors.testing._recorder import Fault, Received, Recorder, WaitTimeout
+from transport.client import RpcClient
+
+__all__ = ["LeakError", "ServiceHarness"]
+
+_ids = itertools.count(1)
+
+
+class LeakError(AssertionError):
+    """Something the test started was still running after teardown."""
+
+
+def _path_for(obj: Any, registered: list[str]) -> str:
+    if isinstance(obj, str):
+        return obj
+    name = register_object(obj)
+    registered.append(name)
+    return name
+
+
+class ServiceHarness:
+    """A ServiceActor in this process, served on inproc://, with a client bound to it.
+
+    `backends` maps backend names to {"manager": cls-or-path, "driver":
+    cls-or-path, "options": {...}}. `replace_drivers` swaps a backend's driver
+    (e.g. for FakeDriver) without touching the manager.
+    """
+
+    def __init__(
+        self,
+        backends: dict[str, dict[str, Any]],
+        *,
+        runtime: str = "threading",
+        clock: VirtualClock | None = None,
+        state_dir: Path | None = None,
+        host: str = "test-host",
+        replace_drivers: dict[str, Any] | None = None,
+        transport: bool = True,
+        **config: Any,
+    ) -> None:
+        self._registered: list[str] = []
+        resolved = {}
+        for name, spec in backends.items():
+            spec = dict(spec)
+            if replace_drivers and name in replace_drivers:
+                # The stand-in takes its own options: (cls, {...}) or just cls.
+                replacement = replace_drivers[name]
+                if isinstance(replacement, tuple):
+                    spec["driver"], spec["options"] = replacement
+                else:
+                    spec["driver"], spec["options"] = replacement, {}
+            spec["manager"] = _path_for(spec["manager"], self._registered)
+            spec["driver"] = _path_for(spec["driver"], self._registered)
+            resolved[name] = spec
+        if state_dir is not None:
+            config.setdefault("state_dir", state_dir)
+        self.config = ServiceConfig(
+            host=host,
+            runtime=runtime,
+            enabled_backends=list(resolved),
+            backends=resolved,
+            **config,
+        )
+        self.runtime_name = runtime
+        self.clock = clock
+        self.service = Service(self.config, clock=clock)
+        self.transport = transport
+        self.client: RpcClient | None = None
+        self.endpoint: str | None = None
+        self._recorders: dict[str, Recorder] = {}
+        self._faults: list[tuple[str, Fault]] = []
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> ServiceHarness:
+        self.service.start(timeout=timeout)
+        if self.transport:
+            self.endpoint = f"inproc://actors-test-{next(_ids)}"
+            server = self.service.serve(self.endpoint)
+            self.client = RpcClient(
+                self.endpoint,
+                green=self.runtime_name == "gevent",
+                timeout=timeout,
+                context=server.context,
+            )
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop everything; raise LeakError if an actor is still running."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        for name, fault in self._faults:
+            self._probes(name).remove(fault)
+        self._faults.clear()
+        stopped = self.service.stop(timeout)
+        for name in self._registered:
+            unregister_object(name)
+        leaks = self._leaks(grace=1.0)
+        if leaks or not stopped:
+            raise LeakError(f"actors still running after stop: {leaks or 'stop timed out'}")
+
+    def _leaks(self, grace: float) -> list[str]:
+        """Actors whose thread or greenlet still runs `grace` seconds after stop."""
+        system = self.service.system
+        if system is None:
+            return []
+        cells = []
+        for name in system.directory.names():
+            entry = system.directory.entry(name)
+            if entry is not None:
+                cells += [c for c in (entry.cell, entry.last) if isinstance(c, CellMixin)]
+        deadline = time.monotonic() + grace
+        leaks = []
+        for cell in cells:
+            if not cell.exited.wait(max(0.0, deadline - time.monotonic())):
+                leaks.append(f"{cell.name} (not stopped)")
+                continue
+            while cell.loop_alive() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                system.runtime.sleep(0.01)  # a thread finishing its last handler
+            if cell.loop_alive():  # type: ignore[attr-defined]
+                leaks.append(f"{cell.name} (its thread/greenlet still runs)")
+        return leaks
+
+    def __enter__(self) -> ServiceHarness:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- calling -----------------------------------------------------------------------
+    def call(
+        self,
+        target: str,
+        method: str,
+        /,
+        *,
+        timeout: float = 10.0,
+        version: str | None = None,
+        **args: Any,
+    ) -> Any:
+        """Call an RPC method as if it came off the wire (through the transport)."""
+        if self.client is not None:
+            return self.client.call(target, method, args, timeout=timeout, version=version)
+        return self.service.call(target, method, args, timeout=timeout, version=version)
+
+    def cast(self, target: str, method: str, /, **args: Any) -> None:
+        """Cast as if off the wire; returns once accepted."""
+        if self.client is not None:
+            self.client.cast(target, method, args)
+        else:
+            self.service.cast(target, method, args)
+
+    def hook(self, target: str, method: str) -> Callable[..., Any]:
+        """A function that calls `method` on `target` like a client would."""
+        return lambda **args: self.call(target, method, **args)
+
+    def run_in(self, target: str, fn: Callable[[Any], Any], timeout: float = 10.0) -> Any:
+        """Run `fn(behaviour)` inside the actor's mailbox and return its result.
+
+        For reading state in assertions, or replacing a dependency with a
+        test double (`lambda m: setattr(m, "client", double)`).
+        """
+        name = self.service.route(target) if "@" not in target else target
+        system = self.service.system
+        assert system is not None
+        cell = system.directory.lookup(name)
+        from actors._messages import Continuation
+
+        done = system.runtime.future()
+        done.set(None)
+        result = system.runtime.future()
+        result.expect_by(name, getattr(fn, "__name__", "run_in"), timeout)
+        cell.post(Continuation(lambda _: fn(cell.behaviour), done, result))
+        return result.result()
+
+    def replace(self, target: str, **doubles: Any) -> None:
+        """Set attributes of a running manager (its dependencies) to test doubles."""
+
+        def swap(behaviour: Any) -> None:
+            for attr, double in doubles.items():
+                setattr(behaviour, attr, double)
+
+        self.run_in(target, swap)
+
+    # -- observing ------------------------------------------------------------------------
+    def _name(self, target: str) -> str:
+        if target.endswith("/driver") or "@" in target:
+            return target
+        return self.service.route(target)
+
+    def _probes(self, name: str) -> list[Any]:
+        assert self.service.system is not None
+        return self.service.system.directory.probes(name)
+
+    def recorder(self, target: str) -> Recorder:
+        """Every message `target` receives from now on (kept across restarts)."""
+        name = self._name(target)
+        rec = self._recorders.get(name)
+        if rec is None:
+            assert self.service.system is not None
+            handle = self.service.system.handle(name)
+            rec = self._recorders[name] = Recorder(self.service.system.runtime, name, handle.status)
+            self._probes(name).append(rec)
+        return rec
+
+    @contextlib.contextmanager
+    def waiting_for(
+        self, target: str, method: str, *, kind: str | None = None, timeout: float = 10.0
+    ) -> Iterator[list[Received]]:
+        """Wait (after the block) until `target` handled `method` (a cast, timer...).
+
+        The message is recorded when the actor takes it from its mailbox; to
+        know it was *handled*, a no-op request is then sent through the same
+        mailbox, which the actor answers only after it.
+        """
+        rec = self.recorder(target)
+        waiter = rec.expect(lambda m: m.method == method and (kind is None or m.kind == kind))
+        found: list[Received] = []
+        yield found
+        found.append(rec.wait(waiter, timeout, f"{kind or 'a message'} {method!r}"))
+        name = self._name(target)
+        if not name.endswith("/driver"):
+            assert self.service.system is not None
+            self.service.system.handle(name).call("ping", rpc=True, timeout=timeout)
+
+    def fake(self, backend: str) -> FakeController:
+        """The FakeController of a backend whose driver is FakeDriver."""
+        return FakeController.for_backend(self._name(backend))
+
+    def status(self) -> list[dict[str, Any]]:
+        return self.service.status()
+
+    # -- faults ------------------------------------------------------------------------------
+    def crash(
+        self, target: str, reason: str = "crashed by the test", timeout: float = 10.0
+    ) -> None:
+        """Crash an actor (after what it already queued) and wait until it is down.
+
+        Its supervisor takes over; `wait_running(target)` waits for the restart.
+        """
+        system = self.service.system
+        assert system is not None
+        name = self._name(target)
+        cell = system.directory.lookup(name)
+        cell.request_crash(reason)
+        if not cell.exited.wait(timeout):
+            raise WaitTimeout(f"{name} did not crash within {timeout:g}s: {cell.status()}")
+
+    def drop(self, target: str, method: str, times: int = 1) -> Fault:
+        """Lose the next `times` requests/casts of `method` to `target`."""
+        return self._fault(target, Fault(self._runtime(), method, drop=True, times=times))
+
+    def delay(self, target: str, method: str, seconds: float, times: int = 1) -> Fault:
+        """Hold the next `times` requests/casts of `method` for `seconds` first."""
+        return self._fault(target, Fault(self._runtime(), method, delay=seconds, times=times))
+
+    def _runtime(self) -> Any:
+        assert self.service.system is not None
+        return self.service.system.runtime
+
+    def _fault(self, target: str, fault: Fault) -> Fault:
+        name = self._name(target)
+        self._probes(name).append(fault)
+        self._faults.append((name, fault))
+        return fault
+
+    def wait_running(self, target: str, timeout: float = 10.0) -> None:
+        """Wait until `target` runs again (after a crash and its restart)."""
+        assert self.service.system is not None
+        try:
+            self.service.system.directory.wait_for(self._name(target), "running", timeout)
+        except Exception as exc:
+            raise WaitTimeout(f"{target} is not running: {self.status()}") from exc
