@@ -62,6 +62,16 @@ def make_service(runtime_name: str) -> Iterator[Callable[..., Service]]:
 
 
 @pytest.fixture
+def make_harness(actors_service: Callable[..., Any], actors_runtime: str) -> Callable[..., Any]:
+    """Our own tests through the user-facing harness: same backends as make_service."""
+
+    def make(backends: dict[str, dict[str, Any]] | None = None, **overrides: Any) -> Any:
+        return actors_service(backends or {"b1": backend()}, host="h", **overrides)
+
+    return make
+
+
+@pytest.fixture
 def clock() -> VirtualClock:
     return VirtualClock()
 

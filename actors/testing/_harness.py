@@ -149,13 +149,18 @@ class ServiceHarness:
         self,
         target: str,
         method: str,
+        args: dict[str, Any] | None = None,
         /,
         *,
         timeout: float = 10.0,
         version: str | None = None,
-        **args: Any,
+        **kwargs: Any,
     ) -> Any:
-        """Call an RPC method as if it came off the wire (through the transport)."""
+        """Call an RPC method as if it came off the wire (through the transport).
+
+        Arguments as keywords, or as one dict (for names that clash with ours).
+        """
+        args = {**(args or {}), **kwargs}
         if self.client is not None:
             return self.client.call(target, method, args, timeout=timeout, version=version)
         return self.service.call(target, method, args, timeout=timeout, version=version)
