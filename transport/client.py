@@ -114,6 +114,7 @@ class RpcClient:
         security: ClientSecurity | None = None,
         heartbeat: float = 5.0,
         reconnect_interval: float = 0.1,
+        context: Any = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
@@ -127,8 +128,9 @@ class RpcClient:
         self._ids = itertools.count(1)
         self._prefix = os.urandom(6).hex()
         self._lock = threading.Lock()
+        # inproc:// endpoints need the server's context (RpcServer.context).
         self._loop: SocketLoop | None = make_loop(
-            self.green, self._make_socket, self._on_frames, f"rpc-client {endpoint}"
+            self.green, self._make_socket, self._on_frames, f"rpc-client {endpoint}", context
         )
         self._loop.start()
 

@@ -154,6 +154,11 @@ class RpcServer:
             raise BindError(self.requested_endpoint, exc.strerror) from None
         return self
 
+    @property
+    def context(self) -> Any:
+        """The ZeroMQ context (clients of an inproc:// endpoint must share it)."""
+        return self._context
+
     def _make_socket(self, context: Any) -> Any:
         if self.security is not None:
             self._zap = ZapHandler(context, self.security, green=self.green)
