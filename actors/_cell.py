@@ -506,23 +506,14 @@ class CellMixin:
     # -- supervision ---------------------------------------------------------------------
     def _start_child(self, spec: ChildSpec, *, initial: bool = False) -> None:
         try:
-            behaviour = spec.factory()
-        except Exception as exc:
-            if initial:
-                raise
-            reason = f"could not create: {_describe(exc)}"
-            log.error("%s: child %s %s", self.name, spec.name, reason)
-            placeholder = _FailedStart(reason)
-            self.children[spec.name] = placeholder
-            self.post(ChildExited(spec.name, placeholder, reason))
-            return
-        try:
             cell = self.system.spawn_cell(
-                spec.name, behaviour, parent=self, capacity=spec.mailbox_capacity
+                spec.name, spec.factory(), parent=self, capacity=spec.mailbox_capacity
             )
         except Exception as exc:
             if initial:
-                raise
+                raise  # a bad first start fails the parent's start, loudly
+            # On a restart it counts as the child exiting again, so the
+            # restart intensity applies and nothing stays 'restarting' forever.
             reason = f"could not start: {_describe(exc)}"
             log.error("%s: child %s %s", self.name, spec.name, reason)
             placeholder = _FailedStart(reason)

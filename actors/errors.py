@@ -9,7 +9,7 @@ retrying the same request later can succeed (`retryable`). `to_dict()` gives the
 from __future__ import annotations
 
 from transport.errors import RemoteError as _TransportRemoteError
-from transport.errors import TransportError, register_error
+from transport.errors import RequestTimeout, TransportError, register_error
 
 __all__ = [
     "ActorCrashed",
@@ -99,18 +99,8 @@ class Busy(ActorsError):
         )
 
 
-class DeadlineExceeded(ActorsError):
-    """The request's deadline passed before it completed."""
-
-    retryable = True
-
-    def __init__(self, target: str, method: str, timeout: float) -> None:
-        super().__init__(
-            f"{target}.{method} did not complete within {timeout:g}s",
-            target=target,
-            method=method,
-            timeout=timeout,
-        )
+class DeadlineExceeded(ActorsError, RequestTimeout):
+    """The request's deadline passed before it completed (in-process or remote)."""
 
 
 class ActorUnavailable(ActorsError):
