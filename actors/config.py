@@ -82,6 +82,14 @@ class ServiceConfig(BaseSettings):
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     state_dir: Path = Path("./state")
     transport: TransportConfig = TransportConfig()
+    registry: bool = Field(True, description="keep this service's rows and heartbeats")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: a SQLite file in state_dir"
+    )
+    report_interval: float = Field(10.0, gt=0, description="seconds between heartbeats")
+    service_down_time: float = Field(
+        60.0, gt=0, description="a service without a heartbeat this long is down"
+    )
 
     @model_validator(mode="after")
     def _check_backends(self) -> ServiceConfig:
@@ -95,6 +103,11 @@ class ServiceConfig(BaseSettings):
             raise ValueError(f"enabled_backends names undefined backends: {', '.join(missing)}")
         if len(set(self.enabled_backends)) != len(self.enabled_backends):
             raise ValueError("enabled_backends lists a backend twice")
+        if self.service_down_time <= self.report_interval:
+            raise ValueError(
+                f"service_down_time ({self.service_down_time:g}s) must exceed "
+                f"report_interval ({self.report_interval:g}s)"
+            )
         return self
 
     @classmethod

@@ -17,6 +17,7 @@ from actors._cell import CellMixin
 from actors._dispatch import ServiceDispatcher
 from actors.config import ServiceConfig, load_config
 from actors.errors import ActorsError, ActorStopped
+from actors.registry import Registry, sqlite_url_for
 from actors.runtime import ActorFuture, Clock, Runtime
 from actors.service_actor import ServiceActor, plan_backends
 from actors.system import ActorHandle, ActorSystem
@@ -50,6 +51,7 @@ class Service:
         self.backend_errors: dict[str, ActorsError] = {}
         self._handles: dict[str, ActorHandle] = {}
         self.servers: list[RpcServer] = []
+        self.registry: Registry | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Service:
@@ -81,7 +83,10 @@ class Service:
             supervision=config.supervision,
         )
         self.system.on_root_exit = self._on_root_exit
-        self.actor = ServiceActor(config, plans)
+        if config.registry and self.registry is None:
+            url = config.database_url or sqlite_url_for(config.state_dir)
+            self.registry = Registry(url, service_down_time=config.service_down_time)
+        self.actor = ServiceActor(config, plans, self.registry)
         service = self.system.spawn(self.name, self.actor)
         try:
             managers = service.call("managers", timeout=timeout)
@@ -126,6 +131,8 @@ class Service:
         )
         server.start()
         self.servers.append(server)
+        assert self.actor is not None
+        self.system.handle(self.name).tell("set_endpoint", (server.endpoint,))
         return server
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -138,7 +145,21 @@ class Service:
         self.servers.clear()
         if self.system is None:
             return True
-        return self.system.stop(self.config.shutdown_timeout if timeout is None else timeout)
+        stopped = self.system.stop(self.config.shutdown_timeout if timeout is None else timeout)
+        self._mark_stopped()
+        return stopped
+
+    def _mark_stopped(self) -> None:
+        """Tell the registry this process's rows stopped (best effort, logged)."""
+        ids = self.actor.registry_ids if self.actor is not None else None
+        if self.registry is None or not ids:
+            return
+        try:
+            self.registry.mark(list(ids.values()), "stopped")
+        except ActorsError as exc:
+            log.error("could not mark %s stopped in the registry: %s", self.name, exc)
+        finally:
+            self.registry.close()
 
     def __enter__(self) -> Self:
         return self.start() if self.system is None else self

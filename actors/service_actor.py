@@ -19,6 +19,7 @@ from actors.drivers.base import DriverActor, DriverOptions
 from actors.errors import NotFound
 from actors.loading import load_object
 from actors.manager_actor import ManagerActor
+from actors.registry import Registry, ServiceRow
 from actors.supervision import ChildSpec, SupervisionPolicy
 
 __all__ = ["BackendPlan", "ServiceActor", "plan_backends"]
@@ -54,12 +55,38 @@ def plan_backends(config: ServiceConfig, *, file: str | None = None) -> list[Bac
     return plans
 
 
-class ServiceActor(BaseActor):
-    """The front door of a process: supervises one ManagerActor per backend."""
+def _report_once(
+    registry: Registry, rows: dict[str, ServiceRow], ids: dict[str, int] | None, ready: list[str]
+) -> dict[str, int]:
+    """One registry round, in a worker thread: register if needed, then ONE heartbeat."""
+    if ids is None:
+        registry.upgrade()
+        names = list(rows)
+        ids = dict(zip(names, registry.register([rows[n] for n in names]), strict=True))
+    registry.heartbeat([ids[name] for name in ready])
+    return ids
 
-    def __init__(self, config: ServiceConfig, plans: list[BackendPlan]) -> None:
+
+class ServiceActor(BaseActor):
+    """The front door of a process: supervises one ManagerActor per backend.
+
+    With a registry it also keeps the process's rows alive: every
+    `report_interval` one transaction heartbeats every ready manager (a manager
+    whose driver is not ready does not heartbeat, so others see it down). The
+    database work runs off the actors; an outage is logged once when it starts
+    and once when it ends, and never stops RPC service.
+    """
+
+    def __init__(
+        self, config: ServiceConfig, plans: list[BackendPlan], registry: Registry | None = None
+    ) -> None:
         self.config = config
         self.plans = plans
+        self.registry = registry
+        self.endpoint: str | None = None
+        self.registry_ids: dict[str, int] | None = None
+        self._reporting = False
+        self._outage_since: float | None = None
         self.routes: dict[str, str] = {}
         for plan in plans:
             self.routes[plan.name] = plan.name
@@ -85,6 +112,59 @@ class ServiceActor(BaseActor):
             self.config.host,
             ", ".join(p.backend for p in self.plans) or "none",
         )
+        if self.registry is not None:
+            self.report()  # rows get-or-created at once
+            self.call_repeatedly(self.config.report_interval, self.report)
+
+    # -- registry --------------------------------------------------------------------
+    def ready_managers(self) -> list[str]:
+        """Managers whose driver finished setup (the ones that heartbeat)."""
+        health = self.system.health
+        return [p.name for p in self.plans if health.get(f"{p.name}/driver")]
+
+    def set_endpoint(self, endpoint: str) -> None:
+        """Where the transport listens; re-registers the rows with it."""
+        self.endpoint = endpoint
+        self.registry_ids = None
+        self.report()
+
+    def report(self) -> None:
+        """One registry round (register if needed, one heartbeat), off the actors."""
+        if self.registry is None:
+            return
+        if self._reporting:
+            self.log.warning("the previous registry report is still running; skipping one")
+            return
+        self._reporting = True
+        rows = {
+            p.name: ServiceRow(
+                host=self.config.host,
+                binary=self.config.binary,
+                topic=self.config.topic,
+                backend=p.backend,
+                endpoint=self.endpoint,
+                rpc_version=p.manager_class.RPC_API_VERSION,
+            )
+            for p in self.plans
+        }
+        ids = dict(self.registry_ids) if self.registry_ids is not None else None
+        work = self.runtime.offload(_report_once, self.registry, rows, ids, self.ready_managers())
+        self.pipe(work, self._reported)
+
+    def _reported(self, done: Any) -> None:
+        self._reporting = False
+        error = done.exception()
+        if error is not None:
+            if self._outage_since is None:
+                self._outage_since = self.clock.monotonic()
+                self.log.error("registry unavailable (RPC service goes on): %s", error)
+            return
+        self.registry_ids = done.value()
+        if self._outage_since is not None:
+            self.log.warning(
+                "registry available again after %.0fs", self.clock.monotonic() - self._outage_since
+            )
+            self._outage_since = None
 
     def route(self, target: str) -> str:
         """The manager name for `target` (`host@backend` or `backend`)."""

@@ -312,6 +312,8 @@ class ActorSystem:
         self.default_timeout = default_timeout
         self.supervision = supervision or SupervisionPolicy()
         self._roots: list[CellMixin] = []
+        self.health: dict[str, bool] = {}
+        """Readiness by actor name (drivers write their own entry; anyone reads)."""
         self._cell_cls = cell_class(self.runtime.actor_base)
         self.on_root_exit: Callable[[CellMixin], None] | None = None
 

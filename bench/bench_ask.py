@@ -199,6 +199,7 @@ class Bench:
 def service_config(runtime: str) -> ServiceConfig:
     return ServiceConfig(
         host="bench",
+        registry=False,  # measure the actors only, no database heartbeats
         runtime=runtime,
         enabled_backends=[BACKEND],
         backends={BACKEND: {"manager": MANAGER, "driver": DRIVER, "options": {}}},

@@ -93,6 +93,7 @@ def _serve_service(runtime: str, parent: int) -> int:
 
     config = ServiceConfig(
         host="bench",
+        registry=False,  # measure the transport and actors only
         runtime=runtime,
         enabled_backends=[BACKEND],
         backends={BACKEND: {"manager": MANAGER, "driver": DRIVER, "options": {}}},

@@ -24,6 +24,13 @@ def runtime(runtime_name: str) -> Runtime:
 
 
 @pytest.fixture(autouse=True)
+def _state_in_tmp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every service a test starts (and every actorsd it spawns) keeps its
+    state, registry database included, in the test's own directory."""
+    monkeypatch.setenv("ACTORS_STATE_DIR", str(tmp_path / "state"))
+
+
+@pytest.fixture(autouse=True)
 def _fresh_fakes() -> Iterator[None]:
     FakeController.forget()
     yield

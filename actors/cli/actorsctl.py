@@ -12,8 +12,9 @@ import click
 
 import actors  # noqa: F401  (registers the error types a client may rebuild)
 from actors import __version__
-from actors.config import load_config
+from actors.config import default_config, load_config
 from actors.errors import ActorsError
+from actors.registry import Registry, sqlite_url_for
 from actors.service_actor import plan_backends
 from transport.client import RpcClient, fanout
 from transport.errors import TransportError
@@ -30,13 +31,24 @@ class Context:
         output: str,
         client_key: str | None,
         server_key: str | None,
+        db: str | None = None,
+        config_file: str | None = None,
     ) -> None:
         self.endpoint, self.timeout, self.output = endpoint, timeout, output
+        self.db, self.config_file = db, config_file
         self.security = (
             ClientSecurity(Path(client_key), Path(server_key))
             if client_key and server_key
             else None
         )
+
+    def registry(self) -> Registry:
+        """The registry named by --db, or by the database of --config (or ./state)."""
+        if self.db:
+            return Registry(self.db)
+        config = load_config(self.config_file) if self.config_file else default_config()
+        url = config.database_url or sqlite_url_for(config.state_dir)
+        return Registry(url, service_down_time=config.service_down_time)
 
     def client(self, endpoint: str | None = None) -> RpcClient:
         return RpcClient(
@@ -56,6 +68,10 @@ class Context:
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--client-key", type=click.Path(), help="CURVE client secret key file")
 @click.option("--server-key", type=click.Path(), help="CURVE server public key file")
+@click.option("--db", envvar="ACTORS_DATABASE_URL", help="registry database URL")
+@click.option(
+    "--config", "config_file", type=click.Path(), help="service config (for its registry)"
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -64,11 +80,13 @@ def cli(
     output: str,
     client_key: str | None,
     server_key: str | None,
+    db: str | None,
+    config_file: str | None,
 ) -> None:
     """Control and inspect service-actors services."""
     if bool(client_key) != bool(server_key):
         raise click.UsageError("--client-key and --server-key go together")
-    ctx.obj = Context(endpoint, timeout, output, client_key, server_key)
+    ctx.obj = Context(endpoint, timeout, output, client_key, server_key, db, config_file)
 
 
 def _parse_args(pairs: tuple[str, ...], raw_json: str | None) -> dict[str, Any]:
@@ -115,6 +133,8 @@ def render_table(value: Any) -> str:
         return "\n".join(f"{str(k).ljust(width)}  {_cell(v)}" for k, v in value.items())
     if value is None:
         return "ok"
+    if value == []:
+        return "(none)"
     return _cell(value)
 
 
@@ -195,7 +215,6 @@ def cast(
     "--to",
     "endpoints",
     multiple=True,
-    required=True,
     help="endpoint of a service of the topic (repeat)",
 )
 @click.option("--arg", "pairs", multiple=True, help="argument as key=value (JSON values)")
@@ -211,6 +230,15 @@ def fanout_cmd(
 ) -> None:
     """Cast METHOD to every manager of TOPIC on each service endpoint."""
     args = _parse_args(pairs, raw_json)
+    if not endpoints:  # the up services of the topic, from the registry
+        registry = ctx.registry()
+        try:
+            endpoints = tuple(_run(lambda: registry.up_endpoints(topic)))
+        finally:
+            registry.close()
+        if not endpoints:
+            click.echo(f"no service of topic {topic!r} is up", err=True)
+            sys.exit(1)
     outcome = fanout(
         list(endpoints),
         topic,
@@ -242,6 +270,84 @@ def ping(ctx: Context, endpoint: str | None) -> None:
     with ctx.client(endpoint) as client:
         info = _run(lambda: client.ping())
     _emit(ctx, info)
+
+
+@cli.command()
+@click.option("--topic", default=None, help="only services of this topic")
+@click.pass_obj
+def services(ctx: Context, topic: str | None) -> None:
+    """Services in the registry: up or down, and the age of the last heartbeat."""
+    registry = ctx.registry()
+    try:
+        records = _run(lambda: registry.services(topic=topic))
+    finally:
+        registry.close()
+    rows = [
+        {
+            "host": r.host,
+            "backend": r.backend,
+            "topic": r.topic,
+            "status": "up" if r.is_up else "down",
+            "state": r.state,
+            "disabled": (r.disabled_reason or "yes") if r.disabled else "",
+            "heartbeat_age": "never" if r.heartbeat_age is None else f"{r.heartbeat_age:.0f}s",
+            "endpoint": r.endpoint or "",
+        }
+        for r in records
+    ]
+    _emit(ctx, rows)
+
+
+@cli.group()
+def service() -> None:
+    """Enable or disable a service (host and backend) in the registry."""
+
+
+def _set_disabled(
+    ctx: Context, host: str, backend: str, disabled: bool, reason: str | None
+) -> None:
+    registry = ctx.registry()
+    try:
+        records = _run(lambda: registry.set_disabled(host, backend, disabled, reason))
+    finally:
+        registry.close()
+    _emit(ctx, [{"host": r.host, "backend": r.backend, "disabled": r.disabled} for r in records])
+
+
+@service.command("disable")
+@click.argument("host")
+@click.argument("backend")
+@click.option("--reason", default=None, help="why (shown by `services`)")
+@click.pass_obj
+def service_disable(ctx: Context, host: str, backend: str, reason: str | None) -> None:
+    """Mark HOST BACKEND disabled: not up, not a fanout target."""
+    _set_disabled(ctx, host, backend, True, reason)
+
+
+@service.command("enable")
+@click.argument("host")
+@click.argument("backend")
+@click.pass_obj
+def service_enable(ctx: Context, host: str, backend: str) -> None:
+    """Clear the disabled mark of HOST BACKEND."""
+    _set_disabled(ctx, host, backend, False, None)
+
+
+@cli.group()
+def db() -> None:
+    """The registry database."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(ctx: Context) -> None:
+    """Apply the shipped migrations (the daemon also does this at start)."""
+    registry = ctx.registry()
+    try:
+        _run(registry.upgrade)
+    finally:
+        registry.close()
+    click.echo("registry is up to date")
 
 
 @cli.group()

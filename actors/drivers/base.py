@@ -148,8 +148,10 @@ class DriverActor(BaseActor, abc.ABC):
                 self.last_setup_error,
             )
             self.call_later(delay, self._attempt_setup)
+            self.system.health[self.name] = False
             return
         self.ready = True
+        self.system.health[self.name] = True
         self.last_setup_error = None
         self.log.info("driver ready after %d setup attempt(s)", self.setup_attempts)
 

@@ -134,6 +134,10 @@ class Runtime(abc.ABC):
     def kill(self, actor: pykka.Actor) -> bool:
         """Interrupt an actor's loop at once; False if the runtime cannot."""
 
+    @abc.abstractmethod
+    def offload(self, fn: Callable[..., Any], *args: Any) -> ActorFuture[Any]:
+        """Run blocking `fn(*args)` (database I/O) off the actors; a future of its result."""
+
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         """Run `callback` once after `delay` seconds on this runtime's clock."""
         return self.clock.call_later(delay, callback)

@@ -131,6 +131,30 @@ class GeventRuntime(Runtime):
     def sleep(self, seconds: float) -> None:
         gevent.sleep(seconds)
 
+    def offload(self, fn: Any, *args: Any) -> ActorFuture[Any]:
+        # gevent's threadpool runs fn in a real thread; its result is delivered
+        # back in the hub, where completing our future is safe.
+        future = GreenFuture()
+
+        def run() -> tuple[bool, Any]:
+            try:
+                return True, fn(*args)
+            except Exception as exc:  # delivered to the future, not printed by gevent
+                return False, exc
+
+        def done(result: Any) -> None:
+            if not result.successful():
+                future.try_set_exception(result.exception)
+                return
+            ok, value = result.value
+            if ok:
+                future.try_set(value)
+            else:
+                future.try_set_exception(value)
+
+        get_hub().threadpool.spawn(run).rawlink(done)
+        return future
+
     def kill(self, actor: pykka.Actor) -> bool:
         greenlet = getattr(actor, "_greenlet", None)
         if greenlet is None or greenlet.dead:

@@ -5,6 +5,7 @@ For apps that embed service-actors and do not use gevent.
 
 from __future__ import annotations
 
+import concurrent.futures
 import queue
 import threading
 import time
@@ -83,6 +84,7 @@ class ThreadingRuntime(Runtime):
     """Actors on OS threads; waits are real blocking waits with deadlines."""
 
     name = "threading"
+    _pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def _default_clock(self) -> Clock:
         return ThreadClock()
@@ -102,3 +104,18 @@ class ThreadingRuntime(Runtime):
 
     def kill(self, actor: pykka.Actor) -> bool:
         return False
+
+    def offload(self, fn: Any, *args: Any) -> ActorFuture[Any]:
+        future = ThreadFuture()
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="offload")
+
+        def done(f: concurrent.futures.Future[Any]) -> None:
+            error = f.exception()
+            if error is not None:
+                future.try_set_exception(error)
+            else:
+                future.try_set(f.result())
+
+        self._pool.submit(fn, *args).add_done_callback(done)
+        return future

@@ -182,7 +182,7 @@ class ServiceHarness:
         For reading state in assertions, or replacing a dependency with a
         test double (`lambda m: setattr(m, "client", double)`).
         """
-        name = self.service.route(target) if "@" not in target else target
+        name = self._name(target)
         system = self.service.system
         assert system is not None
         cell = system.directory.lookup(name)
@@ -206,7 +206,7 @@ class ServiceHarness:
 
     # -- observing ------------------------------------------------------------------------
     def _name(self, target: str) -> str:
-        if target.endswith("/driver") or "@" in target:
+        if "@" in target or target == self.service.name:
             return target
         return self.service.route(target)
 
@@ -232,18 +232,14 @@ class ServiceHarness:
         """Wait (after the block) until `target` handled `method` (a cast, timer...).
 
         The message is recorded when the actor takes it from its mailbox; to
-        know it was *handled*, a no-op request is then sent through the same
-        mailbox, which the actor answers only after it.
+        know it was *handled*, a no-op then goes through the same mailbox.
         """
         rec = self.recorder(target)
         waiter = rec.expect(lambda m: m.method == method and (kind is None or m.kind == kind))
         found: list[Received] = []
         yield found
         found.append(rec.wait(waiter, timeout, f"{kind or 'a message'} {method!r}"))
-        name = self._name(target)
-        if not name.endswith("/driver"):
-            assert self.service.system is not None
-            self.service.system.handle(name).call("ping", rpc=True, timeout=timeout)
+        self.run_in(self._name(target), lambda _: None, timeout)  # handled, not just taken
 
     def fake(self, backend: str) -> FakeController:
         """The FakeController of a backend whose driver is FakeDriver."""
