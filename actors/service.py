@@ -104,6 +104,8 @@ class Service:
             except ActorsError as exc:
                 log.error("backend %s did not start: %s", name, exc)
                 self.backend_errors[name] = exc
+        if self.registry is not None:
+            service.tell("report")  # heartbeat the ready backends now, not an interval later
         return self
 
     def serve(

@@ -20,6 +20,7 @@ from actors.errors import NotFound
 from actors.loading import load_object
 from actors.manager_actor import ManagerActor
 from actors.registry import Registry, ServiceRow
+from actors.runtime import ActorFuture
 from actors.supervision import ChildSpec, SupervisionPolicy
 
 __all__ = ["BackendPlan", "ServiceActor", "plan_backends"]
@@ -86,6 +87,11 @@ class ServiceActor(BaseActor):
         self.endpoint: str | None = None
         self.registry_ids: dict[str, int] | None = None
         self._reporting = False
+        self._report_again = False
+        self._generation = 0  # bumped when the rows must be registered again
+        self._round_generation = 0
+        self._round_waiters: list[ActorFuture[Any]] = []
+        self._next_waiters: list[ActorFuture[Any]] = []
         self._outage_since: float | None = None
         self.routes: dict[str, str] = {}
         for plan in plans:
@@ -126,16 +132,32 @@ class ServiceActor(BaseActor):
         """Where the transport listens; re-registers the rows with it."""
         self.endpoint = endpoint
         self.registry_ids = None
+        self._generation += 1
         self.report()
 
-    def report(self) -> None:
-        """One registry round (register if needed, one heartbeat), off the actors."""
+    def report(self) -> ActorFuture[Any]:
+        """Ask for a registry round (register if needed, one heartbeat), off the actors.
+
+        Rounds never overlap: asked while one runs, the next starts when it
+        ends. The future completes when a round that started after this call
+        has finished (whatever its outcome: failures are logged, not raised).
+        """
+        waiter = self.runtime.future()
         if self.registry is None:
-            return
+            waiter.set(None)
+            return waiter
+        self._next_waiters.append(waiter)
         if self._reporting:
-            self.log.warning("the previous registry report is still running; skipping one")
-            return
+            self._report_again = True
+        else:
+            self._start_round()
+        return waiter
+
+    def _start_round(self) -> None:
+        assert self.registry is not None
         self._reporting = True
+        self._round_generation = self._generation
+        self._round_waiters, self._next_waiters = self._next_waiters, []
         rows = {
             p.name: ServiceRow(
                 host=self.config.host,
@@ -158,13 +180,21 @@ class ServiceActor(BaseActor):
             if self._outage_since is None:
                 self._outage_since = self.clock.monotonic()
                 self.log.error("registry unavailable (RPC service goes on): %s", error)
-            return
-        self.registry_ids = done.value()
-        if self._outage_since is not None:
-            self.log.warning(
-                "registry available again after %.0fs", self.clock.monotonic() - self._outage_since
-            )
-            self._outage_since = None
+        else:
+            if self._round_generation == self._generation:  # else: re-register next round
+                self.registry_ids = done.value()
+            if self._outage_since is not None:
+                self.log.warning(
+                    "registry available again after %.0fs",
+                    self.clock.monotonic() - self._outage_since,
+                )
+                self._outage_since = None
+        for waiter in self._round_waiters:
+            waiter.try_set(None)
+        self._round_waiters = []
+        if self._report_again:
+            self._report_again = False
+            self._start_round()
 
     def route(self, target: str) -> str:
         """The manager name for `target` (`host@backend` or `backend`)."""

@@ -154,6 +154,10 @@ def test_actorsd_serves_actorsctl_until_sigterm(tmp_path, runtime):
         assert missing.returncode == 1 and "MethodNotAllowed" in missing.stderr
         cast = _ctl(endpoint, "cast", "files", "create", "--arg", "name=beta")
         assert cast.returncode == 0, cast.stderr
+        listed = _ctl(endpoint, "--config", str(config), "--output", "json", "services")
+        assert listed.returncode == 0, listed.stderr
+        assert '"status": "up"' in listed.stdout and '"backend": "files"' in listed.stdout
+        assert endpoint in listed.stdout
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert proc.stderr is not None and "actorsd: stopped" in proc.stderr.read()

@@ -1,0 +1,147 @@
+"""The service keeps its registry rows alive: one transaction per interval."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from actors import FakeController
+from actors.testing import ServiceHarness
+
+RESOURCE = "tests.support:ResourceManager"
+FAKE = "actors.drivers.fake:FakeDriver"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "sqlite":
+        return {}
+    url = os.environ.get("ACTORS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("ACTORS_TEST_POSTGRES_URL is not set")
+    return {"database_url": url}
+
+
+def _start(actors_service: Any, clock: Any, backends: int = 3, **extra: Any) -> ServiceHarness:
+    host = f"h{uuid.uuid4().hex[:8]}"  # rows of other tests may share a PostgreSQL database
+    return actors_service(
+        {f"b{i}": {"manager": RESOURCE, "driver": FAKE} for i in range(backends)},
+        host=host,
+        clock=clock,
+        report_interval=10,
+        service_down_time=30,
+        **extra,
+    )
+
+
+def _report(h: ServiceHarness) -> None:
+    """Run a registry round that starts now, and wait until it was handled."""
+    h.run_in(h.service.name, lambda actor: actor.report())
+
+
+def _statements(h: ServiceHarness) -> list[str]:
+    assert h.service.registry is not None
+    seen: list[str] = []
+    event.listen(
+        h.service.registry.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *rest: seen.append(statement),
+    )
+    return seen
+
+
+def test_one_transaction_per_interval_however_many_managers(actors_service, actors_clock, database):
+    h = _start(actors_service, actors_clock, backends=6, **database)
+    registry = h.service.registry
+    assert registry is not None
+    _report(h)
+    _report(h)  # the first round may have been the one started at start
+    before = {r.backend: r.report_count for r in registry.services(host=h.config.host)}
+    seen = _statements(h)
+    _report(h)
+    updates = [s for s in seen if s.lstrip().upper().startswith("UPDATE")]
+    assert len(updates) == 1 and len(seen) == 1, seen
+    records = registry.services(host=h.config.host)
+    assert len(records) == 6 and all(r.is_up for r in records)
+    assert {r.backend: r.report_count - before[r.backend] for r in records} == {
+        f"b{i}": 1 for i in range(6)
+    }
+
+
+def test_the_interval_timer_drives_reports(actors_service, actors_clock):
+    h = _start(actors_service, actors_clock, backends=1)
+    _report(h)
+    before = h.service.registry.services(host=h.config.host)[0].report_count  # type: ignore[union-attr]
+    with h.waiting_for(h.service.name, "_reported", kind="continuation"):
+        actors_clock.advance(10)
+    after = h.service.registry.services(host=h.config.host)[0].report_count  # type: ignore[union-attr]
+    assert after == before + 1
+
+
+def test_a_backend_whose_driver_is_not_ready_does_not_heartbeat(
+    actors_service, actors_clock, database
+):
+    # the controller of b1 exists before the service starts, so its first setup fails
+    host = f"h{uuid.uuid4().hex[:8]}"
+    FakeController.for_backend(f"{host}@b1").fail_setup(OSError("no disk"), times=100)
+    h = actors_service(
+        {"b0": {"manager": RESOURCE, "driver": FAKE}, "b1": {"manager": RESOURCE, "driver": FAKE}},
+        host=host,
+        clock=actors_clock,
+        report_interval=10,
+        service_down_time=30,
+        **database,
+    )
+    _report(h)
+    _report(h)
+    up = {r.backend: r.is_up for r in h.service.registry.services(host=host)}  # type: ignore[union-attr]
+    assert up == {"b0": True, "b1": False}
+
+
+def test_an_outage_is_logged_once_and_its_end_once(actors_service, actors_clock, tmp_path, caplog):
+    h = _start(actors_service, actors_clock, backends=2, state_dir=tmp_path / "reg")
+    _report(h)
+    caplog.clear()
+    caplog.set_level(logging.WARNING, logger="actors.service_actor")
+    (tmp_path / "reg").rename(tmp_path / "away")  # the SQLite file is gone
+    for _ in range(3):
+        _report(h)
+    # RPC goes on during the outage
+    assert h.call("b0", "ping")["backend"] == "b0"
+    (tmp_path / "away").rename(tmp_path / "reg")
+    _report(h)
+    _report(h)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("registry unavailable" in m for m in messages) == 1, messages
+    assert sum("registry available again" in m for m in messages) == 1, messages
+    assert all(r.is_up for r in h.service.registry.services(host=h.config.host))  # type: ignore[union-attr]
+
+
+def test_a_clean_stop_marks_the_rows_stopped(actors_service, actors_clock, database):
+    h = _start(actors_service, actors_clock, backends=2, **database)
+    _report(h)
+    _report(h)
+    registry = h.service.registry
+    assert registry is not None
+    host = h.config.host
+    h.stop()
+    from actors.registry import Registry
+
+    reader = Registry(registry.url, service_down_time=30)
+    try:
+        records = reader.services(host=host)
+        assert {r.state for r in records} == {"stopped"} and not any(r.is_up for r in records)
+    finally:
+        reader.close()
+
+
+def test_service_down_time_must_exceed_report_interval():
+    from actors import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="must exceed"):
+        load_config(None, report_interval=30, service_down_time=30)
