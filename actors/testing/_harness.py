@@ -282,6 +282,33 @@ class ServiceHarness:
         self._faults.append((name, fault))
         return fault
 
+    @contextlib.contextmanager
+    def registry_outage(self) -> Iterator[None]:
+        """Take the registry database away for the block, then give it back.
+
+        For the default SQLite registry: the file is moved aside (and whatever
+        a connection creates in its place meanwhile is discarded), so every
+        registry call in the block really fails, as with a lost database.
+        """
+        registry = self.service.registry
+        if registry is None or not registry.url.startswith("sqlite:///"):
+            raise NotImplementedError("registry_outage works on a SQLite registry file")
+        path = Path(registry.url.removeprefix("sqlite:///"))
+        aside = path.with_name(path.name + ".away")
+        moved = [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
+        for p in moved:
+            p.rename(aside.with_name(p.name + ".away"))
+        blocker = path.with_suffix(".blocked")
+        blocker.mkdir()
+        path.symlink_to(blocker)  # a directory: SQLite cannot open or create it
+        try:
+            yield
+        finally:
+            path.unlink()
+            blocker.rmdir()
+            for p in moved:
+                aside.with_name(p.name + ".away").rename(p)
+
     def wait_running(self, target: str, timeout: float = 10.0) -> None:
         """Wait until `target` runs again (after a crash and its restart)."""
         assert self.service.system is not None

@@ -111,3 +111,29 @@ def test_our_backends_through_the_harness(make_harness):
     h = make_harness({"b1": backend()})
     assert h.call("b1", "create", resource_id="r")["id"] == "r"
     assert h.fake("b1").ops() == ["create"]
+
+
+def test_registry_outage_and_recovery(actors_service, actors_clock, caplog):
+    import logging
+
+    h = actors_service(GREETER, clock=actors_clock)
+    registry = h.service.registry
+    assert registry is not None
+
+    def round_() -> None:
+        h.run_in(h.service.name, lambda actor: actor.report())
+
+    round_()
+    caplog.set_level(logging.WARNING, logger="actors.service_actor")
+    with h.registry_outage():
+        round_()
+        assert h.call("g", "greet", name="during") == "hello during"  # RPC goes on
+        from actors.registry import DatabaseUnavailable
+
+        with pytest.raises(DatabaseUnavailable):
+            registry.services()
+    round_()
+    assert [r.backend for r in registry.services() if r.is_up] == ["g"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("registry unavailable" in m for m in messages) == 1
+    assert sum("available again" in m for m in messages) == 1
