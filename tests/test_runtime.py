@@ -201,3 +201,27 @@ def test_pykka_level_stop_still_works(runtime):
     assert cell.actor_ref.stop(timeout=5) is True  # pykka's own ask-based stop
     assert cell.exited.wait(5)
     assert worker.status()["state"] == "stopped"
+
+
+def test_services_leave_no_threads_behind(tmp_path):
+    """Timers and blocking work share one thread and one small pool per process."""
+    import threading
+
+    from actors import Service, ServiceConfig
+
+    def run_one(i: int) -> None:
+        config = ServiceConfig(
+            host="h",
+            runtime="threading",
+            state_dir=tmp_path / str(i),
+            enabled_backends=["b1"],
+            backends={"b1": backend()},
+        )
+        service = Service(config).start(timeout=10)
+        assert service.stop(10)
+
+    before = threading.active_count()
+    for i in range(8):
+        run_one(i)
+    # at most the shared timer thread and the 4 offload workers, not 8 services' worth
+    assert threading.active_count() <= before + 1 + 4

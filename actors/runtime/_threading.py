@@ -80,14 +80,37 @@ class ThreadCellBase(pykka.ThreadingActor):
         self._actor_loop()
 
 
+_shared: dict[str, Any] = {}
+_shared_lock = threading.Lock()
+
+
+def _shared_clock() -> ThreadClock:
+    """One timer thread per process, whatever the number of runtimes or services."""
+    with _shared_lock:
+        clock = _shared.get("clock")
+        if clock is None:
+            clock = _shared["clock"] = ThreadClock()
+        return clock  # type: ignore[no-any-return]
+
+
+def _shared_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """One small pool per process for blocking work (database I/O)."""
+    with _shared_lock:
+        pool = _shared.get("pool")
+        if pool is None:
+            pool = _shared["pool"] = concurrent.futures.ThreadPoolExecutor(
+                4, thread_name_prefix="actors-offload"
+            )
+        return pool  # type: ignore[no-any-return]
+
+
 class ThreadingRuntime(Runtime):
     """Actors on OS threads; waits are real blocking waits with deadlines."""
 
     name = "threading"
-    _pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def _default_clock(self) -> Clock:
-        return ThreadClock()
+        return _shared_clock()
 
     @property
     def actor_base(self) -> type[pykka.Actor]:
@@ -107,8 +130,7 @@ class ThreadingRuntime(Runtime):
 
     def offload(self, fn: Any, *args: Any) -> ActorFuture[Any]:
         future = ThreadFuture()
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="offload")
+        pool = _shared_pool()
 
         def done(f: concurrent.futures.Future[Any]) -> None:
             error = f.exception()
@@ -117,5 +139,5 @@ class ThreadingRuntime(Runtime):
             else:
                 future.try_set(f.result())
 
-        self._pool.submit(fn, *args).add_done_callback(done)
+        pool.submit(fn, *args).add_done_callback(done)
         return future
