@@ -439,7 +439,7 @@ class CellMixin:
         # The parent hears of the exit before `exited` is set, so anyone who
         # waited on `exited` can rely on the notice being in the parent's mailbox.
         self.exit_reason = self._crash_reason
-        self.system.health.pop(self.name, None)  # whatever it reported, it is gone
+        self.system.clear_ready(self.name, self)  # whatever it reported, it is gone
         self.system.directory.exited(self)
         if self.parent is not None:
             self.parent._post_quietly(ChildExited(self.name, self, self._crash_reason))

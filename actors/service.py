@@ -93,6 +93,8 @@ class Service:
         except ActorsError as exc:
             self.failed = exc
             self.system.stop(config.shutdown_timeout)
+            if self.registry is not None:
+                self.registry.close()
             raise
         pings = {
             name: self.system.handle(name).ask("ping", rpc=True, timeout=timeout)
@@ -152,16 +154,27 @@ class Service:
         return stopped
 
     def _mark_stopped(self) -> None:
-        """Tell the registry this process's rows stopped (best effort, logged)."""
-        ids = self.actor.registry_ids if self.actor is not None else None
-        if self.registry is None or not ids:
+        """Tell the registry this process's rows stopped (best effort, logged).
+
+        A round still running in its worker thread is waited for first (it
+        could otherwise heartbeat the rows back up after we marked them).
+        """
+        registry = self.registry
+        if registry is None:
             return
+        work = self.actor.round_in_flight if self.actor is not None else None
+        if work is not None and not work.done():
+            try:
+                work.get(timeout=10.0)
+            except Exception:
+                pass  # its outcome no longer matters; the marking below does
+        config = self.config
         try:
-            self.registry.mark(list(ids.values()), "stopped")
+            registry.mark_process(config.host, config.binary, config.topic, "stopped")
         except ActorsError as exc:
             log.error("could not mark %s stopped in the registry: %s", self.name, exc)
         finally:
-            self.registry.close()
+            registry.close()
 
     def __enter__(self) -> Self:
         return self.start() if self.system is None else self

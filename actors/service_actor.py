@@ -58,14 +58,18 @@ def plan_backends(config: ServiceConfig, *, file: str | None = None) -> list[Bac
 
 def _report_once(
     registry: Registry, rows: dict[str, ServiceRow], ids: dict[str, int] | None, ready: list[str]
-) -> dict[str, int]:
-    """One registry round, in a worker thread: register if needed, then ONE heartbeat."""
+) -> dict[str, int] | None:
+    """One registry round, in a worker thread: register if needed, then ONE heartbeat.
+
+    Returns the ids, or None when the heartbeat missed rows (deleted, or a
+    database that was reset): the next round registers again.
+    """
     if ids is None:
         registry.upgrade()
         names = list(rows)
         ids = dict(zip(names, registry.register([rows[n] for n in names]), strict=True))
-    registry.heartbeat([ids[name] for name in ready])
-    return ids
+    touched = registry.heartbeat([ids[name] for name in ready])
+    return ids if touched == len(ready) else None
 
 
 class ServiceActor(BaseActor):
@@ -90,6 +94,8 @@ class ServiceActor(BaseActor):
         self._report_again = False
         self._generation = 0  # bumped when the rows must be registered again
         self._round_generation = 0
+        self.round_in_flight: ActorFuture[Any] | None = None
+        """The offloaded work of the current round (Service.stop waits for it)."""
         self._round_waiters: list[ActorFuture[Any]] = []
         self._next_waiters: list[ActorFuture[Any]] = []
         self._outage_since: float | None = None
@@ -125,8 +131,7 @@ class ServiceActor(BaseActor):
     # -- registry --------------------------------------------------------------------
     def ready_managers(self) -> list[str]:
         """Managers whose driver finished setup (the ones that heartbeat)."""
-        health = self.system.health
-        return [p.name for p in self.plans if health.get(f"{p.name}/driver")]
+        return [p.name for p in self.plans if self.system.is_ready(f"{p.name}/driver")]
 
     def set_endpoint(self, endpoint: str) -> None:
         """Where the transport listens; re-registers the rows with it."""
@@ -171,12 +176,14 @@ class ServiceActor(BaseActor):
         }
         ids = dict(self.registry_ids) if self.registry_ids is not None else None
         work = self.runtime.offload(_report_once, self.registry, rows, ids, self.ready_managers())
+        self.round_in_flight = work
         self.pipe(work, self._reported)
 
     def _reported(self, done: Any) -> None:
         self._reporting = False
         error = done.exception()
         if error is not None:
+            self.registry_ids = None  # the database may come back empty: register again
             if self._outage_since is None:
                 self._outage_since = self.clock.monotonic()
                 self.log.error("registry unavailable (RPC service goes on): %s", error)

@@ -312,8 +312,8 @@ class ActorSystem:
         self.default_timeout = default_timeout
         self.supervision = supervision or SupervisionPolicy()
         self._roots: list[CellMixin] = []
-        self.health: dict[str, bool] = {}
-        """Readiness by actor name (drivers write their own entry; anyone reads)."""
+        self.health: dict[str, tuple[Any, bool]] = {}
+        """Readiness by actor name, with the incarnation that reported it."""
         self._cell_cls = cell_class(self.runtime.actor_base)
         self.on_root_exit: Callable[[CellMixin], None] | None = None
 
@@ -346,6 +346,20 @@ class ActorSystem:
         """Start a top-level actor and return its handle."""
         self.spawn_cell(name, behaviour, capacity=capacity)
         return ActorHandle(self, name)
+
+    def set_ready(self, name: str, cell: Any, ready: bool) -> None:
+        """An actor reports its own readiness (drivers: setup done)."""
+        self.health[name] = (cell, ready)
+
+    def clear_ready(self, name: str, cell: Any) -> None:
+        """Forget what `cell` reported, unless a newer incarnation reported since."""
+        entry = self.health.get(name)
+        if entry is not None and entry[0] is cell:
+            self.health.pop(name, None)
+
+    def is_ready(self, name: str) -> bool:
+        entry = self.health.get(name)
+        return bool(entry and entry[1])
 
     def handle(self, name: str) -> ActorHandle:
         return ActorHandle(self, name)

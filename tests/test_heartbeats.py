@@ -145,3 +145,38 @@ def test_service_down_time_must_exceed_report_interval():
 
     with pytest.raises(ConfigError, match="must exceed"):
         load_config(None, report_interval=30, service_down_time=30)
+
+
+def test_rows_come_back_when_the_database_lost_them(actors_service, actors_clock):
+    from sqlalchemy import text
+
+    h = _start(actors_service, actors_clock, backends=2)
+    _report(h)
+    _report(h)
+    registry = h.service.registry
+    assert registry is not None
+    with registry.engine.begin() as conn:  # a restored backup, a wiped database...
+        conn.execute(text("DELETE FROM services"))
+    _report(h)  # the heartbeat misses its rows ...
+    _report(h)  # ... so this round registers them again
+    assert sorted(r.backend for r in registry.services(host=h.config.host) if r.is_up) == [
+        "b0",
+        "b1",
+    ]
+
+
+def test_stopping_during_a_round_still_leaves_the_rows_stopped(actors_service, actors_clock):
+    h = _start(actors_service, actors_clock, backends=2)
+    _report(h)
+    registry = h.service.registry
+    assert registry is not None
+    url, host = registry.url, h.config.host
+    h.service.system.handle(h.service.name).tell("report")  # in flight while we stop
+    h.stop()
+    from actors.registry import Registry
+
+    reader = Registry(url, service_down_time=30)
+    try:
+        assert {r.state for r in reader.services(host=host)} == {"stopped"}
+    finally:
+        reader.close()

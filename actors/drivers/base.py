@@ -148,10 +148,10 @@ class DriverActor(BaseActor, abc.ABC):
                 self.last_setup_error,
             )
             self.call_later(delay, self._attempt_setup)
-            self.system.health[self.name] = False
+            self.system.set_ready(self.name, self._cell, False)
             return
         self.ready = True
-        self.system.health[self.name] = True
+        self.system.set_ready(self.name, self._cell, True)
         self.last_setup_error = None
         self.log.info("driver ready after %d setup attempt(s)", self.setup_attempts)
 

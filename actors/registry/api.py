@@ -275,7 +275,11 @@ class Registry:
         now = self._clock()
         statement = (
             sql_update(ServiceModel)
-            .where(ServiceModel.id.in_(ids), ServiceModel.deleted_at.is_(None))
+            .where(
+                ServiceModel.id.in_(ids),
+                ServiceModel.deleted_at.is_(None),
+                ServiceModel.state != "stopped",
+            )
             .values(
                 report_count=ServiceModel.report_count + 1,
                 last_heartbeat=now,
@@ -295,6 +299,23 @@ class Registry:
         statement = (
             sql_update(ServiceModel)
             .where(ServiceModel.id.in_(ids), ServiceModel.deleted_at.is_(None))
+            .values(state=state, updated_at=self._clock())
+        )
+        with self._transaction(write=True) as conn:
+            conn.execute(statement)
+
+    def mark_process(self, host: str, binary: str, topic: str, state: str) -> None:
+        """Set the state of every live row of one process (its ids may be unknown)."""
+        if state not in MARKABLE_STATES:
+            raise ValueError(f"state must be one of {sorted(MARKABLE_STATES)}, not {state!r}")
+        statement = (
+            sql_update(ServiceModel)
+            .where(
+                ServiceModel.host == host,
+                ServiceModel.binary == binary,
+                ServiceModel.topic == topic,
+                ServiceModel.deleted_at.is_(None),
+            )
             .values(state=state, updated_at=self._clock())
         )
         with self._transaction(write=True) as conn:

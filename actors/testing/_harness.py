@@ -109,9 +109,11 @@ class ServiceHarness:
         for name, fault in self._faults:
             self._probes(name).remove(fault)
         self._faults.clear()
-        stopped = self.service.stop(timeout)
-        for name in self._registered:
-            unregister_object(name)
+        try:
+            stopped = self.service.stop(timeout)
+        finally:
+            for name in self._registered:
+                unregister_object(name)
         leaks = self._leaks(grace=1.0)
         if leaks or not stopped:
             raise LeakError(f"actors still running after stop: {leaks or 'stop timed out'}")
@@ -286,26 +288,31 @@ class ServiceHarness:
     def registry_outage(self) -> Iterator[None]:
         """Take the registry database away for the block, then give it back.
 
-        For the default SQLite registry: the file is moved aside (and whatever
-        a connection creates in its place meanwhile is discarded), so every
-        registry call in the block really fails, as with a lost database.
+        For the default SQLite registry: the file is moved aside and a
+        directory stands in its place (SQLite can neither open nor re-create
+        it), so every registry call in the block really fails.
         """
         registry = self.service.registry
         if registry is None or not registry.url.startswith("sqlite:///"):
             raise NotImplementedError("registry_outage works on a SQLite registry file")
         path = Path(registry.url.removeprefix("sqlite:///"))
         aside = path.with_name(path.name + ".away")
-        moved = [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
-        for p in moved:
-            p.rename(aside.with_name(p.name + ".away"))
+        candidates = (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
+        moved: list[Path] = []
         blocker = path.with_suffix(".blocked")
-        blocker.mkdir()
-        path.symlink_to(blocker)  # a directory: SQLite cannot open or create it
         try:
+            for p in candidates:
+                if p.exists():
+                    p.rename(aside.with_name(p.name + ".away"))
+                    moved.append(p)
+            blocker.mkdir()
+            path.symlink_to(blocker)  # a directory: SQLite cannot open or create it
             yield
         finally:
-            path.unlink()
-            blocker.rmdir()
+            if path.is_symlink():
+                path.unlink()
+            if blocker.is_dir():
+                blocker.rmdir()
             for p in moved:
                 aside.with_name(p.name + ".away").rename(p)
 

@@ -69,8 +69,8 @@ def actors_service(
     for harness in reversed(started):
         try:
             harness.stop()
-        except AssertionError as exc:
-            errors.append(str(exc))
+        except Exception as exc:  # keep stopping the others
+            errors.append(f"{type(exc).__name__}: {exc}")
     FakeController.forget()
     if errors:
         pytest.fail("; ".join(errors), pytrace=False)
