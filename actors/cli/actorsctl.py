@@ -12,6 +12,7 @@ import click
 
 import actors  # noqa: F401  (registers the error types a client may rebuild)
 from actors import __version__
+from actors.client import TopicClient
 from actors.config import default_config, load_config
 from actors.errors import ActorsError
 from actors.registry import Registry, sqlite_url_for
@@ -170,6 +171,12 @@ def _with_args(fn: Any) -> Any:
 @click.argument("target")
 @click.argument("method")
 @_with_args
+@click.option(
+    "--topic",
+    default=None,
+    help="find TARGET (host@backend, or 'any') among the up services of this topic "
+    "in the registry instead of using --endpoint",
+)
 @click.pass_obj
 def call(
     ctx: Context,
@@ -179,9 +186,29 @@ def call(
     raw_json: str | None,
     rpc_version: str | None,
     key: str | None,
+    topic: str | None,
 ) -> None:
     """Call METHOD on TARGET (host@backend or backend) and print the result."""
     args = _parse_args(pairs, raw_json)
+    if topic is not None:
+        registry = ctx.registry()
+        try:
+            with TopicClient(
+                registry, topic, timeout=ctx.timeout, green=False, security=ctx.security
+            ) as topic_client:
+                result = _run(
+                    lambda: topic_client.call(
+                        method,
+                        args,
+                        target=None if target == "any" else target,
+                        version=rpc_version,
+                        key=key,
+                    )
+                )
+        finally:
+            registry.close()
+        _emit(ctx, result)
+        return
     with ctx.client() as client:
         result = _run(lambda: client.call(target, method, args, version=rpc_version, key=key))
     _emit(ctx, result)
