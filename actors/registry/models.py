@@ -9,8 +9,10 @@ text on SQLite, and always come back timezone-aware.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -18,13 +20,23 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["STATES", "Base", "ServiceModel", "UTCDateTime"]
+__all__ = [
+    "FINISHED_STATES",
+    "OPERATION_STATES",
+    "STATES",
+    "UNFINISHED_STATES",
+    "Base",
+    "OperationModel",
+    "ServiceModel",
+    "UTCDateTime",
+]
 
 # Every state a service row can be in: 'starting' after register(), 'up' after
 # a heartbeat, 'down' / 'stopped' when the service says so through mark().
@@ -33,6 +45,15 @@ STATES: tuple[str, ...] = ("starting", "up", "down", "stopped")
 # Rows whose deleted_at is NULL are live; the unique index covers only those, so
 # a soft-deleted row never blocks registering the same service again.
 LIVE_ROWS = "deleted_at IS NULL"
+
+# Every state an operation (a row of the journal) can be in. 'accepted' and
+# 'running' are unfinished: crash recovery hands them to the driver.
+OPERATION_STATES: tuple[str, ...] = ("accepted", "running", "succeeded", "failed", "interrupted")
+UNFINISHED_STATES: tuple[str, ...] = ("accepted", "running")
+FINISHED_STATES: tuple[str, ...] = ("succeeded", "failed", "interrupted")
+
+# The idempotency key is unique per target only when it is set.
+KEYED_ROWS = "idempotency_key IS NOT NULL"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -100,3 +121,38 @@ class ServiceModel(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OperationModel(Base):
+    """One operation of the durable journal: accepted before it is acknowledged."""
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ({})".format(", ".join(f"'{s}'" for s in OPERATION_STATES)),
+            name="ck_operations_state",
+        ),
+        Index(
+            "uq_operations_target_idempotency_key",
+            "target",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=text(KEYED_ROWS),
+            postgresql_where=text(KEYED_ROWS),
+        ),
+        Index("ix_operations_state", "state"),
+        Index("ix_operations_finished_at", "finished_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    target: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(255))
+    args: Mapped[Any] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    result: Mapped[Any | None] = mapped_column(JSON)
+    error: Mapped[Any | None] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

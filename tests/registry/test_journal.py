@@ -1,0 +1,506 @@
+"""The operation journal on SQLite and, when ACTORS_TEST_POSTGRES_URL is set, PostgreSQL.
+
+Same fixtures as test_registry.py: a SQLite file in tmp_path, or a fresh
+PostgreSQL database per test; an injected clock for timestamps and pruning.
+Every wait on a future has a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, inspect, make_url, text
+from sqlalchemy.pool import NullPool
+
+from actors.registry import (
+    DatabaseUnavailable,
+    InvalidTransition,
+    Journal,
+    JournalClosed,
+    OperationNotFound,
+    OperationRecord,
+    Registry,
+    ServiceRow,
+    sqlite_url_for,
+)
+from actors.registry.api import MIGRATIONS_DIR
+from actors.registry.models import Base
+
+POSTGRES_URL = os.environ.get("ACTORS_TEST_POSTGRES_URL")
+T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+WAIT = 15.0  # seconds: the deadline of every wait on a future
+
+
+class Clock:
+    """A settable clock for Registry(now=...)."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def _psycopg(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield sqlite_url_for(tmp_path / "state")
+        return
+    if not POSTGRES_URL:
+        pytest.skip("ACTORS_TEST_POSTGRES_URL is not set")
+    name = f"actors_test_{secrets.token_hex(6)}"
+    admin_url = make_url(_psycopg(POSTGRES_URL)).set(database="postgres")
+    admin = create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make_registry(db_url: str, clock: Clock) -> Iterator[Callable[..., Registry]]:
+    made: list[Registry] = []
+
+    def make(*, upgrade: bool = True, **kwargs: Any) -> Registry:
+        kwargs.setdefault("now", clock)
+        registry = Registry(db_url, **kwargs)
+        made.append(registry)
+        if upgrade:
+            registry.upgrade()
+        return registry
+
+    yield make
+    for registry in made:
+        registry.close()
+
+
+@pytest.fixture
+def make_journal(make_registry: Callable[..., Registry]) -> Iterator[Callable[..., Journal]]:
+    """Journals, each on its own migrated registry by default; closed afterwards."""
+    made: list[Journal] = []
+
+    def make(registry: Registry | None = None, **kwargs: Any) -> Journal:
+        journal = Journal(registry or make_registry(), **kwargs)
+        made.append(journal)
+        return journal
+
+    yield make
+    for journal in made:
+        journal.close(timeout=WAIT)
+
+
+@pytest.fixture
+def journal(make_journal: Callable[..., Journal]) -> Journal:
+    return make_journal()
+
+
+def count_rows(registry: Registry) -> int:
+    with registry.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM operations")).scalar_one())
+
+
+def fresh_engine(registry: Registry) -> Any:
+    """An engine of its own on the same database: a connection the journal never used."""
+    url = registry.engine.url
+    return create_engine(url, poolclass=NullPool)
+
+
+def alembic_config(conn: Any) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.attributes["connection"] = conn
+    return config
+
+
+# -- migrations -----------------------------------------------------------------
+
+
+def test_migration_0002_from_empty(make_registry: Callable[..., Registry]) -> None:
+    registry = make_registry(upgrade=False)
+    registry.upgrade()
+    registry.upgrade()  # a no-op
+    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0002"
+    with registry.engine.connect() as conn:
+        assert {"services", "operations"} <= set(inspect(conn).get_table_names())
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        indexes = {ix["name"]: ix for ix in inspect(conn).get_indexes("operations")}
+        assert indexes["uq_operations_target_idempotency_key"]["unique"]
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_migration_0002_from_0001_and_back(make_registry: Callable[..., Registry]) -> None:
+    registry = make_registry(upgrade=False)
+    with registry.engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0001")
+    assert "operations" not in inspect(registry.engine).get_table_names()
+    (service_id,) = registry.register([ServiceRow("h1", "volume", "volume", "b1", None, "1.0")])
+
+    registry.upgrade()  # 0001 -> 0002
+    assert "operations" in inspect(registry.engine).get_table_names()
+    assert [r.id for r in registry.services()] == [service_id]  # data kept
+    with Journal(registry) as journal:
+        record = journal.accept("t", "m", {}).result(WAIT)
+        assert journal.get(record.id) == record
+
+    with registry.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0001")
+    assert "operations" not in inspect(registry.engine).get_table_names()
+    assert [r.id for r in registry.services()] == [service_id]
+
+
+# -- accept, get, set_state ---------------------------------------------------------
+
+
+def test_accept_get_set_state_round_trip(journal: Journal, clock: Clock) -> None:
+    args = {"size": 10, "name": "vol-1", "tags": ["a", "b"], "nested": {"x": None}}
+    record = journal.accept("volume@b1", "create_volume", args).result(WAIT)
+    assert isinstance(record, OperationRecord)
+    assert (record.target, record.method, record.args) == ("volume@b1", "create_volume", args)
+    assert (record.state, record.result, record.error, record.reason) == (
+        "accepted",
+        None,
+        None,
+        None,
+    )
+    assert record.idempotency_key is None
+    assert record.created_at == T0 == record.updated_at and record.finished_at is None
+    assert not record.finished
+    assert journal.get(record.id) == record
+    assert journal.get("no-such-id") is None
+
+    clock.advance(1)
+    running = journal.set_state(record.id, "running").result(WAIT)
+    assert running.state == "running" and running.updated_at == T0 + timedelta(seconds=1)
+    assert running.finished_at is None
+
+    clock.advance(2)
+    done = journal.set_state(record.id, "succeeded", result={"id": 7}).result(WAIT)
+    assert done.state == "succeeded" and done.result == {"id": 7} and done.finished
+    assert done.finished_at == T0 + timedelta(seconds=3) == done.updated_at
+    assert done.created_at == T0
+    assert journal.get(record.id) == done
+
+    failed = journal.accept("volume@b1", "delete_volume", ["vol-1"]).result(WAIT)
+    failed = journal.set_state(
+        failed.id, "failed", error={"type": "Boom", "message": "no"}, reason="driver error"
+    ).result(WAIT)
+    assert journal.get(failed.id) == failed
+    assert failed.error == {"type": "Boom", "message": "no"}
+    assert failed.reason == "driver error"
+
+
+def test_set_state_errors(journal: Journal) -> None:
+    record = journal.accept("t", "m", None).result(WAIT)
+    with pytest.raises(OperationNotFound):
+        journal.set_state("no-such-id", "running").result(WAIT)
+    journal.set_state(record.id, "interrupted", reason="crashed").result(WAIT)
+    with pytest.raises(InvalidTransition) as info:
+        journal.set_state(record.id, "running").result(WAIT)
+    assert info.value.details["state"] == "interrupted"
+    assert journal.get(record.id).state == "interrupted"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="state"):
+        journal.set_state(record.id, "accepted")
+    with pytest.raises(ValueError, match="state"):
+        journal.set_state(record.id, "bogus")
+    with pytest.raises(TypeError, match="JSON"):
+        journal.accept("t", "m", {"x": object()})
+    with pytest.raises(TypeError, match="JSON"):
+        journal.set_state(record.id, "failed", error=object())
+    # The writer is unharmed by all that.
+    assert journal.accept("t", "m", 1).result(WAIT).args == 1
+
+
+def test_list_and_unfinished(journal: Journal, clock: Clock) -> None:
+    ids = []
+    for i in range(5):
+        ids.append(journal.accept(f"t{i % 2}", "m", i).result(WAIT).id)
+        clock.advance(1)
+    journal.set_state(ids[1], "running").result(WAIT)
+    journal.set_state(ids[2], "succeeded").result(WAIT)
+    assert [r.id for r in journal.list()] == ids
+    assert [r.id for r in journal.list(limit=2)] == ids[:2]
+    assert [r.id for r in journal.list(target="t0")] == [ids[0], ids[2], ids[4]]
+    assert [r.id for r in journal.list(state="accepted")] == [ids[0], ids[3], ids[4]]
+    assert [r.id for r in journal.list(state="accepted", target="t1")] == [ids[3]]
+    assert [r.id for r in journal.unfinished()] == [ids[0], ids[1], ids[3], ids[4]]
+
+
+# -- idempotency --------------------------------------------------------------------
+
+
+def test_idempotent_accept_sequential(journal: Journal) -> None:
+    registry = journal._registry
+    first = journal.accept("t", "create", {"n": 1}, key="req-1").result(WAIT)
+    again = journal.accept("t", "create", {"n": 2}, key="req-1").result(WAIT)
+    assert again == first  # the first arguments are kept
+    assert journal.get_by_key("t", "req-1") == first
+    assert journal.get_by_key("t", "other") is None
+    other_target = journal.accept("u", "create", {}, key="req-1").result(WAIT)
+    assert other_target.id != first.id
+    assert count_rows(registry) == 2
+
+    journal.set_state(first.id, "succeeded", result="done").result(WAIT)
+    replay = journal.accept("t", "create", {"n": 1}, key="req-1").result(WAIT)
+    assert (replay.id, replay.state, replay.result) == (first.id, "succeeded", "done")
+    assert count_rows(registry) == 2
+
+
+def test_idempotent_accept_within_one_batch(make_journal: Callable[..., Journal]) -> None:
+    journal = make_journal(batch_wait=0.5, batch_max=4)
+    futures = [journal.accept("t", "m", i, key="same") for i in range(3)]
+    futures.append(journal.accept("t", "m", 3))  # fills the batch: written at once
+    records = [f.result(WAIT) for f in futures]
+    assert journal.batches == 1
+    assert records[0] == records[1] == records[2]
+    assert records[0].args == 0 and records[3].id != records[0].id
+    assert count_rows(journal._registry) == 2
+
+
+def test_idempotent_accept_concurrent(make_journal: Callable[..., Journal]) -> None:
+    journal = make_journal()
+    barrier = threading.Barrier(20)
+    results: list[OperationRecord] = []
+    errors: list[BaseException] = []
+
+    def accept() -> None:
+        barrier.wait()
+        try:
+            results.append(journal.accept("t", "m", {}, key="k").result(WAIT))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=accept) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert errors == [] and len(results) == 20
+    assert len({r.id for r in results}) == 1
+    assert count_rows(journal._registry) == 1
+
+
+def test_idempotent_accept_across_journals(make_journal: Callable[..., Journal]) -> None:
+    """Two journals (two daemons) on one database, racing with the same keys."""
+    first = make_journal()
+    second = make_journal()
+    futures = [j.accept("t", "m", i, key=f"k{i % 10}") for i in range(40) for j in (first, second)]
+    records = [f.result(WAIT) for f in futures]
+    assert len({r.id for r in records}) == 10
+    assert count_rows(first._registry) == 10
+
+
+# -- group commit ---------------------------------------------------------------------
+
+
+def test_group_commit_groups_and_acknowledges_after_commit(
+    make_journal: Callable[..., Journal],
+) -> None:
+    journal = make_journal()
+    registry = journal._registry
+    reader = fresh_engine(registry)
+    commits: list[int] = []
+    visible: dict[str, bool] = {}
+    lock = threading.Lock()
+
+    def on_commit(conn: Any) -> None:
+        commits.append(1)
+
+    def check_visible(future: Future[OperationRecord]) -> None:
+        # Runs as soon as the future resolves: the row must already be committed.
+        record = future.result()
+        with reader.connect() as conn:
+            found = conn.execute(
+                text("SELECT count(*) FROM operations WHERE id = :id"), {"id": record.id}
+            ).scalar_one()
+        with lock:
+            visible[record.id] = found == 1
+
+    count = 200
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def accept(i: int) -> None:
+        barrier.wait()
+        try:
+            future = journal.accept("t", "m", {"i": i})
+            future.add_done_callback(check_visible)
+            future.result(WAIT)
+        except BaseException as exc:
+            errors.append(exc)
+
+    event.listen(registry.engine, "commit", on_commit)
+    try:
+        threads = [threading.Thread(target=accept, args=(i,)) for i in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT)
+        # Callbacks run after result() returns in the callers: wait for the last ones.
+        deadline = time.monotonic() + WAIT
+        while len(visible) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        event.remove(registry.engine, "commit", on_commit)
+        reader.dispose()
+    assert errors == []
+    assert len(visible) == count and all(visible.values())
+    assert count_rows(registry) == count
+    # Far fewer transactions than operations (one per operation would be 200).
+    assert len(commits) == journal.batches
+    assert len(commits) <= count // 5, len(commits)
+
+
+# -- crash recovery, pruning, closing -------------------------------------------------
+
+
+def test_unfinished_after_a_crash(make_registry: Callable[..., Registry], clock: Clock) -> None:
+    before = Journal(make_registry())
+    accepted = before.accept("t", "create", {"n": 1}, key="a").result(WAIT)
+    clock.advance(1)
+    running = before.accept("t", "create", {"n": 2}).result(WAIT)
+    before.set_state(running.id, "running").result(WAIT)
+    done = before.accept("t", "create", {"n": 3}).result(WAIT)
+    before.set_state(done.id, "succeeded").result(WAIT)
+    # The "crash": no close(), no flush; a new process opens the database.
+    after_registry = make_registry()
+    after = Journal(after_registry)
+    try:
+        found = after.unfinished()
+        assert [(r.id, r.state) for r in found] == [
+            (accepted.id, "accepted"),
+            (running.id, "running"),
+        ]
+        assert found[1].args == {"n": 2}
+        interrupted = after.set_state(running.id, "interrupted", reason="crash").result(WAIT)
+        assert interrupted.reason == "crash" and interrupted.finished_at is not None
+        assert [r.id for r in after.unfinished()] == [accepted.id]
+    finally:
+        after.close(WAIT)
+        before.close(WAIT)
+
+
+def test_prune_removes_only_old_finished(journal: Journal, clock: Clock) -> None:
+    old_done = journal.accept("t", "m", 1).result(WAIT)
+    old_open = journal.accept("t", "m", 2).result(WAIT)
+    journal.set_state(old_done.id, "failed", error="x").result(WAIT)
+    running = journal.accept("t", "m", 3).result(WAIT)
+    journal.set_state(running.id, "running").result(WAIT)
+    clock.advance(3600)
+    new_done = journal.accept("t", "m", 4).result(WAIT)
+    journal.set_state(new_done.id, "succeeded").result(WAIT)
+    clock.advance(60)
+
+    assert journal.prune(timedelta(hours=1)) == 1
+    assert {r.id for r in journal.list()} == {old_open.id, running.id, new_done.id}
+    assert journal.prune(timedelta(hours=1)) == 0
+    assert journal.prune(timedelta(0)) == 1
+    assert {r.id for r in journal.list()} == {old_open.id, running.id}
+
+
+def test_close_flushes_then_refuses(make_journal: Callable[..., Journal]) -> None:
+    journal = make_journal(batch_wait=0.2, batch_max=1000)
+    pending = [journal.accept("t", "m", i) for i in range(10)]
+    journal.close(WAIT)
+    assert all(f.done() for f in pending)
+    assert [f.result(0).args for f in pending] == list(range(10))
+    late = journal.accept("t", "m", 99)
+    assert isinstance(late.exception(WAIT), JournalClosed)
+    assert isinstance(
+        journal.set_state(pending[0].result().id, "running").exception(WAIT), JournalClosed
+    )
+    assert count_rows(journal._registry) == 10
+    journal.close(WAIT)  # twice is fine
+
+
+# -- the database going away ----------------------------------------------------------
+
+
+def test_sqlite_directory_renamed_away_and_back(tmp_path: Path, clock: Clock) -> None:
+    state = tmp_path / "state"
+    registry = Registry(sqlite_url_for(state), now=clock)
+    journal: Journal | None = None
+    try:
+        registry.upgrade()
+        journal = Journal(registry)
+        before = journal.accept("t", "m", 0, key="k0").result(WAIT)
+
+        state.rename(tmp_path / "moved")
+        futures = [journal.accept("t", "m", i, key=f"k{i}") for i in range(1, 6)]
+        futures.append(journal.set_state(before.id, "running"))
+        for future in futures:
+            error = future.exception(WAIT)  # a deadline: never a hang
+            assert isinstance(error, DatabaseUnavailable), error
+            assert error.retryable and error.details["reason"]
+        with pytest.raises(DatabaseUnavailable):
+            journal.get(before.id)
+        with pytest.raises(DatabaseUnavailable):
+            journal.unfinished()
+
+        (tmp_path / "moved").rename(state)  # the writer survived: retries work
+        retried = journal.accept("t", "m", 1, key="k1").result(WAIT)
+        assert journal.set_state(before.id, "running").result(WAIT).state == "running"
+        assert {r.id for r in journal.unfinished()} == {before.id, retried.id}
+    finally:
+        if journal is not None:
+            journal.close(WAIT)
+        registry.close()
+
+
+def test_the_write_queue_is_bounded(tmp_path):
+    """A journal that cannot keep up refuses new work at once instead of growing."""
+    import threading
+
+    from actors.registry import Registry
+    from actors.registry.journal import Journal, JournalBusy
+
+    registry = Registry(f"sqlite:///{tmp_path / 'j.sqlite'}")
+    registry.upgrade()
+    journal = Journal(registry, batch_max=1, max_pending=2)
+    gate = threading.Event()
+    original = journal._take
+
+    def slow_take():  # hold the writer so that the queue fills
+        gate.wait(10)
+        return original()
+
+    journal._take = slow_take  # type: ignore[method-assign]
+    try:
+        futures = [journal.accept("t", "m", {}) for _ in range(4)]
+        refused = [f for f in futures if f.done() and isinstance(f.exception(), JournalBusy)]
+        assert len(refused) >= 1 and refused[0].exception().retryable
+    finally:
+        gate.set()
+        journal.close()
+        registry.close()
