@@ -7,13 +7,11 @@ Every wait on a future has a deadline.
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, inspect, make_url, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.pool import NullPool
 
 from actors.registry import (
@@ -39,70 +37,9 @@ from actors.registry import (
 )
 from actors.registry.api import MIGRATIONS_DIR
 from actors.registry.models import Base
+from tests.registry.conftest import T0, Clock
 
-POSTGRES_URL = os.environ.get("ACTORS_TEST_POSTGRES_URL")
-T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 WAIT = 15.0  # seconds: the deadline of every wait on a future
-
-
-class Clock:
-    """A settable clock for Registry(now=...)."""
-
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-def _psycopg(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield sqlite_url_for(tmp_path / "state")
-        return
-    if not POSTGRES_URL:
-        pytest.skip("ACTORS_TEST_POSTGRES_URL is not set")
-    name = f"actors_test_{secrets.token_hex(6)}"
-    admin_url = make_url(_psycopg(POSTGRES_URL)).set(database="postgres")
-    admin = create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def make_registry(db_url: str, clock: Clock) -> Iterator[Callable[..., Registry]]:
-    made: list[Registry] = []
-
-    def make(*, upgrade: bool = True, **kwargs: Any) -> Registry:
-        kwargs.setdefault("now", clock)
-        registry = Registry(db_url, **kwargs)
-        made.append(registry)
-        if upgrade:
-            registry.upgrade()
-        return registry
-
-    yield make
-    for registry in made:
-        registry.close()
 
 
 @pytest.fixture
