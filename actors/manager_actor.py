@@ -12,6 +12,7 @@ status calls and runs periodic work while the driver is busy.
 from __future__ import annotations
 
 import functools
+import random
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -19,6 +20,7 @@ from actors.actor import BaseActor
 from actors.config import BackendConfig
 from actors.drivers.base import DriverActor, DriverOptions
 from actors.errors import ActorUnavailable, DriverNotReady, MethodNotAllowed
+from actors.periodic import PeriodicTask, Scheduler, collect_periodic_tasks
 from actors.rpc import RpcMethod, bind_validated, check_version, collect_rpc_methods, rpc
 from actors.runtime import ActorFuture
 from actors.supervision import ChildSpec, SupervisionPolicy
@@ -82,9 +84,12 @@ class ManagerActor(BaseActor):
     RPC_API_VERSION: ClassVar[str] = "1.0"
     rpc_methods: ClassVar[dict[str, RpcMethod]] = {}
 
+    periodic_tasks: ClassVar[dict[str, PeriodicTask]] = {}
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.rpc_methods = collect_rpc_methods(cls, cls.RPC_API_VERSION)
+        cls.periodic_tasks = collect_periodic_tasks(cls)
 
     def __init__(
         self,
@@ -109,6 +114,8 @@ class ManagerActor(BaseActor):
 
     def on_start(self) -> None:
         self.init_host()
+        self.periodic = Scheduler(self, self.periodic_tasks, random.Random())
+        self.periodic.start()
 
     def child_specs(self) -> list[ChildSpec]:
         driver_name = f"{self.name}/driver"

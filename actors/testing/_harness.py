@@ -243,6 +243,27 @@ class ServiceHarness:
         found.append(rec.wait(waiter, timeout, f"{kind or 'a message'} {method!r}"))
         self.run_in(self._name(target), lambda _: None, timeout)  # handled, not just taken
 
+    def advance(self, seconds: float) -> None:
+        """Move the virtual clock, then wait until every actor handled what fell due.
+
+        Timers that fall due post messages to their actors; this waits for
+        those to be handled (a no-op through each mailbox), so the test sees
+        the effects, e.g. of periodic tasks, deterministically.
+        """
+        if not isinstance(self.clock, VirtualClock):
+            raise RuntimeError("advance() needs the harness to run on a VirtualClock")
+        self.clock.advance(seconds)
+        self.settle()
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every running actor has handled what is in its mailbox now."""
+        system = self.service.system
+        assert system is not None
+        for name in system.directory.names():
+            entry = system.directory.entry(name)
+            if entry is not None and entry.state == "running" and entry.cell is not None:
+                self.run_in(name, lambda _: None, timeout)
+
     def fake(self, backend: str) -> FakeController:
         """The FakeController of a backend whose driver is FakeDriver."""
         return FakeController.for_backend(self._name(backend))
