@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from actors.errors import ActorsError
+from actors.errors import ActorsError, MethodNotAllowed
 from actors.runtime import ActorFuture
 from transport.dispatcher import Request
 
 if TYPE_CHECKING:
     from actors.service import Service
+
+
+SERVICE_TARGET = "$service"
+"""The target that names the service itself rather than one of its managers."""
 
 
 class ServiceDispatcher:
@@ -21,6 +25,8 @@ class ServiceDispatcher:
     def dispatch(self, request: Request) -> ActorFuture[Any]:
         service = self.service
         assert service.system is not None
+        if request.target == SERVICE_TARGET and not request.cast:
+            return self._service_call(request)
         if request.cast:
             future = service.system.runtime.future()
             try:
@@ -50,6 +56,17 @@ class ServiceDispatcher:
             rpc=True,
             version=request.version,
         )
+
+    def _service_call(self, request: Request) -> ActorFuture[Any]:
+        """Calls to the service itself (target "$service"): a read-only status dump."""
+        service = self.service
+        assert service.system is not None
+        future = service.system.runtime.future()
+        if request.method == "status":
+            future.set({"service": self.info(), "actors": service.status()})
+        else:
+            future.set_exception(MethodNotAllowed(SERVICE_TARGET, request.method))
+        return future
 
     def _check_cast(self, request: Request) -> None:
         """Refuse a cast that could never run, before acknowledging it."""

@@ -154,13 +154,19 @@ def test_actorsd_serves_actorsctl_until_sigterm(tmp_path, runtime):
         assert missing.returncode == 1 and "MethodNotAllowed" in missing.stderr
         cast = _ctl(endpoint, "cast", "files", "create", "--arg", "name=beta")
         assert cast.returncode == 0, cast.stderr
+        status = _ctl(endpoint, "status")
+        assert status.returncode == 0, status.stderr
+        assert "node1@files/driver" in status.stdout and "running" in status.stdout
+        proc.send_signal(signal.SIGUSR1)  # the same dump, in the daemon's log
         listed = _ctl(endpoint, "--config", str(config), "--output", "json", "services")
         assert listed.returncode == 0, listed.stderr
         assert '"status": "up"' in listed.stdout and '"backend": "files"' in listed.stdout
         assert endpoint in listed.stdout
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        assert proc.stderr is not None and "actorsd: stopped" in proc.stderr.read()
+        assert proc.stderr is not None
+        log = proc.stderr.read()
+        assert "actorsd: stopped" in log and "status {'name': 'node1@files'" in log
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -77,14 +77,21 @@ def cli(
         _fail(f"{type(exc).__name__}: {exc}")
         return
     stop = service.system.runtime.event()  # type: ignore[union-attr]
+
+    def dump(*_: object) -> None:  # SIGUSR1: what every actor is doing, in the log
+        for status in service.status():
+            logging.getLogger("actorsd").warning("status %s", status)
+
     if service.system.runtime.name == "gevent":  # type: ignore[union-attr]
         import gevent
 
         gevent.signal_handler(signal.SIGTERM, stop.set)
         gevent.signal_handler(signal.SIGINT, stop.set)
+        gevent.signal_handler(signal.SIGUSR1, dump)
     else:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGUSR1, dump)
     managers = service.actor.managers() if service.actor else []
     click.echo(
         f"actorsd: {service.name} listening on {server.endpoint}"

@@ -290,6 +290,29 @@ def fanout_cmd(
 
 
 @cli.command()
+@click.pass_obj
+def status(ctx: Context) -> None:
+    """Every actor of the service: state, mailbox depth, restarts, current work and its age."""
+    with ctx.client() as client:
+        dump = _run(lambda: client.call("$service", "status", {}))
+    if ctx.output == "json":
+        _emit(ctx, dump)
+        return
+    rows = [
+        {
+            "actor": a.get("name"),
+            "state": a.get("state"),
+            "mailbox": a.get("mailbox", ""),
+            "restarts": a.get("restarts", 0),
+            "current": a.get("current") or "",
+            "age": "" if a.get("current_age") is None else f"{a['current_age']:.1f}s",
+        }
+        for a in dump["actors"]
+    ]
+    _emit(ctx, rows)
+
+
+@cli.command()
 @click.argument("endpoint", required=False)
 @click.pass_obj
 def ping(ctx: Context, endpoint: str | None) -> None:
