@@ -387,8 +387,6 @@ class CellMixin:
     def _begin_stop(self, reason: str, deadline: float | None = None) -> None:
         self._stop_deadline = deadline
         self._stopping = True
-        self.exit_reason = None
-        self._stop_note = reason
         pykka.ActorRegistry.unregister(self.actor_ref)
         self._running = False
         self.actor_stopped.set()

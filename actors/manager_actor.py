@@ -106,7 +106,7 @@ class ManagerActor(BaseActor):
         self.driver_options = driver_options
         self.config = config
         self._bound: dict[str, Callable[..., Any]] = {}
-        self.driver = DriverProxy.__new__(DriverProxy)  # bound in child_specs
+        self.driver: DriverProxy  # bound in child_specs, before on_start
 
     # -- lifecycle ---------------------------------------------------------------
     def init_host(self) -> None:

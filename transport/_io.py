@@ -165,7 +165,8 @@ class ThreadSocketLoop(SocketLoop):
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"zmq-{self.name}", daemon=True)
         self._thread.start()
-        self._ready.wait()
+        if not self._ready.wait(30.0):
+            raise TimeoutError(f"{self.name}: the socket thread did not start within 30s")
         if self._error is not None:
             self._thread.join(5)
             self._close_pipe()

@@ -211,10 +211,7 @@ class RpcClient:
     ) -> Any:
         """Call `method` on `target` and wait (at most `timeout`) for the result."""
         future = self.call_async(target, method, args, timeout=timeout, version=version, key=key)
-        try:
-            return future.result()
-        finally:
-            self._forget(future)
+        return self._wait(future)
 
     def cast(
         self,
@@ -230,16 +227,17 @@ class RpcClient:
         future = self.call_async(
             target, method, args, timeout=timeout, version=version, key=key, _kind=CAST
         )
-        try:
-            future.result()
-        finally:
-            self._forget(future)
+        self._wait(future)
 
     def ping(self, *, timeout: float | None = None) -> dict[str, Any]:
         """Round trip to the server; returns what it says about itself."""
         future = self.call_async(self.endpoint, "ping", timeout=timeout, _kind=PING)
+        return self._wait(future) or {}  # type: ignore[no-any-return]
+
+    def _wait(self, future: ClientFuture) -> Any:
+        """The result of one request; forgotten either way, so a late reply is dropped."""
         try:
-            return future.result() or {}  # type: ignore[no-any-return]
+            return future.result()
         finally:
             self._forget(future)
 

@@ -423,27 +423,16 @@ class Registry:
             ServiceModel.topic,
             ServiceModel.backend,
         ]
-        if self._dialect == "postgresql":
-            pg = pg_insert(ServiceModel).values(values)
-            refreshed = {
-                "endpoint": pg.excluded.endpoint,
-                "rpc_version": pg.excluded.rpc_version,
-                "state": "starting",
-                "updated_at": now,
-            }
-            return pg.on_conflict_do_update(
-                index_elements=conflict_columns,
-                index_where=ServiceModel.deleted_at.is_(None),
-                set_=refreshed,
-            ).returning(ServiceModel.id)
-        lite = sqlite_insert(ServiceModel).values(values)
+        # Both dialects spell the upsert the same way; only the insert differs.
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        statement = insert(ServiceModel).values(values)
         refreshed = {
-            "endpoint": lite.excluded.endpoint,
-            "rpc_version": lite.excluded.rpc_version,
+            "endpoint": statement.excluded.endpoint,
+            "rpc_version": statement.excluded.rpc_version,
             "state": "starting",
             "updated_at": now,
         }
-        return lite.on_conflict_do_update(
+        return statement.on_conflict_do_update(
             index_elements=conflict_columns,
             index_where=ServiceModel.deleted_at.is_(None),
             set_=refreshed,

@@ -50,7 +50,7 @@ class BoundedInbox:
     With a `lock` (threads) the check and the put are one atomic step.
     """
 
-    __slots__ = ("_lock", "_queue", "capacity", "closed", "get")
+    __slots__ = ("_lock", "_queue", "capacity", "closed", "get", "get_nowait")
 
     def __init__(self, queue: Any, capacity: int, lock: Any = None) -> None:
         self._queue = queue
@@ -59,6 +59,7 @@ class BoundedInbox:
         self._lock = lock
         # The actor loop calls get() for every message: bind the queue's own.
         self.get = queue.get
+        self.get_nowait = queue.get_nowait
 
     def put(self, envelope: Any, /) -> None:
         lock = self._lock
@@ -87,13 +88,6 @@ class BoundedInbox:
         else:
             with lock:
                 self.closed = True
-
-    def get_nowait(self) -> Any:
-        return (
-            self._queue.get_nowait()
-            if hasattr(self._queue, "get_nowait")
-            else self._queue.get(False)
-        )
 
     def empty(self) -> bool:
         return bool(self._queue.empty())

@@ -8,7 +8,6 @@ Every wait on a future has a deadline.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import timedelta
@@ -283,8 +282,11 @@ def test_group_commit_groups_and_acknowledges_after_commit(
             ).scalar_one()
         with lock:
             visible[record.id] = found == 1
+            if len(visible) == count:
+                all_checked.set()
 
     count = 200
+    all_checked = threading.Event()
     barrier = threading.Barrier(count)
     errors: list[BaseException] = []
 
@@ -304,10 +306,8 @@ def test_group_commit_groups_and_acknowledges_after_commit(
             thread.start()
         for thread in threads:
             thread.join(WAIT)
-        # Callbacks run after result() returns in the callers: wait for the last ones.
-        deadline = time.monotonic() + WAIT
-        while len(visible) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # Callbacks may still run after result() returned in the callers.
+        all_checked.wait(WAIT)
     finally:
         event.remove(registry.engine, "commit", on_commit)
         reader.dispose()
