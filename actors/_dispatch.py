@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
-from actors.errors import ActorsError, MethodNotAllowed
+from actors._operations import Operations, record_data
+from actors.errors import ActorsError, InvalidArguments, MethodNotAllowed
+from actors.registry.journal import OperationNotFound
+from actors.registry.models import OPERATION_STATES
 from actors.runtime import ActorFuture
 from transport.dispatcher import Request
 
@@ -27,11 +31,15 @@ class ServiceDispatcher:
         assert service.system is not None
         if request.target == SERVICE_TARGET and not request.cast:
             return self._service_call(request)
+        if request.target != service.config.topic or not request.cast:
+            journaled = self._journaled(request)
+            if journaled is not None:
+                return journaled
         if request.cast:
             future = service.system.runtime.future()
             try:
                 if request.target == service.config.topic:
-                    self._broadcast(request)
+                    return self._broadcast(request)
                 else:
                     self._check_cast(request)
                     service.handle(request.target).tell(
@@ -57,13 +65,39 @@ class ServiceDispatcher:
             version=request.version,
         )
 
+    def _journaled(self, request: Request) -> ActorFuture[Any] | None:
+        """Submit a request for a journaled method; None if it is not one."""
+        service = self.service
+        if service.operations is None:
+            return None
+        try:
+            handle = service.handle(request.target)
+        except ActorsError:
+            return None  # the plain path reports the unknown target
+        submitted = service.submit_journaled(
+            handle, request.method, request.args, version=request.version, key=request.key
+        )
+        if submitted is None:
+            return None
+        accepted, outcome = submitted
+        return accepted if request.cast else outcome
+
     def _service_call(self, request: Request) -> ActorFuture[Any]:
-        """Calls to the service itself (target "$service"): a read-only status dump."""
+        """Calls to the service itself (target "$service"): status and the journal."""
         service = self.service
         assert service.system is not None
-        future = service.system.runtime.future()
+        runtime = service.system.runtime
+        future = runtime.future()
+        operations = service.operations
         if request.method == "status":
             future.set({"service": self.info(), "actors": service.status()})
+        elif request.method in ("operation", "operations") and operations is not None:
+            try:
+                if request.method == "operation":
+                    return runtime.offload(_operation, operations, request.args)
+                return runtime.offload(_operations, operations, request.args)
+            except Exception as exc:
+                future.set_exception(exc)
         else:
             future.set_exception(MethodNotAllowed(SERVICE_TARGET, request.method))
         return future
@@ -76,21 +110,55 @@ class ServiceDispatcher:
         plan = next(p for p in service.actor.plans if p.name == name)
         plan.manager_class.check_request(name, request.method, request.version)
 
-    def _broadcast(self, request: Request) -> None:
-        """A cast to the service's topic reaches every manager it runs."""
+    def _broadcast(self, request: Request) -> ActorFuture[Any]:
+        """A cast to the service's topic reaches every manager it runs.
+
+        Managers for which the method is journaled get one operation each; the
+        ack waits for those commits and lists them: {"operations": {name: id}}.
+        """
         service = self.service
-        assert service.actor is not None
-        errors = []
+        assert service.actor is not None and service.system is not None
+        errors: list[BaseException] = []
         managers = service.actor.managers()
+        journaled: dict[str, ActorFuture[Any]] = {}
         for name in managers:
             try:
-                service.handle(name).tell(
-                    request.method, (), request.args, rpc=True, version=request.version
+                handle = service.handle(name)
+                submitted = service.submit_journaled(
+                    handle, request.method, request.args, version=request.version, key=request.key
                 )
+                if submitted is not None:
+                    journaled[name] = submitted[0]
+                else:
+                    handle.tell(request.method, (), request.args, rpc=True, version=request.version)
             except ActorsError as exc:
                 errors.append(exc)
-        if errors and len(errors) == len(managers):
-            raise errors[0]
+        ack = service.system.runtime.future()
+        remaining = len(journaled)
+        ids: dict[str, str] = {}
+
+        def settle() -> None:
+            if errors and len(errors) == len(managers):
+                ack.try_set_exception(errors[0])
+            else:
+                ack.try_set({"operations": ids} if ids else None)
+
+        def one_done(name: str, done: ActorFuture[Any]) -> None:
+            nonlocal remaining
+            remaining -= 1
+            error = done.exception()
+            if error is not None:
+                errors.append(error)
+            else:
+                ids[name] = done.value()["operation"]
+            if remaining == 0:
+                settle()
+
+        if not journaled:
+            settle()
+        for name, accepted in journaled.items():
+            accepted.add_done_callback(functools.partial(one_done, name))
+        return ack
 
     def info(self) -> dict[str, Any]:
         service = self.service
@@ -103,3 +171,29 @@ class ServiceDispatcher:
             "runtime": config.runtime if service.system is None else service.system.runtime.name,
             "managers": service.actor.managers() if service.actor else [],
         }
+
+
+def _operation(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
+    """`$service.operation(id)`: one journaled operation (off the actors: a database read)."""
+    op_id = args.get("id")
+    if not isinstance(op_id, str):
+        raise InvalidArguments(SERVICE_TARGET, "operation", "'id' must be a string")
+    record = operations.journal.get(op_id)
+    if record is None:
+        raise OperationNotFound(op_id)
+    return record_data(record)
+
+
+def _operations(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
+    """`$service.operations(state?, target?, limit?)`: journaled operations, oldest first."""
+    state, target, limit = args.get("state"), args.get("target"), args.get("limit", 100)
+    if state is not None and state not in OPERATION_STATES:
+        raise InvalidArguments(
+            SERVICE_TARGET, "operations", f"'state' must be one of {list(OPERATION_STATES)}"
+        )
+    if target is not None and not isinstance(target, str):
+        raise InvalidArguments(SERVICE_TARGET, "operations", "'target' must be a string")
+    if type(limit) is not int or not 1 <= limit <= 10_000:
+        raise InvalidArguments(SERVICE_TARGET, "operations", "'limit' must be 1..10000")
+    records = operations.journal.list(state=state, target=target, limit=limit)
+    return {"operations": [record_data(r) for r in records]}

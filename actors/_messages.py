@@ -14,10 +14,23 @@ from actors.runtime import ActorFuture
 
 
 class Request:
-    """Call `method` and complete `reply`; not started after `deadline`."""
+    """Call `method` and complete `reply`; not started after `deadline`.
 
-    __slots__ = ("args", "deadline", "kwargs", "method", "reply", "rpc", "timeout", "version")
-    system = False
+    `system` is True only for work that was accepted elsewhere (a journaled
+    operation): it passes the mailbox bound, because it must not be refused.
+    """
+
+    __slots__ = (
+        "args",
+        "deadline",
+        "kwargs",
+        "method",
+        "reply",
+        "rpc",
+        "system",
+        "timeout",
+        "version",
+    )
 
     def __init__(
         self,
@@ -32,6 +45,7 @@ class Request:
     ) -> None:
         self.method, self.args, self.kwargs, self.reply = method, args, kwargs, reply
         self.deadline, self.timeout, self.rpc, self.version = deadline, timeout, rpc, version
+        self.system = False
 
 
 class Cast:

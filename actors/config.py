@@ -90,6 +90,20 @@ class ServiceConfig(BaseSettings):
     service_down_time: float = Field(
         60.0, gt=0, description="a service without a heartbeat this long is down"
     )
+    journal: bool = Field(
+        True,
+        description="journal @rpc(journal=True) requests in the registry's database"
+        " (without the registry they run unjournaled)",
+    )
+    journal_retention: float = Field(
+        7 * 86400.0, gt=0, description="seconds a finished operation is kept"
+    )
+    journal_prune_interval: float = Field(
+        3600.0, gt=0, description="seconds between prunes of finished operations"
+    )
+    journal_max_pending: int = Field(
+        10_000, ge=1, description="operations waiting for a commit before Busy"
+    )
 
     @model_validator(mode="after")
     def _check_backends(self) -> ServiceConfig:

@@ -26,6 +26,8 @@ __all__ = [
     "LoadError",
     "MethodNotAllowed",
     "NotFound",
+    "OperationInProgress",
+    "OperationInterrupted",
     "ProcessExecutionError",
     "ProcessTimeout",
     "RemoteError",
@@ -135,6 +137,37 @@ class DriverNotReady(ActorUnavailable):
         )
 
 
+class OperationInterrupted(ActorsError):
+    """A journaled operation was cut short (crash, stop) and will not be re-run.
+
+    Whether its effects happened is unknown: the method is not declared
+    idempotent, so it was not run again. Retrying needs a new idempotency key.
+    """
+
+    def __init__(self, op_id: str, target: str, method: str, reason: str) -> None:
+        super().__init__(
+            f"operation {op_id} ({target}.{method}) was interrupted: {reason}",
+            op_id=op_id,
+            target=target,
+            method=method,
+            reason=reason,
+        )
+
+
+class OperationInProgress(ActorsError):
+    """A retry found its idempotency key on an operation that is still running."""
+
+    retryable = True
+
+    def __init__(self, op_id: str, target: str, method: str) -> None:
+        super().__init__(
+            f"operation {op_id} ({target}.{method}) is still running; ask again later",
+            op_id=op_id,
+            target=target,
+            method=method,
+        )
+
+
 class EscalationError(ActorsError):
     """A supervisor gave up: its children restarted too often."""
 
@@ -229,6 +262,8 @@ register_error(
     ActorStopped,
     DriverNotReady,
     EscalationError,
+    OperationInProgress,
+    OperationInterrupted,
     RemoteError,
     ProcessExecutionError,
     ProcessTimeout,

@@ -16,11 +16,13 @@ import random
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from actors._operations import Operations
 from actors.actor import BaseActor
 from actors.config import BackendConfig
 from actors.drivers.base import DriverActor, DriverOptions
 from actors.errors import ActorUnavailable, DriverNotReady, MethodNotAllowed
 from actors.periodic import PeriodicTask, Scheduler, collect_periodic_tasks
+from actors.registry.journal import OperationRecord
 from actors.rpc import RpcMethod, bind_validated, check_version, collect_rpc_methods, rpc
 from actors.runtime import ActorFuture
 from actors.supervision import ChildSpec, SupervisionPolicy
@@ -107,6 +109,7 @@ class ManagerActor(BaseActor):
         self.config = config
         self._bound: dict[str, Callable[..., Any]] = {}
         self.driver: DriverProxy  # bound in child_specs, before on_start
+        self.operations: Operations | None = None  # set by the service when it journals
 
     # -- lifecycle ---------------------------------------------------------------
     def init_host(self) -> None:
@@ -149,6 +152,63 @@ class ManagerActor(BaseActor):
         if bound is None:
             bound = self._bound[method] = bind_validated(self.name, info, self)
         return bound
+
+    # -- journaled operations (see actors/_operations.py) ------------------------------------
+    def run_operation(
+        self, op_id: str, method: str, args: dict[str, Any], version: str | None
+    ) -> ActorFuture[tuple[bool, Any]]:
+        """Run a committed operation and record its outcome; in-process only.
+
+        Never raises: the reply is (True, result) or (False, error), after the
+        outcome is committed, so any exception on it comes from the cell.
+        """
+        operations = self.operations
+        assert operations is not None, "run_operation needs the service's journal"
+        done = self.runtime.future()
+        try:
+            fn = self.resolve_call(method, rpc=True, version=version)
+            operations.started(op_id)
+            result = fn(**args)
+        except self.fatal_exceptions:
+            raise
+        except Exception as exc:
+            done.set_exception(exc)
+        else:
+            if isinstance(result, ActorFuture):
+                result.transfer_to(done)
+            else:
+                done.set(result)
+        answer = self.runtime.future()
+        done.add_done_callback(
+            lambda finished: operations.finish(op_id, self.name, method, finished).transfer_to(
+                answer
+            )
+        )
+        return answer
+
+    def recover_operation(self, record: OperationRecord) -> str | None:
+        """Crash recovery's hook: None to run `record` again, else why it cannot be.
+
+        The default re-runs methods declared `@rpc(idempotent=True)` and
+        interrupts the rest. Override to decide per operation (for example by
+        asking the driver whether the work is already done).
+        """
+        info = self.rpc_methods.get(record.method)
+        if info is None or not info.journal:
+            return f"{record.method!r} is no longer a journaled method of {self.name}"
+        if not info.idempotent:
+            return (
+                f"the process ended while it ran, and {record.method!r} is not declared"
+                " idempotent, so it was not run again"
+            )
+        return None
+
+    def recover_operations(self, records: list[OperationRecord]) -> dict[str, int]:
+        """Hand this manager's unfinished operations (from before a crash) to recovery."""
+        assert self.operations is not None
+        return self.operations.recover(
+            self.system.handle(self.name), self.recover_operation, records
+        )
 
     @classmethod
     def check_request(cls, name: str, method: str, version: str | None) -> None:

@@ -39,6 +39,8 @@ class RpcMethod:
     validated: Callable[..., Any]
     signature: inspect.Signature
     builtin: bool = False
+    journal: bool = False
+    idempotent: bool = False
 
     def describe(self) -> dict[str, Any]:
         params = [p for p in self.signature.parameters.values() if p.name != "self"]
@@ -46,6 +48,8 @@ class RpcMethod:
             "name": self.name,
             "since": f"{self.since[0]}.{self.since[1]}",
             "params": [p.name for p in params],
+            "journal": self.journal,
+            "idempotent": self.idempotent,
             "doc": (inspect.getdoc(self.function) or "").split("\n")[0],
         }
 
@@ -83,18 +87,36 @@ def check_version(
 def rpc(fn: F, /) -> F: ...
 @overload
 def rpc(
-    *, version: str = "1.0", validate: bool = True, builtin: bool = False
+    *,
+    version: str = "1.0",
+    validate: bool = True,
+    builtin: bool = False,
+    journal: bool = False,
+    idempotent: bool = False,
 ) -> Callable[[F], F]: ...
 
 
 def rpc(
-    fn: F | None = None, /, *, version: str = "1.0", validate: bool = True, builtin: bool = False
+    fn: F | None = None,
+    /,
+    *,
+    version: str = "1.0",
+    validate: bool = True,
+    builtin: bool = False,
+    journal: bool = False,
+    idempotent: bool = False,
 ) -> F | Callable[[F], F]:
     """Expose a manager method to requests, as of RPC API `version`.
 
-    `builtin` is for the framework's own methods, served under any API version.
+    `journal=True` makes every request to it a durable operation: committed to
+    the service's operation journal before it is acknowledged, with its outcome
+    recorded, honouring idempotency keys. `idempotent=True` (implies journal)
+    declares that running it twice is safe, so crash recovery re-runs it
+    instead of marking it interrupted. `builtin` is for the framework's own
+    methods, served under any API version.
     """
     since = parse_version(version)
+    journal = journal or idempotent
 
     def mark(func: F) -> F:
         if func.__name__.startswith("_"):
@@ -107,7 +129,16 @@ def rpc(
         setattr(
             func,
             _MARK,
-            RpcMethod(func.__name__, since, func, validated, inspect.signature(func), builtin),
+            RpcMethod(
+                func.__name__,
+                since,
+                func,
+                validated,
+                inspect.signature(func),
+                builtin,
+                journal,
+                idempotent,
+            ),
         )
         return func
 

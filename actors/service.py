@@ -15,9 +15,11 @@ from typing import Any, Self
 
 from actors._cell import CellMixin
 from actors._dispatch import ServiceDispatcher
+from actors._operations import Operations
 from actors.config import ServiceConfig, load_config
 from actors.errors import ActorsError, ActorStopped
 from actors.registry import Registry, sqlite_url_for
+from actors.registry.journal import Journal, OperationRecord
 from actors.runtime import ActorFuture, Clock, Runtime
 from actors.service_actor import ServiceActor, plan_backends
 from actors.system import ActorHandle, ActorSystem
@@ -52,6 +54,7 @@ class Service:
         self._handles: dict[str, ActorHandle] = {}
         self.servers: list[RpcServer] = []
         self.registry: Registry | None = None
+        self.operations: Operations | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Service:
@@ -86,13 +89,22 @@ class Service:
         if config.registry and self.registry is None:
             url = config.database_url or sqlite_url_for(config.state_dir)
             self.registry = Registry(url, service_down_time=config.service_down_time)
-        self.actor = ServiceActor(config, plans, self.registry)
+        if self.registry is not None:
+            try:  # the schema first: the journal writes from the first request on
+                self.registry.upgrade()
+            except ActorsError as exc:  # the registry rounds retry; requests get the error
+                log.error("registry unavailable at start (RPC service goes on): %s", exc)
+        if self.registry is not None and config.journal:
+            journal = Journal(self.registry, max_pending=config.journal_max_pending)
+            self.operations = Operations(journal, self.system.runtime)
+        self.actor = ServiceActor(config, plans, self.registry, self.operations)
         service = self.system.spawn(self.name, self.actor)
         try:
             managers = service.call("managers", timeout=timeout)
         except ActorsError as exc:
             self.failed = exc
             self.system.stop(config.shutdown_timeout)
+            self._close_journal()
             if self.registry is not None:
                 self.registry.close()
             raise
@@ -150,8 +162,14 @@ class Service:
         if self.system is None:
             return True
         stopped = self.system.stop(self.config.shutdown_timeout if timeout is None else timeout)
+        self._close_journal()
         self._mark_stopped()
         return stopped
+
+    def _close_journal(self) -> None:
+        """Write what stopping managers recorded (interruptions), then stop the writer."""
+        if self.operations is not None:
+            self.operations.journal.close(timeout=self.config.shutdown_timeout)
 
     def _mark_stopped(self) -> None:
         """Tell the registry this process's rows stopped (best effort, logged).
@@ -215,9 +233,23 @@ class Service:
         *,
         timeout: float | None = None,
         version: str | None = None,
+        key: str | None = None,
     ) -> ActorFuture[Any]:
-        """Send an RPC request; returns a future (never blocks)."""
-        return self.handle(target).ask(method, (), args, timeout=timeout, rpc=True, version=version)
+        """Send an RPC request; returns a future (never blocks).
+
+        A journaled method (`@rpc(journal=True)`) is committed to the journal
+        first and its outcome recorded; `key` makes a retry return the first
+        attempt's outcome instead of running again.
+        """
+        handle = self.handle(target)
+        submitted = self.submit_journaled(handle, method, args or {}, version=version, key=key)
+        if submitted is None:
+            return handle.ask(method, (), args, timeout=timeout, rpc=True, version=version)
+        _, outcome = submitted
+        outcome.expect_by(
+            handle.name, method, self.config.default_timeout if timeout is None else timeout
+        )
+        return outcome
 
     def call(
         self,
@@ -227,9 +259,10 @@ class Service:
         *,
         timeout: float | None = None,
         version: str | None = None,
+        key: str | None = None,
     ) -> Any:
         """Send an RPC request and wait for its result, at most `timeout` seconds."""
-        return self.ask(target, method, args, timeout=timeout, version=version).result()
+        return self.ask(target, method, args, timeout=timeout, version=version, key=key).result()
 
     def cast(
         self,
@@ -238,9 +271,53 @@ class Service:
         args: dict[str, Any] | None = None,
         *,
         version: str | None = None,
-    ) -> None:
-        """Fire and forget; raises Busy/NotFound if the request was not accepted."""
-        self.handle(target).tell(method, (), args, rpc=True, version=version)
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> str | None:
+        """Fire and forget; raises Busy/NotFound if the request was not accepted.
+
+        For a journaled method it returns once the operation is committed, with
+        its id (`operation(id)` shows its progress); otherwise None at once.
+        """
+        handle = self.handle(target)
+        submitted = self.submit_journaled(handle, method, args or {}, version=version, key=key)
+        if submitted is None:
+            handle.tell(method, (), args, rpc=True, version=version)
+            return None
+        accepted, _ = submitted
+        accepted.expect_by(
+            handle.name, method, self.config.default_timeout if timeout is None else timeout
+        )
+        return str(accepted.result()["operation"])
+
+    def operation(self, op_id: str) -> OperationRecord | None:
+        """A journaled operation by id (None if unknown); blocking database read."""
+        if self.operations is None:
+            raise RuntimeError("this service keeps no operation journal")
+        return self.operations.journal.get(op_id)
+
+    def submit_journaled(
+        self,
+        handle: ActorHandle,
+        method: str,
+        args: dict[str, Any],
+        *,
+        version: str | None,
+        key: str | None,
+    ) -> tuple[ActorFuture[Any], ActorFuture[Any]] | None:
+        """Submit a request for a journaled method: (accepted, outcome) futures.
+
+        None when the method is not journaled (or there is no journal): the
+        request takes the plain path.
+        """
+        operations = self.operations
+        if operations is None:
+            return None
+        assert self.actor is not None
+        manager_class = self.actor.plan(handle.name).manager_class
+        if not operations.is_journaled(manager_class, method):
+            return None
+        return operations.submit(handle, manager_class, method, args, version=version, key=key)
 
     def status(self) -> list[dict[str, Any]]:
         """Every actor with its state, mailbox depth, restarts and current work."""

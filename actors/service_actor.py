@@ -11,15 +11,18 @@ never a bottleneck for requests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from actors._operations import Operations
 from actors.actor import BaseActor
 from actors.config import BackendConfig, ServiceConfig
 from actors.drivers.base import DriverActor, DriverOptions
-from actors.errors import NotFound
+from actors.errors import ActorsError, NotFound
 from actors.loading import load_object
 from actors.manager_actor import ManagerActor
 from actors.registry import Registry, ServiceRow
+from actors.registry.journal import OperationRecord
 from actors.runtime import ActorFuture
 from actors.supervision import ChildSpec, SupervisionPolicy
 
@@ -83,11 +86,20 @@ class ServiceActor(BaseActor):
     """
 
     def __init__(
-        self, config: ServiceConfig, plans: list[BackendPlan], registry: Registry | None = None
+        self,
+        config: ServiceConfig,
+        plans: list[BackendPlan],
+        registry: Registry | None = None,
+        operations: Operations | None = None,
     ) -> None:
         self.config = config
         self.plans = plans
         self.registry = registry
+        self.operations = operations
+        self.started_at = registry._clock() if registry is not None else None
+        # Managers whose operations from before this process have not been recovered.
+        self.unrecovered: set[str] = {p.name for p in plans} if operations is not None else set()
+        self._recovering = False
         self.endpoint: str | None = None
         self.registry_ids: dict[str, int] | None = None
         self._reporting = False
@@ -108,7 +120,7 @@ class ServiceActor(BaseActor):
         return [
             ChildSpec(
                 plan.name,
-                _manager_factory(self.config, plan),
+                _manager_factory(self.config, plan, self.operations),
                 mailbox_capacity=plan.config.mailbox_capacity,
             )
             for plan in self.plans
@@ -127,6 +139,8 @@ class ServiceActor(BaseActor):
         if self.registry is not None:
             self.report()  # rows get-or-created at once
             self.call_repeatedly(self.config.report_interval, self.report)
+        if self.operations is not None:
+            self.call_repeatedly(self.config.journal_prune_interval, self.prune)
 
     # -- registry --------------------------------------------------------------------
     def ready_managers(self) -> list[str]:
@@ -196,12 +210,64 @@ class ServiceActor(BaseActor):
                     self.clock.monotonic() - self._outage_since,
                 )
                 self._outage_since = None
+            if self.unrecovered and not self._recovering:
+                self._recover()
         for waiter in self._round_waiters:
             waiter.try_set(None)
         self._round_waiters = []
         if self._report_again:
             self._report_again = False
             self._start_round()
+
+    # -- the operation journal ---------------------------------------------------------
+    def _recover(self) -> None:
+        """Find what an earlier process left unfinished and hand it to each manager.
+
+        Runs after a registry round succeeded (the database answers and the
+        schema is there), until every manager has taken its operations.
+        """
+        assert self.operations is not None
+        self._recovering = True
+        work = self.runtime.offload(self.operations.journal.unfinished, self.started_at)
+        self.pipe(work, self._recovered)
+
+    def _recovered(self, done: Any) -> None:
+        self._recovering = False
+        error = done.exception()
+        if error is not None:
+            self.log.error("could not read unfinished operations (will retry): %s", error)
+            return
+        by_target: dict[str, list[OperationRecord]] = {}
+        for record in done.value():
+            by_target.setdefault(record.target, []).append(record)
+        for name in sorted(self.unrecovered):
+            records = by_target.get(name, [])
+            try:
+                if records:
+                    self.child(name).tell("recover_operations", (records,))
+            except ActorsError as exc:
+                self.log.warning("recovery of %s waits (will retry): %s", name, exc)
+                continue
+            self.unrecovered.discard(name)
+            if records:
+                self.log.warning("%s: %d unfinished operation(s) to recover", name, len(records))
+
+    def prune(self) -> ActorFuture[Any]:
+        """Delete finished operations older than `journal_retention`, off the actors."""
+        assert self.operations is not None
+        retention = timedelta(seconds=self.config.journal_retention)
+        work = self.runtime.offload(self.operations.journal.prune, retention)
+
+        def pruned(done: Any) -> int:
+            error = done.exception()
+            if error is not None:
+                self.log.warning("pruning the operation journal failed: %s", error)
+                return 0
+            if done.value():
+                self.log.info("pruned %d finished operation(s)", done.value())
+            return int(done.value())
+
+        return self.pipe(work, pruned)
 
     def route(self, target: str) -> str:
         """The manager name for `target` (`host@backend` or `backend`)."""
@@ -210,18 +276,29 @@ class ServiceActor(BaseActor):
             raise NotFound(target)
         return name
 
+    def plan(self, name: str) -> BackendPlan:
+        """The plan of the manager named `name`."""
+        for plan in self.plans:
+            if plan.name == name:
+                return plan
+        raise NotFound(name)
+
     def managers(self) -> list[str]:
         return [plan.name for plan in self.plans]
 
 
-def _manager_factory(config: ServiceConfig, plan: BackendPlan) -> Any:
+def _manager_factory(
+    config: ServiceConfig, plan: BackendPlan, operations: Operations | None
+) -> Any:
     def make() -> ManagerActor:
-        return plan.manager_class(
+        manager = plan.manager_class(
             host=config.host,
             backend=plan.backend,
             driver_class=plan.driver_class,
             driver_options=plan.driver_options,
             config=plan.config,
         )
+        manager.operations = operations
+        return manager
 
     return make

@@ -10,6 +10,7 @@ restart backoff, requests to it fail at once with a retryable
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -274,6 +275,37 @@ class ActorHandle:
             raise Busy(self.name, exc.capacity) from None
         except MailboxClosed:
             raise ActorStopped(self.name, "stopped") from None
+
+    def deliver(
+        self, method: str, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> ActorFuture[Any]:
+        """Hand over work that was already accepted (journaled) elsewhere.
+
+        Unlike `ask` it has no deadline and passes the mailbox bound: committed
+        work must not be refused for lack of room (call `check_room()` before
+        accepting it). Still fails at once if the actor is unavailable, and with
+        ActorCrashed/ActorStopped if the actor ends before it replies.
+        """
+        reply = self._runtime.future()
+        try:
+            cell = self._directory.lookup(self.name)
+            request = Request(method, args, kwargs or {}, reply, None, math.inf, False, None)
+            request.system = True
+            cell.actor_inbox.put(Envelope(request))
+        except (NotFound, ActorUnavailable) as exc:
+            reply.set_exception(exc)
+        except MailboxClosed:
+            reply.set_exception(ActorStopped(self.name, "stopped"))
+        return reply
+
+    def check_room(self) -> None:
+        """Raise what `ask` would fail with now: NotFound, ActorUnavailable or Busy.
+
+        A hint, not a reservation: checked before work is accepted elsewhere.
+        """
+        inbox = self._directory.lookup(self.name).actor_inbox
+        if inbox.capacity and inbox.qsize() >= inbox.capacity:
+            raise Busy(self.name, inbox.capacity)
 
     def status(self) -> dict[str, Any]:
         """A snapshot of what the actor is doing (read without asking it)."""

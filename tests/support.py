@@ -117,3 +117,25 @@ class HoldingManager(ResourceManager):
         if kind == "timeout":
             raise gevent.Timeout(0.01)
         raise gevent.GreenletExit()
+
+
+class JournaledManager(HoldingManager):
+    """Journaled methods over FakeDriver: durable operations for the journal tests."""
+
+    @rpc(journal=True)
+    def provision(self, resource_id: str, size: int = 1) -> Any:
+        """Not idempotent: after a crash it is marked interrupted, never re-run."""
+        return self.driver.create(resource_id, size)
+
+    @rpc(idempotent=True)
+    def resize(self, resource_id: str, size: int) -> Any:
+        """Idempotent: crash recovery runs it again."""
+        return self.driver.resize(resource_id, size)
+
+    @rpc(journal=True)
+    def explode(self) -> None:
+        raise FatalError("exploded inside a journaled operation")
+
+    @rpc(journal=True)
+    def unstorable(self) -> Any:
+        return {"a set": {1, 2}}  # a set is neither JSON nor msgpack

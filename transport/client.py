@@ -222,12 +222,16 @@ class RpcClient:
         timeout: float | None = None,
         version: str | None = None,
         key: str | None = None,
-    ) -> None:
-        """Fire and forget; returns once the server accepted it (raises if refused)."""
+    ) -> dict[str, Any] | None:
+        """Fire and forget; returns once the server accepted it (raises if refused).
+
+        Returns what the ack says, if anything: for a journaled method
+        {"operation": id}.
+        """
         future = self.call_async(
             target, method, args, timeout=timeout, version=version, key=key, _kind=CAST
         )
-        self._wait(future)
+        return self._wait(future)  # type: ignore[no-any-return]
 
     def ping(self, *, timeout: float | None = None) -> dict[str, Any]:
         """Round trip to the server; returns what it says about itself."""

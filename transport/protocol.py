@@ -250,7 +250,7 @@ def decode(body: bytes, limits: Limits = DEFAULT_LIMITS, *, lenient: bool = Fals
         if not isinstance(error, dict):
             raise fail("'error' must be a map")
         fields["error"] = error
-    elif kind in (PONG, PING):
+    elif kind in (PONG, PING, ACK):
         info = data.get("info")
         fields["info"] = info if isinstance(info, dict) else None
     return Envelope(**fields)

@@ -276,7 +276,10 @@ class RpcServer:
         elif envelope.kind == CALL:
             self._send(prefix, Envelope(REPLY, envelope.id, result=done.value()))
         else:
-            self._send(prefix, Envelope(ACK, envelope.id))
+            info = done.value()
+            self._send(
+                prefix, Envelope(ACK, envelope.id, info=info if isinstance(info, dict) else None)
+            )
 
     def _reply_error(self, prefix: list[bytes], envelope: Envelope, error: BaseException) -> None:
         self.stats["error_replies"] += 1

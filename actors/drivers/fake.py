@@ -20,6 +20,7 @@ from pydantic import Field
 from actors.drivers.base import DriverActor, DriverOptions, operation
 from actors.errors import ActorsError, DeadlineExceeded, DriverNotReady, MethodNotAllowed
 from actors.runtime import Event, Runtime
+from transport.errors import register_error
 
 __all__ = ["FakeCall", "FakeController", "FakeDriver", "FakeResourceError"]
 
@@ -31,6 +32,9 @@ class FakeResourceError(ActorsError):
         super().__init__(
             f"resource {resource_id!r}: {reason}", resource_id=resource_id, reason=reason
         )
+
+
+register_error(FakeResourceError)
 
 
 @dataclass

@@ -203,18 +203,25 @@ class Journal:
     # -- writes (group-committed) ---------------------------------------------
 
     def accept(
-        self, target: str, method: str, args: Any, key: str | None = None
+        self,
+        target: str,
+        method: str,
+        args: Any,
+        key: str | None = None,
+        *,
+        op_id: str | None = None,
     ) -> Future[OperationRecord]:
         """Record a new 'accepted' operation; the future resolves once it is committed.
 
         With a key already recorded for this target, the future resolves with
-        that operation instead (no second row). Raises TypeError at once when
-        `args` is not JSON-serialisable.
+        that operation instead (no second row): compare its id with `op_id`
+        (a new UUID unless given) to tell the two apart. Raises TypeError at
+        once when `args` is not JSON-serialisable.
         """
         _check_json("args", args)
         now = self._registry._clock()
         values: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
+            "id": op_id or str(uuid.uuid4()),
             "idempotency_key": key,
             "target": target,
             "method": method,
@@ -290,13 +297,19 @@ class Journal:
         with self._registry._transaction(write=False) as conn:
             return [_record(row._mapping) for row in conn.execute(statement.limit(limit))]
 
-    def unfinished(self) -> builtins.list[OperationRecord]:
-        """Every accepted or running operation, oldest first: what crash recovery handles."""
+    def unfinished(self, created_before: datetime | None = None) -> builtins.list[OperationRecord]:
+        """Every accepted or running operation, oldest first: what crash recovery handles.
+
+        `created_before` limits it to operations of an earlier process (those
+        accepted before this one started).
+        """
         statement = (
             select(*_COLUMNS)
             .where(OperationModel.state.in_(UNFINISHED_STATES))
             .order_by(OperationModel.created_at, OperationModel.id)
         )
+        if created_before is not None:
+            statement = statement.where(OperationModel.created_at < created_before)
         with self._registry._transaction(write=False) as conn:
             return [_record(row._mapping) for row in conn.execute(statement)]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import concurrent.futures
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
@@ -131,6 +132,10 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def offload(self, fn: Callable[..., Any], *args: Any) -> ActorFuture[Any]:
         """Run blocking `fn(*args)` (database I/O) off the actors; a future of its result."""
+
+    @abc.abstractmethod
+    def from_concurrent(self, future: concurrent.futures.Future[Any]) -> ActorFuture[Any]:
+        """An ActorFuture that completes with `future` (completed from any thread)."""
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         """Run `callback` once after `delay` seconds on this runtime's clock."""

@@ -8,6 +8,7 @@ gevent.subprocess) yields to the others.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from typing import Any
 
@@ -154,6 +155,25 @@ class GeventRuntime(Runtime):
 
         get_hub().threadpool.spawn(run).rawlink(done)
         return future
+
+    def from_concurrent(self, future: concurrent.futures.Future[Any]) -> ActorFuture[Any]:
+        # Completed in the thread that resolves `future`; handed to this hub
+        # (the caller's) so that our future is completed where it is safe.
+        green = GreenFuture()
+        loop = get_hub().loop
+
+        def complete(done: concurrent.futures.Future[Any]) -> None:
+            error = done.exception()
+            if error is not None:
+                green.try_set_exception(error)
+            else:
+                green.try_set(done.result())
+
+        def relay(done: concurrent.futures.Future[Any]) -> None:
+            loop.run_callback_threadsafe(complete, done)
+
+        future.add_done_callback(relay)
+        return green
 
     def kill(self, actor: pykka.Actor) -> bool:
         greenlet = getattr(actor, "_greenlet", None)

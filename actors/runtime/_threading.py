@@ -128,16 +128,18 @@ class ThreadingRuntime(Runtime):
     def kill(self, actor: pykka.Actor) -> bool:
         return False
 
-    def offload(self, fn: Any, *args: Any) -> ActorFuture[Any]:
-        future = ThreadFuture()
-        pool = _shared_pool()
+    def from_concurrent(self, future: concurrent.futures.Future[Any]) -> ActorFuture[Any]:
+        adopted = ThreadFuture()
 
         def done(f: concurrent.futures.Future[Any]) -> None:
             error = f.exception()
             if error is not None:
-                future.try_set_exception(error)
+                adopted.try_set_exception(error)
             else:
-                future.try_set(f.result())
+                adopted.try_set(f.result())
 
-        pool.submit(fn, *args).add_done_callback(done)
-        return future
+        future.add_done_callback(done)
+        return adopted
+
+    def offload(self, fn: Any, *args: Any) -> ActorFuture[Any]:
+        return self.from_concurrent(_shared_pool().submit(fn, *args))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from actors._cell import CellMixin
 from actors.config import ServiceConfig
 from actors.drivers.fake import FakeController
 from actors.loading import register_object, unregister_object
+from actors.registry.journal import OperationRecord
 from actors.runtime import VirtualClock
 from actors.service import Service
 from actors.testing._recorder import Fault, Received, Recorder, WaitTimeout
@@ -156,23 +158,54 @@ class ServiceHarness:
         *,
         timeout: float = 10.0,
         version: str | None = None,
+        key: str | None = None,
         **kwargs: Any,
     ) -> Any:
         """Call an RPC method as if it came off the wire (through the transport).
 
         Arguments as keywords, or as one dict (for names that clash with ours).
+        `key` is the idempotency key of a journaled method.
         """
         args = {**(args or {}), **kwargs}
         if self.client is not None:
-            return self.client.call(target, method, args, timeout=timeout, version=version)
-        return self.service.call(target, method, args, timeout=timeout, version=version)
+            return self.client.call(target, method, args, timeout=timeout, version=version, key=key)
+        return self.service.call(target, method, args, timeout=timeout, version=version, key=key)
 
-    def cast(self, target: str, method: str, /, **args: Any) -> None:
-        """Cast as if off the wire; returns once accepted."""
+    def cast(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        /,
+        *,
+        key: str | None = None,
+        **kwargs: Any,
+    ) -> str | None:
+        """Cast as if off the wire; returns once accepted.
+
+        For a journaled method, returns the operation's id (once committed).
+        """
+        args = {**(args or {}), **kwargs}
         if self.client is not None:
-            self.client.cast(target, method, args)
-        else:
-            self.service.cast(target, method, args)
+            ack = self.client.cast(target, method, args, key=key)
+            return str(ack["operation"]) if ack and "operation" in ack else None
+        return self.service.cast(target, method, args, key=key)
+
+    def operation(self, op_id: str) -> OperationRecord | None:
+        """A journaled operation by id, read from the journal (None if unknown)."""
+        return self.service.operation(op_id)
+
+    def wait_operation(self, op_id: str, timeout: float = 10.0) -> OperationRecord:
+        """Wait until a journaled operation is finished; returns its record."""
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.operation(op_id)
+            if record is not None and record.finished:
+                return record
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(f"operation {op_id} is not finished: {record}")
+            assert self.service.system is not None
+            self.service.system.runtime.sleep(0.01)  # polls the database: no event to wait on
 
     def hook(self, target: str, method: str) -> Callable[..., Any]:
         """A function that calls `method` on `target` like a client would."""
@@ -321,21 +354,25 @@ class ServiceHarness:
         candidates = (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
         moved: list[Path] = []
         blocker = path.with_suffix(".blocked")
+        link = path.with_suffix(".link")
         try:
+            blocker.mkdir()
+            link.symlink_to(blocker)  # a directory: SQLite cannot open or create it
             for p in candidates:
                 if p.exists():
                     p.rename(aside.with_name(p.name + ".away"))
                     moved.append(p)
-            blocker.mkdir()
-            path.symlink_to(blocker)  # a directory: SQLite cannot open or create it
+            # Atomic, and over whatever a concurrent connection created meanwhile.
+            os.replace(link, path)
             yield
         finally:
-            if path.is_symlink():
-                path.unlink()
+            for stale in (path, link):
+                if stale.is_symlink():
+                    stale.unlink()
             if blocker.is_dir():
                 blocker.rmdir()
             for p in moved:
-                aside.with_name(p.name + ".away").rename(p)
+                os.replace(aside.with_name(p.name + ".away"), p)
 
     def wait_running(self, target: str, timeout: float = 10.0) -> None:
         """Wait until `target` runs again (after a crash and its restart)."""

@@ -1,0 +1,279 @@
+"""Journaled requests: committed before acknowledged, outcomes recorded, keys honoured."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from actors.errors import (
+    Busy,
+    InvalidArguments,
+    MethodNotAllowed,
+    OperationInProgress,
+    OperationInterrupted,
+)
+from actors.registry import Registry, sqlite_url_for
+from actors.registry.api import DatabaseUnavailable
+from actors.registry.journal import Journal
+from actors.testing import ServiceHarness
+from tests.support import backend
+
+JOURNALED = backend("tests.support:JournaledManager")
+
+
+@pytest.fixture
+def h(make_harness: Any) -> ServiceHarness:
+    return make_harness({"b1": JOURNALED}, report_interval=1, service_down_time=5)  # type: ignore[no-any-return]
+
+
+def _records(h: ServiceHarness, **filters: Any) -> list[Any]:
+    assert h.service.operations is not None
+    return h.service.operations.journal.list(**filters)
+
+
+def test_a_journaled_call_is_recorded_with_its_result(h):
+    assert h.call("b1", "provision", resource_id="r1", size=3) == {"id": "r1", "size": 3}
+    [record] = _records(h)
+    assert (record.target, record.method, record.state) == ("h@b1", "provision", "succeeded")
+    assert record.args == {"resource_id": "r1", "size": 3}
+    assert record.result == {"id": "r1", "size": 3}
+    assert record.finished_at is not None and record.error is None
+
+
+def test_methods_without_journal_are_not_recorded(h):
+    h.call("b1", "create", resource_id="r1")
+    assert _records(h) == []
+
+
+def test_a_failed_operation_records_the_error_and_the_caller_gets_its_type(h):
+    from actors.drivers.fake import FakeResourceError
+
+    h.call("b1", "provision", resource_id="r1")
+    with pytest.raises(FakeResourceError, match="already exists"):
+        h.call("b1", "provision", resource_id="r1")
+    failed = _records(h, state="failed")
+    assert [r.error["type"] for r in failed] == ["FakeResourceError"]
+    assert "already exists" in (failed[0].reason or "")
+
+
+def test_a_retry_with_the_same_key_returns_the_first_outcome_and_runs_once(h):
+    first = h.call("b1", "provision", resource_id="r1", key="k-1")
+    again = h.call("b1", "provision", resource_id="r1", key="k-1")
+    assert again == first == {"id": "r1", "size": 1}
+    assert h.fake("b1").ops().count("create") == 1
+    assert len(_records(h)) == 1
+
+
+def test_a_retry_of_a_failed_operation_gets_the_same_error_without_running(h):
+    from actors.drivers.fake import FakeResourceError
+
+    h.fake("b1").fail("create", FakeResourceError("r1", "disk on fire"))
+    for _ in range(2):
+        with pytest.raises(FakeResourceError, match="disk on fire"):
+            h.call("b1", "provision", resource_id="r1", key="k-2")
+    assert h.fake("b1").ops().count("create") == 1
+
+
+def test_a_key_reused_for_another_method_is_refused(h):
+    h.call("b1", "provision", resource_id="r1", key="k-3")
+    with pytest.raises(InvalidArguments, match="already used"):
+        h.call("b1", "resize", resource_id="r1", size=2, key="k-3")
+
+
+def test_a_retry_while_the_first_attempt_runs_waits_for_the_same_outcome(h):
+    fake = h.fake("b1")
+    fake.hang("create")
+    op_id = h.cast("b1", "provision", resource_id="r1", key="k-4")
+    assert op_id is not None
+    fake.wait_until(lambda f: f.in_flight == 1, h.service.system.runtime)
+    retry = h.service.ask("b1", "provision", {"resource_id": "r1"}, key="k-4", timeout=10)
+    assert not retry.done()
+    fake.release()
+    assert retry.result() == {"id": "r1", "size": 1}
+    assert fake.ops().count("create") == 1
+    assert h.wait_operation(op_id).state == "succeeded"
+
+
+def test_a_cast_is_acknowledged_with_its_operation_id_once_committed(h):
+    fake = h.fake("b1")
+    fake.hang("create")
+    op_id = h.cast("b1", "provision", resource_id="r1")
+    record = h.operation(op_id)
+    assert record is not None and record.state in ("accepted", "running")
+    fake.release()
+    assert h.wait_operation(op_id).result == {"id": "r1", "size": 1}
+
+
+def test_the_operation_can_be_queried_over_rpc(h):
+    op_id = h.cast("b1", "provision", resource_id="r1")
+    h.wait_operation(op_id)
+    assert h.client is not None
+    record = h.client.call("$service", "operation", {"id": op_id})
+    assert record["state"] == "succeeded" and record["id"] == op_id
+    assert isinstance(record["created_at"], str)
+    listed = h.client.call("$service", "operations", {"state": "succeeded", "target": "h@b1"})
+    assert [r["id"] for r in listed["operations"]] == [op_id]
+    from actors.registry.journal import OperationNotFound
+
+    with pytest.raises(OperationNotFound):
+        h.client.call("$service", "operation", {"id": "nope"})
+    with pytest.raises(InvalidArguments, match="state"):
+        h.client.call("$service", "operations", {"state": "sleeping"})
+
+
+def test_refusals_write_nothing(h):
+    with pytest.raises(MethodNotAllowed):
+        h.call("b1", "provision_everything")
+    with pytest.raises(InvalidArguments, match="JSON"):
+        h.service.call("b1", "provision", {"resource_id": b"bytes are not JSON"})
+    assert _records(h) == []
+
+
+def test_arguments_that_do_not_fit_fail_the_operation(h):
+    with pytest.raises(InvalidArguments):
+        h.call("b1", "provision", resource_id="r1", size="big")
+    [record] = _records(h)
+    assert record.state == "failed" and record.error["type"] == "InvalidArguments"
+
+
+def test_a_result_that_is_not_json_is_returned_but_not_stored(h):
+    assert h.service.call("b1", "unstorable") == {"a set": {1, 2}}
+    [record] = _records(h)
+    assert record.state == "succeeded" and record.result is None
+    assert "not JSON" in (record.reason or "")
+
+
+def test_a_manager_crash_interrupts_the_operation_at_once(h):
+    with pytest.raises(OperationInterrupted, match="while it ran"):
+        h.call("b1", "explode", key="k-5")
+    [record] = _records(h)
+    assert record.state == "interrupted" and "exploded" in (record.reason or "")
+    h.wait_running("b1")
+    with pytest.raises(OperationInterrupted):  # a retry gets the same answer
+        h.call("b1", "explode", key="k-5")
+
+
+def test_operations_queued_behind_a_crash_are_interrupted_not_lost(h):
+    fake = h.fake("b1")
+    fake.delay("create", 0.3)
+    ids = [h.cast("b1", "provision", resource_id=f"r{i}") for i in range(4)]
+    fake.wait_until(lambda f: f.in_flight == 1, h.service.system.runtime)
+    h.crash("b1")  # its driver stops after the running create; the rest never run
+    records = [h.wait_operation(op_id) for op_id in ids]
+    assert records[0].state in ("succeeded", "interrupted")
+    assert [r.state for r in records[1:]] == ["interrupted"] * 3
+    assert all(r.error["type"] == "OperationInterrupted" for r in records[1:])
+    assert fake.ops().count("create") == 1
+
+
+def test_a_driver_crash_interrupts_its_operation(h):
+    from actors import FatalError
+
+    h.fake("b1").fail("create", FatalError("the device vanished"))
+    with pytest.raises(OperationInterrupted, match="the device vanished"):
+        h.call("b1", "provision", resource_id="r1", key="k-7")
+    [record] = _records(h)
+    assert record.state == "interrupted" and record.error["type"] == "OperationInterrupted"
+
+
+def test_a_database_outage_refuses_with_a_retryable_error_and_runs_nothing(h):
+    with h.registry_outage():
+        with pytest.raises(DatabaseUnavailable) as caught:
+            h.call("b1", "provision", resource_id="r1")
+        assert caught.value.retryable
+    assert "create" not in h.fake("b1").ops()
+    assert h.call("b1", "provision", resource_id="r1") == {"id": "r1", "size": 1}
+
+
+def test_a_full_mailbox_is_busy_before_anything_is_written(make_harness):
+    h = make_harness({"b1": {**JOURNALED, "mailbox_capacity": 1}})
+    fake = h.fake("b1")
+    held = h.service.ask("b1", "hold", timeout=10)  # blocks the manager's mailbox
+    fake.wait_until(lambda f: f.in_flight == 1, h.service.system.runtime)
+    queued = h.service.ask("b1", "status", timeout=10)  # takes the one free slot
+    with pytest.raises(Busy):
+        h.call("b1", "provision", resource_id="r1")
+    fake.release()
+    assert held.result() == "released" and queued.result()["status_calls"] == 1
+    assert _records(h) == []
+
+
+def test_old_finished_operations_are_pruned(h):
+    op_id = h.cast("b1", "provision", resource_id="r1")
+    h.wait_operation(op_id)
+    h.config.journal_retention = 3600.0
+    assert h.run_in(h.service.name, lambda actor: actor.prune()) == 0
+    h.config.journal_retention = 1e-6
+    assert h.run_in(h.service.name, lambda actor: actor.prune()) == 1
+    assert h.operation(op_id) is None
+
+
+# -- crash recovery -------------------------------------------------------------------
+def _leave_unfinished(state_dir: Any, host: str) -> dict[str, str]:
+    """Operations as a killed process leaves them: accepted or running, never finished."""
+    registry = Registry(sqlite_url_for(state_dir))
+    registry.upgrade()
+    with Journal(registry) as journal:
+        ids = {}
+        for method, args, state in (
+            ("resize", {"resource_id": "r0", "size": 7}, "running"),
+            ("provision", {"resource_id": "r1"}, "running"),
+            ("provision", {"resource_id": "r2"}, "accepted"),
+        ):
+            record = journal.accept(f"{host}@b1", method, args, key=f"key-{method}-{state}")
+            op_id = record.result(10).id
+            if state == "running":
+                journal.set_state(op_id, "running").result(10)
+            ids[f"{method}-{state}"] = op_id
+    registry.close()
+    return ids
+
+
+def test_recovery_reruns_idempotent_operations_and_interrupts_the_rest(
+    actors_service, actors_runtime, tmp_path
+):
+    state = tmp_path / "recover"
+    ids = _leave_unfinished(state, "h")
+    from actors.drivers.fake import FakeController
+
+    FakeController.for_backend("h@b1").resources["r0"] = {"id": "r0", "size": 1}
+    h = actors_service({"b1": JOURNALED}, host="h", state_dir=state)
+    resized = h.wait_operation(ids["resize-running"])
+    assert resized.state == "succeeded" and resized.result == {"id": "r0", "size": 7}
+    for name in ("provision-running", "provision-accepted"):
+        record = h.wait_operation(ids[name])
+        assert record.state == "interrupted"
+        assert "not declared idempotent" in (record.reason or "")
+    assert h.fake("b1").ops() == ["resize"]
+    # A client retrying with its key now gets the recorded outcome.
+    assert h.call("b1", "resize", resource_id="r0", size=7, key="key-resize-running") == {
+        "id": "r0",
+        "size": 7,
+    }
+    with pytest.raises(OperationInterrupted):
+        h.call("b1", "provision", resource_id="r1", key="key-provision-running")
+    assert h.fake("b1").ops() == ["resize"]
+
+
+def test_a_key_of_an_operation_not_yet_recovered_is_in_progress(make_harness, tmp_path):
+    h = make_harness({"b1": JOURNALED})
+    assert h.service.operations is not None
+    journal = h.service.operations.journal
+    # An unfinished row this process did not start (as if recovery had not reached it).
+    record = journal.accept("h@b1", "provision", {"resource_id": "x"}, key="k-late").result(10)
+    with pytest.raises(OperationInProgress) as caught:
+        h.call("b1", "provision", resource_id="x", key="k-late")
+    assert caught.value.retryable and caught.value.op_id == record.id
+
+
+def test_unfinished_is_limited_to_an_earlier_process(make_harness):
+    h = make_harness({"b1": JOURNALED})
+    assert h.service.operations is not None and h.service.actor is not None
+    journal = h.service.operations.journal
+    journal.accept("h@b1", "provision", {"resource_id": "x"}).result(10)
+    started = h.service.actor.started_at
+    assert started is not None
+    assert journal.unfinished(created_before=started) == []
+    assert len(journal.unfinished(created_before=started + timedelta(days=1))) == 1
