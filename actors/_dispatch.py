@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from actors._operations import Operations, record_data
+from actors._operations import Operations
 from actors.errors import ActorsError, InvalidArguments, MethodNotAllowed
 from actors.registry.journal import OperationNotFound
 from actors.registry.models import OPERATION_STATES
@@ -181,7 +181,7 @@ def _operation(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
     record = operations.journal.get(op_id)
     if record is None:
         raise OperationNotFound(op_id)
-    return record_data(record)
+    return record.as_data()
 
 
 def _operations(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
@@ -196,4 +196,4 @@ def _operations(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
     if type(limit) is not int or not 1 <= limit <= 10_000:
         raise InvalidArguments(SERVICE_TARGET, "operations", "'limit' must be 1..10000")
     records = operations.journal.list(state=state, target=target, limit=limit)
-    return {"operations": [record_data(r) for r in records]}
+    return {"operations": [r.as_data() for r in records]}

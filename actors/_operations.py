@@ -25,7 +25,6 @@ run again, the rest are marked interrupted.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import uuid
@@ -49,7 +48,7 @@ if TYPE_CHECKING:
     from actors.manager_actor import ManagerActor
     from actors.system import ActorHandle
 
-__all__ = ["Operations", "error_data"]
+__all__ = ["Operations", "error_data", "outcome_error"]
 
 log = logging.getLogger("actors.operations")
 
@@ -72,15 +71,6 @@ def outcome_error(record: OperationRecord) -> BaseException:
     if record.state == "interrupted":
         return OperationInterrupted(record.id, record.target, record.method, record.reason or "")
     return error_from_wire(record.error or {"type": "Error", "message": record.reason or ""})
-
-
-def record_data(record: OperationRecord) -> dict[str, Any]:
-    """An operation as plain data (timestamps as ISO 8601 strings), for the wire and JSON."""
-    data = dataclasses.asdict(record)
-    for name in ("created_at", "updated_at", "finished_at"):
-        value = data[name]
-        data[name] = value.isoformat() if value is not None else None
-    return data
 
 
 @dataclass

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from actors import FatalError, ManagerActor, rpc
-from actors.drivers.base import DriverActor, operation
+from actors.drivers.base import DriverActor, DriverOptions, operation
 
 
 class ResourceManager(ManagerActor):
@@ -139,3 +140,43 @@ class JournaledManager(HoldingManager):
     @rpc(journal=True)
     def unstorable(self) -> Any:
         return {"a set": {1, 2}}  # a set is neither JSON nor msgpack
+
+
+class SlowOptions(DriverOptions):
+    root: str
+
+
+class SlowDriver(DriverActor):
+    """Real host work that takes a while: `sleep` in a subprocess, then a file."""
+
+    Options = SlowOptions
+    options: SlowOptions
+
+    def do_setup(self) -> None:
+        os.makedirs(self.options.root, exist_ok=True)
+
+    def check_for_setup_error(self) -> None:
+        pass
+
+    def get_stats(self) -> dict[str, Any]:
+        return {"driver": "slow"}
+
+    @operation(idempotent=True)
+    def work(self, item: str, seconds: float) -> dict[str, Any]:
+        self.execute("sleep", str(seconds), timeout=60)
+        path = os.path.join(self.options.root, item)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("done\n")
+        return {"item": item}
+
+
+class SlowManager(ManagerActor):
+    """Journaled slow work, for the SIGKILL crash-recovery test."""
+
+    @rpc(idempotent=True)
+    def work(self, item: str, seconds: float = 0.2) -> Any:
+        return self.driver.work(item, seconds)
+
+    @rpc(journal=True)
+    def work_once(self, item: str, seconds: float = 0.2) -> Any:
+        return self.driver.work(item, seconds)

@@ -16,6 +16,8 @@ from actors.client import TopicClient
 from actors.config import default_config, load_config
 from actors.errors import ActorsError
 from actors.registry import Registry, sqlite_url_for
+from actors.registry.journal import Journal, OperationRecord
+from actors.registry.models import OPERATION_STATES
 from actors.service_actor import plan_backends
 from transport.client import RpcClient, fanout
 from transport.errors import TransportError
@@ -228,11 +230,14 @@ def cast(
     rpc_version: str | None,
     key: str | None,
 ) -> None:
-    """Send METHOD to TARGET without waiting for a result (waits for acceptance)."""
+    """Send METHOD to TARGET without waiting for a result (waits for acceptance).
+
+    For a journaled method it prints the operation's id (see `op ID`).
+    """
     args = _parse_args(pairs, raw_json)
     with ctx.client() as client:
-        _run(lambda: client.cast(target, method, args, version=rpc_version, key=key))
-    _emit(ctx, None)
+        ack = _run(lambda: client.cast(target, method, args, version=rpc_version, key=key))
+    _emit(ctx, ack)
 
 
 @cli.command("fanout")
@@ -346,6 +351,64 @@ def services(ctx: Context, topic: str | None) -> None:
         for r in records
     ]
     _emit(ctx, rows)
+
+
+def _journal_read(ctx: Context, read: Any) -> Any:
+    """Run `read(journal)` against the registry's operation journal."""
+    registry = ctx.registry()
+    journal = Journal(registry)
+    try:
+        return _run(lambda: read(journal))
+    finally:
+        journal.close()
+        registry.close()
+
+
+@cli.command("op")
+@click.argument("op_id")
+@click.pass_obj
+def op(ctx: Context, op_id: str) -> None:
+    """One journaled operation: state, arguments, result or error, timestamps."""
+    record = _journal_read(ctx, lambda journal: journal.get(op_id))
+    if record is None:
+        click.echo(f"OperationNotFound: no operation {op_id!r} in the journal", err=True)
+        sys.exit(1)
+    _emit(ctx, record.as_data())
+
+
+@cli.command("ops")
+@click.option("--state", type=click.Choice(OPERATION_STATES), default=None)
+@click.option("--target", default=None, help="only this manager (host@backend)")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.pass_obj
+def ops(ctx: Context, state: str | None, target: str | None, limit: int) -> None:
+    """Journaled operations, oldest first."""
+    records = _journal_read(
+        ctx, lambda journal: journal.list(state=state, target=target, limit=limit)
+    )
+    if ctx.output == "json":
+        _emit(ctx, [r.as_data() for r in records])
+        return
+    rows = [
+        {
+            "id": r.id,
+            "target": r.target,
+            "method": r.method,
+            "state": r.state,
+            "key": r.idempotency_key or "",
+            "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "took": _took(r),
+            "reason": (r.reason or "")[:60],
+        }
+        for r in records
+    ]
+    _emit(ctx, rows)
+
+
+def _took(record: OperationRecord) -> str:
+    if record.finished_at is None:
+        return ""
+    return f"{(record.finished_at - record.created_at).total_seconds():.3f}s"
 
 
 @cli.group()

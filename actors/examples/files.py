@@ -89,14 +89,14 @@ class DirectoryManager(ManagerActor):
 
     RPC_API_VERSION = "1.0"
 
-    @rpc
+    @rpc(idempotent=True)
     def create(self, name: str, content: str = "") -> Any:
-        """Create (or refresh) an item; returns its path and size."""
+        """Create (or refresh) an item; returns its path and size. Journaled."""
         return self.driver.create(name, content)
 
-    @rpc
+    @rpc(idempotent=True)
     def delete(self, name: str) -> Any:
-        """Remove an item; True if it existed."""
+        """Remove an item; True if it existed. Journaled."""
         return self.driver.delete(name)
 
     @rpc

@@ -21,6 +21,7 @@ connect / statement / lock timeouts, and `close()` has its own deadline.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import logging
 import threading
@@ -119,6 +120,14 @@ class OperationRecord:
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
+
+    def as_data(self) -> dict[str, Any]:
+        """Plain data (timestamps as ISO 8601 strings), for the wire and JSON."""
+        data = dataclasses.asdict(self)
+        for name in ("created_at", "updated_at", "finished_at"):
+            value = data[name]
+            data[name] = value.isoformat() if value is not None else None
+        return data
 
 
 @dataclass
