@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -152,8 +153,20 @@ def test_actorsd_serves_actorsctl_until_sigterm(tmp_path, runtime):
         assert "UnsafeName" in refused.stderr or "RemoteError" in refused.stderr
         missing = _ctl(endpoint, "call", "files", "no_such_method")
         assert missing.returncode == 1 and "MethodNotAllowed" in missing.stderr
-        cast = _ctl(endpoint, "cast", "files", "create", "--arg", "name=beta")
+        cast = _ctl(endpoint, "--output", "json", "cast", "files", "create", "--arg", "name=beta")
         assert cast.returncode == 0, cast.stderr
+        op_id = json.loads(cast.stdout)["operation"]  # create is journaled
+        shown = _ctl(endpoint, "--config", str(config), "--output", "json", "op", op_id)
+        assert shown.returncode == 0, shown.stderr
+        record = json.loads(shown.stdout)
+        assert record["method"] == "create" and record["args"] == {"name": "beta"}
+        assert record["state"] in ("accepted", "running", "succeeded")
+        failed = _ctl(endpoint, "--config", str(config), "ops", "--state", "failed")
+        assert failed.returncode == 0, failed.stderr
+        assert "UnsafeName" in failed.stdout or "unsafe name" in failed.stdout
+        assert "STATE" in failed.stdout and "node1@files" in failed.stdout
+        unknown = _ctl(endpoint, "--config", str(config), "op", "no-such-op")
+        assert unknown.returncode == 1 and "OperationNotFound" in unknown.stderr
         status = _ctl(endpoint, "status")
         assert status.returncode == 0, status.stderr
         assert "node1@files/driver" in status.stdout and "running" in status.stdout
