@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import TYPE_CHECKING, Any
 
 from actors._operations import Operations
@@ -136,6 +137,7 @@ class ServiceDispatcher:
         ack = service.system.runtime.future()
         remaining = len(journaled)
         ids: dict[str, str] = {}
+        lock = threading.Lock()  # completions may come from the journal's thread
 
         def settle() -> None:
             if errors and len(errors) == len(managers):
@@ -145,13 +147,15 @@ class ServiceDispatcher:
 
         def one_done(name: str, done: ActorFuture[Any]) -> None:
             nonlocal remaining
-            remaining -= 1
             error = done.exception()
-            if error is not None:
-                errors.append(error)
-            else:
-                ids[name] = done.value()["operation"]
-            if remaining == 0:
+            with lock:
+                remaining -= 1
+                if error is not None:
+                    errors.append(error)
+                else:
+                    ids[name] = done.value()["operation"]
+                last = remaining == 0
+            if last:
                 settle()
 
         if not journaled:

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,7 +41,12 @@ from actors.errors import (
     OperationInProgress,
     OperationInterrupted,
 )
-from actors.registry.journal import Journal, OperationRecord
+from actors.registry.journal import (
+    InvalidTransition,
+    Journal,
+    OperationNotFound,
+    OperationRecord,
+)
 from actors.runtime import ActorFuture, Runtime
 from transport.errors import error_from_wire
 from transport.protocol import error_body
@@ -82,6 +89,28 @@ class _InFlight:
     started: bool = False
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """How an operation ended, as this process knows it (written or still to write)."""
+
+    state: str
+    result: Any
+    error: BaseException | None
+    reason: str | None
+
+    def answer(self, future: ActorFuture[Any]) -> None:
+        if self.error is None:
+            future.try_set(self.result)
+        else:
+            future.try_set_exception(self.error)
+
+
+RECENT_OUTCOMES = 4096
+"""Outcomes kept in memory after they are written: a retry whose accept shares
+a commit batch with the final write reads the row as unfinished, and must
+still get the outcome."""
+
+
 class Operations:
     """The service's journaled request path (one per Service, shared by its managers)."""
 
@@ -89,6 +118,12 @@ class Operations:
         self.journal = journal
         self.runtime = runtime
         self._inflight: dict[str, _InFlight] = {}
+        self._recent: OrderedDict[str, _Outcome] = OrderedDict()
+        # Outcomes the database refused (outage): answered from here, written later.
+        self._unrecorded: dict[str, _Outcome] = {}
+        # Accepted but not yet in the mailbox, per manager: counted against its room.
+        self._undelivered: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     @property
     def in_flight(self) -> int:
@@ -117,10 +152,11 @@ class Operations:
         """
         accepted, outcome = self.runtime.future(), self.runtime.future()
         op_id = str(uuid.uuid4())
+        name = handle.name
         try:
-            manager_class.check_request(handle.name, method, version)
-            handle.check_room()
-            pending = self.journal.accept(handle.name, method, args, key, op_id=op_id)
+            manager_class.check_request(name, method, version)
+            handle.check_room(reserved=self._undelivered.get(name, 0))
+            pending = self.journal.accept(name, method, args, key, op_id=op_id)
         except TypeError as exc:  # arguments the journal cannot store
             error: BaseException = InvalidArguments(handle.name, method, str(exc))
             accepted.set_exception(error)
@@ -130,11 +166,22 @@ class Operations:
             accepted.set_exception(exc)
             outcome.set_exception(exc)
             return accepted, outcome
+        self._reserve(name, 1)
         committed = self.runtime.from_concurrent(pending)
         committed.add_done_callback(
-            lambda done: self._accepted(done, op_id, handle, method, version, accepted, outcome)
+            lambda done: self._accepted(
+                done, op_id, handle, method, args, version, accepted, outcome
+            )
         )
         return accepted, outcome
+
+    def _reserve(self, name: str, delta: int) -> None:
+        with self._lock:
+            count = self._undelivered.get(name, 0) + delta
+            if count > 0:
+                self._undelivered[name] = count
+            else:
+                self._undelivered.pop(name, None)
 
     def _accepted(
         self,
@@ -142,43 +189,52 @@ class Operations:
         op_id: str,
         handle: ActorHandle,
         method: str,
+        args: dict[str, Any],
         version: str | None,
         accepted: ActorFuture[Any],
         outcome: ActorFuture[Any],
     ) -> None:
-        error = done.exception()
-        if error is not None:  # not committed: nothing was acknowledged, nothing runs
-            accepted.try_set_exception(error)
-            outcome.try_set_exception(error)
-            return
-        record: OperationRecord = done.value()
-        if record.id != op_id:
-            # The key was already used: answer with that operation, never run twice.
-            self._answer_existing(record, method, accepted, outcome)
-            return
-        self._deliver(handle, record, version, outcome)
-        accepted.try_set({"operation": record.id})
+        try:
+            error = done.exception()
+            if error is not None:  # not committed: nothing was acknowledged, nothing runs
+                accepted.try_set_exception(error)
+                outcome.try_set_exception(error)
+                return
+            record: OperationRecord = done.value()
+            if record.id != op_id:
+                # The key was already used: answer with that operation, never run twice.
+                self._answer_existing(record, method, args, accepted, outcome)
+                return
+            self._deliver(handle, record, version, outcome)
+            accepted.try_set({"operation": record.id})
+        finally:
+            self._reserve(handle.name, -1)
 
     def _answer_existing(
         self,
         record: OperationRecord,
         method: str,
+        args: dict[str, Any],
         accepted: ActorFuture[Any],
         outcome: ActorFuture[Any],
     ) -> None:
-        if record.method != method:
+        if record.method != method or record.args != json.loads(json.dumps(args)):
             error = InvalidArguments(
                 record.target,
                 method,
-                f"idempotency key already used by operation {record.id} ({record.method})",
+                f"idempotency key {record.idempotency_key!r} already used by operation"
+                f" {record.id} ({record.method} with other arguments)",
             )
             accepted.try_set_exception(error)
             outcome.try_set_exception(error)
             return
         accepted.try_set({"operation": record.id})
         inflight = self._inflight.get(record.id)
+        known = self._unrecorded.get(record.id) or self._recent.get(record.id)
         if inflight is not None:
             inflight.outcome.add_done_callback(lambda done: _copy(done, outcome))
+        elif known is not None:
+            known.answer(outcome)
         elif record.state == "succeeded":
             outcome.try_set(record.result)
         elif record.finished:
@@ -223,20 +279,63 @@ class Operations:
         """Record `record` interrupted; its waiters get OperationInterrupted after the commit."""
         inflight = self._inflight.pop(record.id, None)
         error = OperationInterrupted(record.id, record.target, record.method, reason)
-        written = self.runtime.from_concurrent(
-            self.journal.set_state(record.id, "interrupted", error=error_data(error), reason=reason)
-        )
+        written = self._write_outcome(record.id, _Outcome("interrupted", None, error, reason))
+        if inflight is not None:
+
+            def tell_waiters(_: ActorFuture[Any]) -> None:
+                inflight.outcome.try_set_exception(error)
+
+            written.add_done_callback(tell_waiters)
+        return written
+
+    def _write_outcome(self, op_id: str, outcome: _Outcome) -> ActorFuture[Any]:
+        """Write how an operation ended; completes after the commit, or after it failed.
+
+        A write the database refused is kept (and answers retries by key) until
+        `write_unrecorded()` gets it in, after the database is back.
+        """
+        error = outcome.error
+        try:
+            pending = self.journal.set_state(
+                op_id,
+                outcome.state,
+                result=outcome.result,
+                error=None if error is None else error_data(error),
+                reason=outcome.reason,
+            )
+        except (TypeError, ValueError):  # a result that is not JSON data: not stored
+            pending = self.journal.set_state(
+                op_id, outcome.state, reason="result is not JSON data: not recorded"
+            )
+        written = self.runtime.from_concurrent(pending)
 
         def after(done: ActorFuture[Any]) -> None:
-            if done.exception() is not None:
+            failure = done.exception()
+            if failure is None or isinstance(failure, InvalidTransition | OperationNotFound):
+                self._unrecorded.pop(op_id, None)
+                with self._lock:
+                    self._recent[op_id] = outcome
+                    while len(self._recent) > RECENT_OUTCOMES:
+                        self._recent.popitem(last=False)
+                return
+            if op_id not in self._unrecorded:
                 log.error(
-                    "could not record operation %s interrupted: %s", record.id, done.exception()
+                    "outcome of operation %s not recorded (kept, written when the database"
+                    " answers): %s",
+                    op_id,
+                    failure,
                 )
-            if inflight is not None:
-                inflight.outcome.try_set_exception(error)
+            self._unrecorded[op_id] = outcome
 
         written.add_done_callback(after)
         return written
+
+    def write_unrecorded(self) -> int:
+        """Try again to write the outcomes the database refused; how many were pending."""
+        pending = list(self._unrecorded.items())
+        for op_id, outcome in pending:
+            self._write_outcome(op_id, outcome)
+        return len(pending)
 
     # -- called by ManagerActor.run_operation, in the manager's mailbox ------------------
     def started(self, op_id: str) -> None:
@@ -258,32 +357,20 @@ class Operations:
         it; the operation stays 'running' in the journal and recovery decides.
         """
         error = done.exception()
-        if isinstance(error, (ActorCrashed, ActorStopped)):
+        if isinstance(error, ActorCrashed | ActorStopped):
             error = OperationInterrupted(op_id, target, method, str(error))
-            pending = self.journal.set_state(
-                op_id, "interrupted", error=error_data(error), reason=error.details["reason"]
-            )
+            outcome = _Outcome("interrupted", None, error, error.details["reason"])
         elif error is None:
-            result = done.value()
-            try:
-                json.dumps(result)
-                pending = self.journal.set_state(op_id, "succeeded", result=result)
-            except (TypeError, ValueError):
-                pending = self.journal.set_state(
-                    op_id, "succeeded", reason="result is not JSON data: not recorded"
-                )
+            outcome = _Outcome("succeeded", done.value(), None, None)
         else:
-            pending = self.journal.set_state(
-                op_id, "failed", error=error_data(error), reason=str(error)
-            )
+            outcome = _Outcome("failed", None, error, str(error))
         answer = self.runtime.future()
+        written = self._write_outcome(op_id, outcome)
 
-        def after(written: ActorFuture[Any]) -> None:
-            if written.exception() is not None:
-                log.error("outcome of operation %s not recorded: %s", op_id, written.exception())
-            answer.try_set((True, done.value()) if error is None else (False, error))
+        def reply(_: ActorFuture[Any]) -> None:
+            answer.try_set((True, outcome.result) if error is None else (False, error))
 
-        self.runtime.from_concurrent(pending).add_done_callback(after)
+        written.add_done_callback(reply)
         return answer
 
     # -- crash recovery ------------------------------------------------------------
@@ -302,7 +389,11 @@ class Operations:
         for record in records:
             if record.id in self._inflight:
                 continue
-            reason = decide(record)
+            try:
+                reason = decide(record)
+            except Exception as exc:  # a faulty hook must not strand the other records
+                log.exception("recover_operation failed for operation %s", record.id)
+                reason = f"recover_operation raised {type(exc).__name__}: {exc}"
             if reason is None:
                 counts["rerun"] += 1
                 log.warning(

@@ -189,16 +189,19 @@ class ManagerActor(BaseActor):
     def recover_operation(self, record: OperationRecord) -> str | None:
         """Crash recovery's hook: None to run `record` again, else why it cannot be.
 
-        The default re-runs methods declared `@rpc(idempotent=True)` and
-        interrupts the rest. Override to decide per operation (for example by
-        asking the driver whether the work is already done).
+        Called in this manager's mailbox, once per operation an earlier process
+        left 'accepted' or 'running'; it must answer at once (no waiting on the
+        driver). The default re-runs methods declared `@rpc(idempotent=True)`
+        and interrupts the rest. Override to decide from the manager's own state
+        (for example a record of what the work already did).
         """
         info = self.rpc_methods.get(record.method)
         if info is None or not info.journal:
             return f"{record.method!r} is no longer a journaled method of {self.name}"
         if not info.idempotent:
+            when = "while it ran" if record.state == "running" else "before it ran"
             return (
-                f"the process ended while it ran, and {record.method!r} is not declared"
+                f"the process ended {when}, and {record.method!r} is not declared"
                 " idempotent, so it was not run again"
             )
         return None

@@ -8,6 +8,7 @@ Every call has a deadline; every error is a typed `ActorsError`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from types import TracebackType
@@ -90,10 +91,10 @@ class Service:
             url = config.database_url or sqlite_url_for(config.state_dir)
             self.registry = Registry(url, service_down_time=config.service_down_time)
         if self.registry is not None:
-            try:  # the schema first: the journal writes from the first request on
+            # The schema first: the journal writes from the first request on. If the
+            # database is down, the registry rounds retry (and log the outage).
+            with contextlib.suppress(ActorsError):
                 self.registry.upgrade()
-            except ActorsError as exc:  # the registry rounds retry; requests get the error
-                log.error("registry unavailable at start (RPC service goes on): %s", exc)
         if self.registry is not None and config.journal:
             journal = Journal(self.registry, max_pending=config.journal_max_pending)
             self.operations = Operations(journal, self.system.runtime)

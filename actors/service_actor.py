@@ -10,6 +10,7 @@ never a bottleneck for requests.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from actors._operations import Operations
 from actors.actor import BaseActor
 from actors.config import BackendConfig, ServiceConfig
 from actors.drivers.base import DriverActor, DriverOptions
-from actors.errors import ActorsError, NotFound
+from actors.errors import NotFound
 from actors.loading import load_object
 from actors.manager_actor import ManagerActor
 from actors.registry import Registry, ServiceRow
@@ -99,7 +100,7 @@ class ServiceActor(BaseActor):
         self.started_at = registry._clock() if registry is not None else None
         # Managers whose operations from before this process have not been recovered.
         self.unrecovered: set[str] = {p.name for p in plans} if operations is not None else set()
-        self._recovering = False
+        self._recovering = 0  # reads and hand-offs of recovery in progress
         self.endpoint: str | None = None
         self.registry_ids: dict[str, int] | None = None
         self._reporting = False
@@ -210,8 +211,10 @@ class ServiceActor(BaseActor):
                     self.clock.monotonic() - self._outage_since,
                 )
                 self._outage_since = None
-            if self.unrecovered and not self._recovering:
+            if self.unrecovered and self._recovering == 0:
                 self._recover()
+            if self.operations is not None:
+                self.operations.write_unrecorded()
         for waiter in self._round_waiters:
             waiter.try_set(None)
         self._round_waiters = []
@@ -227,12 +230,12 @@ class ServiceActor(BaseActor):
         schema is there), until every manager has taken its operations.
         """
         assert self.operations is not None
-        self._recovering = True
+        self._recovering += 1
         work = self.runtime.offload(self.operations.journal.unfinished, self.started_at)
         self.pipe(work, self._recovered)
 
     def _recovered(self, done: Any) -> None:
-        self._recovering = False
+        self._recovering -= 1
         error = done.exception()
         if error is not None:
             self.log.error("could not read unfinished operations (will retry): %s", error)
@@ -242,15 +245,25 @@ class ServiceActor(BaseActor):
             by_target.setdefault(record.target, []).append(record)
         for name in sorted(self.unrecovered):
             records = by_target.get(name, [])
-            try:
-                if records:
-                    self.child(name).tell("recover_operations", (records,))
-            except ActorsError as exc:
-                self.log.warning("recovery of %s waits (will retry): %s", name, exc)
+            if not records:
+                self.unrecovered.discard(name)
                 continue
+            self.log.warning("%s: %d unfinished operation(s) to recover", name, len(records))
+            self._recovering += 1
+            handed = self.child(name).ask(
+                "recover_operations", (records,), timeout=self.config.default_timeout
+            )
+            self.pipe(handed, functools.partial(self._handed, name))
+
+    def _handed(self, name: str, done: Any) -> None:
+        """A manager took (or failed to take) its operations to recover."""
+        self._recovering -= 1
+        error = done.exception()
+        if error is None:
             self.unrecovered.discard(name)
-            if records:
-                self.log.warning("%s: %d unfinished operation(s) to recover", name, len(records))
+            self.log.info("%s recovered operations: %s", name, done.value())
+        else:  # restarting, crashed: the next successful round tries again
+            self.log.warning("recovery of %s waits (will retry): %s", name, error)
 
     def prune(self) -> ActorFuture[Any]:
         """Delete finished operations older than `journal_retention`, off the actors."""

@@ -298,13 +298,14 @@ class ActorHandle:
             reply.set_exception(ActorStopped(self.name, "stopped"))
         return reply
 
-    def check_room(self) -> None:
+    def check_room(self, reserved: int = 0) -> None:
         """Raise what `ask` would fail with now: NotFound, ActorUnavailable or Busy.
 
-        A hint, not a reservation: checked before work is accepted elsewhere.
+        Checked before work is accepted elsewhere; `reserved` counts work already
+        accepted for this actor but not yet in its mailbox.
         """
         inbox = self._directory.lookup(self.name).actor_inbox
-        if inbox.capacity and inbox.qsize() >= inbox.capacity:
+        if inbox.capacity and inbox.qsize() + reserved >= inbox.capacity:
             raise Busy(self.name, inbox.capacity)
 
     def status(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from actors.errors import OperationInterrupted
 from actors.registry import Registry, sqlite_url_for
 from actors.registry.journal import Journal
 from transport.client import RpcClient
@@ -128,9 +129,9 @@ def test_sigkill_with_operations_running_loses_nothing_acknowledged(tmp_path, ru
             # A retry with a key now answers from the journal, without running again.
             interrupted = [i for i, r in after.items() if r["state"] == "interrupted"]
             if interrupted:
-                key = after[interrupted[0]]["idempotency_key"]
-                with pytest.raises(Exception, match="interrupted"):
-                    client.call("slow", "work_once", {"item": "again"}, key=key)
+                first = after[interrupted[0]]
+                with pytest.raises(OperationInterrupted):
+                    client.call("slow", "work_once", first["args"], key=first["idempotency_key"])
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

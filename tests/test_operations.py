@@ -82,6 +82,30 @@ def test_a_key_reused_for_another_method_is_refused(h):
         h.call("b1", "resize", resource_id="r1", size=2, key="k-3")
 
 
+def test_a_key_reused_with_other_arguments_is_refused(h):
+    h.call("b1", "provision", resource_id="r1", key="k-8")
+    with pytest.raises(InvalidArguments, match="other arguments"):
+        h.call("b1", "provision", resource_id="r2", key="k-8")
+    assert h.fake("b1").ops().count("create") == 1
+
+
+def test_an_outcome_the_database_refused_is_kept_and_written_when_it_is_back(h):
+    fake = h.fake("b1")
+    fake.hang("create")
+    op_id = h.cast("b1", "provision", resource_id="r1", key="k-9")
+    fake.wait_until(lambda f: f.in_flight == 1, h.service.system.runtime)
+    with h.registry_outage():
+        fake.release()
+        fake.wait_until(lambda f: f.in_flight == 0, h.service.system.runtime)
+        h.settle()
+    # Back: a retry by key gets the outcome (from memory or, once written, the row)...
+    assert h.call("b1", "provision", resource_id="r1", key="k-9") == {"id": "r1", "size": 1}
+    # ...and the next registry round writes it.
+    h.run_in(h.service.name, lambda actor: actor.report())
+    assert h.wait_operation(op_id).result == {"id": "r1", "size": 1}
+    assert fake.ops().count("create") == 1
+
+
 def test_a_retry_while_the_first_attempt_runs_waits_for_the_same_outcome(h):
     fake = h.fake("b1")
     fake.hang("create")
