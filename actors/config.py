@@ -77,6 +77,9 @@ class ServiceConfig(BaseSettings):
     mailbox_capacity: int = Field(1000, ge=1)
     default_timeout: float = Field(60.0, gt=0)
     shutdown_timeout: float = Field(30.0, gt=0)
+    graceful_shutdown_timeout: float = Field(
+        60.0, ge=0, description="SIGTERM: how long in-flight work may finish before it is cut"
+    )
     supervision: SupervisionPolicy = SupervisionPolicy()
     enabled_backends: list[str] = Field(default_factory=list)
     backends: dict[str, BackendConfig] = Field(default_factory=dict)

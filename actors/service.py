@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -21,7 +22,7 @@ from actors.config import ServiceConfig, load_config
 from actors.errors import ActorsError, ActorStopped
 from actors.registry import Registry, sqlite_url_for
 from actors.registry.journal import Journal, OperationRecord
-from actors.runtime import ActorFuture, Clock, Runtime
+from actors.runtime import ActorFuture, Clock, Event, Runtime
 from actors.service_actor import ServiceActor, plan_backends
 from actors.system import ActorHandle, ActorSystem
 from transport.protocol import Limits
@@ -151,6 +152,35 @@ class Service:
         assert self.actor is not None
         self.system.handle(self.name).tell("set_endpoint", (server.endpoint,))
         return server
+
+    def drain(self, timeout: float | None = None, abort: Event | None = None) -> bool:
+        """Stop taking requests and let those in flight finish (graceful shutdown).
+
+        Every server refuses new calls and casts with ServerDraining
+        (retryable) but still answers the requests it took and pings. Returns
+        True once they are answered and every journaled operation has finished,
+        False if `timeout` (default `graceful_shutdown_timeout`) passed or
+        `abort` was set first. Call `stop()` afterwards: what is still running
+        then is stopped and journaled as interrupted.
+        """
+        if self.system is None:
+            return True
+        for server in self.servers:
+            server.drain()
+        timeout = self.config.graceful_shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        abort = abort if abort is not None else self.system.runtime.event()
+        while not self._idle():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or abort.is_set():
+                return False
+            abort.wait(min(0.05, remaining))  # polls counters that have no event of their own
+        return True
+
+    def _idle(self) -> bool:
+        busy_servers = any(server.in_flight for server in self.servers)
+        busy_ops = self.operations is not None and self.operations.in_flight > 0
+        return not busy_servers and not busy_ops
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop accepting, then stop managers in reverse start order.

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,49 +12,10 @@ import pytest
 from actors.errors import OperationInterrupted
 from actors.registry import Registry, sqlite_url_for
 from actors.registry.journal import Journal
+from tests.daemon import start_actorsd, wait_for
 from transport.client import RpcClient
 
-ROOT = Path(__file__).resolve().parent.parent
 FINISHED = {"succeeded", "failed", "interrupted"}
-
-
-def _start(config: Path, log: Path, runtime: str) -> tuple[subprocess.Popen[bytes], str]:
-    """Start actorsd (its log in a file, so a full pipe can never stall it); its endpoint."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "bin" / "actorsd"),
-                "--config",
-                str(config),
-                "--runtime",
-                runtime,
-                "--bind",
-                "tcp://127.0.0.1:0",
-            ],
-            stderr=out,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in log.read_text().splitlines():
-            if "listening on" in line:
-                return proc, line.split("listening on ", 1)[1].split(";")[0].split(" ")[0]
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)  # polling a log file: there is nothing to wait on
-    proc.kill()
-    raise AssertionError(f"actorsd did not start:\n{log.read_text()}")
-
-
-def _wait_for(predicate: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)  # polling the daemon's journal over RPC
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _journal_states(state_dir: Path) -> dict[str, Any]:
@@ -87,7 +44,7 @@ def test_sigkill_with_operations_running_loses_nothing_acknowledged(tmp_path, ru
             """
         )
     )
-    proc, endpoint = _start(config, tmp_path / "first.log", runtime)
+    proc, endpoint = start_actorsd(config, tmp_path / "first.log", runtime)
     acked: dict[str, str] = {}  # operation id -> method
     try:
         with RpcClient(endpoint, timeout=10) as client:
@@ -102,7 +59,7 @@ def test_sigkill_with_operations_running_loses_nothing_acknowledged(tmp_path, ru
                 states = [r["state"] for r in listed]
                 return "succeeded" in states and "running" in states
 
-            _wait_for(one_done_one_running, "an operation to finish and the next to run")
+            wait_for(one_done_one_running, "an operation to finish and the next to run")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -115,7 +72,7 @@ def test_sigkill_with_operations_running_loses_nothing_acknowledged(tmp_path, ru
     unfinished = {op_id for op_id in acked if before[op_id].state not in FINISHED}
     assert unfinished, "the kill came too late to test anything"
 
-    proc, endpoint = _start(config, tmp_path / "second.log", runtime)
+    proc, endpoint = start_actorsd(config, tmp_path / "second.log", runtime)
     try:
         with RpcClient(endpoint, timeout=10) as client:
 
@@ -125,7 +82,7 @@ def test_sigkill_with_operations_running_loses_nothing_acknowledged(tmp_path, ru
                 }
                 return records if all(r["state"] in FINISHED for r in records.values()) else None
 
-            after = _wait_for(all_finished, "every acknowledged operation to finish")
+            after = wait_for(all_finished, "every acknowledged operation to finish")
             # A retry with a key now answers from the journal, without running again.
             interrupted = [i for i, r in after.items() if r["state"] == "interrupted"]
             if interrupted:

@@ -103,6 +103,17 @@ class ConnectionClosed(TransportError):
         super().__init__(f"connection to {endpoint} closed", endpoint=endpoint)
 
 
+class ServerDraining(TransportError):
+    """The server is shutting down: it finishes what it has but takes nothing new."""
+
+    retryable = True
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(
+            f"{endpoint} is shutting down and accepts no new requests", endpoint=endpoint
+        )
+
+
 class RemoteError(TransportError):
     """An error whose type is not on the client's allowlist, carried as data."""
 
@@ -153,4 +164,6 @@ def error_from_wire(data: Any) -> TransportError:
     return error
 
 
-register_error(ProtocolError, MessageTooLarge, RequestTimeout, ConnectionClosed, RemoteError)
+register_error(
+    ProtocolError, MessageTooLarge, RequestTimeout, ConnectionClosed, ServerDraining, RemoteError
+)

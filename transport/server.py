@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 import time
 import traceback
 from collections import Counter
@@ -21,7 +22,7 @@ import zmq
 
 from transport._io import SocketLoop, make_loop, running_under_gevent
 from transport.dispatcher import Dispatcher, Request
-from transport.errors import ProtocolError, TransportError
+from transport.errors import ProtocolError, ServerDraining, TransportError
 from transport.protocol import (
     ACK,
     CALL,
@@ -125,6 +126,10 @@ class RpcServer:
         self.heartbeat = heartbeat
         self.high_water_mark = high_water_mark
         self.stats: Counter[str] = Counter()
+        self.draining = False
+        self.in_flight = 0
+        """Requests dispatched and not yet answered (calls until the reply, casts until the ack)."""
+        self._count_lock = threading.Lock()
         self._log = _RateLimitedLog()
         self._loop: SocketLoop | None = None
         self._zap: ZapHandler | None = None
@@ -188,6 +193,14 @@ class RpcServer:
             raise
         return sock
 
+    def drain(self) -> None:
+        """Take no new call or cast (each gets ServerDraining, retryable); answer the rest.
+
+        Pings are still answered. `in_flight` says when every request taken
+        before has been answered; then `stop()`.
+        """
+        self.draining = True
+
     def stop(self, linger: float = 1.0) -> None:
         """Stop reading, flush queued replies for up to `linger` seconds, close."""
         if self._loop is not None:
@@ -239,6 +252,10 @@ class RpcServer:
             self.stats["pings"] += 1
             self._send(prefix, Envelope(PONG, envelope.id, info=self._info()))
             return
+        if self.draining:
+            self.stats["refused_draining"] += 1
+            self._reply_error(prefix, envelope, ServerDraining(self.endpoint))
+            return
         request = Request(
             target=envelope.target or "",
             method=envelope.method or "",
@@ -255,6 +272,8 @@ class RpcServer:
         except Exception as exc:
             self._reply_error(prefix, envelope, exc)
             return
+        with self._count_lock:
+            self.in_flight += 1
         future.add_done_callback(lambda done: self._on_done(prefix, envelope, done))
 
     def _info(self) -> dict[str, Any]:
@@ -270,6 +289,8 @@ class RpcServer:
 
     # -- outgoing ----------------------------------------------------------------------
     def _on_done(self, prefix: list[bytes], envelope: Envelope, done: Any) -> None:
+        with self._count_lock:
+            self.in_flight -= 1
         error = done.exception()
         if error is not None:
             self._reply_error(prefix, envelope, error)

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from actors.cli._systemd import SystemdNotifier
 from actors.config import ServiceConfig, default_config, load_config
 from actors.errors import ActorsError
 from actors.service import Service
@@ -76,21 +77,25 @@ def cli(
         service.stop()
         _fail(f"{type(exc).__name__}: {exc}")
         return
-    stop = service.system.runtime.event()  # type: ignore[union-attr]
+    actor_runtime = service.system.runtime  # type: ignore[union-attr]
+    stop, urgent = actor_runtime.event(), actor_runtime.event()
+
+    def on_stop_signal(*_: object) -> None:  # the first asks for a drain, the second cuts it
+        (urgent if stop.is_set() else stop).set()
 
     def dump(*_: object) -> None:  # SIGUSR1: what every actor is doing, in the log
         for status in service.status():
             logging.getLogger("actorsd").warning("status %s", status)
 
-    if service.system.runtime.name == "gevent":  # type: ignore[union-attr]
+    if actor_runtime.name == "gevent":
         import gevent
 
-        gevent.signal_handler(signal.SIGTERM, stop.set)
-        gevent.signal_handler(signal.SIGINT, stop.set)
+        gevent.signal_handler(signal.SIGTERM, on_stop_signal)
+        gevent.signal_handler(signal.SIGINT, on_stop_signal)
         gevent.signal_handler(signal.SIGUSR1, dump)
     else:
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, on_stop_signal)
+        signal.signal(signal.SIGINT, on_stop_signal)
         signal.signal(signal.SIGUSR1, dump)
     managers = service.actor.managers() if service.actor else []
     click.echo(
@@ -100,11 +105,24 @@ def cli(
     )
     for name, error in service.backend_errors.items():
         click.echo(f"actorsd: backend {name} failed to start: {error}", err=True)
-    while not stop.wait(1.0):
+    systemd = SystemdNotifier()
+    systemd.ready(f"serving {len(managers)} backend(s) on {server.endpoint}")
+    tick = min(1.0, systemd.watchdog_interval or 1.0)
+    while not stop.wait(tick):
         if service.failed is not None:
             click.echo(f"actorsd: service gave up: {service.failed}", err=True)
+            systemd.stopping(f"gave up: {service.failed}")
             service.stop()
             sys.exit(1)
+        systemd.watchdog()  # only while healthy: a hung loop makes systemd restart us
+    grace = config.graceful_shutdown_timeout
+    click.echo(f"actorsd: draining (at most {grace:g}s; signal again to stop now)", err=True)
+    systemd.stopping("draining in-flight requests")
+    drained = service.drain(grace, abort=urgent)
+    if not drained:
+        click.echo(
+            "actorsd: stopping with work in flight (it is journaled as interrupted)", err=True
+        )
     ok = service.stop()
     click.echo("actorsd: stopped" + ("" if ok else " (some actors had to be killed)"), err=True)
     sys.exit(0)

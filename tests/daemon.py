@@ -1,0 +1,53 @@
+"""Run a real `actorsd` subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_actorsd(
+    config: Path, log: Path, runtime: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start actorsd (its log in a file, so a full pipe can never stall it); its endpoint."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "bin" / "actorsd"),
+                "--config",
+                str(config),
+                "--runtime",
+                runtime,
+                "--bind",
+                "tcp://127.0.0.1:0",
+            ],
+            stderr=out,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if "listening on" in line:
+                return proc, line.split("listening on ", 1)[1].split(";")[0].split(" ")[0]
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)  # polling a log file: there is nothing to wait on
+    proc.kill()
+    raise AssertionError(f"actorsd did not start:\n{log.read_text()}")
+
+
+def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)  # polling the daemon's journal over RPC
+    raise AssertionError(f"timed out waiting for {what}")
