@@ -4,9 +4,15 @@
 idempotency key) and returns a future that resolves with the committed
 `OperationRecord`. Accepts and state changes go through one writer thread that
 GROUP COMMITS them: it takes whatever is pending (up to `batch_max`, waiting at
-most `batch_wait` seconds after the first request for more to arrive) and
-writes it in one transaction, so N concurrent operations cost one fsync, not N.
-A future resolves only after its batch has committed.
+most `batch_wait` seconds after the first request for more to arrive, and only
+while fewer are pending than the previous batch held) and writes it in one
+transaction, so N concurrent operations cost one fsync, not N. A future
+resolves only after its batch has committed.
+
+The write path is kept cheap per operation: `accept()` serialises the
+arguments to JSON once (which is also its check) and builds the row and the
+record in the caller; the writer inserts the rows with one driver-level
+executemany and keeps its connection between batches while it is busy.
 
 An idempotency key is unique per target: accepting (target, key) again, in a
 later batch or in the same one, resolves with the operation already recorded
@@ -24,19 +30,27 @@ import builtins
 import dataclasses
 import json
 import logging
+import os
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, delete, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, RowMapping, and_, bindparam, delete, or_, select, update
+from sqlalchemy.pool import NullPool
 
-from actors.registry.api import Registry, RegistryError
+from actors.registry.api import (
+    _DB_ERRORS,
+    _WRITE,
+    DatabaseUnavailable,
+    Registry,
+    RegistryError,
+)
 from actors.registry.models import (
     FINISHED_STATES,
     OPERATION_STATES,
@@ -60,6 +74,37 @@ _COLUMNS = tuple(_TABLE.columns)
 
 # States set_state() may set: 'accepted' is set by accept() only.
 SETTABLE_STATES = frozenset(OPERATION_STATES) - {"accepted"}
+
+# The writer keeps its connection between batches while it is busy; after this
+# many seconds without work, or this long after opening it, it lets it go.
+_IDLE_RELEASE = 1.0
+_MAX_HOLD = 300.0
+
+# JSON null, as SQLAlchemy's JSON type stores None (not SQL NULL).
+_JSON_NULL = "null"
+
+
+def _bind(name: str, column: Any) -> Any:
+    return bindparam(name, type_=column.type)
+
+
+# set_state(): built once (SQLAlchemy then reuses its compiled form), not per request.
+_UPDATE_STATE = (
+    update(OperationModel)
+    .where(
+        OperationModel.id == bindparam("op_id"),
+        OperationModel.state.in_(UNFINISHED_STATES),
+    )
+    .values(
+        state=_bind("new_state", OperationModel.state),
+        result=_bind("new_result", OperationModel.result),
+        error=_bind("new_error", OperationModel.error),
+        reason=_bind("new_reason", OperationModel.reason),
+        updated_at=_bind("now", OperationModel.updated_at),
+        finished_at=_bind("finished", OperationModel.finished_at),
+    )
+    .returning(*_COLUMNS)
+)
 
 
 class JournalClosed(RegistryError):
@@ -132,7 +177,8 @@ class OperationRecord:
 
 @dataclass
 class _Accept:
-    values: dict[str, Any]
+    record: OperationRecord  # what the future resolves with unless the key exists
+    params: tuple[Any, ...]  # the INSERT's parameters, already in database form
     future: Future[OperationRecord]
 
 
@@ -153,12 +199,38 @@ def _record(row: RowMapping | dict[str, Any]) -> OperationRecord:
     return OperationRecord(**{column.name: row[column.name] for column in _COLUMNS})
 
 
-def _check_json(what: str, value: Any) -> None:
-    """Fail now, in the caller, rather than failing a whole batch later."""
+def _to_json(what: str, value: Any) -> str:
+    """The JSON text stored for `value` (serialised once, here, in the caller).
+
+    Fails now, in the caller, rather than failing a whole batch later.
+    """
     try:
-        json.dumps(value)
+        return json.dumps(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+def _check_json(what: str, value: Any) -> None:
+    _to_json(what, value)
+
+
+def _insert_sql(dialect: str, *, keyed: bool) -> str:
+    """The INSERT of one operation row, in the driver's parameter style.
+
+    The values come already in database form (JSON text, timestamps as the
+    column type binds them), so the writer runs plain driver SQL instead of
+    processing every parameter of every row through SQLAlchemy again.
+    """
+    names = [column.name for column in _COLUMNS]
+    if dialect == "postgresql":
+        json_columns = {"args", "result", "error"}
+        marks = ", ".join("%s::json" if name in json_columns else "%s" for name in names)
+    else:
+        marks = ", ".join("?" for _ in names)
+    sql = f"INSERT INTO {OperationModel.__tablename__} ({', '.join(names)}) VALUES ({marks})"
+    if keyed:
+        sql += " ON CONFLICT (target, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    return sql
 
 
 class Journal:
@@ -186,8 +258,30 @@ class Journal:
         self._batch_wait = float(batch_wait)
         self._max_pending = max_pending
         self._dialect = registry.engine.dialect.name
+        self._insert_plain = _insert_sql(self._dialect, keyed=False)
+        self._insert_keyed = _insert_sql(self._dialect, keyed=True)
+        # Timestamps bound exactly as the column type binds them (naive UTC text on SQLite).
+        bind = _TABLE.c.created_at.type.dialect_impl(registry.engine.dialect).bind_processor(
+            registry.engine.dialect
+        )
+        self._bind_time: Callable[[datetime], Any] = bind or (lambda value: value)
+        # A SQLite file (NullPool) or PostgreSQL: the writer keeps its connection
+        # while busy. In-memory SQLite shares one connection (StaticPool): not held.
+        pool = registry.engine.pool
+        self._hold = self._dialect == "postgresql" or isinstance(pool, NullPool)
+        self._sqlite_path = (
+            os.path.abspath(registry.engine.url.database or "")
+            if self._dialect == "sqlite" and self._hold
+            else None
+        )
+        self._conn: Connection | None = None  # the writer's held connection
+        self._conn_identity: tuple[int, int] | None = None  # SQLite file (st_dev, st_ino)
+        self._conn_opened = 0.0
         self._pending: list[_Request] = []
         self._cond = threading.Condition()
+        # Submitters wake the writer only once len(_pending) reaches this (under _cond).
+        self._wake_at = 1
+        self._last_batch = 0  # size of the previous batch: how many callers come back
         self._closed = False
         self._batches = 0
         self._writer = threading.Thread(
@@ -227,24 +321,30 @@ class Journal:
         (a new UUID unless given) to tell the two apart. Raises TypeError at
         once when `args` is not JSON-serialisable.
         """
-        _check_json("args", args)
+        args_json = _to_json("args", args)
         now = self._registry._clock()
-        values: dict[str, Any] = {
-            "id": op_id or str(uuid.uuid4()),
-            "idempotency_key": key,
-            "target": target,
-            "method": method,
-            "args": args,
-            "state": "accepted",
-            "result": None,
-            "error": None,
-            "reason": None,
-            "created_at": now,
-            "updated_at": now,
-            "finished_at": None,
-        }
+        op_id = op_id or str(uuid.uuid4())
+        stamp = self._bind_time(now)
+        record = OperationRecord(
+            op_id, key, target, method, args, "accepted", None, None, None, now, now, None
+        )
+        # Column order of _COLUMNS, as the INSERT expects them.
+        params = (
+            op_id,
+            key,
+            target,
+            method,
+            args_json,
+            "accepted",
+            _JSON_NULL,
+            _JSON_NULL,
+            None,
+            stamp,
+            stamp,
+            None,
+        )
         future: Future[OperationRecord] = Future()
-        self._submit(_Accept(values, future))
+        self._submit(_Accept(record, params, future))
         return future
 
     def set_state(
@@ -279,6 +379,8 @@ class Journal:
             self._closed = True
             self._cond.notify_all()
         self._writer.join(timeout)
+        if not self._writer.is_alive():
+            self._release()
         with self._cond:
             left, self._pending = self._pending, []
         for request in left:
@@ -339,7 +441,10 @@ class Journal:
         with self._cond:
             if not self._closed and len(self._pending) < self._max_pending:
                 self._pending.append(request)
-                self._cond.notify_all()
+                # Only the writer waits on _cond: wake it once it has a reason to
+                # go on, not for every request that joins the batch it waits for.
+                if len(self._pending) >= self._wake_at:
+                    self._cond.notify()
                 return
             closed = self._closed
         # Bounded: a journal that cannot keep up refuses at once (retryable).
@@ -347,93 +452,215 @@ class Journal:
         _fail(request.future, error)
 
     def _take(self) -> builtins.list[_Request] | None:
-        """The next batch; None once closed with nothing left."""
-        with self._cond:
-            while not self._pending:
-                if self._closed:
-                    return None
-                self._cond.wait()
-            if self._batch_wait > 0 and len(self._pending) < self._batch_max and not self._closed:
-                # Let concurrent callers join the batch, for at most batch_wait.
-                self._cond.wait_for(
-                    lambda: len(self._pending) >= self._batch_max or self._closed,
-                    timeout=self._batch_wait,
-                )
-            batch = self._pending[: self._batch_max]
-            del self._pending[: self._batch_max]
-            return batch
+        """The next batch; None once closed with nothing left.
+
+        Waits for more requests, at most `batch_wait` after the first one, only
+        while fewer are pending than the previous batch had: callers that wait
+        for their acknowledgement come back with their next request, so once as
+        many as last time are in, waiting longer only adds idle time. The first
+        batch waits for `batch_max`.
+        """
+        while True:
+            idle: Connection | None = None
+            with self._cond:
+                while not self._pending and idle is None:
+                    if self._closed:
+                        return None
+                    self._wake_at = 1
+                    if self._conn is None:
+                        self._cond.wait()
+                    elif not self._cond.wait(_IDLE_RELEASE) and not self._pending:
+                        idle = self._conn  # idle: give the connection back
+                if idle is None:
+                    expected = min(self._batch_max, self._last_batch or self._batch_max)
+                    if self._batch_wait > 0 and len(self._pending) < expected and not self._closed:
+                        # Let concurrent callers join the batch, for at most batch_wait.
+                        self._wake_at = expected
+                        self._cond.wait_for(self._batch_full, timeout=self._batch_wait)
+                        self._wake_at = 1
+                    batch = self._pending[: self._batch_max]
+                    del self._pending[: self._batch_max]
+                    self._last_batch = len(batch)
+                    return batch
+            self._release()
+
+    def _batch_full(self) -> bool:
+        return len(self._pending) >= self._wake_at or self._closed
 
     def _run(self) -> None:
-        while True:
-            batch = self._take()
-            if batch is None:
-                return
+        try:
+            while True:
+                batch = self._take()
+                if batch is None:
+                    return
+                self._run_batch(batch)
+        finally:
+            self._release()
+
+    def _run_batch(self, batch: builtins.list[_Request]) -> None:
+        try:
+            outcomes = self._write(batch)
+        except BaseException as exc:  # the writer must survive anything
+            if not isinstance(exc, RegistryError):
+                log.exception("operation journal batch of %d failed", len(batch))
+            for request in batch:
+                _fail(request.future, exc)
+            return
+        finally:
+            self._batches += 1
+        # Only now, after the commit: acknowledge.
+        for request, outcome in zip(batch, outcomes, strict=True):
+            future = request.future
+            if isinstance(outcome, BaseException):
+                _fail(future, outcome)
+            elif not future.done():
+                try:
+                    future.set_result(outcome)
+                except Exception:  # cancelled meanwhile, or a callback failed
+                    log.debug("could not resolve a journal future", exc_info=True)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """The writer's transaction, on the connection it holds while busy.
+
+        Holding it spares a connect (SQLite: a new file handle, pragmas, and a
+        WAL checkpoint on each close) or a pool checkout and reset per batch.
+        A SQLite file that was moved, deleted or replaced since the connection
+        was opened is noticed before the batch: the connection is dropped and a
+        fresh one opened, which fails as NullPool's would. After any error the
+        connection is discarded. Database errors become DatabaseUnavailable.
+        """
+        if not self._hold:
+            with self._registry._transaction(write=True) as shared:
+                yield shared
+            return
+        registry = self._registry
+        try:
+            if self._conn is not None and not self._still_usable():
+                self._release()
+            conn = self._conn
+            if conn is None:
+                conn = registry.engine.connect()
+                self._conn, self._conn_opened = conn, time.monotonic()
+                conn.execution_options(**{_WRITE: True})
+                self._conn_identity = self._file_identity()
             try:
-                outcomes = self._write(batch)
-            except BaseException as exc:  # the writer must survive anything
-                if not isinstance(exc, RegistryError):
-                    log.exception("operation journal batch of %d failed", len(batch))
-                for request in batch:
-                    _fail(request.future, exc)
-                continue
+                with conn.begin():
+                    yield conn
+                if self._sqlite_path is not None:
+                    self._checkpoint()
+            except BaseException:
+                self._release(invalidate=True)
+                raise
+        except _DB_ERRORS as exc:
+            raise DatabaseUnavailable(registry.url, registry._reason(exc)) from exc
+
+    def _checkpoint(self) -> None:
+        """Move the committed batch from the WAL into the database file and empty the WAL.
+
+        What closing the last connection did under NullPool: once a batch is
+        acknowledged the database is whole in its one file, so nothing lives
+        only in a WAL that could be separated from it (files moved or copied
+        while the journal is idle). Sent on the driver connection, outside any
+        transaction. The batch is committed already: a failure here only
+        drops the connection, it does not fail the batch.
+        """
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            dbapi_connection = conn.connection.dbapi_connection
+            assert dbapi_connection is not None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
-                self._batches += 1
-            # Only now, after the commit: acknowledge.
-            for request, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    _fail(request.future, outcome)
-                elif not request.future.done():
-                    request.future.set_result(outcome)
+                cursor.close()
+        except _DB_ERRORS:
+            log.warning("journal WAL checkpoint failed", exc_info=True)
+            self._release(invalidate=True)
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        """(st_dev, st_ino) of the SQLite file; None if it cannot be seen (or not SQLite)."""
+        if self._sqlite_path is None:
+            return None
+        try:
+            st = os.stat(self._sqlite_path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _still_usable(self) -> bool:
+        """Whether the held connection may write the next batch (no connect needed)."""
+        if time.monotonic() - self._conn_opened > _MAX_HOLD:
+            return False
+        if self._sqlite_path is None:
+            return True
+        # Unknown identity (e.g. a URI filename): reconnect per batch, as NullPool does.
+        identity = self._conn_identity
+        return identity is not None and self._file_identity() == identity
+
+    def _release(self, *, invalidate: bool = False) -> None:
+        """Let go of the writer's held connection (discarding it after an error)."""
+        conn, self._conn, self._conn_identity = self._conn, None, None
+        if conn is None:
+            return
+        try:
+            if invalidate:
+                conn.invalidate()
+            conn.close()
+        except Exception:  # it is going away anyway
+            log.debug("closing the journal writer's connection failed", exc_info=True)
 
     def _write(self, batch: Sequence[_Request]) -> builtins.list[OperationRecord | Exception]:
         """Write one batch in one transaction; an outcome per request, in order."""
-        accepts = [(i, r) for i, r in enumerate(batch) if isinstance(r, _Accept)]
-        states = [(i, r) for i, r in enumerate(batch) if isinstance(r, _SetState)]
-        outcomes: dict[int, OperationRecord | Exception] = {}
-        with self._registry._transaction(write=True) as conn:
-            if accepts:
-                records = self._insert(conn, [r.values for _, r in accepts])
-                outcomes.update(zip((i for i, _ in accepts), records, strict=True))
-            for i, request in states:
-                outcomes[i] = self._update(conn, request)
-        return [outcomes[i] for i in range(len(batch))]
+        accepts: builtins.list[_Accept] = []
+        states: builtins.list[tuple[int, _SetState]] = []
+        for i, request in enumerate(batch):
+            if isinstance(request, _Accept):
+                accepts.append(request)
+            else:
+                states.append((i, request))
+        with self._writing() as conn:
+            records: builtins.list[OperationRecord] = self._insert(conn, accepts) if accepts else []
+            if not states:
+                return builtins.list(records)
+            updated = {i: self._update(conn, request) for i, request in states}
+        accepted = iter(records)
+        return [updated[i] if i in updated else next(accepted) for i in range(len(batch))]
 
     def _insert(
-        self, conn: Connection, rows: Sequence[dict[str, Any]]
+        self, conn: Connection, accepts: Sequence[_Accept]
     ) -> builtins.list[OperationRecord]:
         """Insert the new operations; keyed ones resolve to whichever row holds the key."""
-        first_by_key: dict[tuple[str, str], dict[str, Any]] = {}
-        unkeyed: builtins.list[dict[str, Any]] = []
-        for values in rows:
-            key = values["idempotency_key"]
+        first_by_key: dict[tuple[str, str], _Accept] = {}
+        unkeyed: builtins.list[tuple[Any, ...]] = []
+        for request in accepts:
+            record = request.record
+            key = record.idempotency_key
             if key is None:
-                unkeyed.append(values)
-            elif (values["target"], key) not in first_by_key:
+                unkeyed.append(request.params)
+            elif (record.target, key) not in first_by_key:
                 # Within one batch, the first accept of a key is the one written.
-                first_by_key[(values["target"], key)] = values
+                first_by_key[(record.target, key)] = request
         if unkeyed:
-            conn.execute(insert(OperationModel), unkeyed)
-        keyed: dict[tuple[str, str], OperationRecord] = {}
-        if first_by_key:
-            conn.execute(self._insert_keyed(), builtins.list(first_by_key.values()))
+            conn.exec_driver_sql(self._insert_plain, unkeyed)
+        if not first_by_key:
+            return [request.record for request in accepts]
+        keyed_params = [request.params for request in first_by_key.values()]
+        inserted = conn.exec_driver_sql(self._insert_keyed, keyed_params).rowcount
+        keyed: dict[tuple[str, str], OperationRecord]
+        if inserted == len(keyed_params):
+            # Every keyed row was new (ON CONFLICT skipped none): they are as built.
+            keyed = {k: request.record for k, request in first_by_key.items()}
+        else:
             keyed = self._by_keys(conn, first_by_key)
         out: builtins.list[OperationRecord] = []
-        for values in rows:
-            key = values["idempotency_key"]
-            out.append(_record(values) if key is None else keyed[(values["target"], key)])
+        for request in accepts:
+            record = request.record
+            key = record.idempotency_key
+            out.append(record if key is None else keyed[(record.target, key)])
         return out
-
-    def _insert_keyed(self) -> Any:
-        """INSERT ... ON CONFLICT (target, idempotency_key) DO NOTHING."""
-        keyed_rows = OperationModel.idempotency_key.is_not(None)
-        columns = [OperationModel.target, OperationModel.idempotency_key]
-        if self._dialect == "postgresql":
-            return pg_insert(OperationModel).on_conflict_do_nothing(
-                index_elements=columns, index_where=keyed_rows
-            )
-        return sqlite_insert(OperationModel).on_conflict_do_nothing(
-            index_elements=columns, index_where=keyed_rows
-        )
 
     def _by_keys(
         self, conn: Connection, keys: Iterable[tuple[str, str]]
@@ -459,23 +686,16 @@ class Journal:
 
     def _update(self, conn: Connection, request: _SetState) -> OperationRecord | Exception:
         now = self._registry._clock()
-        statement = (
-            update(OperationModel)
-            .where(
-                OperationModel.id == request.op_id,
-                OperationModel.state.in_(UNFINISHED_STATES),
-            )
-            .values(
-                state=request.state,
-                result=request.result,
-                error=request.error,
-                reason=request.reason,
-                updated_at=now,
-                finished_at=now if request.state in FINISHED_STATES else None,
-            )
-            .returning(*_COLUMNS)
-        )
-        row = conn.execute(statement).first()
+        params = {
+            "op_id": request.op_id,
+            "new_state": request.state,
+            "new_result": request.result,
+            "new_error": request.error,
+            "new_reason": request.reason,
+            "now": now,
+            "finished": now if request.state in FINISHED_STATES else None,
+        }
+        row = conn.execute(_UPDATE_STATE, params).first()
         if row is not None:
             return _record(row._mapping)
         current = conn.execute(
