@@ -110,14 +110,32 @@ class ManagerActor(BaseActor):
         self._bound: dict[str, Callable[..., Any]] = {}
         self.driver: DriverProxy  # bound in child_specs, before on_start
         self.operations: Operations | None = None  # set by the service when it journals
+        self._serving: Callable[[], bool] | None = None  # set by the service
 
-    # -- lifecycle ---------------------------------------------------------------
+    # -- lifecycle (start phases: docs/architecture.md) -----------------------------------
     def init_host(self) -> None:
-        """Prepare the backend's host; runs before any request is accepted."""
+        """Prepare the backend's host; runs before any request is accepted (phase 2)."""
+
+    def init_host_with_rpc(self) -> None:
+        """Runs once the service accepts requests (phase 4): e.g. announce yourself."""
 
     def on_start(self) -> None:
         self.init_host()
         self.periodic = Scheduler(self, self.periodic_tasks, random.Random())
+        if self.serving():  # a restart of a service already serving: phases 4 and 5 now
+            self.start_serving()
+            self.start_periodic_tasks()
+
+    def serving(self) -> bool:
+        """Whether the service finished starting (set by the service; False when alone)."""
+        return bool(self._serving is not None and self._serving())
+
+    def start_serving(self) -> None:
+        """Phase 4, from the service: run `init_host_with_rpc`."""
+        self.init_host_with_rpc()
+
+    def start_periodic_tasks(self) -> None:
+        """Phase 5, from the service: periodic tasks begin their schedule."""
         self.periodic.start()
 
     def child_specs(self) -> list[ChildSpec]:

@@ -68,8 +68,14 @@ class Service:
         return f"{self.config.binary}:{self.config.host}"
 
     # -- lifecycle -----------------------------------------------------------------
-    def start(self, timeout: float | None = None) -> Self:
+    def start(self, timeout: float | None = None, *, defer_ready: bool = False) -> Self:
         """Start every enabled backend and wait until each answered or failed.
+
+        The start phases, in order: (1) the registry rows are got or created;
+        (2) each manager's `init_host()` (no request reaches it before); then
+        `ready()`: (4) each manager's `init_host_with_rpc()`, (5) heartbeats
+        and periodic tasks begin. With `defer_ready=True` it stops after phase
+        2, so that the caller can (3) `serve()` and then call `ready()`.
 
         Raises LoadError/ConfigError for a bad configuration before anything
         starts. A backend that fails its `init_host` is logged and listed in
@@ -100,7 +106,9 @@ class Service:
             journal = Journal(self.registry, max_pending=config.journal_max_pending)
             self.operations = Operations(journal, self.system.runtime)
         self.actor = ServiceActor(config, plans, self.registry, self.operations)
-        service = self.system.spawn(self.name, self.actor)
+        if self.registry is not None:
+            self.actor.register_now()  # phase 1
+        service = self.system.spawn(self.name, self.actor)  # phase 2: init_host
         try:
             managers = service.call("managers", timeout=timeout)
         except ActorsError as exc:
@@ -120,9 +128,41 @@ class Service:
             except ActorsError as exc:
                 log.error("backend %s did not start: %s", name, exc)
                 self.backend_errors[name] = exc
-        if self.registry is not None:
-            service.tell("report")  # heartbeat the ready backends now, not an interval later
+        if not defer_ready:
+            self.ready(timeout)
         return self
+
+    def ready(self, timeout: float | None = None) -> None:
+        """Phases 4 and 5: `init_host_with_rpc()` everywhere, then heartbeats and periodic tasks.
+
+        A backend whose `init_host_with_rpc` fails is logged and listed in
+        `backend_errors` (it stays down in the registry until it heartbeats);
+        the others go on.
+        """
+        if self.system is None or self.actor is None:
+            raise RuntimeError("start the service first")
+        if self.actor.serving:
+            return
+        timeout = self.config.default_timeout if timeout is None else timeout
+        managers = [name for name in self.actor.managers() if name not in self.backend_errors]
+        asks = {
+            name: self.system.handle(name).ask("start_serving", timeout=timeout)
+            for name in managers
+        }
+        for name, future in asks.items():
+            try:
+                future.result()
+            except Exception as exc:
+                log.error("backend %s: init_host_with_rpc failed: %s", name, exc)
+                self.backend_errors[name] = (
+                    exc if isinstance(exc, ActorsError) else ActorsError(f"{exc!r}")
+                )
+        self.actor.serving = True  # managers restarted from now on serve at once
+        for name in managers:
+            if name not in self.backend_errors:
+                # Past the mailbox bound: the framework's own step, not a user request.
+                self.system.handle(name).deliver("start_periodic_tasks")
+        self.system.handle(self.name).tell("begin_reporting")
 
     def serve(
         self,

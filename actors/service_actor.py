@@ -11,6 +11,8 @@ never a bottleneck for requests.
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,7 +21,7 @@ from actors._operations import Operations
 from actors.actor import BaseActor
 from actors.config import BackendConfig, ServiceConfig
 from actors.drivers.base import DriverActor, DriverOptions
-from actors.errors import NotFound
+from actors.errors import ActorsError, NotFound
 from actors.loading import load_object
 from actors.manager_actor import ManagerActor
 from actors.registry import Registry, ServiceRow
@@ -112,6 +114,7 @@ class ServiceActor(BaseActor):
         self._round_waiters: list[ActorFuture[Any]] = []
         self._next_waiters: list[ActorFuture[Any]] = []
         self._outage_since: float | None = None
+        self.serving = False  # phase 5 reached: restarted managers start serving at once
         self.routes: dict[str, str] = {}
         for plan in plans:
             self.routes[plan.name] = plan.name
@@ -121,7 +124,7 @@ class ServiceActor(BaseActor):
         return [
             ChildSpec(
                 plan.name,
-                _manager_factory(self.config, plan, self.operations),
+                _manager_factory(self.config, plan, self.operations, lambda: self.serving),
                 mailbox_capacity=plan.config.mailbox_capacity,
             )
             for plan in self.plans
@@ -137,8 +140,28 @@ class ServiceActor(BaseActor):
             self.config.host,
             ", ".join(p.backend for p in self.plans) or "none",
         )
+
+    def register_now(self) -> None:
+        """Phase 1, in the caller's thread before the actors start: get-or-create the rows.
+
+        A database that does not answer is not fatal: the registry rounds
+        register once it does (the outage is logged by them).
+        """
+        assert self.registry is not None
+        try:
+            self.registry.upgrade()
+            rows = self._rows()
+            names = list(rows)
+            ids = self.registry.register([rows[n] for n in names])
+            self.registry_ids = dict(zip(names, ids, strict=True))
+        except ActorsError as exc:
+            logging.getLogger(__name__).debug("registering at start failed (rounds retry): %s", exc)
+
+    def begin_reporting(self) -> None:
+        """Phase 5: heartbeats (and the journal's upkeep) begin; managers are told too."""
+        self.serving = True
         if self.registry is not None:
-            self.report()  # rows get-or-created at once
+            self.report()  # the first heartbeat now, not an interval later
             self.call_repeatedly(self.config.report_interval, self.report)
         if self.operations is not None:
             self.call_repeatedly(self.config.journal_prune_interval, self.prune)
@@ -178,7 +201,15 @@ class ServiceActor(BaseActor):
         self._reporting = True
         self._round_generation = self._generation
         self._round_waiters, self._next_waiters = self._next_waiters, []
-        rows = {
+        rows = self._rows()
+        ids = dict(self.registry_ids) if self.registry_ids is not None else None
+        ready = self.ready_managers() if self.serving else []  # no heartbeat before phase 5
+        work = self.runtime.offload(_report_once, self.registry, rows, ids, ready)
+        self.round_in_flight = work
+        self.pipe(work, self._reported)
+
+    def _rows(self) -> dict[str, ServiceRow]:
+        return {
             p.name: ServiceRow(
                 host=self.config.host,
                 binary=self.config.binary,
@@ -189,10 +220,6 @@ class ServiceActor(BaseActor):
             )
             for p in self.plans
         }
-        ids = dict(self.registry_ids) if self.registry_ids is not None else None
-        work = self.runtime.offload(_report_once, self.registry, rows, ids, self.ready_managers())
-        self.round_in_flight = work
-        self.pipe(work, self._reported)
 
     def _reported(self, done: Any) -> None:
         self._reporting = False
@@ -250,9 +277,7 @@ class ServiceActor(BaseActor):
                 continue
             self.log.warning("%s: %d unfinished operation(s) to recover", name, len(records))
             self._recovering += 1
-            handed = self.child(name).ask(
-                "recover_operations", (records,), timeout=self.config.default_timeout
-            )
+            handed = self.child(name).deliver("recover_operations", (records,))
             self.pipe(handed, functools.partial(self._handed, name))
 
     def _handed(self, name: str, done: Any) -> None:
@@ -301,7 +326,10 @@ class ServiceActor(BaseActor):
 
 
 def _manager_factory(
-    config: ServiceConfig, plan: BackendPlan, operations: Operations | None
+    config: ServiceConfig,
+    plan: BackendPlan,
+    operations: Operations | None,
+    serving: Callable[[], bool],
 ) -> Any:
     def make() -> ManagerActor:
         manager = plan.manager_class(
@@ -312,6 +340,7 @@ def _manager_factory(
             config=plan.config,
         )
         manager.operations = operations
+        manager._serving = serving
         return manager
 
     return make

@@ -59,7 +59,7 @@ def cli(
         security = None
         if transport.server_secret_key is not None and transport.client_keys_dir is not None:
             security = ServerSecurity(transport.server_secret_key, transport.client_keys_dir)
-        service = Service(config, config_file=config_file).start()
+        service = Service(config, config_file=config_file).start(defer_ready=True)
     except TransportError as exc:  # ActorsError (config, load) and key files
         _fail(f"{type(exc).__name__}: {exc}")
         return
@@ -97,6 +97,7 @@ def cli(
         signal.signal(signal.SIGTERM, on_stop_signal)
         signal.signal(signal.SIGINT, on_stop_signal)
         signal.signal(signal.SIGUSR1, dump)
+    service.ready()  # phases 4 and 5, now that the transport accepts requests
     managers = service.actor.managers() if service.actor else []
     click.echo(
         f"actorsd: {service.name} listening on {server.endpoint}"

@@ -91,7 +91,7 @@ class ServiceHarness:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> ServiceHarness:
-        self.service.start(timeout=timeout)
+        self.service.start(timeout=timeout, defer_ready=True)  # the start phases in order
         if self.transport:
             self.endpoint = f"inproc://actors-test-{next(_ids)}"
             server = self.service.serve(self.endpoint)
@@ -101,6 +101,8 @@ class ServiceHarness:
                 timeout=timeout,
                 context=server.context,
             )
+        self.service.ready(timeout)
+        self.settle(timeout)  # the start's own messages handled: mailboxes are the test's
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
