@@ -19,6 +19,8 @@ from actors.errors import (
     LoadError,
     MethodNotAllowed,
     NotFound,
+    OperationInProgress,
+    OperationInterrupted,
     ProcessExecutionError,
     ProcessTimeout,
     RemoteError,
@@ -26,6 +28,7 @@ from actors.errors import (
 )
 from actors.loading import load_object
 from actors.manager_actor import ManagerActor
+from actors.periodic import periodic_task
 from actors.processutils import ProcessResult, execute
 from actors.rpc import rpc
 from actors.runtime import ActorFuture, Runtime, VirtualClock, get_runtime
@@ -63,6 +66,8 @@ __all__ = [
     "ManagerActor",
     "MethodNotAllowed",
     "NotFound",
+    "OperationInProgress",
+    "OperationInterrupted",
     "ProcessExecutionError",
     "ProcessResult",
     "ProcessTimeout",
@@ -82,5 +87,6 @@ __all__ = [
     "load_config",
     "load_object",
     "operation",
+    "periodic_task",
     "rpc",
 ]

@@ -157,6 +157,7 @@ class Service:
                 self.backend_errors[name] = (
                     exc if isinstance(exc, ActorsError) else ActorsError(f"{exc!r}")
                 )
+        self.actor.failed_backends = {name: str(exc) for name, exc in self.backend_errors.items()}
         self.actor.serving = True  # managers restarted from now on serve at once
         for name in managers:
             if name not in self.backend_errors:

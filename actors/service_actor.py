@@ -115,6 +115,7 @@ class ServiceActor(BaseActor):
         self._next_waiters: list[ActorFuture[Any]] = []
         self._outage_since: float | None = None
         self.serving = False  # phase 5 reached: restarted managers start serving at once
+        self.failed_backends: dict[str, str] = {}  # failed a start phase: never heartbeat
         self.routes: dict[str, str] = {}
         for plan in plans:
             self.routes[plan.name] = plan.name
@@ -168,8 +169,12 @@ class ServiceActor(BaseActor):
 
     # -- registry --------------------------------------------------------------------
     def ready_managers(self) -> list[str]:
-        """Managers whose driver finished setup (the ones that heartbeat)."""
-        return [p.name for p in self.plans if self.system.is_ready(f"{p.name}/driver")]
+        """Managers whose driver finished setup and that started (the ones that heartbeat)."""
+        return [
+            p.name
+            for p in self.plans
+            if p.name not in self.failed_backends and self.system.is_ready(f"{p.name}/driver")
+        ]
 
     def set_endpoint(self, endpoint: str) -> None:
         """Where the transport listens; re-registers the rows with it."""

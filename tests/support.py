@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from actors import FatalError, ManagerActor, rpc
+from actors import FatalError, ManagerActor, periodic_task, rpc
 from actors.drivers.base import DriverActor, DriverOptions, operation
 
 
@@ -180,3 +180,26 @@ class SlowManager(ManagerActor):
     @rpc(journal=True)
     def work_once(self, item: str, seconds: float = 0.2) -> Any:
         return self.driver.work(item, seconds)
+
+
+PHASES: list[str] = []
+"""What PhaseManager saw, in order (tests clear it)."""
+
+
+class PhaseManager(ResourceManager):
+    """Records the start phases it goes through."""
+
+    fail_with_rpc = False
+
+    def init_host(self) -> None:
+        super().init_host()
+        PHASES.append(f"init_host {self.backend}")
+
+    def init_host_with_rpc(self) -> None:
+        PHASES.append(f"init_host_with_rpc {self.backend}")
+        if self.backend == "broken":
+            raise RuntimeError("cannot announce myself")
+
+    @periodic_task(spacing=3600, run_immediately=True)
+    def announce(self) -> None:
+        PHASES.append(f"periodic {self.backend}")
