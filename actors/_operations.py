@@ -97,6 +97,8 @@ class _Outcome:
     result: Any
     error: BaseException | None
     reason: str | None
+    release_key: bool = False
+    """A retryable failure that did nothing: a retry with the key runs anew."""
 
     def answer(self, future: ActorFuture[Any]) -> None:
         if self.error is None:
@@ -157,7 +159,7 @@ class Operations:
             manager_class.check_request(name, method, version)
             handle.check_room(reserved=self._undelivered.get(name, 0))
             pending = self.journal.accept(name, method, args, key, op_id=op_id)
-        except TypeError as exc:  # arguments the journal cannot store
+        except (TypeError, ValueError) as exc:  # arguments the journal cannot store
             error: BaseException = InvalidArguments(handle.name, method, str(exc))
             accepted.set_exception(error)
             outcome.set_exception(error)
@@ -264,9 +266,15 @@ class Operations:
         if inflight is None:
             return
         error = done.exception()
-        if error is not None:
-            when = "while it ran" if inflight.started else "before it started"
-            self.interrupt(record, f"{record.target} ended {when}: {error}")
+        if error is not None and inflight.started:
+            self.interrupt(record, f"{record.target} ended while it ran: {error}")
+            return
+        if error is not None:  # it never ran: a retryable failure, the key free again
+            del self._inflight[record.id]
+            outcome = _Outcome("failed", None, error, f"not started: {error}", release_key=True)
+            self._write_outcome(record.id, outcome).add_done_callback(
+                lambda _: outcome.answer(inflight.outcome)
+            )
             return
         del self._inflight[record.id]
         ok, value = done.value()
@@ -302,6 +310,7 @@ class Operations:
                 result=outcome.result,
                 error=None if error is None else error_data(error),
                 reason=outcome.reason,
+                release_key=outcome.release_key,
             )
         except (TypeError, ValueError):  # a result that is not JSON data: not stored
             pending = self.journal.set_state(
@@ -362,8 +371,9 @@ class Operations:
             outcome = _Outcome("interrupted", None, error, error.details["reason"])
         elif error is None:
             outcome = _Outcome("succeeded", done.value(), None, None)
-        else:
-            outcome = _Outcome("failed", None, error, str(error))
+        else:  # a retryable error (DriverNotReady, Busy...) must not pin the key
+            retryable = bool(getattr(error, "retryable", False))
+            outcome = _Outcome("failed", None, error, str(error), release_key=retryable)
         answer = self.runtime.future()
         written = self._write_outcome(op_id, outcome)
 

@@ -133,6 +133,12 @@ class JournaledManager(HoldingManager):
         """Idempotent: crash recovery runs it again."""
         return self.driver.resize(resource_id, size)
 
+    @rpc
+    def hold_then_crash(self) -> None:
+        """Block the mailbox until released, then crash with what queued behind."""
+        self.hold()
+        raise FatalError("crashed after the hold")
+
     @rpc(journal=True)
     def explode(self) -> None:
         raise FatalError("exploded inside a journaled operation")

@@ -106,6 +106,35 @@ def test_an_outcome_the_database_refused_is_kept_and_written_when_it_is_back(h):
     assert fake.ops().count("create") == 1
 
 
+def test_a_retryable_failure_does_not_pin_the_key(h):
+    from actors import Busy as BusyError
+
+    fake = h.fake("b1")
+    fake.fail("create", BusyError("h@b1/driver", 1))
+    with pytest.raises(BusyError):
+        h.call("b1", "provision", resource_id="r1", key="k-10")
+    # The retry with the same key runs (the failure was retryable: the key was released).
+    assert h.call("b1", "provision", resource_id="r1", key="k-10") == {"id": "r1", "size": 1}
+    states = sorted(r.state for r in _records(h))
+    assert states == ["failed", "succeeded"]
+
+
+def test_an_operation_that_never_started_fails_retryably_and_frees_its_key(h):
+    fake = h.fake("b1")
+    crashing = h.service.ask("b1", "hold_then_crash", timeout=10)
+    fake.wait_until(lambda f: f.in_flight == 1, h.service.system.runtime)
+    op_id = h.cast("b1", "provision", resource_id="r1", key="k-11")  # queued behind the hold
+    fake.release()
+    with pytest.raises(Exception, match="crashed after the hold"):
+        crashing.result()
+    record = h.wait_operation(op_id)
+    assert record.state == "failed" and record.error["retryable"]
+    assert record.idempotency_key is None and "not started" in (record.reason or "")
+    h.wait_running("b1")
+    assert h.call("b1", "provision", resource_id="r1", key="k-11") == {"id": "r1", "size": 1}
+    assert fake.ops().count("create") == 1
+
+
 def test_a_retry_while_the_first_attempt_runs_waits_for_the_same_outcome(h):
     fake = h.fake("b1")
     fake.hang("create")

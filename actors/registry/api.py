@@ -593,4 +593,7 @@ def _postgresql_engine(url: URL) -> Engine:
         max_overflow=4,
         pool_timeout=CONNECT_TIMEOUT,
         pool_recycle=1800,
+        # A server that restarted leaves dead pooled connections: test each one
+        # on checkout, so the first request after an outage does not fail.
+        pool_pre_ping=True,
     )

@@ -41,7 +41,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, bindparam, delete, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    RowMapping,
+    and_,
+    bindparam,
+    case,
+    delete,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.pool import NullPool
 
 from actors.registry.api import (
@@ -100,6 +112,11 @@ _UPDATE_STATE = (
         result=_bind("new_result", OperationModel.result),
         error=_bind("new_error", OperationModel.error),
         reason=_bind("new_reason", OperationModel.reason),
+        # A released key may be used again: the retry runs as a new operation.
+        idempotency_key=case(
+            (bindparam("release_key", type_=Boolean()), null()),
+            else_=OperationModel.idempotency_key,
+        ),
         updated_at=_bind("now", OperationModel.updated_at),
         finished_at=_bind("finished", OperationModel.finished_at),
     )
@@ -142,7 +159,7 @@ class InvalidTransition(RegistryError):
         )
 
 
-register_error(JournalClosed, OperationNotFound, InvalidTransition)
+register_error(JournalClosed, JournalBusy, OperationNotFound, InvalidTransition)
 
 
 @dataclass(frozen=True)
@@ -190,6 +207,7 @@ class _SetState:
     error: Any
     reason: str | None
     future: Future[OperationRecord]
+    release_key: bool = False
 
 
 _Request = _Accept | _SetState
@@ -205,7 +223,7 @@ def _to_json(what: str, value: Any) -> str:
     Fails now, in the caller, rather than failing a whole batch later.
     """
     try:
-        return json.dumps(value)
+        return json.dumps(value, allow_nan=False)  # NaN is not JSON (PostgreSQL refuses it)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} must be JSON-serialisable: {exc}") from None
 
@@ -284,6 +302,7 @@ class Journal:
         self._last_batch = 0  # size of the previous batch: how many callers come back
         self._closed = False
         self._batches = 0
+        self._db = _database_runner()
         self._writer = threading.Thread(
             target=self._run, name=f"journal-writer({registry.url})", daemon=True
         )
@@ -319,8 +338,12 @@ class Journal:
         With a key already recorded for this target, the future resolves with
         that operation instead (no second row): compare its id with `op_id`
         (a new UUID unless given) to tell the two apart. Raises TypeError at
-        once when `args` is not JSON-serialisable.
+        once when `args` is not JSON-serialisable and ValueError when a name
+        is longer than its column.
         """
+        for what, value in (("target", target), ("method", method), ("key", key)):
+            if value is not None and len(value) > 255:
+                raise ValueError(f"{what} is longer than 255 characters")
         args_json = _to_json("args", args)
         now = self._registry._clock()
         op_id = op_id or str(uuid.uuid4())
@@ -354,19 +377,24 @@ class Journal:
         result: Any = None,
         error: Any = None,
         reason: str | None = None,
+        *,
+        release_key: bool = False,
     ) -> Future[OperationRecord]:
         """Move an unfinished operation to `state`; resolves with the updated record.
 
         Finished states ('succeeded', 'failed', 'interrupted') set finished_at
         and are final: changing a finished operation fails with
-        InvalidTransition; an unknown id with OperationNotFound.
+        InvalidTransition; an unknown id with OperationNotFound. With
+        `release_key` the operation gives up its idempotency key, so that a
+        retry with it runs anew (for failures that are known to have done
+        nothing, e.g. a retryable refusal).
         """
         if state not in SETTABLE_STATES:
             raise ValueError(f"state must be one of {sorted(SETTABLE_STATES)}, not {state!r}")
         _check_json("result", result)
         _check_json("error", error)
         future: Future[OperationRecord] = Future()
-        self._submit(_SetState(op_id, state, result, error, reason, future))
+        self._submit(_SetState(op_id, state, result, error, reason, future, release_key))
         return future
 
     def close(self, timeout: float = 30.0) -> None:
@@ -380,7 +408,7 @@ class Journal:
             self._cond.notify_all()
         self._writer.join(timeout)
         if not self._writer.is_alive():
-            self._release()
+            self._db(self._release)
         with self._cond:
             left, self._pending = self._pending, []
         for request in left:
@@ -482,7 +510,7 @@ class Journal:
                     del self._pending[: self._batch_max]
                     self._last_batch = len(batch)
                     return batch
-            self._release()
+            self._db(self._release)
 
     def _batch_full(self) -> bool:
         return len(self._pending) >= self._wake_at or self._closed
@@ -495,11 +523,11 @@ class Journal:
                     return
                 self._run_batch(batch)
         finally:
-            self._release()
+            self._db(self._release)
 
     def _run_batch(self, batch: builtins.list[_Request]) -> None:
         try:
-            outcomes = self._write(batch)
+            outcomes = self._db(self._write, batch)
         except BaseException as exc:  # the writer must survive anything
             if not isinstance(exc, RegistryError):
                 log.exception("operation journal batch of %d failed", len(batch))
@@ -692,6 +720,7 @@ class Journal:
             "new_result": request.result,
             "new_error": request.error,
             "new_reason": request.reason,
+            "release_key": request.release_key,
             "now": now,
             "finished": now if request.state in FINISHED_STATES else None,
         }
@@ -716,3 +745,28 @@ class Journal:
 def _fail(future: Future[OperationRecord], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+def _database_runner() -> Callable[..., Any]:
+    """How the writer runs its database work: directly, or in one native thread.
+
+    Under gevent's monkey-patching (actorsd) the writer "thread" is a greenlet
+    on the hub, and SQLite calls (fsync, lock waits up to the statement
+    timeout) would freeze every actor and the transport. There the database
+    work goes to a one-thread native pool (always the same thread, so the
+    held connection stays in it) while the writer greenlet waits cooperatively.
+    """
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return _call
+    if not monkey.is_module_patched("threading"):
+        return _call
+    from gevent.threadpool import ThreadPool
+
+    pool = ThreadPool(1)
+    return lambda fn, *args: pool.apply(fn, args)
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
