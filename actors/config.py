@@ -93,6 +93,10 @@ class ServiceConfig(BaseSettings):
     service_down_time: float = Field(
         60.0, gt=0, description="a service without a heartbeat this long is down"
     )
+    capability_topic: str | None = Field(
+        None, description="publish each backend's get_stats() to this topic (None: off)"
+    )
+    capability_interval: float = Field(60.0, gt=0, description="seconds between reports")
     journal: bool = Field(
         True,
         description="journal @rpc(journal=True) requests in the registry's database"

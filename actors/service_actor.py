@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +20,7 @@ from typing import Any
 
 from actors._operations import Operations
 from actors.actor import BaseActor
+from actors.capabilities import publish_reports
 from actors.config import BackendConfig, ServiceConfig
 from actors.drivers.base import DriverActor, DriverOptions
 from actors.errors import ActorsError, NotFound
@@ -166,6 +168,74 @@ class ServiceActor(BaseActor):
             self.call_repeatedly(self.config.report_interval, self.report)
         if self.operations is not None:
             self.call_repeatedly(self.config.journal_prune_interval, self.prune)
+        if self.config.capability_topic and self.registry is not None:
+            self.publish_capabilities()
+            self.call_repeatedly(self.config.capability_interval, self.publish_capabilities)
+
+    # -- capability reports (actors/capabilities.py) -------------------------------------
+    def publish_capabilities(self) -> ActorFuture[Any]:
+        """Ask every ready driver for get_stats(), then publish the reports off the actors.
+
+        The future completes with {"receivers": n, "failed": m, "reports": k}.
+        A driver that does not answer is left out of this round (logged).
+        """
+        names = self.ready_managers()
+        stats = {
+            name: self.child(f"{name}/driver").ask("get_stats", timeout=self.config.default_timeout)
+            for name in names
+        }
+        result = self.runtime.future()
+        remaining = len(stats)
+        if not stats:
+            result.set({"receivers": 0, "failed": 0, "reports": 0})
+            return result
+        reports: list[dict[str, Any]] = []
+
+        def collected(name: str, done: Any) -> None:
+            nonlocal remaining
+            remaining -= 1
+            error = done.exception()
+            if error is not None:
+                self.log.warning("no capabilities from %s this round: %s", name, error)
+            else:
+                reports.append(self._report(name, done.value()))
+            if remaining == 0:
+                self._send_reports(reports, result)
+
+        for name, future in stats.items():
+            self.pipe(future, functools.partial(collected, name))
+        return result
+
+    def _report(self, name: str, capabilities: Any) -> dict[str, Any]:
+        plan = self.plan(name)
+        return {
+            "service": name,
+            "host": self.config.host,
+            "backend": plan.backend,
+            "topic": self.config.topic,
+            "timestamp": time.time(),
+            "capabilities": capabilities,
+        }
+
+    def _send_reports(self, reports: list[dict[str, Any]], result: ActorFuture[Any]) -> None:
+        assert self.registry is not None and self.config.capability_topic is not None
+        work = self.runtime.offload(
+            publish_reports,
+            self.registry,
+            self.config.capability_topic,
+            reports,
+            self.config.default_timeout,
+        )
+
+        def sent(done: Any) -> None:
+            error = done.exception()
+            if error is not None:
+                self.log.warning("capability reports not published: %s", error)
+                result.try_set({"receivers": 0, "failed": len(reports), "reports": len(reports)})
+                return
+            result.try_set({**done.value(), "reports": len(reports)})
+
+        self.pipe(work, sent)
 
     # -- registry --------------------------------------------------------------------
     def ready_managers(self) -> list[str]:

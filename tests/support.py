@@ -209,3 +209,20 @@ class PhaseManager(ResourceManager):
     @periodic_task(spacing=3600, run_immediately=True)
     def announce(self) -> None:
         PHASES.append(f"periodic {self.backend}")
+
+
+class SchedulerManager(ManagerActor):
+    """Receives capability reports, keeping the newest per service."""
+
+    def init_host(self) -> None:
+        from actors.capabilities import CapabilityStore
+
+        self.store = CapabilityStore()
+
+    @rpc
+    def update_capabilities(self, report: dict[str, Any]) -> bool:
+        return self.store.update(report)
+
+    @rpc
+    def capabilities(self) -> dict[str, Any]:
+        return {"reports": self.store.reports, "dropped": self.store.dropped}

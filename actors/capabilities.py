@@ -1,0 +1,80 @@
+"""Capability reports: what each backend can do, published to a topic (e.g. a scheduler).
+
+With `capability_topic` set, the ServiceActor asks every ready driver for
+`get_stats()` at start (phase 5) and every `capability_interval`, and casts
+one report per backend to every up service of that topic (found in the
+registry), method `update_capabilities`, argument `report`:
+
+    {"service": "node1@fast", "host": "node1", "backend": "fast",
+     "topic": "shares", "timestamp": 1795000000.123, "capabilities": {...}}
+
+Reports can arrive out of order (several processes, retries). A receiver
+keeps the newest per service and drops older ones; `CapabilityStore` does
+that for a manager:
+
+    class SchedulerManager(ManagerActor):
+        def init_host(self) -> None:
+            self.capabilities = CapabilityStore()
+
+        @rpc
+        def update_capabilities(self, report: dict[str, Any]) -> bool:
+            return self.capabilities.update(report)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from actors.registry import Registry
+from transport.client import fanout
+
+__all__ = ["CapabilityStore", "publish_reports"]
+
+log = logging.getLogger(__name__)
+
+METHOD = "update_capabilities"
+
+
+class CapabilityStore:
+    """The newest capability report of each service; older ones are dropped."""
+
+    def __init__(self) -> None:
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.dropped = 0
+
+    def update(self, report: dict[str, Any]) -> bool:
+        """Keep `report` unless one at least as new is already here; True if kept."""
+        service, stamp = report.get("service"), report.get("timestamp")
+        if not isinstance(service, str) or not isinstance(stamp, int | float):
+            raise ValueError("a capability report needs 'service' (str) and 'timestamp' (number)")
+        current = self.reports.get(service)
+        if current is not None and current["timestamp"] >= stamp:
+            self.dropped += 1
+            return False
+        self.reports[service] = report
+        return True
+
+    def get(self, service: str) -> dict[str, Any] | None:
+        return self.reports.get(service)
+
+
+def publish_reports(
+    registry: Registry, topic: str, reports: list[dict[str, Any]], timeout: float
+) -> dict[str, int]:
+    """Cast each report to every up service of `topic`; blocking (run it off the actors).
+
+    Returns {"receivers": n, "failed": m}: casts refused or unanswered are
+    counted and logged, never raised (the next interval publishes again).
+    """
+    endpoints = sorted(
+        {r.endpoint for r in registry.services(topic=topic) if r.is_up and r.endpoint}
+    )
+    failed = 0
+    for report in reports:
+        outcome = fanout(endpoints, topic, METHOD, {"report": report}, timeout=timeout, green=False)
+        for endpoint, error in outcome.items():
+            if error is not None:
+                failed += 1
+                log.warning("capability report to %s failed: %s", endpoint, error)
+    return {"receivers": len(endpoints), "failed": failed}

@@ -1,0 +1,65 @@
+"""Capability reports reach the services of a topic; receivers keep the newest."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from actors.capabilities import CapabilityStore
+from tests.support import backend
+
+SCHEDULER = backend("tests.support:SchedulerManager")
+
+
+def test_the_store_keeps_the_newest_report_per_service():
+    store = CapabilityStore()
+    assert store.update({"service": "a@b", "timestamp": 2.0, "capabilities": {"free": 1}})
+    assert not store.update({"service": "a@b", "timestamp": 1.0, "capabilities": {"free": 9}})
+    assert not store.update({"service": "a@b", "timestamp": 2.0, "capabilities": {"free": 9}})
+    assert store.update({"service": "c@d", "timestamp": 1.0, "capabilities": {}})
+    assert store.get("a@b") == {"service": "a@b", "timestamp": 2.0, "capabilities": {"free": 1}}
+    assert store.dropped == 2
+    with pytest.raises(ValueError, match="timestamp"):
+        store.update({"service": "a@b"})
+
+
+def _reports(h) -> dict:
+    return h.call("s", "capabilities")  # type: ignore[no-any-return]
+
+
+def test_reports_are_published_at_start_and_each_round_and_older_ones_dropped(
+    actors_service, tmp_path
+):
+    shared = tmp_path / "shared"  # one registry database for both services
+    common = {"state_dir": shared, "transport": False, "report_interval": 1}
+    scheduler = actors_service(
+        {"s": SCHEDULER}, host="hb", topic="scheduler", service_down_time=5, **common
+    )
+    scheduler.service.serve("tcp://127.0.0.1:0")
+    scheduler.run_in(scheduler.service.name, lambda actor: actor.report())  # up, with endpoint
+    agent = actors_service(
+        {"b1": backend()},
+        host="ha",
+        capability_topic="scheduler",
+        capability_interval=3600,
+        service_down_time=5,
+        **common,
+    )
+    deadline = time.monotonic() + 10
+    while "ha@b1" not in _reports(scheduler)["reports"]:  # the report sent at start
+        assert time.monotonic() < deadline, "no capability report arrived"
+        scheduler.service.system.runtime.sleep(0.02)  # the cast travels over tcp
+    first = _reports(scheduler)["reports"]["ha@b1"]
+    assert first["capabilities"]["driver"] == "fake" and first["backend"] == "b1"
+    # Another round: one report, one receiver, newer timestamp.
+    sent = agent.run_in(agent.service.name, lambda actor: actor.publish_capabilities())
+    assert sent == {"receivers": 1, "failed": 0, "reports": 1}
+    deadline = time.monotonic() + 10
+    while _reports(scheduler)["reports"]["ha@b1"]["timestamp"] == first["timestamp"]:
+        assert time.monotonic() < deadline, "the second report did not arrive"
+        scheduler.service.system.runtime.sleep(0.02)
+    # A late, older report is dropped.
+    stale = {**first, "capabilities": {"driver": "stale"}}
+    assert scheduler.call("s", "update_capabilities", report=stale) is False
+    assert _reports(scheduler)["reports"]["ha@b1"]["capabilities"]["driver"] == "fake"
