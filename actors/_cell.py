@@ -521,6 +521,30 @@ class CellMixin:
             return
         self.children[spec.name] = cell
 
+    def add_child(self, spec: ChildSpec) -> None:
+        """Supervise and start one more child, after the others (in the mailbox)."""
+        if self.supervisor is None:
+            self.supervisor = Supervisor(self.behaviour.supervision_policy())
+        if self.supervisor.spec(spec.name) is not None:
+            raise ValueError(f"{self.name} already supervises {spec.name!r}")
+        self.supervisor.add(spec)
+        self._start_child(spec)
+
+    def remove_child(self, name: str, reason: str = "removed") -> None:
+        """Stop a child gracefully (its deadline applies) and forget it (in the mailbox)."""
+        if self.supervisor is None or self.supervisor.spec(name) is None:
+            raise ValueError(f"{self.name} does not supervise {name!r}")
+        cell = self.children.pop(name, None)
+        self._restart_tokens.pop(name, None)  # a pending restart must not bring it back
+        try:
+            if isinstance(cell, CellMixin):
+                self._stop_child(cell, reason)
+        finally:
+            self.supervisor.remove(name)
+            directory = self.system.directory
+            for entry in [n for n in directory.names() if n == name or n.startswith(f"{name}/")]:
+                directory.remove(entry)
+
     def _stop_children(self, reason: str, *, urgent: bool = False) -> None:
         for name in reversed(list(self.children)):
             cell = self.children.pop(name)

@@ -75,6 +75,14 @@ class BaseActor:
         """How this actor supervises its children."""
         return self._cell.system.supervision
 
+    def add_child(self, spec: ChildSpec) -> None:
+        """Start and supervise one more child (call from this actor's mailbox)."""
+        self._cell.add_child(spec)
+
+    def remove_child(self, name: str, reason: str = "removed") -> None:
+        """Stop a child gracefully and stop supervising it (from this actor's mailbox)."""
+        self._cell.remove_child(name, reason)
+
     def child(self, name: str) -> ActorHandle:
         """A stable handle to a child (or any actor) by name."""
         return self._cell.system.handle(name)

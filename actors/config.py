@@ -75,6 +75,9 @@ class ServiceConfig(BaseSettings):
     topic: str = "actors"
     runtime: Literal["gevent", "threading"] = "gevent"
     mailbox_capacity: int = Field(1000, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
+        None, description="actorsd's log level (overrides --log-level; reloaded on SIGHUP)"
+    )
     default_timeout: float = Field(60.0, gt=0)
     shutdown_timeout: float = Field(30.0, gt=0)
     graceful_shutdown_timeout: float = Field(

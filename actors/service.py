@@ -15,10 +15,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import pydantic
+
 from actors._cell import CellMixin
 from actors._dispatch import ServiceDispatcher
 from actors._operations import Operations
-from actors.config import ServiceConfig, load_config
+from actors.config import ServiceConfig, config_error, load_config
 from actors.errors import ActorsError, ActorStopped
 from actors.registry import Registry, sqlite_url_for
 from actors.registry.journal import Journal, OperationRecord
@@ -30,6 +32,22 @@ from transport.security import ServerSecurity
 from transport.server import RpcServer
 
 __all__ = ["Service"]
+
+# Settings a running service cannot change: a reload reports them instead.
+_RESTART_KEYS = (
+    "host",
+    "binary",
+    "topic",
+    "runtime",
+    "mailbox_capacity",
+    "supervision",
+    "state_dir",
+    "transport",
+    "registry",
+    "database_url",
+    "journal",
+    "journal_max_pending",
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +211,60 @@ class Service:
         assert self.actor is not None
         self.system.handle(self.name).tell("set_endpoint", (server.endpoint,))
         return server
+
+    def reload(
+        self, config: ServiceConfig | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Apply a new configuration to the running service (SIGHUP); returns what happened.
+
+        Without `config` the service's file is read again. Applied at once:
+        intervals and timeouts, capability reports, added backends (started)
+        and removed ones (stopped gracefully). Everything else (host, topic,
+        runtime, database, transport, a changed backend) is listed under
+        `needs_restart` and left as it was. A configuration that does not
+        validate raises ConfigError/LoadError and changes nothing.
+        """
+        if self.system is None or self.actor is None:
+            raise RuntimeError("start the service first")
+        if config is None:
+            new = load_config(self.config_file)
+        else:  # validated again: a model_copy(update=...) is not
+            try:
+                new = type(config).model_validate(config.model_dump())
+            except pydantic.ValidationError as exc:
+                raise config_error(exc, None) from None
+        old = self.config
+        needs_restart = sorted(
+            key for key in _RESTART_KEYS if getattr(new, key) != getattr(old, key)
+        )
+        kept = set(old.enabled_backends) & set(new.enabled_backends)
+        needs_restart += sorted(f"backends.{b}" for b in kept if new.backends[b] != old.backends[b])
+        # Only what can change now: restart-only keys keep their running values.
+        merged = new.model_copy(
+            update={
+                **{key: getattr(old, key) for key in _RESTART_KEYS},
+                "backends": {
+                    **new.backends,
+                    **{b: old.backends[b] for b in kept},
+                },
+            }
+        )
+        plans = plan_backends(merged, file=self.config_file)  # raises before anything changes
+        timeout = merged.default_timeout if timeout is None else timeout
+        done = self.system.handle(self.name).ask("reconfigure", (merged, plans), timeout=timeout)
+        changes: dict[str, Any] = done.result()
+        self.config = merged
+        for name in changes["stopped"]:
+            self.backend_errors.pop(name, None)
+        self._handles.clear()  # routes changed
+        changes["needs_restart"] = needs_restart
+        log.warning(
+            "configuration reloaded: started %s, stopped %s, needs a restart: %s",
+            changes["started"] or "none",
+            changes["stopped"] or "none",
+            needs_restart or "nothing",
+        )
+        return changes
 
     def drain(self, timeout: float | None = None, abort: Event | None = None) -> bool:
         """Stop taking requests and let those in flight finish (graceful shutdown).

@@ -117,6 +117,7 @@ class ServiceActor(BaseActor):
         self._next_waiters: list[ActorFuture[Any]] = []
         self._outage_since: float | None = None
         self.serving = False  # phase 5 reached: restarted managers start serving at once
+        self._timers: list[Any] = []
         self.failed_backends: dict[str, str] = {}  # failed a start phase: never heartbeat
         self.routes: dict[str, str] = {}
         for plan in plans:
@@ -165,12 +166,68 @@ class ServiceActor(BaseActor):
         self.serving = True
         if self.registry is not None:
             self.report()  # the first heartbeat now, not an interval later
-            self.call_repeatedly(self.config.report_interval, self.report)
-        if self.operations is not None:
-            self.call_repeatedly(self.config.journal_prune_interval, self.prune)
         if self.config.capability_topic and self.registry is not None:
             self.publish_capabilities()
-            self.call_repeatedly(self.config.capability_interval, self.publish_capabilities)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """(Re)start the service's timers from the current configuration."""
+        for timer in self._timers:
+            timer.cancel()
+        config, timers = self.config, []
+        if self.registry is not None:
+            timers.append(self.call_repeatedly(config.report_interval, self.report))
+        if self.operations is not None:
+            timers.append(self.call_repeatedly(config.journal_prune_interval, self.prune))
+        if config.capability_topic and self.registry is not None:
+            timers.append(
+                self.call_repeatedly(config.capability_interval, self.publish_capabilities)
+            )
+        self._timers = timers
+
+    # -- reload (SIGHUP) -------------------------------------------------------------------
+    def reconfigure(self, config: ServiceConfig, plans: list[BackendPlan]) -> dict[str, Any]:
+        """Apply a new configuration in the mailbox: intervals, added and removed backends.
+
+        New backends start (init_host, then, the service being up, at once
+        init_host_with_rpc and periodic tasks); removed ones stop gracefully
+        (their deadline applies; what they cut is journaled) and their rows
+        are marked stopped. The caller decided what needs a restart instead.
+        """
+        old = {p.name: p for p in self.plans}
+        new = {p.name: p for p in plans}
+        started = [name for name in new if name not in old]
+        stopped = [name for name in old if name not in new]
+        for name in stopped:
+            self.remove_child(name, "removed from the configuration")
+            self.routes = {t: m for t, m in self.routes.items() if m != name}
+            self.failed_backends.pop(name, None)
+            self.unrecovered.discard(name)
+        self.config = config
+        self.plans = [old.get(p.name, p) for p in plans]
+        for name in started:
+            plan = new[name]
+            self.routes[plan.name] = plan.name
+            self.routes[plan.backend] = plan.name
+            if self.operations is not None:
+                self.unrecovered.add(name)
+            self.add_child(
+                ChildSpec(
+                    plan.name,
+                    _manager_factory(config, plan, self.operations, lambda: self.serving),
+                    mailbox_capacity=plan.config.mailbox_capacity,
+                )
+            )
+        if self.serving:
+            self._schedule()
+        if self.registry is not None and (started or stopped):
+            if stopped and self.registry_ids is not None:
+                gone = [self.registry_ids[n] for n in stopped if n in self.registry_ids]
+                self.runtime.offload(self.registry.mark, gone, "stopped")
+            self.registry_ids = None  # register the new set of rows in the next round
+            self._generation += 1
+            self.report()
+        return {"started": started, "stopped": stopped}
 
     # -- capability reports (actors/capabilities.py) -------------------------------------
     def publish_capabilities(self) -> ActorFuture[Any]:

@@ -59,6 +59,8 @@ def cli(
         security = None
         if transport.server_secret_key is not None and transport.client_keys_dir is not None:
             security = ServerSecurity(transport.server_secret_key, transport.client_keys_dir)
+        if config.log_level:
+            logging.getLogger().setLevel(config.log_level)
         service = Service(config, config_file=config_file).start(defer_ready=True)
     except TransportError as exc:  # ActorsError (config, load) and key files
         _fail(f"{type(exc).__name__}: {exc}")
@@ -83,6 +85,11 @@ def cli(
     def on_stop_signal(*_: object) -> None:  # the first asks for a drain, the second cuts it
         (urgent if stop.is_set() else stop).set()
 
+    reload_requested: list[bool] = []
+
+    def on_reload_signal(*_: object) -> None:  # SIGHUP: handled by the main loop, not here
+        reload_requested.append(True)
+
     def dump(*_: object) -> None:  # SIGUSR1: what every actor is doing, in the log
         for status in service.status():
             logging.getLogger("actorsd").warning("status %s", status)
@@ -93,10 +100,12 @@ def cli(
         gevent.signal_handler(signal.SIGTERM, on_stop_signal)
         gevent.signal_handler(signal.SIGINT, on_stop_signal)
         gevent.signal_handler(signal.SIGUSR1, dump)
+        gevent.signal_handler(signal.SIGHUP, on_reload_signal)
     else:
         signal.signal(signal.SIGTERM, on_stop_signal)
         signal.signal(signal.SIGINT, on_stop_signal)
         signal.signal(signal.SIGUSR1, dump)
+        signal.signal(signal.SIGHUP, on_reload_signal)
     service.ready()  # phases 4 and 5, now that the transport accepts requests
     managers = service.actor.managers() if service.actor else []
     click.echo(
@@ -116,6 +125,9 @@ def cli(
             service.stop()
             sys.exit(1)
         systemd.watchdog()  # only while healthy: a hung loop makes systemd restart us
+        if reload_requested:
+            reload_requested.clear()
+            _reload(service, config_file, systemd)
     grace = config.graceful_shutdown_timeout
     click.echo(f"actorsd: draining (at most {grace:g}s; signal again to stop now)", err=True)
     systemd.stopping("draining in-flight requests")
@@ -127,6 +139,30 @@ def cli(
     ok = service.stop()
     click.echo("actorsd: stopped" + ("" if ok else " (some actors had to be killed)"), err=True)
     sys.exit(0)
+
+
+def _reload(service: Service, config_file: str | None, systemd: SystemdNotifier) -> None:
+    """SIGHUP: read the file again and apply what can change; say what needs a restart."""
+    if config_file is None:
+        click.echo("actorsd: SIGHUP ignored: no --config file to reload", err=True)
+        return
+    systemd.notify("RELOADING=1")
+    try:
+        changes = service.reload()
+    except TransportError as exc:  # ConfigError, LoadError, ActorsError: nothing changed
+        click.echo(
+            f"actorsd: reload refused, nothing changed: {type(exc).__name__}: {exc}", err=True
+        )
+    else:
+        if service.config.log_level:
+            logging.getLogger().setLevel(service.config.log_level)
+        click.echo(
+            f"actorsd: reloaded {config_file}: started {changes['started'] or 'none'},"
+            f" stopped {changes['stopped'] or 'none'},"
+            f" needs a restart: {changes['needs_restart'] or 'nothing'}",
+            err=True,
+        )
+    systemd.notify("READY=1")
 
 
 def run(argv: list[str]) -> int:

@@ -1,0 +1,106 @@
+"""Reloading the configuration of a running service (SIGHUP in actorsd)."""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from actors import ConfigError, NotFound, ServiceConfig
+from tests.daemon import start_actorsd, wait_for
+from tests.support import backend
+from transport.client import RpcClient
+
+
+def _config(service, **changes) -> ServiceConfig:
+    return ServiceConfig.model_validate({**service.config.model_dump(), **changes})
+
+
+def test_reload_starts_added_and_stops_removed_backends(make_service):
+    service = make_service({"a": backend(), "b": backend()})
+    service.call("a", "create", {"resource_id": "r1"})
+    backends = {"b": backend(), "c": backend()}
+    changes = service.reload(_config(service, enabled_backends=["b", "c"], backends=backends))
+    assert changes == {"started": ["h@c"], "stopped": ["h@a"], "needs_restart": []}
+    assert service.actor is not None and service.actor.managers() == ["h@b", "h@c"]
+    assert service.call("c", "create", {"resource_id": "r2"}) == {"id": "r2", "size": 1}
+    with pytest.raises(NotFound):
+        service.call("a", "create", {"resource_id": "r3"})
+    names = service.system.directory.names()
+    assert "h@a" not in names and "h@a/driver" not in names
+    assert service.registry is not None
+    service.system.handle(service.name).ask("report", timeout=10).result()
+    rows = {r.backend: r for r in service.registry.services(host="h")}
+    assert rows["a"].state == "stopped" and rows["c"].is_up and rows["b"].is_up
+
+
+def test_reload_reports_what_needs_a_restart_and_applies_the_rest(make_service):
+    service = make_service({"a": backend()}, report_interval=10, service_down_time=60)
+    changed = {"a": backend(options={"capacity": 5})}
+    changes = service.reload(
+        _config(service, topic="elsewhere", report_interval=2.0, backends=changed)
+    )
+    assert changes["needs_restart"] == ["topic", "backends.a"]
+    assert service.config.topic == "actors"  # left as it runs
+    assert service.config.report_interval == 2.0  # applied
+    assert service.config.backends["a"].options == {}
+
+
+def test_a_reload_that_does_not_validate_changes_nothing(make_service, tmp_path):
+    path = tmp_path / "service.toml"
+    path.write_text('host = "h"\nenabled_backends = ["missing"]\n')
+    service = make_service({"a": backend()})
+    service.config_file = str(path)
+    with pytest.raises(ConfigError, match="missing"):
+        service.reload()
+    assert service.actor is not None and service.actor.managers() == ["h@a"]
+
+
+def _toml(tmp_path: Path, backends: list[str]) -> str:
+    sections = "".join(
+        f"""
+        [backends.{name}]
+        manager = "actors.examples.files:DirectoryManager"
+        driver = "actors.examples.files:DirectoryDriver"
+        options = {{ root = "{tmp_path / name}" }}
+        """
+        for name in backends
+    )
+    return textwrap.dedent(
+        f"""
+        host = "node1"
+        state_dir = "{tmp_path / "state"}"
+        enabled_backends = {backends!r}
+        """
+    ) + textwrap.dedent(sections)
+
+
+@pytest.mark.parametrize("runtime", ["gevent", "threading"])
+def test_sighup_adds_and_removes_a_backend_in_a_running_daemon(tmp_path, runtime):
+    config = tmp_path / "service.toml"
+    config.write_text(_toml(tmp_path, ["one"]))
+    log = tmp_path / "log"
+    proc, endpoint = start_actorsd(config, log, runtime)
+    try:
+        with RpcClient(endpoint, timeout=10) as client:
+            client.call("one", "create", {"name": "x"})
+            config.write_text(_toml(tmp_path, ["two"]))
+            proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "actorsd: reloaded" in log.read_text(), "the reload")
+            assert client.ping()["managers"] == ["node1@two"]
+            assert client.call("two", "create", {"name": "y"})["name"] == "y"
+            with pytest.raises(NotFound):
+                client.call("one", "create", {"name": "z"})
+            config.write_text("not = [valid")
+            proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "reload refused" in log.read_text(), "the refused reload")
+            assert client.call("two", "list_items")["count"] == 1  # still serving
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert (tmp_path / "two" / "y").is_dir() and not (tmp_path / "one" / "z").exists()
