@@ -23,7 +23,7 @@ from pydantic_settings import (
 )
 
 from actors.errors import ConfigError
-from actors.supervision import SupervisionPolicy
+from actors.supervision import Backoff, SupervisionPolicy
 
 __all__ = ["BackendConfig", "ServiceConfig", "TransportConfig", "default_config", "load_config"]
 
@@ -40,6 +40,9 @@ class BackendConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="driver options")
     driver_timeout: float = Field(600.0, gt=0, description="deadline of one driver operation")
     driver_supervision: SupervisionPolicy = SupervisionPolicy()
+    setup_backoff: Backoff | None = Field(
+        None, description="retries of a failing driver setup (default: the driver's own)"
+    )
     mailbox_capacity: int | None = Field(None, ge=1)
 
 

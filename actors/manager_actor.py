@@ -145,13 +145,15 @@ class ManagerActor(BaseActor):
         )
         return [
             ChildSpec(
-                driver_name,
-                lambda: self.driver_class(
-                    self.driver_options, host=self.host, backend=self.backend
-                ),
-                mailbox_capacity=self.config.mailbox_capacity,
+                driver_name, self._make_driver, mailbox_capacity=self.config.mailbox_capacity
             )
         ]
+
+    def _make_driver(self) -> DriverActor:
+        driver = self.driver_class(self.driver_options, host=self.host, backend=self.backend)
+        if self.config.setup_backoff is not None:  # the backend's configuration wins
+            driver.setup_backoff = self.config.setup_backoff  # type: ignore[misc]
+        return driver
 
     def supervision_policy(self) -> SupervisionPolicy:
         return self.config.driver_supervision

@@ -122,3 +122,20 @@ def test_driver_setup_failure_means_not_ready_and_is_retried(make_service, runti
     clock.advance(1.3)  # second backoff (1s +- 20%)
     fake.wait_until(lambda c: c.setups == 3, runtime)
     assert service.call("b1", "create", {"resource_id": "x"}, timeout=5)["id"] == "x"
+
+
+def test_driver_setup_backoff_is_configurable_per_backend(make_harness, actors_clock):
+    fake = FakeController.for_backend("h@b1")
+    fake.fail_setup(OSError("device busy"), times=3)
+    backoff = {"initial": 5.0, "maximum": 8.0, "multiplier": 2.0, "jitter": 0.0}
+    h = make_harness({"b1": backend(setup_backoff=backoff)}, clock=actors_clock)
+    h.advance(4.9)  # handled all that fell due: the default 0.5 s would have retried
+    assert fake.setups == 1
+    h.advance(0.2)  # 5 s: the configured first delay
+    assert fake.setups == 2
+    h.advance(7.9)  # 10 s doubled, capped at 8 s
+    assert fake.setups == 2
+    h.advance(0.2)
+    assert fake.setups == 3
+    with pytest.raises(DriverNotReady, match="device busy"):
+        h.call("b1", "create", resource_id="x")
