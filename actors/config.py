@@ -38,6 +38,9 @@ class BackendConfig(BaseModel):
     manager: str = Field(description="import path of the ManagerActor subclass")
     driver: str = Field(description="import path of the DriverActor subclass")
     options: dict[str, Any] = Field(default_factory=dict, description="driver options")
+    manager_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the manager (its own model validates them)"
+    )
     driver_timeout: float = Field(600.0, gt=0, description="deadline of one driver operation")
     driver_supervision: SupervisionPolicy = SupervisionPolicy()
     setup_backoff: Backoff | None = Field(
@@ -193,23 +196,26 @@ def config_error(exc: pydantic.ValidationError, file: str | None) -> ConfigError
 
 
 def default_config(state_dir: str | Path = "state", **overrides: Any) -> ServiceConfig:
-    """The embedded default: one local directory backend under `state_dir`.
+    """The embedded default: the reference share service on a local directory.
 
     What `actorsd` runs with no `--config`: bound to tcp://127.0.0.1:5555,
-    backend `files` (DirectoryManager over DirectoryDriver) rooted in
-    `state_dir/files`. Environment variables still apply.
+    backend `local` (ShareManager over LocalShareDriver) rooted in
+    `state_dir/shares`, its state in the SQLite registry in `state_dir`.
+    Environment variables still apply.
     """
     state = Path(state_dir).resolve()
     backends = {
-        "files": BackendConfig(
-            manager="actors.examples.files:DirectoryManager",
-            driver="actors.examples.files:DirectoryDriver",
-            options={"root": str(state / "files")},
+        "local": BackendConfig(
+            manager="actors.managers.share:ShareManager",
+            driver="actors.drivers.local:LocalShareDriver",
+            options={"root": str(state / "shares")},
+            manager_options={"quota_gb": 100},
         )
     }
     values: dict[str, Any] = {
         "state_dir": state,
-        "enabled_backends": ["files"],
+        "topic": "shares",
+        "enabled_backends": ["local"],
         "backends": backends,
         **overrides,
     }

@@ -22,6 +22,7 @@ from actors.config import BackendConfig
 from actors.drivers.base import DriverActor, DriverOptions
 from actors.errors import ActorUnavailable, DriverNotReady, MethodNotAllowed
 from actors.periodic import PeriodicTask, Scheduler, collect_periodic_tasks
+from actors.registry.api import Registry
 from actors.registry.journal import OperationRecord
 from actors.rpc import RpcMethod, bind_validated, check_version, collect_rpc_methods, rpc
 from actors.runtime import ActorFuture
@@ -111,6 +112,7 @@ class ManagerActor(BaseActor):
         self.driver: DriverProxy  # bound in child_specs, before on_start
         self.operations: Operations | None = None  # set by the service when it journals
         self._serving: Callable[[], bool] | None = None  # set by the service
+        self.registry: Registry | None = None  # the service's registry, if it keeps one
 
     # -- lifecycle (start phases: docs/architecture.md) -----------------------------------
     def init_host(self) -> None:
@@ -144,9 +146,7 @@ class ManagerActor(BaseActor):
             self.child(driver_name), self.name, self.config.driver_timeout, self
         )
         return [
-            ChildSpec(
-                driver_name, self._make_driver, mailbox_capacity=self.config.mailbox_capacity
-            )
+            ChildSpec(driver_name, self._make_driver, mailbox_capacity=self.config.mailbox_capacity)
         ]
 
     def _make_driver(self) -> DriverActor:

@@ -128,7 +128,9 @@ class ServiceActor(BaseActor):
         return [
             ChildSpec(
                 plan.name,
-                _manager_factory(self.config, plan, self.operations, lambda: self.serving),
+                _manager_factory(
+                    self.config, plan, self.operations, lambda: self.serving, self.registry
+                ),
                 mailbox_capacity=plan.config.mailbox_capacity,
             )
             for plan in self.plans
@@ -214,7 +216,9 @@ class ServiceActor(BaseActor):
             self.add_child(
                 ChildSpec(
                     plan.name,
-                    _manager_factory(config, plan, self.operations, lambda: self.serving),
+                    _manager_factory(
+                        config, plan, self.operations, lambda: self.serving, self.registry
+                    ),
                     mailbox_capacity=plan.config.mailbox_capacity,
                 )
             )
@@ -462,6 +466,7 @@ def _manager_factory(
     plan: BackendPlan,
     operations: Operations | None,
     serving: Callable[[], bool],
+    registry: Registry | None = None,
 ) -> Any:
     def make() -> ManagerActor:
         manager = plan.manager_class(
@@ -472,6 +477,7 @@ def _manager_factory(
             config=plan.config,
         )
         manager.operations = operations
+        manager.registry = registry
         manager._serving = serving
         return manager
 

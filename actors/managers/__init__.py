@@ -1,0 +1,1 @@
+"""Reference managers built on the framework (the share service)."""

@@ -1,0 +1,292 @@
+"""The share service's state in the registry database: shares, snapshots, access rules.
+
+Blocking calls (run them off the actors, e.g. `runtime.offload`). Each is one
+transaction; checks that must hold together (duplicate id, the backend's
+quota) are made in the same transaction as the write.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from actors.registry.api import Registry, RegistryError
+from actors.registry.models import ShareModel, ShareSnapshotModel
+from transport.errors import register_error
+
+__all__ = [
+    "QuotaExceeded",
+    "ShareExists",
+    "ShareNotAvailable",
+    "ShareNotFound",
+    "ShareStore",
+    "SnapshotExists",
+    "SnapshotNotKnown",
+]
+
+_SHARE = tuple(ShareModel.__table__.columns)
+_SNAPSHOT = tuple(ShareSnapshotModel.__table__.columns)
+
+
+class ShareNotFound(RegistryError):
+    """No share with this id."""
+
+    def __init__(self, share_id: str) -> None:
+        super().__init__(f"no share {share_id!r}", share_id=share_id)
+
+
+class ShareExists(RegistryError):
+    """A share with this id exists already."""
+
+    def __init__(self, share_id: str) -> None:
+        super().__init__(f"share {share_id!r} exists already", share_id=share_id)
+
+
+class QuotaExceeded(RegistryError):
+    """The backend's quota would be exceeded."""
+
+    def __init__(self, backend: str, quota_gb: int, used_gb: int, requested_gb: int) -> None:
+        super().__init__(
+            f"{backend} quota of {quota_gb} GB exceeded:"
+            f" {used_gb} GB used, {requested_gb} GB more asked",
+            backend=backend,
+            quota_gb=quota_gb,
+            used_gb=used_gb,
+            requested_gb=requested_gb,
+        )
+
+
+class ShareNotAvailable(RegistryError):
+    """The share is not in a state that allows this (busy with another operation, or in error)."""
+
+    retryable = True
+
+    def __init__(self, share_id: str, state: str, expected: tuple[str, ...]) -> None:
+        super().__init__(
+            f"share {share_id!r} is {state}; this needs it {' or '.join(expected)}",
+            share_id=share_id,
+            state=state,
+            expected=list(expected),
+        )
+
+
+class SnapshotExists(RegistryError):
+    """A snapshot with this id exists already."""
+
+    def __init__(self, snapshot_id: str) -> None:
+        super().__init__(f"snapshot {snapshot_id!r} exists already", snapshot_id=snapshot_id)
+
+
+class SnapshotNotKnown(RegistryError):
+    """No snapshot with this id for this share."""
+
+    def __init__(self, share_id: str, snapshot_id: str) -> None:
+        super().__init__(
+            f"share {share_id!r} has no snapshot {snapshot_id!r}",
+            share_id=share_id,
+            snapshot_id=snapshot_id,
+        )
+
+
+register_error(
+    ShareNotFound, ShareExists, QuotaExceeded, ShareNotAvailable, SnapshotExists, SnapshotNotKnown
+)
+
+
+def _data(row: Any, columns: tuple[Any, ...]) -> dict[str, Any]:
+    data = {c.name: row._mapping[c.name] for c in columns}
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = value.isoformat()
+    return data
+
+
+class ShareStore:
+    """Shares and snapshots of every backend, on the registry's database."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    # -- shares ----------------------------------------------------------------------
+    def create(
+        self,
+        share_id: str,
+        backend: str,
+        size_gb: int,
+        name: str | None = None,
+        quota_gb: int | None = None,
+    ) -> dict[str, Any]:
+        """Record a new share in state 'creating'; ShareExists / QuotaExceeded."""
+        now = self.registry._clock()
+        with self.registry._transaction(write=True) as conn:
+            if self._share_row(conn, share_id) is not None:
+                raise ShareExists(share_id)
+            self._check_quota(conn, backend, size_gb, quota_gb)
+            conn.execute(
+                insert(ShareModel).values(
+                    id=share_id,
+                    backend=backend,
+                    name=name,
+                    size_gb=size_gb,
+                    state="creating",
+                    reason=None,
+                    export_path=None,
+                    access_rules=[],
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            row = self._share_row(conn, share_id)
+        return _data(row, _SHARE)
+
+    def get(self, share_id: str) -> dict[str, Any]:
+        with self.registry._transaction(write=False) as conn:
+            row = self._share_row(conn, share_id)
+            if row is None:
+                raise ShareNotFound(share_id)
+            share = _data(row, _SHARE)
+            share["snapshots"] = self._snapshots(conn, share_id)
+        return share
+
+    def shares(self, backend: str) -> list[dict[str, Any]]:
+        statement = select(*_SHARE).where(ShareModel.backend == backend).order_by(ShareModel.id)
+        with self.registry._transaction(write=False) as conn:
+            return [_data(row, _SHARE) for row in conn.execute(statement)]
+
+    def update(
+        self, share_id: str, *, quota_gb: int | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Change fields of a share; a bigger size_gb is checked against `quota_gb`."""
+        with self.registry._transaction(write=True) as conn:
+            row = self._share_row(conn, share_id)
+            if row is None:
+                raise ShareNotFound(share_id)
+            new_size = fields.get("size_gb")
+            if new_size is not None and new_size > row.size_gb:
+                self._check_quota(conn, row.backend, new_size - row.size_gb, quota_gb)
+            fields["updated_at"] = self.registry._clock()
+            conn.execute(update(ShareModel).where(ShareModel.id == share_id).values(**fields))
+            return _data(self._share_row(conn, share_id), _SHARE)
+
+    def transition(
+        self,
+        share_id: str,
+        expected: tuple[str, ...],
+        state: str,
+        *,
+        quota_gb: int | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Move a share from one of `expected` states to `state`, atomically.
+
+        Raises ShareNotFound, or ShareNotAvailable when it is in another state
+        (another operation holds it, or it is in error). A bigger size_gb is
+        checked against `quota_gb` in the same transaction.
+        """
+        with self.registry._transaction(write=True) as conn:
+            row = self._share_row(conn, share_id)
+            if row is None:
+                raise ShareNotFound(share_id)
+            if row.state not in expected:
+                raise ShareNotAvailable(share_id, row.state, expected)
+            new_size = fields.get("size_gb")
+            if new_size is not None and new_size > row.size_gb:
+                self._check_quota(conn, row.backend, new_size - row.size_gb, quota_gb)
+            result = conn.execute(
+                update(ShareModel)
+                .where(ShareModel.id == share_id, ShareModel.state == row.state)
+                .values(state=state, updated_at=self.registry._clock(), **fields)
+            )
+            if result.rowcount != 1:  # changed under us (PostgreSQL READ COMMITTED)
+                raise ShareNotAvailable(share_id, "changing", expected)
+            return _data(self._share_row(conn, share_id), _SHARE)
+
+    def delete(self, share_id: str) -> bool:
+        with self.registry._transaction(write=True) as conn:
+            conn.execute(delete(ShareSnapshotModel).where(ShareSnapshotModel.share_id == share_id))
+            return bool(conn.execute(delete(ShareModel).where(ShareModel.id == share_id)).rowcount)
+
+    # -- snapshots ---------------------------------------------------------------------
+    def add_snapshot(self, share_id: str, snapshot_id: str) -> dict[str, Any]:
+        now = self.registry._clock()
+        with self.registry._transaction(write=True) as conn:
+            if self._share_row(conn, share_id) is None:
+                raise ShareNotFound(share_id)
+            exists = conn.execute(
+                select(ShareSnapshotModel.id).where(ShareSnapshotModel.id == snapshot_id)
+            ).first()
+            if exists is not None:
+                raise SnapshotExists(snapshot_id)
+            conn.execute(
+                insert(ShareSnapshotModel).values(
+                    id=snapshot_id,
+                    share_id=share_id,
+                    state="creating",
+                    size_bytes=None,
+                    reason=None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            return self._snapshot(conn, share_id, snapshot_id)
+
+    def update_snapshot(self, share_id: str, snapshot_id: str, **fields: Any) -> dict[str, Any]:
+        fields["updated_at"] = self.registry._clock()
+        with self.registry._transaction(write=True) as conn:
+            self._snapshot(conn, share_id, snapshot_id)
+            conn.execute(
+                update(ShareSnapshotModel)
+                .where(ShareSnapshotModel.id == snapshot_id)
+                .values(**fields)
+            )
+            return self._snapshot(conn, share_id, snapshot_id)
+
+    def get_snapshot(self, share_id: str, snapshot_id: str) -> dict[str, Any]:
+        with self.registry._transaction(write=False) as conn:
+            return self._snapshot(conn, share_id, snapshot_id)
+
+    def delete_snapshot(self, share_id: str, snapshot_id: str) -> bool:
+        with self.registry._transaction(write=True) as conn:
+            result = conn.execute(
+                delete(ShareSnapshotModel).where(
+                    ShareSnapshotModel.id == snapshot_id, ShareSnapshotModel.share_id == share_id
+                )
+            )
+            return bool(result.rowcount)
+
+    # -- internals ---------------------------------------------------------------------
+    def _share_row(self, conn: Connection, share_id: str) -> Any:
+        return conn.execute(select(*_SHARE).where(ShareModel.id == share_id)).first()
+
+    def _snapshots(self, conn: Connection, share_id: str) -> list[dict[str, Any]]:
+        statement = (
+            select(*_SNAPSHOT)
+            .where(ShareSnapshotModel.share_id == share_id)
+            .order_by(ShareSnapshotModel.created_at, ShareSnapshotModel.id)
+        )
+        return [_data(row, _SNAPSHOT) for row in conn.execute(statement)]
+
+    def _snapshot(self, conn: Connection, share_id: str, snapshot_id: str) -> dict[str, Any]:
+        row = conn.execute(
+            select(*_SNAPSHOT).where(
+                ShareSnapshotModel.id == snapshot_id, ShareSnapshotModel.share_id == share_id
+            )
+        ).first()
+        if row is None:
+            raise SnapshotNotKnown(share_id, snapshot_id)
+        return _data(row, _SNAPSHOT)
+
+    def _check_quota(
+        self, conn: Connection, backend: str, more_gb: int, quota_gb: int | None
+    ) -> None:
+        if quota_gb is None:
+            return
+        used = conn.execute(
+            select(func.coalesce(func.sum(ShareModel.size_gb), 0)).where(
+                ShareModel.backend == backend
+            )
+        ).scalar_one()
+        if int(used) + more_gb > quota_gb:
+            raise QuotaExceeded(backend, quota_gb, int(used), more_gb)

@@ -1,0 +1,203 @@
+"""The reference share service: ShareManager over the real LocalShareDriver."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors import InvalidArguments
+from actors.registry.shares import (
+    QuotaExceeded,
+    ShareExists,
+    ShareNotAvailable,
+    ShareNotFound,
+    SnapshotNotKnown,
+)
+from actors.testing import ServiceHarness
+
+MANAGER = "actors.managers.share:ShareManager"
+LOCAL = "actors.drivers.local:LocalShareDriver"
+
+
+def _start(actors_service: Any, root: Path, state: Path, quota: int | None = 10) -> ServiceHarness:
+    backend = {
+        "manager": MANAGER,
+        "driver": LOCAL,
+        "options": {"root": str(root)},
+        "manager_options": {"quota_gb": quota} if quota else {},
+    }
+    return actors_service({"local": backend}, host="h", state_dir=state)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def shares(actors_service, actors_runtime, tmp_path) -> ServiceHarness:
+    return _start(actors_service, tmp_path / "root", tmp_path / "state")
+
+
+def _exports(root: Path) -> list[str]:
+    return [line for line in (root / "exports").read_text().splitlines() if line.strip()]
+
+
+def test_create_get_and_list_shares(shares, tmp_path):
+    made = shares.call("local", "create_share", share_id="s1", size_gb=2, name="first")
+    assert made["state"] == "available" and made["size_gb"] == 2 and made["name"] == "first"
+    assert Path(made["export_path"]).is_dir()
+    assert Path(made["export_path"]).parent == (tmp_path / "root" / "shares").resolve()
+    got = shares.call("local", "get_share", share_id="s1")
+    assert got["id"] == "s1" and got["snapshots"] == [] and got["access_rules"] == []
+    shares.call("local", "create_share", share_id="s2", size_gb=1)
+    listed = shares.call("local", "list_shares")
+    assert listed["count"] == 2 and [s["id"] for s in listed["shares"]] == ["s1", "s2"]
+
+
+def test_bad_requests_are_refused_with_clear_errors(shares):
+    shares.call("local", "create_share", share_id="s1", size_gb=1)
+    with pytest.raises(ShareExists):
+        shares.call("local", "create_share", share_id="s1", size_gb=1)
+    with pytest.raises(InvalidArguments, match="positive"):
+        shares.call("local", "create_share", share_id="s2", size_gb=0)
+    for unsafe in ("../escape", "/etc", "a/b", ".hidden", ""):
+        with pytest.raises(InvalidArguments):
+            shares.call("local", "create_share", share_id=unsafe, size_gb=1)
+    with pytest.raises(ShareNotFound):
+        shares.call("local", "get_share", share_id="nope")
+    with pytest.raises(ShareNotFound):
+        shares.call("local", "extend_share", share_id="nope", new_size_gb=3)
+    with pytest.raises(InvalidArguments, match="exceed"):
+        shares.call("local", "extend_share", share_id="s1", new_size_gb=1)
+
+
+def test_the_backend_quota_holds_for_create_and_extend(shares):
+    shares.call("local", "create_share", share_id="s1", size_gb=6)
+    with pytest.raises(QuotaExceeded) as caught:
+        shares.call("local", "create_share", share_id="s2", size_gb=5)
+    assert caught.value.quota_gb == 10 and caught.value.used_gb == 6
+    with pytest.raises(QuotaExceeded):
+        shares.call("local", "extend_share", share_id="s1", new_size_gb=11)
+    assert shares.call("local", "extend_share", share_id="s1", new_size_gb=10)["size_gb"] == 10
+    assert shares.call("local", "get_share", share_id="s1")["state"] == "available"
+    caps = shares.call("local", "get_capabilities")
+    assert caps["quota_gb"] == 10 and caps["allocated_gb"] == 10 and caps["driver"] == "local"
+    assert caps["snapshot_support"] is True and caps["free_bytes"] > 0
+
+
+def test_shrink_is_refused_below_the_space_the_data_uses(shares):
+    made = shares.call("local", "create_share", share_id="s1", size_gb=4)
+    with open(Path(made["export_path"]) / "big", "wb") as f:
+        f.truncate(2 * 1024**3 + 1)  # 2 GiB and a byte (sparse: costs no disk)
+    from actors.drivers.local import ShareTooSmall
+
+    with pytest.raises(ShareTooSmall):
+        shares.call("local", "shrink_share", share_id="s1", new_size_gb=2)
+    after = shares.call("local", "get_share", share_id="s1")
+    assert (after["state"], after["size_gb"]) == ("available", 4)  # nothing changed
+    assert shares.call("local", "shrink_share", share_id="s1", new_size_gb=3)["size_gb"] == 3
+
+
+def test_snapshot_revert_and_delete_are_real_copies(shares):
+    made = shares.call("local", "create_share", share_id="s1", size_gb=1)
+    data = Path(made["export_path"]) / "data.txt"
+    data.write_text("version 1\n")
+    shares.call("local", "create_snapshot", share_id="s1", snapshot_id="snap1")
+    data.write_text("version 2\n")
+    (Path(made["export_path"]) / "new.txt").write_text("added later\n")
+    snapshots = shares.call("local", "get_share", share_id="s1")["snapshots"]
+    assert [(s["id"], s["state"]) for s in snapshots] == [("snap1", "available")]
+    shares.call("local", "revert_to_snapshot", share_id="s1", snapshot_id="snap1")
+    assert data.read_text() == "version 1\n"
+    assert not (Path(made["export_path"]) / "new.txt").exists()
+    with pytest.raises(SnapshotNotKnown):
+        shares.call("local", "revert_to_snapshot", share_id="s1", snapshot_id="nope")
+    shares.call("local", "delete_snapshot", share_id="s1", snapshot_id="snap1")
+    assert shares.call("local", "get_share", share_id="s1")["snapshots"] == []
+
+
+def test_a_share_in_error_cannot_be_snapshotted(shares, tmp_path):
+    made = shares.call("local", "create_share", share_id="s1", size_gb=1)
+    assert shares.service.registry is not None
+    from actors.registry.shares import ShareStore
+
+    ShareStore(shares.service.registry).update("s1", state="error", reason="disk failed")
+    with pytest.raises(ShareNotAvailable) as caught:
+        shares.call("local", "create_snapshot", share_id="s1", snapshot_id="snap1")
+    assert caught.value.state == "error"
+    assert Path(made["export_path"]).is_dir()
+    shares.call("local", "delete_share", share_id="s1")  # an error share can be deleted
+
+
+def test_access_rules_are_written_as_exports(shares, tmp_path):
+    a = shares.call("local", "create_share", share_id="a", size_gb=1)
+    b = shares.call("local", "create_share", share_id="b", size_gb=1)
+    shares.call("local", "allow_access", share_id="a", rule={"access_to": "10.0.0.0/24"})
+    shares.call(
+        "local", "allow_access", share_id="a", rule={"access_to": "db1", "access_level": "ro"}
+    )
+    shares.call("local", "allow_access", share_id="b", rule={"access_to": "*"})
+    lines = _exports(tmp_path / "root")
+    line_a = next(x for x in lines if x.startswith(a["export_path"] + " "))
+    assert "10.0.0.0/24(rw," in line_a and "db1(ro," in line_a
+    assert any(x.startswith(b["export_path"] + " ") for x in lines)
+    shares.call("local", "deny_access", share_id="a", access_to="10.0.0.0/24")
+    rules = shares.call("local", "get_share", share_id="a")["access_rules"]
+    assert rules == [{"access_to": "db1", "access_level": "ro"}]
+    line_a = next(x for x in _exports(tmp_path / "root") if x.startswith(a["export_path"] + " "))
+    assert "10.0.0.0/24" not in line_a
+    with pytest.raises(InvalidArguments):
+        rule = {"access_to": "x", "access_level": "rwx"}
+        shares.call("local", "allow_access", share_id="a", rule=rule)
+
+
+def test_delete_share_removes_it_everywhere(shares, tmp_path):
+    made = shares.call("local", "create_share", share_id="s1", size_gb=1)
+    shares.call("local", "create_snapshot", share_id="s1", snapshot_id="snap1")
+    shares.call("local", "allow_access", share_id="s1", rule={"access_to": "*"})
+    assert shares.call("local", "delete_share", share_id="s1") == {
+        "share_id": "s1",
+        "deleted": True,
+    }
+    assert not Path(made["export_path"]).exists()
+    assert not any(made["export_path"] in x for x in _exports(tmp_path / "root"))
+    with pytest.raises(ShareNotFound):
+        shares.call("local", "get_share", share_id="s1")
+
+
+def test_ensure_share_after_a_restart_repairs_or_marks_error(actors_service, tmp_path):
+    root, state = tmp_path / "root", tmp_path / "state"
+    first = _start(actors_service, root, state)
+    kept = first.call("local", "create_share", share_id="kept", size_gb=1)
+    lost = first.call("local", "create_share", share_id="lost", size_gb=1)
+    first.call("local", "allow_access", share_id="kept", rule={"access_to": "*"})
+    first.stop()
+    # While it was down: one share's data vanished, the exports file was emptied.
+    os.rename(lost["export_path"], tmp_path / "elsewhere")
+    (root / "exports").write_text("")
+    second = _start(actors_service, root, state)
+    deadline_states = {}
+    for _ in range(500):
+        deadline_states = {
+            s["id"]: s["state"] for s in second.call("local", "list_shares")["shares"]
+        }
+        if deadline_states.get("lost") == "error":
+            break
+        second.service.system.runtime.sleep(0.01)  # ensure_share runs after init_host
+    assert deadline_states == {"kept": "available", "lost": "error"}
+    assert "missing" in (second.call("local", "get_share", share_id="lost")["reason"] or "")
+    assert any(x.startswith(kept["export_path"] + " ") for x in _exports(root))  # repaired
+
+
+def test_share_manager_over_the_fake_driver_records_driver_failures(actors_service, tmp_path):
+    from actors.drivers.fake import FakeController
+    from actors.drivers.local import ShareBroken
+
+    backend = {"manager": MANAGER, "driver": "actors.drivers.fake_share:FakeShareDriver"}
+    h = actors_service({"fake": backend}, host="h", state_dir=tmp_path / "state")
+    FakeController.for_backend("h@fake").fail("create_share", ShareBroken("s1", "disk gone"))
+    with pytest.raises(ShareBroken, match="disk gone"):
+        h.call("fake", "create_share", share_id="s1", size_gb=1)
+    failed = h.call("fake", "get_share", share_id="s1")
+    assert failed["state"] == "error" and "disk gone" in failed["reason"]
+    made = h.call("fake", "create_share", share_id="s2", size_gb=1)
+    assert made["state"] == "available" and made["export_path"].endswith("/s2")
