@@ -13,16 +13,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_actorsd(
-    config: Path, log: Path, runtime: str, env: dict[str, str] | None = None
+    config: Path | None,
+    log: Path,
+    runtime: str,
+    env: dict[str, str] | None = None,
+    *,
+    cwd: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start actorsd (its log in a file, so a full pipe can never stall it); its endpoint."""
+    """Start actorsd (its log in a file, so a full pipe can never stall it); its endpoint.
+
+    Without `config` it runs the embedded default, with its state in `cwd`.
+    """
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [
                 sys.executable,
                 str(ROOT / "bin" / "actorsd"),
-                "--config",
-                str(config),
+                *(["--config", str(config)] if config is not None else []),
                 "--runtime",
                 runtime,
                 "--bind",
@@ -30,6 +37,7 @@ def start_actorsd(
             ],
             stderr=out,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            cwd=cwd,
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

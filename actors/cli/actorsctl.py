@@ -10,7 +10,9 @@ from typing import Any
 
 import click
 
-import actors  # noqa: F401  (registers the error types a client may rebuild)
+import actors
+import actors.drivers.local
+import actors.managers.share  # noqa: F401
 from actors import __version__
 from actors.client import TopicClient
 from actors.config import default_config, load_config
@@ -132,6 +134,11 @@ def render_table(value: Any) -> str:
         lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
         return "\n".join(line.rstrip() for line in lines)
     if isinstance(value, dict):
+        listing = [k for k, v in value.items() if isinstance(v, list) and v and _rows(v)]
+        if len(listing) == 1:  # e.g. {"shares": [...], "count": 2}: the rows as a table
+            rest = {k: v for k, v in value.items() if k != listing[0]}
+            table = render_table(value[listing[0]])
+            return table + ("\n\n" + render_table(rest) if rest else "")
         width = max((len(str(k)) for k in value), default=0)
         return "\n".join(f"{str(k).ljust(width)}  {_cell(v)}" for k, v in value.items())
     if value is None:
@@ -139,6 +146,10 @@ def render_table(value: Any) -> str:
     if value == []:
         return "(none)"
     return _cell(value)
+
+
+def _rows(value: list[Any]) -> bool:
+    return all(isinstance(v, dict) for v in value)
 
 
 def _cell(value: Any) -> str:

@@ -96,8 +96,8 @@ class ShareManager(ManagerActor):
     @rpc(journal=True)
     def create_share(self, share_id: str, size_gb: int, name: str | None = None) -> Any:
         """Create a share of `size_gb` GB; returns it (state 'available')."""
-        _check_id("share_id", share_id)
-        _check_size("size_gb", size_gb)
+        _check_id(self.name, "create_share", "share_id", share_id)
+        _check_size(self.name, "create_share", "size_gb", size_gb)
         recorded = self._db(
             self.store.create, share_id, self.name, size_gb, name, self.options.quota_gb
         )
@@ -135,7 +135,7 @@ class ShareManager(ManagerActor):
     @rpc(journal=True)
     def extend_share(self, share_id: str, new_size_gb: int) -> Any:
         """Grow a share to `new_size_gb` (within the backend's quota)."""
-        _check_size("new_size_gb", new_size_gb)
+        _check_size(self.name, "extend_share", "new_size_gb", new_size_gb)
 
         def extend(share: dict[str, Any]) -> Any:
             return self._finish(
@@ -149,7 +149,7 @@ class ShareManager(ManagerActor):
     @rpc(journal=True)
     def shrink_share(self, share_id: str, new_size_gb: int) -> Any:
         """Shrink a share; refused (ShareTooSmall) below the space its data uses."""
-        _check_size("new_size_gb", new_size_gb)
+        _check_size(self.name, "shrink_share", "new_size_gb", new_size_gb)
 
         def shrink(_: dict[str, Any]) -> Any:
             work = self.driver.shrink_share(share_id, new_size_gb)
@@ -205,7 +205,7 @@ class ShareManager(ManagerActor):
     @rpc(journal=True)
     def create_snapshot(self, share_id: str, snapshot_id: str) -> Any:
         """Snapshot an available share (a real copy on the local driver)."""
-        _check_id("snapshot_id", snapshot_id)
+        _check_id(self.name, "create_snapshot", "snapshot_id", snapshot_id)
         held = self._transition(share_id, ("available",), "snapshotting")
 
         def snapshot(_: Any) -> Any:
@@ -365,16 +365,18 @@ class ShareManager(ManagerActor):
         return self.pipe(work, done)
 
 
-def _check_id(what: str, value: str) -> None:
+def _check_id(target: str, method: str, what: str, value: str) -> None:
     if not SAFE_ID.match(value):
         raise InvalidArguments(
-            "share", what, f"{value!r} must be 1-64 letters, digits, '-' or '_' (not first)"
+            target,
+            method,
+            f"{what} {value!r} must be 1-64 letters, digits, '-' or '_' (not '-' or '_' first)",
         )
 
 
-def _check_size(what: str, value: int) -> None:
+def _check_size(target: str, method: str, what: str, value: int) -> None:
     if value <= 0:
-        raise InvalidArguments("share", what, f"must be a positive number of GB, not {value}")
+        raise InvalidArguments(target, method, f"{what} must be a positive number of GB: {value}")
 
 
 def _check_rule(target: str, rule: dict[str, Any]) -> dict[str, Any]:
