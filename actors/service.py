@@ -136,16 +136,7 @@ class Service:
             if self.registry is not None:
                 self.registry.close()
             raise
-        pings = {
-            name: self.system.handle(name).ask("ping", rpc=True, timeout=timeout)
-            for name in managers
-        }
-        for name, future in pings.items():
-            try:
-                future.result()
-            except ActorsError as exc:
-                log.error("backend %s did not start: %s", name, exc)
-                self.backend_errors[name] = exc
+        self._each_backend(managers, "ping", timeout, "did not start", rpc=True)
         if not defer_ready:
             self.ready(timeout)
         return self
@@ -163,18 +154,7 @@ class Service:
             return
         timeout = self.config.default_timeout if timeout is None else timeout
         managers = [name for name in self.actor.managers() if name not in self.backend_errors]
-        asks = {
-            name: self.system.handle(name).ask("start_serving", timeout=timeout)
-            for name in managers
-        }
-        for name, future in asks.items():
-            try:
-                future.result()
-            except Exception as exc:
-                log.error("backend %s: init_host_with_rpc failed: %s", name, exc)
-                self.backend_errors[name] = (
-                    exc if isinstance(exc, ActorsError) else ActorsError(f"{exc!r}")
-                )
+        self._each_backend(managers, "start_serving", timeout, "init_host_with_rpc failed")
         self.actor.failed_backends = {name: str(exc) for name, exc in self.backend_errors.items()}
         self.actor.serving = True  # managers restarted from now on serve at once
         for name in managers:
@@ -182,6 +162,24 @@ class Service:
                 # Past the mailbox bound: the framework's own step, not a user request.
                 self.system.handle(name).deliver("start_periodic_tasks")
         self.system.handle(self.name).tell("begin_reporting")
+
+    def _each_backend(
+        self, managers: list[str], method: str, timeout: float, failed: str, *, rpc: bool = False
+    ) -> None:
+        """Ask every manager at once, wait for each; a failure lands in backend_errors."""
+        assert self.system is not None
+        asks = {
+            name: self.system.handle(name).ask(method, rpc=rpc, timeout=timeout)
+            for name in managers
+        }
+        for name, future in asks.items():
+            try:
+                future.result()
+            except Exception as exc:
+                log.error("backend %s %s: %s", name, failed, exc)
+                self.backend_errors[name] = (
+                    exc if isinstance(exc, ActorsError) else ActorsError(f"{exc!r}")
+                )
 
     def serve(
         self,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +61,22 @@ def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> Any:
             return value
         time.sleep(0.05)  # polling the daemon's journal over RPC
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def running_actorsd(
+    config: Path | None,
+    log: Path,
+    runtime: str,
+    env: dict[str, str] | None = None,
+    *,
+    cwd: Path | None = None,
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`start_actorsd` for a block; whatever happens in it, the daemon is gone after."""
+    proc, endpoint = start_actorsd(config, log, runtime, env, cwd=cwd)
+    try:
+        yield proc, endpoint
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.daemon import ROOT, start_actorsd
+from tests.daemon import ROOT, running_actorsd
 
 
 def _ctl(endpoint: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -25,8 +25,7 @@ def _ctl(endpoint: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[st
 
 def test_the_readme_share_session(tmp_path):
     env = {"ACTORS_STATE_DIR": str(tmp_path / "state")}
-    proc, endpoint = start_actorsd(None, tmp_path / "log", "gevent", env, cwd=tmp_path)
-    try:
+    with running_actorsd(None, tmp_path / "log", "gevent", env, cwd=tmp_path) as (proc, endpoint):
 
         def ok(*args: str) -> str:
             done = _ctl(endpoint, tmp_path, *args)
@@ -64,7 +63,3 @@ def test_the_readme_share_session(tmp_path):
         assert f"{export.resolve()} 10.0.0.0/24(rw,sync,no_subtree_check)" in exports
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from actors import ConfigError, NotFound, ServiceConfig
-from tests.daemon import start_actorsd, wait_for
+from tests.daemon import running_actorsd, wait_for
 from tests.support import backend
 from transport.client import RpcClient
 
@@ -82,8 +82,7 @@ def test_sighup_adds_and_removes_a_backend_in_a_running_daemon(tmp_path, runtime
     config = tmp_path / "service.toml"
     config.write_text(_toml(tmp_path, ["one"]))
     log = tmp_path / "log"
-    proc, endpoint = start_actorsd(config, log, runtime)
-    try:
+    with running_actorsd(config, log, runtime) as (proc, endpoint):
         with RpcClient(endpoint, timeout=10) as client:
             client.call("one", "create", {"name": "x"})
             config.write_text(_toml(tmp_path, ["two"]))
@@ -99,8 +98,4 @@ def test_sighup_adds_and_removes_a_backend_in_a_running_daemon(tmp_path, runtime
             assert client.call("two", "list_items")["count"] == 1  # still serving
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert (tmp_path / "two" / "y").is_dir() and not (tmp_path / "one" / "z").exists()
