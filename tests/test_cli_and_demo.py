@@ -295,3 +295,19 @@ def test_curve_end_to_end_with_generated_keys(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_actorsd_patches_gevent_only_for_the_gevent_runtime(tmp_path, monkeypatch):
+    from actors.cli.actorsd import _runtime_from
+
+    config = tmp_path / "service.toml"
+    config.write_text('runtime = "threading"\n')
+    monkeypatch.delenv("ACTORS_RUNTIME", raising=False)
+    assert _runtime_from(["--config", str(config)]) == "threading"
+    assert _runtime_from([f"--config={config}", "--runtime", "gevent"]) == "gevent"
+    assert _runtime_from([]) is None  # the default: gevent
+    monkeypatch.setenv("ACTORS_RUNTIME", "threading")
+    assert _runtime_from(["--config", str(config)]) == "threading"
+    config.write_text("not toml [")
+    monkeypatch.delenv("ACTORS_RUNTIME")
+    assert _runtime_from(["--config", str(config)]) is None  # reported later, properly

@@ -8,15 +8,38 @@ configuration or an endpoint that cannot be bound, with a one-line reason;
 
 from __future__ import annotations
 
+import os
 import sys
+import tomllib
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _runtime_from(argv: list[str]) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg == "--runtime" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--runtime="):
-            return arg.split("=", 1)[1]
+    """The runtime the daemon will use, decided before anything imports gevent.
+
+    The same precedence as the configuration: --runtime, then ACTORS_RUNTIME,
+    then `runtime` in the --config file. A file that cannot be read here is
+    reported properly later; gevent is then the default, as in the config.
+    """
+    chosen = _option(argv, "--runtime") or os.environ.get("ACTORS_RUNTIME")
+    if chosen:
+        return chosen
+    path = _option(argv, "--config")
+    if path:
+        try:
+            with open(path, "rb") as f:
+                value = tomllib.load(f).get("runtime")
+        except (OSError, tomllib.TOMLDecodeError):
+            return None
+        return value if isinstance(value, str) else None
     return None
 
 
