@@ -274,6 +274,7 @@ def test_update_access_rewrites_only_this_shares_line(h: Any, root: Path) -> Non
         rule("10.0.0.1 rw"),
         rule("10.0.0.1(rw),*"),
         rule("evil\n/ *"),
+        rule("host1\n"),
         rule(""),
         rule("a,b"),
         rule("#comment"),
@@ -328,7 +329,7 @@ def test_ensure_share_repairs_exports_and_reports_a_missing_dir(h: Any, root: Pa
 
 
 # -- path safety -----------------------------------------------------------------------------
-UNSAFE = ["../x", "/etc", "a/b", ".hidden", "", "..", ".", "a b", "x" * 65, "-lead", "a\nb"]
+UNSAFE = ["../x", "/etc", "a/b", ".hidden", "", "..", ".", "a b", "x" * 65, "-lead", "a\nb", "ab\n"]
 
 
 @pytest.mark.parametrize("bad", UNSAFE)

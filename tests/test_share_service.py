@@ -201,3 +201,55 @@ def test_share_manager_over_the_fake_driver_records_driver_failures(actors_servi
     assert failed["state"] == "error" and "disk gone" in failed["reason"]
     made = h.call("fake", "create_share", share_id="s2", size_gb=1)
     assert made["state"] == "available" and made["export_path"].endswith("/s2")
+
+
+@pytest.fixture
+def fake_shares(actors_service, actors_runtime, tmp_path) -> ServiceHarness:
+    backend = {"manager": MANAGER, "driver": "actors.drivers.fake_share:FakeShareDriver"}
+    return actors_service({"fake": backend}, host="h", state_dir=tmp_path / "state")  # type: ignore[no-any-return]
+
+
+def test_a_driver_that_did_nothing_leaves_the_share_as_it_was(fake_shares):
+    from actors import DriverNotReady
+    from actors.drivers.fake import FakeController
+
+    fake_shares.call("fake", "create_share", share_id="s1", size_gb=1)
+    fake = FakeController.for_backend("h@fake")
+    fake.fail("extend_share", DriverNotReady("h@fake/driver", "restarting"))
+    with pytest.raises(DriverNotReady):
+        fake_shares.call("fake", "extend_share", share_id="s1", new_size_gb=5)
+    share = fake_shares.call("fake", "get_share", share_id="s1")
+    assert (share["state"], share["size_gb"]) == ("available", 1)  # not error, not 5 GB
+    fake.fail("create_share", DriverNotReady("h@fake/driver", "restarting"))
+    with pytest.raises(DriverNotReady):
+        fake_shares.call("fake", "create_share", share_id="s2", size_gb=1)
+    with pytest.raises(ShareNotFound):  # no row left behind: the retry can create it
+        fake_shares.call("fake", "get_share", share_id="s2")
+    assert (
+        fake_shares.call("fake", "create_share", share_id="s2", size_gb=1)["state"] == "available"
+    )
+
+
+def test_a_database_outage_after_the_driver_worked_does_not_strand_the_share(fake_shares):
+    from actors.drivers.fake import FakeController
+
+    fake = FakeController.for_backend("h@fake")
+    fake.hang("create_share")
+    creating = fake_shares.service.ask("fake", "create_share", {"share_id": "s1", "size_gb": 1})
+    fake.wait_until(lambda f: f.in_flight == 1, fake_shares.service.system.runtime)
+    with fake_shares.registry_outage():
+        fake.release()  # the driver finishes while the database is away
+        fake.wait_until(lambda f: f.in_flight == 0, fake_shares.service.system.runtime)
+    assert creating.result(timeout=30)["state"] == "available"  # the write was retried
+    assert fake_shares.call("fake", "get_share", share_id="s1")["state"] == "available"
+
+
+def test_a_share_in_error_is_refused_without_retry(fake_shares):
+    from actors.registry.shares import ShareInError, ShareStore
+
+    fake_shares.call("fake", "create_share", share_id="s1", size_gb=1)
+    assert fake_shares.service.registry is not None
+    ShareStore(fake_shares.service.registry).update("s1", state="error", reason="broken")
+    with pytest.raises(ShareInError) as caught:
+        fake_shares.call("fake", "extend_share", share_id="s1", new_size_gb=2)
+    assert not caught.value.retryable

@@ -147,14 +147,14 @@ register_error(
 # -- validation helpers (shared with the fake driver) ----------------------------------------
 def check_share_id(share_id: Any) -> str:
     """`share_id` if it is a safe id, else UnsafeShareId."""
-    if not isinstance(share_id, str) or not _SAFE_ID.match(share_id):
+    if not isinstance(share_id, str) or not _SAFE_ID.fullmatch(share_id):
         raise UnsafeShareId(str(share_id))
     return share_id
 
 
 def check_snapshot_id(snapshot_id: Any) -> str:
     """`snapshot_id` if it is a safe id, else UnsafeSnapshotId."""
-    if not isinstance(snapshot_id, str) or not _SAFE_ID.match(snapshot_id):
+    if not isinstance(snapshot_id, str) or not _SAFE_ID.fullmatch(snapshot_id):
         raise UnsafeSnapshotId(str(snapshot_id))
     return snapshot_id
 
@@ -173,7 +173,7 @@ def normalize_rules(rules: Iterable[Any]) -> list[tuple[str, str]]:
         level = rule.get("access_level")
         if not isinstance(client, str) or not client:
             raise InvalidAccessRule(rule, "access_to must be a non-empty string")
-        if not _SAFE_CLIENT.match(client):
+        if not _SAFE_CLIENT.fullmatch(client):
             raise InvalidAccessRule(
                 rule, "access_to may hold only letters, digits and . : / _ - * ? @"
             )
@@ -481,7 +481,11 @@ class LocalShareDriver(DriverActor):
         if path.is_symlink() or path.is_file():
             path.unlink(missing_ok=True)
         elif path.is_dir():
-            shutil.rmtree(path)  # fd-based on Linux: never follows symlinks inside
+            # A subprocess, so that a big tree never stalls other actors (gevent);
+            # rm -r never follows symlinks inside, and stays on this file system.
+            self.execute(
+                "rm", "-rf", "--one-file-system", "--", str(path), timeout=self.options.copy_timeout
+            )
 
     def _discard(self, path: Path, name: str) -> None:
         """Remove a directory so that it disappears at once: rename, then remove."""
@@ -499,7 +503,7 @@ class LocalShareDriver(DriverActor):
                 share_id = name.split(".")[2] if name.count(".") >= 3 else ""
                 share = self.shares_dir / share_id
                 if (
-                    _SAFE_ID.match(share_id)
+                    _SAFE_ID.fullmatch(share_id)
                     and not share.exists()
                     and not share.is_symlink()
                     and not entry.is_symlink()

@@ -20,12 +20,15 @@ shares; none by default).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.errors import DriverNotReady, InvalidArguments
+from actors.drivers.local import ShareTooSmall, SnapshotNotFound
+from actors.errors import ActorUnavailable, DriverNotReady, InvalidArguments
 from actors.manager_actor import ManagerActor
+from actors.registry.api import DatabaseUnavailable
 from actors.registry.shares import ShareStore
 from actors.rpc import rpc
 from actors.runtime import ActorFuture
@@ -36,16 +39,13 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ACCESS_LEVELS = ("rw", "ro")
 _TRANSITIONAL = ("creating", "extending", "shrinking", "reverting", "snapshotting", "updating")
 _ENSURE_RETRY = 1.0  # seconds before ensure_share asks a driver that is not ready again
+_DB_ATTEMPTS = 8  # retries of a bookkeeping write through an outage (backoff up to 5 s)
 
 
 class ShareManagerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     quota_gb: int | None = Field(None, ge=1, description="total GB of this backend's shares")
-
-
-def _raise(error: BaseException) -> Any:
-    raise error
 
 
 class ShareManager(ManagerActor):
@@ -83,6 +83,8 @@ class ShareManager(ManagerActor):
             repaired = finished.value().get("repaired") or []
             if repaired:
                 self.log.warning("share %s repaired: %s", share["id"], ", ".join(repaired))
+            if share["state"] == "snapshotting":
+                self._db(self.store.fail_pending_snapshots, share["id"], "interrupted by a restart")
             if share["state"] in _TRANSITIONAL:
                 # Cut short by a crash: the data is there, the size is what the row says.
                 return self._db(
@@ -107,6 +109,7 @@ class ShareManager(ManagerActor):
                 share_id,
                 self.driver.create_share(share_id, size_gb),
                 lambda made: {"state": "available", "export_path": made["export_path"]},
+                undo=lambda: self._db_retry(self.store.delete, share_id),
             )
 
         return self.then(recorded, create)
@@ -116,79 +119,57 @@ class ShareManager(ManagerActor):
         """Delete a share, its snapshots and its exports."""
         held = self._transition(share_id, ("available", "error", "deleting"), "deleting")
 
-        def delete(_: Any) -> Any:
-            removed = self.then(
+        def delete(share: dict[str, Any]) -> Any:
+            removed = self._finish(
+                share_id,
                 self.driver.delete_share(share_id),
-                lambda __: self._db(self.store.delete, share_id),
+                None,
+                undo=self._restore(share),
             )
-            return self.pipe(removed, lambda done: self._after_delete(share_id, done))
+            gone = self.then(removed, lambda _: self._db_retry(self.store.delete, share_id))
+            return self.then(gone, lambda _: {"share_id": share_id, "deleted": True})
 
         return self.then(held, delete)
-
-    def _after_delete(self, share_id: str, done: ActorFuture[Any]) -> Any:
-        error = done.exception()
-        if error is None:
-            return {"share_id": share_id, "deleted": True}
-        marked = self._db(self.store.update, share_id, state="error", reason=str(error))
-        return self.then(marked, lambda _: _raise(error))
 
     @rpc(journal=True)
     def extend_share(self, share_id: str, new_size_gb: int) -> Any:
         """Grow a share to `new_size_gb` (within the backend's quota)."""
         _check_size(self.name, "extend_share", "new_size_gb", new_size_gb)
+        held = self._transition(
+            share_id,
+            ("available",),
+            "extending",
+            resize_to=new_size_gb,
+            quota_gb=self.options.quota_gb,
+            size_gb=new_size_gb,
+        )
 
         def extend(share: dict[str, Any]) -> Any:
             return self._finish(
                 share_id,
                 self.driver.extend_share(share_id, new_size_gb),
                 lambda _: {"state": "available"},
+                undo=self._restore(share),
             )
 
-        return self.then(self._resize(share_id, new_size_gb, "extending", grow=True), extend)
+        return self.then(held, extend)
 
     @rpc(journal=True)
     def shrink_share(self, share_id: str, new_size_gb: int) -> Any:
         """Shrink a share; refused (ShareTooSmall) below the space its data uses."""
         _check_size(self.name, "shrink_share", "new_size_gb", new_size_gb)
+        held = self._transition(share_id, ("available",), "shrinking", resize_to=new_size_gb)
 
-        def shrink(_: dict[str, Any]) -> Any:
-            work = self.driver.shrink_share(share_id, new_size_gb)
-
-            def done(finished: ActorFuture[Any]) -> Any:
-                error = finished.exception()
-                if error is None:
-                    return self._db(
-                        self.store.update, share_id, state="available", size_gb=new_size_gb
-                    )
-                if type(error).__name__ == "ShareTooSmall":  # nothing changed on the host
-                    back = self._db(self.store.update, share_id, state="available")
-                    return self.then(back, lambda _: _raise(error))
-                failed = self._db(self.store.update, share_id, state="error", reason=str(error))
-                return self.then(failed, lambda _: _raise(error))
-
-            return self.pipe(work, done)
-
-        return self.then(self._resize(share_id, new_size_gb, "shrinking", grow=False), shrink)
-
-    def _resize(self, share_id: str, new_size: int, state: str, *, grow: bool) -> Any:
-        """Check the direction against the current size, then take the share."""
-        current = self._db(self.store.get, share_id)
-
-        def take(share: dict[str, Any]) -> Any:
-            if grow and new_size <= share["size_gb"]:
-                raise InvalidArguments(
-                    self.name, "extend_share", f"new size must exceed {share['size_gb']} GB"
-                )
-            if not grow and new_size >= share["size_gb"]:
-                raise InvalidArguments(
-                    self.name, "shrink_share", f"new size must be below {share['size_gb']} GB"
-                )
-            fields = {"size_gb": new_size} if grow else {}
-            return self._transition(
-                share_id, ("available",), state, quota_gb=self.options.quota_gb, **fields
+        def shrink(share: dict[str, Any]) -> Any:
+            return self._finish(
+                share_id,
+                self.driver.shrink_share(share_id, new_size_gb),
+                lambda _: {"state": "available", "size_gb": new_size_gb},
+                undo=self._restore(share),
+                harmless=(ShareTooSmall,),  # refused before anything changed on the host
             )
 
-        return self.then(current, take)
+        return self.then(held, shrink)
 
     @rpc
     def get_share(self, share_id: str) -> Any:
@@ -208,42 +189,40 @@ class ShareManager(ManagerActor):
         _check_id(self.name, "create_snapshot", "snapshot_id", snapshot_id)
         held = self._transition(share_id, ("available",), "snapshotting")
 
-        def snapshot(_: Any) -> Any:
+        def snapshot(share: dict[str, Any]) -> Any:
             recorded = self._db(self.store.add_snapshot, share_id, snapshot_id)
-            copied = self.then(
-                recorded, lambda __: self.driver.create_snapshot(share_id, snapshot_id)
-            )
 
-            def done(finished: ActorFuture[Any]) -> Any:
-                error = finished.exception()
-                back = self._db(self.store.update, share_id, state="available")
-                if error is not None:
-                    if type(error).__name__ == "SnapshotExists":
-                        return self.then(back, lambda _: _raise(error))
-                    marked = self.then(
-                        back,
-                        lambda _: self._db(
-                            self.store.update_snapshot,
-                            share_id,
-                            snapshot_id,
-                            state="error",
-                            reason=str(error),
-                        ),
-                    )
-                    return self.then(marked, lambda _: _raise(error))
-                made = finished.value()
-                return self.then(
-                    back,
-                    lambda _: self._db(
-                        self.store.update_snapshot,
-                        share_id,
-                        snapshot_id,
-                        state="available",
-                        size_bytes=made.get("size_bytes"),
-                    ),
+            def copy(_: Any) -> Any:
+                copied = self._finish(
+                    share_id,
+                    self.driver.create_snapshot(share_id, snapshot_id),
+                    lambda __: {"state": "available"},
+                    error_state="available",  # the share itself is untouched by a failed copy
+                    undo=self._restore(share),
                 )
 
-            return self.pipe(copied, done)
+                def record(done: ActorFuture[Any]) -> Any:
+                    error = done.exception()
+                    fields: dict[str, Any] = (
+                        {"state": "available", "size_bytes": done.value().get("size_bytes")}
+                        if error is None
+                        else {"state": "error", "reason": str(error)}
+                    )
+                    written = self._db_retry(
+                        self.store.update_snapshot, share_id, snapshot_id, **fields
+                    )
+                    return written if error is None else self.pipe(written, _reraise(error))
+
+                return self.pipe(copied, record)
+
+            def not_recorded(done: ActorFuture[Any]) -> Any:
+                error = done.exception()
+                if error is None:
+                    return copy(done.value())
+                back = self._restore(share)()  # no row, no copy: the share is as it was
+                return self.pipe(back, _reraise(error))
+
+            return self.pipe(recorded, not_recorded)
 
         return self.then(held, snapshot)
 
@@ -269,11 +248,13 @@ class ShareManager(ManagerActor):
                 )
             return self._transition(share_id, ("available",), "reverting")
 
-        def revert(_: Any) -> Any:
+        def revert(share: dict[str, Any]) -> Any:
             return self._finish(
                 share_id,
                 self.driver.revert_to_snapshot(share_id, snapshot_id),
                 lambda __: {"state": "available"},
+                undo=self._restore(share),
+                harmless=(SnapshotNotFound,),
             )
 
         return self.then(self.then(known, take), revert)
@@ -307,6 +288,7 @@ class ShareManager(ManagerActor):
                 self.driver.update_access(share_id, rules),
                 lambda _: {"state": "available", "access_rules": rules},
                 error_state="available",  # the exports file is unchanged on failure
+                undo=self._restore(share),
             )
 
         return self.then(held, apply)
@@ -347,26 +329,81 @@ class ShareManager(ManagerActor):
         self,
         share_id: str,
         work: ActorFuture[Any],
-        on_success: Any,
+        on_success: Callable[[Any], dict[str, Any]] | None,
         error_state: str = "error",
+        *,
+        undo: Callable[[], ActorFuture[Any]] | None = None,
+        harmless: tuple[type[BaseException], ...] = (),
     ) -> ActorFuture[Any]:
-        """After the driver: record success (and return the share) or the error state."""
+        """After the driver: record the outcome, then answer with the share or the error.
+
+        Success writes `on_success(result)` (retried through a database outage)
+        and returns the share. An error the driver raised before it changed
+        anything (not ready, restarting, or one of `harmless`) runs `undo`: the
+        share goes back to how it was. Any other error puts the share in
+        `error_state` with the reason. Either way the caller gets the driver's
+        own error, even if recording it failed.
+        """
 
         def done(finished: ActorFuture[Any]) -> Any:
             error = finished.exception()
             if error is None:
-                return self._db(
-                    self.store.update, share_id, reason=None, **on_success(finished.value())
-                )
+                if on_success is None:
+                    return finished.value()
+                fields = on_success(finished.value())
+                return self._db_retry(self.store.update, share_id, reason=None, **fields)
+            if undo is not None and isinstance(error, (ActorUnavailable, *harmless)):
+                return self.pipe(undo(), _reraise(error))
             reason = str(error) if error_state == "error" else None
-            marked = self._db(self.store.update, share_id, state=error_state, reason=reason)
-            return self.then(marked, lambda _: _raise(error))
+            marked = self._db_retry(self.store.update, share_id, state=error_state, reason=reason)
+            return self.pipe(marked, _reraise(error))
 
         return self.pipe(work, done)
 
+    def _restore(self, share: dict[str, Any]) -> Callable[[], ActorFuture[Any]]:
+        """Undo a transition: the state and size the share had before it."""
+        return lambda: self._db_retry(
+            self.store.update,
+            share["id"],
+            state=share["previous_state"],
+            size_gb=share["previous_size_gb"],
+        )
+
+    def _db_retry(self, fn: Any, *args: Any, **kwargs: Any) -> ActorFuture[Any]:
+        """`_db`, retried with backoff through a database outage (about 30 s at most).
+
+        A write that records what the driver already did must not be lost to
+        a short outage: that would leave the share in a transitional state.
+        """
+        result = self.runtime.future()
+
+        def attempt(n: int) -> None:
+            def done(finished: ActorFuture[Any]) -> None:
+                error = finished.exception()
+                if error is None:
+                    result.try_set(finished.value())
+                elif isinstance(error, DatabaseUnavailable) and n < _DB_ATTEMPTS:
+                    self.call_later(min(0.2 * 2**n, 5.0), lambda: attempt(n + 1))
+                else:
+                    result.try_set_exception(error)
+
+            self.pipe(self._db(fn, *args, **kwargs), done)
+
+        attempt(0)
+        return result
+
+
+def _reraise(error: BaseException) -> Callable[[ActorFuture[Any]], Any]:
+    """A continuation that ignores how the bookkeeping went and raises `error`."""
+
+    def again(_: ActorFuture[Any]) -> Any:
+        raise error
+
+    return again
+
 
 def _check_id(target: str, method: str, what: str, value: str) -> None:
-    if not SAFE_ID.match(value):
+    if not SAFE_ID.fullmatch(value):
         raise InvalidArguments(
             target,
             method,

@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
+from actors.errors import InvalidArguments
 from actors.registry.api import Registry, RegistryError
 from actors.registry.models import ShareModel, ShareSnapshotModel
 from transport.errors import register_error
@@ -19,6 +21,7 @@ from transport.errors import register_error
 __all__ = [
     "QuotaExceeded",
     "ShareExists",
+    "ShareInError",
     "ShareNotAvailable",
     "ShareNotFound",
     "ShareStore",
@@ -72,6 +75,12 @@ class ShareNotAvailable(RegistryError):
         )
 
 
+class ShareInError(ShareNotAvailable):
+    """The share is in error: only deleting it helps (not retryable)."""
+
+    retryable = False
+
+
 class SnapshotExists(RegistryError):
     """A snapshot with this id exists already."""
 
@@ -91,7 +100,13 @@ class SnapshotNotKnown(RegistryError):
 
 
 register_error(
-    ShareNotFound, ShareExists, QuotaExceeded, ShareNotAvailable, SnapshotExists, SnapshotNotKnown
+    ShareNotFound,
+    ShareExists,
+    QuotaExceeded,
+    ShareNotAvailable,
+    ShareInError,
+    SnapshotExists,
+    SnapshotNotKnown,
 )
 
 
@@ -124,20 +139,22 @@ class ShareStore:
             if self._share_row(conn, share_id) is not None:
                 raise ShareExists(share_id)
             self._check_quota(conn, backend, size_gb, quota_gb)
-            conn.execute(
-                insert(ShareModel).values(
-                    id=share_id,
-                    backend=backend,
-                    name=name,
-                    size_gb=size_gb,
-                    state="creating",
-                    reason=None,
-                    export_path=None,
-                    access_rules=[],
-                    created_at=now,
-                    updated_at=now,
-                )
+            statement = insert(ShareModel).values(
+                id=share_id,
+                backend=backend,
+                name=name,
+                size_gb=size_gb,
+                state="creating",
+                reason=None,
+                export_path=None,
+                access_rules=[],
+                created_at=now,
+                updated_at=now,
             )
+            try:
+                conn.execute(statement)
+            except IntegrityError:  # a concurrent create of the same id won
+                raise ShareExists(share_id) from None
             row = self._share_row(conn, share_id)
         return _data(row, _SHARE)
 
@@ -177,20 +194,35 @@ class ShareStore:
         state: str,
         *,
         quota_gb: int | None = None,
+        resize_to: int | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
         """Move a share from one of `expected` states to `state`, atomically.
 
-        Raises ShareNotFound, or ShareNotAvailable when it is in another state
-        (another operation holds it, or it is in error). A bigger size_gb is
-        checked against `quota_gb` in the same transaction.
+        Raises ShareNotFound, ShareInError (in error, not expected), or
+        ShareNotAvailable (another operation holds it: retryable). With
+        `resize_to`, the new size must differ from the current one in the
+        direction of `state` ('extending' grows, anything else shrinks),
+        checked here so that two resizes cannot cross. A bigger size_gb is
+        checked against `quota_gb` in the same transaction. The result has
+        the share as it is now plus `previous_state` and `previous_size_gb`.
         """
         with self.registry._transaction(write=True) as conn:
             row = self._share_row(conn, share_id)
             if row is None:
                 raise ShareNotFound(share_id)
             if row.state not in expected:
-                raise ShareNotAvailable(share_id, row.state, expected)
+                kind = ShareInError if row.state == "error" else ShareNotAvailable
+                raise kind(share_id, row.state, expected)
+            if resize_to is not None:
+                grow = state == "extending"
+                if (resize_to <= row.size_gb) if grow else (resize_to >= row.size_gb):
+                    way = "exceed" if grow else "be below"
+                    raise InvalidArguments(
+                        row.backend,
+                        "extend_share" if grow else "shrink_share",
+                        f"new size must {way} {row.size_gb} GB",
+                    )
             new_size = fields.get("size_gb")
             if new_size is not None and new_size > row.size_gb:
                 self._check_quota(conn, row.backend, new_size - row.size_gb, quota_gb)
@@ -201,7 +233,9 @@ class ShareStore:
             )
             if result.rowcount != 1:  # changed under us (PostgreSQL READ COMMITTED)
                 raise ShareNotAvailable(share_id, "changing", expected)
-            return _data(self._share_row(conn, share_id), _SHARE)
+            data = _data(self._share_row(conn, share_id), _SHARE)
+            data["previous_state"], data["previous_size_gb"] = row.state, row.size_gb
+            return data
 
     def delete(self, share_id: str) -> bool:
         with self.registry._transaction(write=True) as conn:
@@ -219,17 +253,20 @@ class ShareStore:
             ).first()
             if exists is not None:
                 raise SnapshotExists(snapshot_id)
-            conn.execute(
-                insert(ShareSnapshotModel).values(
-                    id=snapshot_id,
-                    share_id=share_id,
-                    state="creating",
-                    size_bytes=None,
-                    reason=None,
-                    created_at=now,
-                    updated_at=now,
+            try:
+                conn.execute(
+                    insert(ShareSnapshotModel).values(
+                        id=snapshot_id,
+                        share_id=share_id,
+                        state="creating",
+                        size_bytes=None,
+                        reason=None,
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-            )
+            except IntegrityError:  # a concurrent snapshot with this id won
+                raise SnapshotExists(snapshot_id) from None
             return self._snapshot(conn, share_id, snapshot_id)
 
     def update_snapshot(self, share_id: str, snapshot_id: str, **fields: Any) -> dict[str, Any]:
@@ -246,6 +283,19 @@ class ShareStore:
     def get_snapshot(self, share_id: str, snapshot_id: str) -> dict[str, Any]:
         with self.registry._transaction(write=False) as conn:
             return self._snapshot(conn, share_id, snapshot_id)
+
+    def fail_pending_snapshots(self, share_id: str, reason: str) -> int:
+        """Snapshots left 'creating' by a crash: mark them error."""
+        with self.registry._transaction(write=True) as conn:
+            result = conn.execute(
+                update(ShareSnapshotModel)
+                .where(
+                    ShareSnapshotModel.share_id == share_id,
+                    ShareSnapshotModel.state == "creating",
+                )
+                .values(state="error", reason=reason, updated_at=self.registry._clock())
+            )
+            return int(result.rowcount)
 
     def delete_snapshot(self, share_id: str, snapshot_id: str) -> bool:
         with self.registry._transaction(write=True) as conn:
@@ -283,6 +333,10 @@ class ShareStore:
     ) -> None:
         if quota_gb is None:
             return
+        if conn.dialect.name == "postgresql":
+            # READ COMMITTED would let two transactions both see room: serialise
+            # the quota checks of one backend until this transaction ends.
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:b))"), {"b": backend})
         used = conn.execute(
             select(func.coalesce(func.sum(ShareModel.size_gb), 0)).where(
                 ShareModel.backend == backend
