@@ -357,24 +357,35 @@ class ServiceHarness:
         moved: list[Path] = []
         blocker = path.with_suffix(".blocked")
         link = path.with_suffix(".link")
+
+        def away(p: Path) -> Path:
+            return aside.with_name(p.name + ".away")
+
         try:
             blocker.mkdir()
             link.symlink_to(blocker)  # a directory: SQLite cannot open or create it
-            for p in candidates:
-                if p.exists():
-                    p.rename(aside.with_name(p.name + ".away"))
-                    moved.append(p)
-            # Atomic, and over whatever a concurrent connection created meanwhile.
+            # The database file is never missing, not even for a moment (a
+            # connection would create an empty one): keep it under a second
+            # name, then swap the blocker in atomically.
+            if path.exists():
+                os.link(path, away(path))
+                moved.append(path)
             os.replace(link, path)
+            for p in candidates[1:]:  # no connection can open the database now
+                if p.exists():
+                    p.rename(away(p))
+                    moved.append(p)
             yield
         finally:
-            for stale in (path, link):
+            # Back in the reverse order: the WAL first, the database file last
+            # and atomically, so no connection ever sees it without its WAL.
+            for p in reversed(moved):
+                os.replace(away(p), p)
+            for stale in (link, path):
                 if stale.is_symlink():
                     stale.unlink()
             if blocker.is_dir():
                 blocker.rmdir()
-            for p in moved:
-                os.replace(aside.with_name(p.name + ".away"), p)
 
     def wait_running(self, target: str, timeout: float = 10.0) -> None:
         """Wait until `target` runs again (after a crash and its restart)."""
