@@ -653,7 +653,21 @@ class Journal:
             records: builtins.list[OperationRecord] = self._insert(conn, accepts) if accepts else []
             if not states:
                 return builtins.list(records)
-            updated = {i: self._update(conn, request) for i, request in states}
+            # A 'running' followed in the same batch by another state of the
+            # same operation is not written: the later state says more (a
+            # quick operation then costs one UPDATE, not two). Its future
+            # resolves with what the later one wrote.
+            last = {request.op_id: i for i, request in states}
+            superseded = {
+                i: last[request.op_id]
+                for i, request in states
+                if request.state == "running" and last[request.op_id] != i
+            }
+            updated = {
+                i: self._update(conn, request) for i, request in states if i not in superseded
+            }
+            for i, later in superseded.items():
+                updated[i] = updated[later]
         accepted = iter(records)
         return [updated[i] if i in updated else next(accepted) for i in range(len(batch))]
 

@@ -442,3 +442,26 @@ def test_the_write_queue_is_bounded(tmp_path):
         gate.set()
         journal.close()
         registry.close()
+
+
+def test_running_then_finished_in_one_batch_is_one_update(
+    make_registry: Callable[..., Registry], make_journal: Callable[..., Journal]
+) -> None:
+    from sqlalchemy import event
+
+    registry = make_registry()
+    journal = make_journal(registry)
+    op = journal.accept("h@b", "m", {}).result(10)
+    updates: list[str] = []
+    event.listen(
+        registry.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, sql, *rest: updates.append(sql) if sql.startswith("UPDATE") else None,
+    )
+    with journal._cond:  # (re-entrant) the writer takes nothing until both are in
+        running = journal.set_state(op.id, "running")
+        done = journal.set_state(op.id, "succeeded", result={"ok": True})
+    assert done.result(10).state == "succeeded"
+    assert running.result(10).state == "succeeded"  # answered by the state that superseded it
+    assert len(updates) == 1
+    assert journal.get(op.id).result == {"ok": True}  # type: ignore[union-attr]
