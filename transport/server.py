@@ -289,18 +289,23 @@ class RpcServer:
 
     # -- outgoing ----------------------------------------------------------------------
     def _on_done(self, prefix: list[bytes], envelope: Envelope, done: Any) -> None:
-        with self._count_lock:
-            self.in_flight -= 1
-        error = done.exception()
-        if error is not None:
-            self._reply_error(prefix, envelope, error)
-        elif envelope.kind == CALL:
-            self._send(prefix, Envelope(REPLY, envelope.id, result=done.value()))
-        else:
-            info = done.value()
-            self._send(
-                prefix, Envelope(ACK, envelope.id, info=info if isinstance(info, dict) else None)
-            )
+        try:
+            error = done.exception()
+            if error is not None:
+                self._reply_error(prefix, envelope, error)
+            elif envelope.kind == CALL:
+                self._send(prefix, Envelope(REPLY, envelope.id, result=done.value()))
+            else:
+                info = done.value()
+                self._send(
+                    prefix,
+                    Envelope(ACK, envelope.id, info=info if isinstance(info, dict) else None),
+                )
+        finally:
+            # Only once the answer is queued: a drain that sees zero in flight
+            # then stops the socket after it, so the answer is still sent.
+            with self._count_lock:
+                self.in_flight -= 1
 
     def _reply_error(self, prefix: list[bytes], envelope: Envelope, error: BaseException) -> None:
         self.stats["error_replies"] += 1

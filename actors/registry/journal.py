@@ -49,6 +49,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    literal_column,
     null,
     or_,
     select,
@@ -100,12 +101,15 @@ def _bind(name: str, column: Any) -> Any:
     return bindparam(name, type_=column.type)
 
 
+UNFINISHED = frozenset(UNFINISHED_STATES)
+
 # set_state(): built once (SQLAlchemy then reuses its compiled form), not per request.
-_UPDATE_STATE = (
+_UPDATE_STATE_MANY = (
     update(OperationModel)
     .where(
         OperationModel.id == bindparam("op_id"),
-        OperationModel.state.in_(UNFINISHED_STATES),
+        # Literal values, not an expanding IN: the statement also runs as executemany.
+        or_(*(OperationModel.state == literal_column(f"'{s}'") for s in UNFINISHED_STATES)),
     )
     .values(
         state=_bind("new_state", OperationModel.state),
@@ -120,8 +124,9 @@ _UPDATE_STATE = (
         updated_at=_bind("now", OperationModel.updated_at),
         finished_at=_bind("finished", OperationModel.finished_at),
     )
-    .returning(*_COLUMNS)
 )
+# The same for one operation, giving the row back at once.
+_UPDATE_STATE = _UPDATE_STATE_MANY.returning(*_COLUMNS)
 
 
 class JournalClosed(RegistryError):
@@ -663,9 +668,9 @@ class Journal:
                 for i, request in states
                 if request.state == "running" and last[request.op_id] != i
             }
-            updated = {
-                i: self._update(conn, request) for i, request in states if i not in superseded
-            }
+            updated = self._update_all(
+                conn, [(i, request) for i, request in states if i not in superseded]
+            )
             for i, later in superseded.items():
                 updated[i] = updated[later]
         accepted = iter(records)
@@ -725,6 +730,56 @@ class Journal:
                 assert record.idempotency_key is not None
                 found[(record.target, record.idempotency_key)] = record
         return found
+
+    def _update_all(
+        self, conn: Connection, states: builtins.list[tuple[int, _SetState]]
+    ) -> dict[int, OperationRecord | Exception]:
+        """Every state change of a batch in three statements, not one per change.
+
+        The states before (locked on PostgreSQL), one executemany UPDATE, the
+        rows after. A change applies iff its operation was unfinished before,
+        which is the UPDATE's own condition. An operation changed twice in one
+        batch goes one by one (only the first of two final states may win).
+        """
+        op_ids = [request.op_id for _, request in states]
+        if len(states) == 1 or len(set(op_ids)) != len(op_ids):
+            return {i: self._update(conn, request) for i, request in states}
+        before_query = select(OperationModel.id, OperationModel.state).where(
+            OperationModel.id.in_(op_ids)
+        )
+        if self._dialect == "postgresql":
+            before_query = before_query.with_for_update()
+        before = {row.id: row.state for row in conn.execute(before_query)}
+        now = self._registry._clock()
+        changing = [request for _, request in states if before.get(request.op_id) in UNFINISHED]
+        if changing:
+            conn.execute(_UPDATE_STATE_MANY, [self._params(request, now) for request in changing])
+        after = {
+            row.id: row._mapping
+            for row in conn.execute(select(*_COLUMNS).where(OperationModel.id.in_(op_ids)))
+        }
+        out: dict[int, OperationRecord | Exception] = {}
+        for i, request in states:
+            was = before.get(request.op_id)
+            if was is None:
+                out[i] = OperationNotFound(request.op_id)
+            elif was in UNFINISHED:
+                out[i] = _record(after[request.op_id])
+            else:
+                out[i] = InvalidTransition(request.op_id, was, request.state)
+        return out
+
+    def _params(self, request: _SetState, now: datetime) -> dict[str, Any]:
+        return {
+            "op_id": request.op_id,
+            "new_state": request.state,
+            "new_result": request.result,
+            "new_error": request.error,
+            "new_reason": request.reason,
+            "release_key": request.release_key,
+            "now": now,
+            "finished": now if request.state in FINISHED_STATES else None,
+        }
 
     def _update(self, conn: Connection, request: _SetState) -> OperationRecord | Exception:
         now = self._registry._clock()

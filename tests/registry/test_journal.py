@@ -465,3 +465,36 @@ def test_running_then_finished_in_one_batch_is_one_update(
     assert running.result(10).state == "succeeded"  # answered by the state that superseded it
     assert len(updates) == 1
     assert journal.get(op.id).result == {"ok": True}  # type: ignore[union-attr]
+
+
+def test_a_batch_of_state_changes_is_one_update_with_each_outcome_right(
+    make_registry: Callable[..., Registry], make_journal: Callable[..., Journal]
+) -> None:
+    from sqlalchemy import event
+
+    from actors.registry.journal import InvalidTransition, OperationNotFound
+
+    registry = make_registry()
+    journal = make_journal(registry)
+    done, failing, ok = (journal.accept("h@b", "m", {"n": n}).result(10) for n in range(3))
+    journal.set_state(done.id, "succeeded", result=1).result(10)
+    updates: list[str] = []
+    event.listen(
+        registry.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, sql, *rest: updates.append(sql) if sql.startswith("UPDATE") else None,
+    )
+    with journal._cond:  # (re-entrant) one batch
+        again = journal.set_state(done.id, "failed", error={"x": 1})
+        failed = journal.set_state(failing.id, "failed", error={"type": "E"}, reason="boom")
+        missing = journal.set_state("no-such-op", "running")
+        succeeded = journal.set_state(ok.id, "succeeded", result={"r": 2}, release_key=True)
+    with pytest.raises(InvalidTransition):
+        again.result(10)
+    with pytest.raises(OperationNotFound):
+        missing.result(10)
+    assert failed.result(10).state == "failed" and failed.result(10).reason == "boom"
+    assert succeeded.result(10).result == {"r": 2}
+    assert len(updates) == 1  # one executemany for the batch
+    assert journal.get(done.id).result == 1  # type: ignore[union-attr]  # untouched
+    assert journal.get(failing.id).error == {"type": "E"}  # type: ignore[union-attr]
