@@ -253,3 +253,19 @@ def test_a_share_in_error_is_refused_without_retry(fake_shares):
     with pytest.raises(ShareInError) as caught:
         fake_shares.call("fake", "extend_share", share_id="s1", new_size_gb=2)
     assert not caught.value.retryable
+
+
+def test_a_snapshot_is_not_deleted_under_a_busy_share(fake_shares):
+    from actors.registry.shares import ShareStore
+
+    fake_shares.call("fake", "create_share", share_id="s1", size_gb=1)
+    fake_shares.call("fake", "create_snapshot", share_id="s1", snapshot_id="snap")
+    assert fake_shares.service.registry is not None
+    store = ShareStore(fake_shares.service.registry)
+    store.update("s1", state="reverting")  # as if a revert were running
+    with pytest.raises(ShareNotAvailable):
+        fake_shares.call("fake", "delete_snapshot", share_id="s1", snapshot_id="snap")
+    store.update("s1", state="available")
+    fake_shares.call("fake", "delete_snapshot", share_id="s1", snapshot_id="snap")
+    share = fake_shares.call("fake", "get_share", share_id="s1")
+    assert share["snapshots"] == [] and share["state"] == "available"

@@ -228,13 +228,27 @@ class ShareManager(ManagerActor):
 
     @rpc(idempotent=True)
     def delete_snapshot(self, share_id: str, snapshot_id: str) -> Any:
-        """Delete a snapshot."""
+        """Delete a snapshot (the share is held meanwhile: no revert or snapshot races it)."""
         known = self._db(self.store.get_snapshot, share_id, snapshot_id)
-        removed = self.then(known, lambda _: self.driver.delete_snapshot(share_id, snapshot_id))
-        gone = self.then(
-            removed, lambda _: self._db(self.store.delete_snapshot, share_id, snapshot_id)
+        held = self.then(
+            known, lambda _: self._transition(share_id, ("available", "error"), "updating")
         )
-        return self.then(gone, lambda _: {"share_id": share_id, "snapshot_id": snapshot_id})
+
+        def delete(share: dict[str, Any]) -> Any:
+            removed = self._finish(
+                share_id,
+                self.driver.delete_snapshot(share_id, snapshot_id),
+                None,
+                error_state=share["previous_state"],  # the share itself is untouched
+                undo=self._restore(share),
+            )
+            gone = self.then(
+                removed, lambda _: self._db_retry(self.store.delete_snapshot, share_id, snapshot_id)
+            )
+            back = self.then(gone, lambda _: self._restore(share)())
+            return self.then(back, lambda _: {"share_id": share_id, "snapshot_id": snapshot_id})
+
+        return self.then(held, delete)
 
     @rpc(journal=True)
     def revert_to_snapshot(self, share_id: str, snapshot_id: str) -> Any:
