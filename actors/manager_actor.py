@@ -81,6 +81,12 @@ class DriverProxy:
         return self._handle.status()
 
 
+_FRAMEWORK_METHODS = frozenset(
+    {"run_operation", "recover_operations", "start_serving", "start_periodic_tasks"}
+)
+"""Methods the service calls on every manager; a subclass must not replace them."""
+
+
 class ManagerActor(BaseActor):
     """Base class of managers. Subclass, add `@rpc` methods, implement `init_host`."""
 
@@ -91,6 +97,13 @@ class ManagerActor(BaseActor):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        clash = sorted(_FRAMEWORK_METHODS & set(vars(cls)))
+        if clash:
+            raise TypeError(
+                f"{cls.__name__} defines {', '.join(clash)}: reserved for the framework"
+                " (the service calls them; override init_host, init_host_with_rpc or"
+                " recover_operation instead)"
+            )
         cls.rpc_methods = collect_rpc_methods(cls, cls.RPC_API_VERSION)
         cls.periodic_tasks = collect_periodic_tasks(cls)
 

@@ -148,3 +148,13 @@ def test_driver_contract_is_abstract():
 
     with pytest.raises(TypeError, match="abstract"):
         Incomplete(FakeDriver.Options(), host="h", backend="b")  # type: ignore[abstract]
+
+
+def test_a_manager_cannot_replace_the_framework_s_own_methods():
+    from actors import ManagerActor
+
+    with pytest.raises(TypeError, match="run_operation: reserved"):
+
+        class Sneaky(ManagerActor):
+            def run_operation(self, *args: object) -> None:
+                pass
