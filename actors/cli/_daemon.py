@@ -10,7 +10,7 @@ import click
 
 from actors.cli._systemd import SystemdNotifier
 from actors.config import ServiceConfig, default_config, load_config
-from actors.errors import ActorsError
+from actors.errors import ActorsError, DeadlineExceeded
 from actors.service import Service
 from transport.errors import TransportError
 from transport.protocol import Limits
@@ -149,6 +149,12 @@ def _reload(service: Service, config_file: str | None, systemd: SystemdNotifier)
     systemd.notify("RELOADING=1")
     try:
         changes = service.reload()
+    except DeadlineExceeded as exc:  # the service actor is still applying it
+        click.echo(
+            f"actorsd: reload still running after the deadline, it may be partly applied"
+            f" (see actorsctl status): {exc}",
+            err=True,
+        )
     except TransportError as exc:  # ConfigError, LoadError, ActorsError: nothing changed
         click.echo(
             f"actorsd: reload refused, nothing changed: {type(exc).__name__}: {exc}", err=True
