@@ -16,11 +16,15 @@ A request to a manager method marked `@rpc(journal=True)` goes through
 4. the caller's future (the reply of a call; for a cast the ack, carrying the
    operation id) completes only after the corresponding commit.
 
-If the manager crashes or stops with the operation queued or running, the
-operation is recorded 'interrupted' with the reason and the caller gets
-OperationInterrupted at once. After a crash of the whole process,
-`recover()` finds what was left 'accepted' or 'running': idempotent methods
-run again, the rest are marked interrupted.
+If the manager (or its driver) crashes or stops while the operation runs, it
+is recorded 'interrupted' and the caller gets OperationInterrupted at once.
+If it never started, or it failed with a retryable error, it is recorded
+'failed' and gives up its key, so a retry runs anew. An outcome the
+database refused is kept in memory (answering retries) and written after the
+next successful registry round. After a crash of the whole process, the
+ServiceActor hands what an earlier process left 'accepted' or 'running' to
+`recover()`: what `recover_operation` allows runs again, the rest is marked
+interrupted.
 """
 
 from __future__ import annotations
