@@ -111,6 +111,9 @@ class _Outcome:
             future.try_set_exception(self.error)
 
 
+MAX_UNRECORDED = 10_000
+"""Outcomes kept for a database that does not answer; beyond, recovery decides."""
+
 RECENT_OUTCOMES = 4096
 """Outcomes kept in memory after they are written: a retry whose accept shares
 a commit batch with the final write reads the row as unfinished, and must
@@ -331,14 +334,25 @@ class Operations:
                     while len(self._recent) > RECENT_OUTCOMES:
                         self._recent.popitem(last=False)
                 return
-            if op_id not in self._unrecorded:
+            if op_id in self._unrecorded:
+                self._unrecorded[op_id] = outcome
+            elif len(self._unrecorded) >= MAX_UNRECORDED:
+                # Bounded: the row stays unfinished and the next start's recovery decides.
+                log.error(
+                    "outcome of operation %s not recorded, and %d others wait already:"
+                    " left to recovery at the next start: %s",
+                    op_id,
+                    len(self._unrecorded),
+                    failure,
+                )
+            else:
                 log.error(
                     "outcome of operation %s not recorded (kept, written when the database"
                     " answers): %s",
                     op_id,
                     failure,
                 )
-            self._unrecorded[op_id] = outcome
+                self._unrecorded[op_id] = outcome
 
         written.add_done_callback(after)
         return written
