@@ -276,14 +276,13 @@ class Operations:
         if error is not None and inflight.started:
             self.interrupt(record, f"{record.target} ended while it ran: {error}")
             return
+        del self._inflight[record.id]
         if error is not None:  # it never ran: a retryable failure, the key free again
-            del self._inflight[record.id]
             outcome = _Outcome("failed", None, error, f"not started: {error}", release_key=True)
             self._write_outcome(record.id, outcome).add_done_callback(
                 lambda _: outcome.answer(inflight.outcome)
             )
             return
-        del self._inflight[record.id]
         ok, value = done.value()
         if ok:
             inflight.outcome.try_set(value)

@@ -782,17 +782,7 @@ class Journal:
         }
 
     def _update(self, conn: Connection, request: _SetState) -> OperationRecord | Exception:
-        now = self._registry._clock()
-        params = {
-            "op_id": request.op_id,
-            "new_state": request.state,
-            "new_result": request.result,
-            "new_error": request.error,
-            "new_reason": request.reason,
-            "release_key": request.release_key,
-            "now": now,
-            "finished": now if request.state in FINISHED_STATES else None,
-        }
+        params = self._params(request, self._registry._clock())
         row = conn.execute(_UPDATE_STATE, params).first()
         if row is not None:
             return _record(row._mapping)
