@@ -65,13 +65,22 @@ def plan_backends(config: ServiceConfig, *, file: str | None = None) -> list[Bac
 
 
 def _report_once(
-    registry: Registry, rows: dict[str, ServiceRow], ids: dict[str, int] | None, ready: list[str]
+    registry: Registry,
+    rows: dict[str, ServiceRow],
+    ids: dict[str, int] | None,
+    ready: list[str],
+    stopped: list[int],
 ) -> dict[str, int] | None:
     """One registry round, in a worker thread: register if needed, then ONE heartbeat.
 
-    Returns the ids, or None when the heartbeat missed rows (deleted, or a
-    database that was reset): the next round registers again.
+    Rows of backends removed since the last round (`stopped`) are marked
+    stopped first: rounds never overlap, so no earlier round can heartbeat
+    them back up afterwards. Returns the ids, or None when the heartbeat
+    missed rows (deleted, or a database that was reset): the next round
+    registers again.
     """
+    if stopped:
+        registry.mark(stopped, "stopped")
     if ids is None:
         registry.upgrade()
         names = list(rows)
@@ -118,6 +127,8 @@ class ServiceActor(BaseActor):
         self._outage_since: float | None = None
         self.serving = False  # phase 5 reached: restarted managers start serving at once
         self._timers: list[Any] = []
+        self._rows_to_stop: list[int] = []  # rows of removed backends, for the next round
+        self._round_stopped: list[int] = []
         self.failed_backends: dict[str, str] = {}  # failed a start phase: never heartbeat
         self.routes: dict[str, str] = {}
         for plan in plans:
@@ -226,8 +237,10 @@ class ServiceActor(BaseActor):
             self._schedule()
         if self.registry is not None and (started or stopped):
             if stopped and self.registry_ids is not None:
-                gone = [self.registry_ids[n] for n in stopped if n in self.registry_ids]
-                self.runtime.offload(self.registry.mark, gone, "stopped")
+                # Marked by the next round, in order with every heartbeat.
+                self._rows_to_stop += [
+                    self.registry_ids[n] for n in stopped if n in self.registry_ids
+                ]
             self.registry_ids = None  # register the new set of rows in the next round
             self._generation += 1
             self.report()
@@ -340,7 +353,9 @@ class ServiceActor(BaseActor):
         rows = self._rows()
         ids = dict(self.registry_ids) if self.registry_ids is not None else None
         ready = self.ready_managers() if self.serving else []  # no heartbeat before phase 5
-        work = self.runtime.offload(_report_once, self.registry, rows, ids, ready)
+        stopped, self._rows_to_stop = self._rows_to_stop, []
+        work = self.runtime.offload(_report_once, self.registry, rows, ids, ready, stopped)
+        self._round_stopped = stopped
         self.round_in_flight = work
         self.pipe(work, self._reported)
 
@@ -361,6 +376,7 @@ class ServiceActor(BaseActor):
         self._reporting = False
         error = done.exception()
         if error is not None:
+            self._rows_to_stop += self._round_stopped  # not marked yet: the next round does
             self.registry_ids = None  # the database may come back empty: register again
             if self._outage_since is None:
                 self._outage_since = self.clock.monotonic()
