@@ -311,3 +311,30 @@ def test_actorsd_patches_gevent_only_for_the_gevent_runtime(tmp_path, monkeypatc
     config.write_text("not toml [")
     monkeypatch.delenv("ACTORS_RUNTIME")
     assert _runtime_from(["--config", str(config)]) is None  # reported later, properly
+
+
+def _actorsctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "actorsctl"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
+
+
+def test_actorsctl_db_upgrade_and_backup(tmp_path):
+    db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    upgraded = _actorsctl("--db", db, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    copy = tmp_path / "copy.sqlite"
+    backup = _actorsctl("--db", db, "db", "backup", str(copy))
+    assert backup.returncode == 0, backup.stderr
+    assert str(copy) in backup.stdout
+    listed = _actorsctl("--db", f"sqlite:///{copy}", "--output", "json", "services")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    again = _actorsctl("--db", db, "db", "backup", str(copy))
+    assert again.returncode == 1
+    assert "RegistryError" in again.stderr and "exists already" in again.stderr
+    assert "Traceback" not in again.stderr

@@ -474,6 +474,19 @@ def db_upgrade(ctx: Context) -> None:
     click.echo("registry is up to date")
 
 
+@db.command("backup")
+@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def db_backup(ctx: Context, destination: Path) -> None:
+    """Copy a SQLite registry to DESTINATION, safely while the daemon runs."""
+    registry = ctx.registry()
+    try:
+        written = _run(lambda: registry.backup(destination))
+    finally:
+        registry.close()
+    click.echo(f"registry copied to {written}")
+
+
 @cli.group()
 def keys() -> None:
     """CURVE key management."""

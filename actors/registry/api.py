@@ -370,6 +370,36 @@ class Registry:
             )
         return sorted({r.endpoint for r in records if r.is_up and r.endpoint is not None})
 
+    def backup(self, destination: str | Path) -> Path:
+        """Write a consistent copy of a SQLite registry to `destination`, while it is in use.
+
+        A plain file copy of a live SQLite database in WAL mode can miss what
+        is still in the WAL; `VACUUM INTO` reads one snapshot of the database
+        (WAL included) and writes it whole. The destination must not exist.
+        PostgreSQL has its own tools (pg_dump): RegistryError there.
+        """
+        if self._dialect != "sqlite":
+            raise RegistryError(
+                f"backup copies a SQLite registry; for {self._dialect} use its own tools (pg_dump)",
+                url=self.url,
+            )
+        target = Path(destination).absolute()
+        if target.exists():
+            raise RegistryError(f"{target} exists already; not overwriting it", url=self.url)
+        try:
+            raw = self._engine.raw_connection()  # autocommit: VACUUM runs outside a transaction
+            try:
+                cursor = raw.cursor()
+                try:
+                    cursor.execute("VACUUM INTO ?", (str(target),))
+                finally:
+                    cursor.close()
+            finally:
+                raw.close()
+        except _DB_ERRORS as exc:
+            raise DatabaseUnavailable(self.url, self._reason(exc)) from exc
+        return target
+
     def close(self) -> None:
         """Close the engine's pooled connections."""
         self._engine.dispose()

@@ -580,27 +580,22 @@ class Journal:
             try:
                 with conn.begin():
                     yield conn
-                if self._sqlite_path is not None:
-                    self._checkpoint()
             except BaseException:
                 self._release(invalidate=True)
                 raise
         except _DB_ERRORS as exc:
             raise DatabaseUnavailable(registry.url, registry._reason(exc)) from exc
 
-    def _checkpoint(self) -> None:
-        """Move the committed batch from the WAL into the database file and empty the WAL.
+    def _checkpoint(self, conn: Connection) -> None:
+        """Fold the WAL into the database file and empty it, before letting go idle.
 
-        What closing the last connection did under NullPool: once a batch is
-        acknowledged the database is whole in its one file, so nothing lives
-        only in a WAL that could be separated from it (files moved or copied
-        while the journal is idle). Sent on the driver connection, outside any
-        transaction. The batch is committed already: a failure here only
-        drops the connection, it does not fail the batch.
+        While the writer is busy its commits live in the WAL, as in any SQLite
+        database in WAL mode (SQLite folds it in every 1000 pages). Once the
+        journal has been idle for `_IDLE_RELEASE` the database is whole in its
+        one file again. Live copies should use `actorsctl db backup`. Sent on
+        the driver connection outside any transaction; a failure is only logged:
+        everything in the WAL is committed already.
         """
-        conn = self._conn
-        if conn is None:
-            return
         try:
             dbapi_connection = conn.connection.dbapi_connection
             assert dbapi_connection is not None
@@ -611,7 +606,6 @@ class Journal:
                 cursor.close()
         except _DB_ERRORS:
             log.warning("journal WAL checkpoint failed", exc_info=True)
-            self._release(invalidate=True)
 
     def _file_identity(self) -> tuple[int, int] | None:
         """(st_dev, st_ino) of the SQLite file; None if it cannot be seen (or not SQLite)."""
@@ -641,6 +635,8 @@ class Journal:
         try:
             if invalidate:
                 conn.invalidate()
+            elif self._sqlite_path is not None:
+                self._checkpoint(conn)
             conn.close()
         except Exception:  # it is going away anyway
             log.debug("closing the journal writer's connection failed", exc_info=True)

@@ -7,7 +7,9 @@ Every wait on a future has a deadline.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import timedelta
@@ -34,7 +36,8 @@ from actors.registry import (
     ServiceRow,
     sqlite_url_for,
 )
-from actors.registry.api import MIGRATIONS_DIR
+from actors.registry import journal as journal_module
+from actors.registry.api import MIGRATIONS_DIR, RegistryError
 from actors.registry.models import Base
 from tests.registry.conftest import T0, Clock
 
@@ -410,6 +413,68 @@ def test_sqlite_directory_renamed_away_and_back(tmp_path: Path, clock: Clock) ->
         retried = journal.accept("t", "m", 1, key="k1").result(WAIT)
         assert journal.set_state(before.id, "running").result(WAIT).state == "running"
         assert {r.id for r in journal.unfinished()} == {before.id, retried.id}
+    finally:
+        if journal is not None:
+            journal.close(WAIT)
+        registry.close()
+
+
+def test_a_backup_taken_while_the_journal_is_busy_holds_every_acknowledged_row(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Acknowledged batches may still sit in the WAL: backup() copies them too."""
+    registry = Registry(sqlite_url_for(tmp_path / "state"), now=clock)
+    try:
+        registry.upgrade()
+        journal = Journal(registry)
+        try:
+            ids = [journal.accept("t", "m", i).result(WAIT).id for i in range(20)]
+            copy = registry.backup(tmp_path / "copy.sqlite")
+            with pytest.raises(RegistryError, match="exists already"):
+                registry.backup(copy)
+        finally:
+            journal.close(WAIT)
+        backup = Registry(f"sqlite:///{copy}")
+        try:
+            assert {r.id for r in Journal(backup).list(limit=100)} >= set(ids)
+        finally:
+            backup.close()
+    finally:
+        registry.close()
+
+
+def test_backup_of_a_postgresql_registry_points_to_its_own_tools(make_registry) -> None:
+    registry = make_registry()
+    if registry.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    with pytest.raises(RegistryError, match="pg_dump"):
+        registry.backup("/nonexistent/copy")
+
+
+def test_an_idle_journal_folds_the_wal_into_the_database_file(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Busy, commits live in the WAL; idle, the database is whole in its one file."""
+    monkeypatch.setattr(journal_module, "_IDLE_RELEASE", 0.05)
+    state = tmp_path / "state"
+    registry = Registry(sqlite_url_for(state), now=clock)
+    journal: Journal | None = None
+    try:
+        registry.upgrade()
+        journal = Journal(registry)
+        ids = [journal.accept("t", "m", i).result(WAIT).id for i in range(5)]
+        (database,) = state.glob("*.sqlite")
+        wal = Path(f"{database}-wal")
+        deadline = time.monotonic() + WAIT
+        while not (journal._conn is None and (not wal.exists() or wal.stat().st_size == 0)):
+            assert time.monotonic() < deadline, "the idle writer kept its WAL"
+            time.sleep(0.01)
+        # The database file alone, copied without its WAL, has every row.
+        alone = tmp_path / "alone.sqlite"
+        alone.write_bytes(database.read_bytes())
+        with sqlite3.connect(alone) as conn:
+            found = {row[0] for row in conn.execute("SELECT id FROM operations")}
+        assert set(ids) <= found
     finally:
         if journal is not None:
             journal.close(WAIT)
