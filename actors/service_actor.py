@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from actors._operations import Operations
@@ -32,6 +32,9 @@ from actors.runtime import ActorFuture
 from actors.supervision import ChildSpec, SupervisionPolicy
 
 __all__ = ["BackendPlan", "ServiceActor", "plan_backends"]
+
+# Unfinished operations read per query during crash recovery.
+RECOVERY_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ class ServiceActor(BaseActor):
         # Managers whose operations from before this process have not been recovered.
         self.unrecovered: set[str] = {p.name for p in plans} if operations is not None else set()
         self._recovering = 0  # reads and hand-offs of recovery in progress
+        self._recovery_targets: list[str] = []  # the managers of the current pass
+        self._recovery_failed: set[str] = set()  # ... whose operations wait for the next
         self.endpoint: str | None = None
         self.registry_ids: dict[str, int] | None = None
         self._reporting = False
@@ -402,15 +407,28 @@ class ServiceActor(BaseActor):
             self._start_round()
 
     # -- the operation journal ---------------------------------------------------------
-    def _recover(self) -> None:
+    def _recover(self, after: tuple[datetime, str] | None = None) -> None:
         """Find what an earlier process left unfinished and hand it to each manager.
 
         Runs after a registry round succeeded (the database answers and the
-        schema is there), until every manager has taken its operations.
+        schema is there), until every manager has taken its operations. Reads
+        only this service's managers' operations, `RECOVERY_PAGE` at a time,
+        each page handed over before the next is read.
         """
         assert self.operations is not None
+        if after is None:
+            self._recovery_failed = set()
+            self._recovery_targets = sorted(self.unrecovered)
         self._recovering += 1
-        work = self.runtime.offload(self.operations.journal.unfinished, self.started_at)
+        work = self.runtime.offload(
+            functools.partial(
+                self.operations.journal.unfinished,
+                self.started_at,
+                targets=self._recovery_targets,
+                after=after,
+                limit=RECOVERY_PAGE,
+            )
+        )
         self.pipe(work, self._recovered)
 
     def _recovered(self, done: Any) -> None:
@@ -418,29 +436,44 @@ class ServiceActor(BaseActor):
         error = done.exception()
         if error is not None:
             self.log.error("could not read unfinished operations (will retry): %s", error)
+            self._recovery_failed.update(self._recovery_targets)
+            self._recovery_pass_done()
             return
+        records: list[OperationRecord] = done.value()
         by_target: dict[str, list[OperationRecord]] = {}
-        for record in done.value():
+        for record in records:
             by_target.setdefault(record.target, []).append(record)
-        for name in sorted(self.unrecovered):
-            records = by_target.get(name, [])
-            if not records:
-                self.unrecovered.discard(name)
+        for name, mine in sorted(by_target.items()):
+            if name not in self.unrecovered:  # removed from the configuration meanwhile
                 continue
-            self.log.warning("%s: %d unfinished operation(s) to recover", name, len(records))
+            self.log.warning("%s: %d unfinished operation(s) to recover", name, len(mine))
             self._recovering += 1
-            handed = self.child(name).deliver("recover_operations", (records,))
+            handed = self.child(name).deliver("recover_operations", (mine,))
             self.pipe(handed, functools.partial(self._handed, name))
+        if len(records) >= RECOVERY_PAGE:
+            last = records[-1]
+            self._recover(after=(last.created_at, last.id))
+        else:
+            self._recovery_pass_done()
 
     def _handed(self, name: str, done: Any) -> None:
         """A manager took (or failed to take) its operations to recover."""
         self._recovering -= 1
         error = done.exception()
         if error is None:
-            self.unrecovered.discard(name)
             self.log.info("%s recovered operations: %s", name, done.value())
         else:  # restarting, crashed: the next successful round tries again
+            self._recovery_failed.add(name)
             self.log.warning("recovery of %s waits (will retry): %s", name, error)
+        self._recovery_pass_done()
+
+    def _recovery_pass_done(self) -> None:
+        """Once every page is read and handed over: the managers that took all are done."""
+        if self._recovering:
+            return
+        for name in self._recovery_targets:
+            if name not in self._recovery_failed:
+                self.unrecovered.discard(name)
 
     def prune(self) -> ActorFuture[Any]:
         """Delete finished operations older than `journal_retention`, off the actors."""

@@ -310,6 +310,32 @@ def test_recovery_reruns_idempotent_operations_and_interrupts_the_rest(
     assert h.fake("b1").ops() == ["resize"]
 
 
+def test_recovery_reads_page_by_page_and_leaves_other_hosts_alone(
+    actors_service, tmp_path, monkeypatch
+):
+    import actors.service_actor
+
+    monkeypatch.setattr(actors.service_actor, "RECOVERY_PAGE", 3)
+    state = tmp_path / "recover"
+    registry = Registry(sqlite_url_for(state))
+    registry.upgrade()
+    with Journal(registry) as journal:
+        mine = [
+            journal.accept("h@b1", "provision", {"resource_id": f"r{i}"}).result(10).id
+            for i in range(8)
+        ]
+        theirs = journal.accept("other@b1", "provision", {"resource_id": "x"}).result(10).id
+    registry.close()
+    h = actors_service({"b1": JOURNALED}, host="h", state_dir=state)
+    for op_id in mine:
+        record = h.wait_operation(op_id)
+        assert record.state == "interrupted", record
+    # Another host's operation is its own service's to recover.
+    other = h.operation(theirs)
+    assert other is not None and other.state == "accepted"
+    assert h.fake("b1").ops() == []
+
+
 def test_a_key_of_an_operation_not_yet_recovered_is_in_progress(make_harness, tmp_path):
     h = make_harness({"b1": JOURNALED})
     assert h.service.operations is not None

@@ -441,11 +441,20 @@ class Journal:
         with self._registry._transaction(write=False) as conn:
             return [_record(row._mapping) for row in conn.execute(statement.limit(limit))]
 
-    def unfinished(self, created_before: datetime | None = None) -> builtins.list[OperationRecord]:
-        """Every accepted or running operation, oldest first: what crash recovery handles.
+    def unfinished(
+        self,
+        created_before: datetime | None = None,
+        *,
+        targets: Iterable[str] | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[OperationRecord]:
+        """Accepted or running operations, oldest first: what crash recovery handles.
 
         `created_before` limits it to operations of an earlier process (those
-        accepted before this one started).
+        accepted before this one started); `targets` to these managers. For
+        paging, `limit` caps the rows and `after` continues behind the
+        (created_at, id) of the last row of the previous page.
         """
         statement = (
             select(*_COLUMNS)
@@ -454,6 +463,18 @@ class Journal:
         )
         if created_before is not None:
             statement = statement.where(OperationModel.created_at < created_before)
+        if targets is not None:
+            statement = statement.where(OperationModel.target.in_(sorted(targets)))
+        if after is not None:
+            created, op_id = after
+            statement = statement.where(
+                or_(
+                    OperationModel.created_at > created,
+                    and_(OperationModel.created_at == created, OperationModel.id > op_id),
+                )
+            )
+        if limit is not None:
+            statement = statement.limit(limit)
         with self._registry._transaction(write=False) as conn:
             return [_record(row._mapping) for row in conn.execute(statement)]
 

@@ -197,6 +197,30 @@ def test_list_and_unfinished(journal: Journal, clock: Clock) -> None:
     assert [r.id for r in journal.unfinished()] == [ids[0], ids[1], ids[3], ids[4]]
 
 
+def test_unfinished_pages_by_target_in_order(journal: Journal, clock: Clock) -> None:
+    """Recovery reads its own managers' operations a page at a time, none twice."""
+    ids: dict[str, list[str]] = {"h@a": [], "h@b": [], "other@a": []}
+    for i in range(7):
+        for target in ids:
+            ids[target].append(journal.accept(target, "m", i).result(WAIT).id)
+        if i % 3 == 0:
+            clock.advance(1)  # some rows share a created_at: the id breaks the tie
+    mine = {"h@a", "h@b"}
+    expected = [r.id for r in journal.unfinished() if r.target in mine]
+    assert len(expected) == 14
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        page = journal.unfinished(targets=mine, after=after, limit=4)
+        pages.append([r.id for r in page])
+        if len(page) < 4:
+            break
+        after = (page[-1].created_at, page[-1].id)
+    assert [len(p) for p in pages] == [4, 4, 4, 2]
+    assert [op_id for page in pages for op_id in page] == expected
+    assert journal.unfinished(targets=["nobody@x"]) == []
+
+
 # -- idempotency --------------------------------------------------------------------
 
 
