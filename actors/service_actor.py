@@ -119,6 +119,7 @@ class ServiceActor(BaseActor):
         self._recovering = 0  # reads and hand-offs of recovery in progress
         self._recovery_targets: list[str] = []  # the managers of the current pass
         self._recovery_failed: set[str] = set()  # ... whose operations wait for the next
+        self._orphans_checked = False  # unfinished work of backends not run here, logged once
         self.endpoint: str | None = None
         self.registry_ids: dict[str, int] | None = None
         self._reporting = False
@@ -474,6 +475,30 @@ class ServiceActor(BaseActor):
         for name in self._recovery_targets:
             if name not in self._recovery_failed:
                 self.unrecovered.discard(name)
+        if not self._orphans_checked and not self._recovery_failed:
+            assert self.operations is not None
+            self._orphans_checked = True
+            journal = self.operations.journal
+            work = self.runtime.offload(journal.unfinished_counts, self.started_at)
+            self.pipe(work, self._orphans_found)
+
+    def _orphans_found(self, done: Any) -> None:
+        """Warn about unfinished operations of this host's backends that no manager runs."""
+        error = done.exception()
+        if error is not None:
+            self.log.warning("could not look for orphaned operations: %s", error)
+            return
+        prefix = f"{self.config.host}@"
+        served = {plan.name for plan in self.plans}
+        for target, count in sorted(done.value().items()):
+            if target.startswith(prefix) and target not in served:
+                self.log.warning(
+                    "%d unfinished operation(s) of %s, a backend this service does not run: "
+                    "they wait for a service that runs it (actorsctl ops --target %s)",
+                    count,
+                    target,
+                    target,
+                )
 
     def prune(self) -> ActorFuture[Any]:
         """Delete finished operations older than `journal_retention`, off the actors."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -311,7 +313,7 @@ def test_recovery_reruns_idempotent_operations_and_interrupts_the_rest(
 
 
 def test_recovery_reads_page_by_page_and_leaves_other_hosts_alone(
-    actors_service, tmp_path, monkeypatch
+    actors_service, actors_runtime, tmp_path, monkeypatch, caplog
 ):
     import actors.service_actor
 
@@ -325,15 +327,25 @@ def test_recovery_reads_page_by_page_and_leaves_other_hosts_alone(
             for i in range(8)
         ]
         theirs = journal.accept("other@b1", "provision", {"resource_id": "x"}).result(10).id
+        orphan = journal.accept("h@gone", "provision", {"resource_id": "y"}).result(10).id
     registry.close()
+    caplog.set_level(logging.WARNING)
     h = actors_service({"b1": JOURNALED}, host="h", state_dir=state)
     for op_id in mine:
         record = h.wait_operation(op_id)
         assert record.state == "interrupted", record
-    # Another host's operation is its own service's to recover.
-    other = h.operation(theirs)
-    assert other is not None and other.state == "accepted"
+    # Another host's operation is its own service's to recover; one of this
+    # host's backends that no longer runs here is left alone, with a warning.
+    for op_id in (theirs, orphan):
+        other = h.operation(op_id)
+        assert other is not None and other.state == "accepted"
     assert h.fake("b1").ops() == []
+    deadline = time.monotonic() + 10
+    warning = "1 unfinished operation(s) of h@gone, a backend this service does not run"
+    while not any(warning in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, "no warning about h@gone"
+        h.settle()  # the lookup runs off the actors; its answer comes back through a mailbox
+    assert not any("other@b1" in r.getMessage() for r in caplog.records)
 
 
 def test_a_key_of_an_operation_not_yet_recovered_is_in_progress(make_harness, tmp_path):

@@ -49,6 +49,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    func,
     literal_column,
     null,
     or_,
@@ -477,6 +478,18 @@ class Journal:
             statement = statement.limit(limit)
         with self._registry._transaction(write=False) as conn:
             return [_record(row._mapping) for row in conn.execute(statement)]
+
+    def unfinished_counts(self, created_before: datetime | None = None) -> dict[str, int]:
+        """How many accepted or running operations each target has (e.g. to find orphans)."""
+        statement = (
+            select(OperationModel.target, func.count())
+            .where(OperationModel.state.in_(UNFINISHED_STATES))
+            .group_by(OperationModel.target)
+        )
+        if created_before is not None:
+            statement = statement.where(OperationModel.created_at < created_before)
+        with self._registry._transaction(write=False) as conn:
+            return {target: int(count) for target, count in conn.execute(statement)}
 
     def prune(self, older_than: timedelta) -> int:
         """Delete finished operations that finished more than `older_than` ago; return how many."""
