@@ -387,7 +387,7 @@ class Operations:
             error = OperationInterrupted(op_id, target, method, str(error))
             outcome = _Outcome("interrupted", None, error, error.details["reason"])
         elif error is None:
-            outcome = _Outcome("succeeded", done.value(), None, None)
+            outcome = _Outcome("succeeded", _as_recorded(done.value()), None, None)
         else:  # a retryable error (DriverNotReady, Busy...) must not pin the key
             retryable = bool(getattr(error, "retryable", False))
             outcome = _Outcome("failed", None, error, str(error), release_key=retryable)
@@ -438,6 +438,17 @@ class Operations:
                 )
                 self.interrupt(record, reason)
         return counts
+
+
+def _as_recorded(value: Any) -> Any:
+    """`value` as the journal gives it back (through JSON), so that the first
+    caller and every retry by key see the same result (tuples become lists,
+    map keys strings). A value that is not JSON data is passed on as it is and
+    recorded as null (see `_write_outcome`)."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):
+        return value
 
 
 def _copy(source: ActorFuture[Any], target: ActorFuture[Any]) -> None:

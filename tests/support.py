@@ -144,6 +144,11 @@ class JournaledManager(HoldingManager):
         raise FatalError("exploded inside a journaled operation")
 
     @rpc(journal=True)
+    def shaped(self, tag: str) -> Any:
+        """A result JSON reshapes: a tuple, and a map with an integer key."""
+        return {"pair": (tag, 1), "by_number": {7: tag}}
+
+    @rpc(journal=True)
     def unstorable(self) -> Any:
         return {"a set": {1, 2}}  # a set is neither JSON nor msgpack
 

@@ -44,6 +44,16 @@ def test_a_journaled_call_is_recorded_with_its_result(h):
     assert record.finished_at is not None and record.error is None
 
 
+def test_the_first_caller_and_a_retry_by_key_get_the_same_result(h):
+    """Both get the result as the journal keeps it (JSON), whether the retry is
+    answered from memory or, after a restart, from the database."""
+    recorded = {"pair": ["a", 1], "by_number": {"7": "a"}}
+    assert h.call("b1", "shaped", tag="a", key="k-shape") == recorded
+    assert h.call("b1", "shaped", tag="a", key="k-shape") == recorded
+    [record] = _records(h)
+    assert record.result == recorded
+
+
 def test_methods_without_journal_are_not_recorded(h):
     h.call("b1", "create", resource_id="r1")
     assert _records(h) == []
