@@ -400,6 +400,13 @@ class Operations:
         written.add_done_callback(reply)
         return answer
 
+    def _known_outcome(self, op_id: str) -> bool:
+        """Whether this process has the outcome of `op_id` (written or still to write)."""
+        if op_id in self._unrecorded:
+            return True
+        with self._lock:
+            return op_id in self._recent
+
     # -- crash recovery ------------------------------------------------------------
     def recover(
         self,
@@ -414,8 +421,8 @@ class Operations:
         """
         counts = {"rerun": 0, "interrupted": 0}
         for record in records:
-            if record.id in self._inflight:
-                continue
+            if record.id in self._inflight or self._known_outcome(record.id):
+                continue  # running here, or ended here with its outcome not yet written
             try:
                 reason = decide(record)
             except Exception as exc:  # a faulty hook must not strand the other records

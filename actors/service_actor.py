@@ -119,6 +119,7 @@ class ServiceActor(BaseActor):
         self._recovering = 0  # reads and hand-offs of recovery in progress
         self._recovery_targets: list[str] = []  # the managers of the current pass
         self._recovery_failed: set[str] = set()  # ... whose operations wait for the next
+        self._recovery_next: tuple[datetime, str] | None = None  # cursor of the next page
         self._orphans_checked = False  # unfinished work of backends not run here, logged once
         self.endpoint: str | None = None
         self.registry_ids: dict[str, int] | None = None
@@ -396,10 +397,12 @@ class ServiceActor(BaseActor):
                     self.clock.monotonic() - self._outage_since,
                 )
                 self._outage_since = None
+            if self.operations is not None:
+                # Outcomes kept through an outage go in first, so that recovery
+                # does not read them as unfinished.
+                self.operations.write_unrecorded()
             if self.unrecovered and self._recovering == 0:
                 self._recover()
-            if self.operations is not None:
-                self.operations.write_unrecorded()
         for waiter in self._round_waiters:
             waiter.try_set(None)
         self._round_waiters = []
@@ -413,14 +416,15 @@ class ServiceActor(BaseActor):
 
         Runs after a registry round succeeded (the database answers and the
         schema is there), until every manager has taken its operations. Reads
-        only this service's managers' operations, `RECOVERY_PAGE` at a time,
-        each page handed over before the next is read.
+        only this service's managers' operations, `RECOVERY_PAGE` at a time;
+        the next page is read once every manager took its part of this one.
         """
         assert self.operations is not None
         if after is None:
             self._recovery_failed = set()
             self._recovery_targets = sorted(self.unrecovered)
         self._recovering += 1
+        self._recovery_next = None
         work = self.runtime.offload(
             functools.partial(
                 self.operations.journal.unfinished,
@@ -438,24 +442,26 @@ class ServiceActor(BaseActor):
         if error is not None:
             self.log.error("could not read unfinished operations (will retry): %s", error)
             self._recovery_failed.update(self._recovery_targets)
-            self._recovery_pass_done()
+            self._recovery_step()
             return
         records: list[OperationRecord] = done.value()
         by_target: dict[str, list[OperationRecord]] = {}
         for record in records:
             by_target.setdefault(record.target, []).append(record)
+        if len(records) >= RECOVERY_PAGE:
+            last = records[-1]
+            self._recovery_next = (last.created_at, last.id)
         for name, mine in sorted(by_target.items()):
-            if name not in self.unrecovered:  # removed from the configuration meanwhile
+            if name not in self.unrecovered:
+                # Removed from the configuration meanwhile: if it comes back,
+                # these were never handed over, so it is not done.
+                self._recovery_failed.add(name)
                 continue
             self.log.warning("%s: %d unfinished operation(s) to recover", name, len(mine))
             self._recovering += 1
             handed = self.child(name).deliver("recover_operations", (mine,))
             self.pipe(handed, functools.partial(self._handed, name))
-        if len(records) >= RECOVERY_PAGE:
-            last = records[-1]
-            self._recover(after=(last.created_at, last.id))
-        else:
-            self._recovery_pass_done()
+        self._recovery_step()
 
     def _handed(self, name: str, done: Any) -> None:
         """A manager took (or failed to take) its operations to recover."""
@@ -466,11 +472,20 @@ class ServiceActor(BaseActor):
         else:  # restarting, crashed: the next successful round tries again
             self._recovery_failed.add(name)
             self.log.warning("recovery of %s waits (will retry): %s", name, error)
-        self._recovery_pass_done()
+        self._recovery_step()
 
-    def _recovery_pass_done(self) -> None:
-        """Once every page is read and handed over: the managers that took all are done."""
+    def _recovery_step(self) -> None:
+        """Once a page is handed over: read the next, or end the pass.
+
+        At the end of a pass, the managers that took everything are done; the
+        others (a read or a hand-off failed, or they were away) wait for the
+        next successful registry round, which starts a new pass.
+        """
         if self._recovering:
+            return
+        after, self._recovery_next = self._recovery_next, None
+        if after is not None:
+            self._recover(after)
             return
         for name in self._recovery_targets:
             if name not in self._recovery_failed:

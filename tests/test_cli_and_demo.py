@@ -323,17 +323,35 @@ def _actorsctl(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_actorsctl_db_upgrade_and_backup(tmp_path):
+def test_actorsctl_db_upgrade_and_backup(tmp_path, monkeypatch):
+    from actors.registry import Journal, Registry
+    from actors.registry import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "_IDLE_RELEASE", 3600.0)  # the WAL stays
+
     db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     upgraded = _actorsctl("--db", db, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    copy = tmp_path / "copy.sqlite"
-    backup = _actorsctl("--db", db, "db", "backup", str(copy))
-    assert backup.returncode == 0, backup.stderr
-    assert str(copy) in backup.stdout
-    listed = _actorsctl("--db", f"sqlite:///{copy}", "--output", "json", "services")
+    # A journal that is busy: its commits are still in the WAL, which a plain
+    # copy of registry.sqlite would miss.
+    registry = Registry(db)
+    journal = Journal(registry)
+    try:
+        ids = {journal.accept("h@b", "create", {"n": i}).result(10).id for i in range(3)}
+        plain = tmp_path / "plain.sqlite"
+        plain.write_bytes((tmp_path / "registry.sqlite").read_bytes())
+        copy = tmp_path / "copy.sqlite"
+        backup = _actorsctl("--db", db, "db", "backup", str(copy))
+        assert backup.returncode == 0, backup.stderr
+        assert str(copy) in backup.stdout
+    finally:
+        journal.close(10)
+        registry.close()
+    listed = _actorsctl("--db", f"sqlite:///{copy}", "--output", "json", "ops")
     assert listed.returncode == 0, listed.stderr
-    assert json.loads(listed.stdout) == []
+    assert {op["id"] for op in json.loads(listed.stdout)} == ids
+    missed = _actorsctl("--db", f"sqlite:///{plain}", "--output", "json", "ops")
+    assert json.loads(missed.stdout) == []  # what a plain copy of the busy file misses
     again = _actorsctl("--db", db, "db", "backup", str(copy))
     assert again.returncode == 1
     assert "RegistryError" in again.stderr and "exists already" in again.stderr

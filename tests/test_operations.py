@@ -339,11 +339,22 @@ def test_recovery_reads_page_by_page_and_leaves_other_hosts_alone(
         theirs = journal.accept("other@b1", "provision", {"resource_id": "x"}).result(10).id
         orphan = journal.accept("h@gone", "provision", {"resource_id": "y"}).result(10).id
     registry.close()
+    reads: list[dict[str, Any]] = []
+    unfinished = Journal.unfinished
+
+    def spy(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs)
+        return unfinished(self, *args, **kwargs)
+
+    monkeypatch.setattr(Journal, "unfinished", spy)
     caplog.set_level(logging.WARNING)
     h = actors_service({"b1": JOURNALED}, host="h", state_dir=state)
     for op_id in mine:
         record = h.wait_operation(op_id)
         assert record.state == "interrupted", record
+    # Three pages of at most 3 (8 operations), each only of this service's manager.
+    assert [(r["targets"], r["limit"]) for r in reads] == [(["h@b1"], 3)] * 3
+    assert reads[0]["after"] is None and reads[1]["after"] is not None
     # Another host's operation is its own service's to recover; one of this
     # host's backends that no longer runs here is left alone, with a warning.
     for op_id in (theirs, orphan):
@@ -378,3 +389,91 @@ def test_unfinished_is_limited_to_an_earlier_process(make_harness):
     assert started is not None
     assert journal.unfinished(created_before=started) == []
     assert len(journal.unfinished(created_before=started + timedelta(days=1))) == 1
+
+
+class _Deferred:
+    """An offloaded read or a hand-off that completes when the test says so."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn, self.callbacks, self.result, self.error = fn, [], None, None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except Exception as exc:
+            self.error = exc
+        for callback in self.callbacks:
+            callback(self)
+
+    def exception(self) -> Any:
+        return self.error
+
+    def value(self) -> Any:
+        return self.result
+
+
+def test_a_backend_away_while_its_page_was_read_is_recovered_by_a_later_pass(tmp_path, monkeypatch):
+    """Removed and added back by reloads during a pass: what the pass skipped is not lost."""
+    import logging as _logging
+    from types import SimpleNamespace
+
+    import actors.service_actor as service_actor
+
+    monkeypatch.setattr(service_actor, "RECOVERY_PAGE", 2)
+    registry = Registry(sqlite_url_for(tmp_path / "state"))
+    registry.upgrade()
+    journal = Journal(registry)
+    try:
+        ids = [journal.accept("h@x", "m", i).result(10).id for i in range(5)]
+        pending: list[_Deferred] = []
+        handed: list[str] = []
+
+        def offload(fn: Any, *args: Any) -> _Deferred:
+            pending.append(_Deferred(lambda: fn(*args)))
+            return pending[-1]
+
+        def deliver(method: str, args: Any) -> _Deferred:
+            handed.extend(r.id for r in args[0])
+            pending.append(_Deferred(lambda: {"interrupted": len(args[0])}))
+            return pending[-1]
+
+        class Recovering(service_actor.ServiceActor):
+            runtime = SimpleNamespace(offload=offload)  # type: ignore[assignment]
+            log = _logging.getLogger("test")  # type: ignore[assignment]
+
+            def pipe(self, future: Any, fn: Any) -> Any:
+                future.callbacks.append(fn)
+
+            def child(self, name: str) -> Any:
+                return SimpleNamespace(deliver=deliver)
+
+        actor = Recovering.__new__(Recovering)
+        actor.operations = SimpleNamespace(journal=journal)  # type: ignore[assignment]
+        actor.started_at = registry._clock()
+        actor.config = SimpleNamespace(host="h")  # type: ignore[assignment]
+        actor.plans = []
+        actor.unrecovered = {"h@x"}
+        actor._recovering = 0
+        actor._recovery_targets, actor._recovery_failed, actor._recovery_next = [], set(), None
+        actor._orphans_checked = True
+
+        def run_all() -> None:
+            while pending:
+                pending.pop(0).run()
+
+        actor._recover()
+        pending.pop(0).run()  # page 1 read: two operations handed over
+        pending.pop(0).run()  # ... and taken; page 2 is being read
+        actor.unrecovered.discard("h@x")  # a reload removes the backend
+        pending.pop(0).run()  # page 2 arrives while it is away: skipped
+        actor.unrecovered.add("h@x")  # another reload adds it back
+        run_all()
+        assert actor.unrecovered == {"h@x"}, "the pass skipped some: it must not count as done"
+        assert handed == ids[:2] + ids[4:]
+        actor._recover()  # the next registry round's pass
+        run_all()
+        assert actor.unrecovered == set()
+        assert set(handed) == set(ids)
+    finally:
+        journal.close(10)
+        registry.close()

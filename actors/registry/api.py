@@ -13,6 +13,7 @@ daemon. Whatever goes wrong with the database surfaces as one retryable error,
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -87,6 +88,7 @@ _MIGRATION_LOCK = 0x61637472  # "actr"
 _DB_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeout, sqlite3.Error)
 if psycopg is not None:
     _DB_ERRORS += (psycopg.Error,)
+_BACKUP_ERRORS: tuple[type[BaseException], ...] = (*_DB_ERRORS, OSError)
 
 
 _ALEMBIC_LOCK = threading.Lock()
@@ -386,18 +388,29 @@ class Registry:
         target = Path(destination).absolute()
         if target.exists():
             raise RegistryError(f"{target} exists already; not overwriting it", url=self.url)
+        if not target.parent.is_dir():
+            raise RegistryError(f"{target.parent} is not a directory", url=self.url)
+        # Written under a temporary name, then linked into place: a backup that
+        # fails half-way leaves nothing behind, and DEST is never overwritten.
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}-{threading.get_ident()}")
         try:
             raw = self._engine.raw_connection()  # autocommit: VACUUM runs outside a transaction
-            try:
-                cursor = raw.cursor()
-                try:
-                    cursor.execute("VACUUM INTO ?", (str(target),))
-                finally:
-                    cursor.close()
-            finally:
-                raw.close()
         except _DB_ERRORS as exc:
             raise DatabaseUnavailable(self.url, self._reason(exc)) from exc
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute("VACUUM INTO ?", (str(partial),))
+            finally:
+                cursor.close()
+            os.link(partial, target)
+        except _BACKUP_ERRORS as exc:
+            raise RegistryError(
+                f"backup to {target} failed: {self._reason(exc)}", url=self.url
+            ) from exc
+        finally:
+            raw.close()
+            partial.unlink(missing_ok=True)
         return target
 
     def close(self) -> None:

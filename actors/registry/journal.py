@@ -621,21 +621,23 @@ class Journal:
             raise DatabaseUnavailable(registry.url, registry._reason(exc)) from exc
 
     def _checkpoint(self, conn: Connection) -> None:
-        """Fold the WAL into the database file and empty it, before letting go idle.
+        """Fold the WAL into the database file before letting go idle.
 
         While the writer is busy its commits live in the WAL, as in any SQLite
         database in WAL mode (SQLite folds it in every 1000 pages). Once the
-        journal has been idle for `_IDLE_RELEASE` the database is whole in its
-        one file again. Live copies should use `actorsctl db backup`. Sent on
-        the driver connection outside any transaction; a failure is only logged:
-        everything in the WAL is committed already.
+        journal has been idle for `_IDLE_RELEASE` the database file holds them
+        too. PASSIVE: it never waits, so a long reader (a backup) neither
+        blocks it nor, through it, other writers; what a reader still needs
+        stays in the WAL for the next checkpoint. Live copies should use
+        `actorsctl db backup`. Sent on the driver connection outside any
+        transaction; a failure is only logged: the WAL's content is committed.
         """
         try:
             dbapi_connection = conn.connection.dbapi_connection
             assert dbapi_connection is not None
             cursor = dbapi_connection.cursor()
             try:
-                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 cursor.close()
         except _DB_ERRORS:
@@ -663,7 +665,7 @@ class Journal:
 
     def _release(self, *, invalidate: bool = False) -> None:
         """Let go of the writer's held connection (discarding it after an error)."""
-        conn, self._conn, self._conn_identity = self._conn, None, None
+        conn = self._conn
         if conn is None:
             return
         try:
@@ -674,6 +676,8 @@ class Journal:
             conn.close()
         except Exception:  # it is going away anyway
             log.debug("closing the journal writer's connection failed", exc_info=True)
+        finally:
+            self._conn, self._conn_identity = None, None
 
     def _write(self, batch: Sequence[_Request]) -> builtins.list[OperationRecord | Exception]:
         """Write one batch in one transaction; an outcome per request, in order."""

@@ -467,6 +467,27 @@ def test_a_backup_taken_while_the_journal_is_busy_holds_every_acknowledged_row(
         registry.close()
 
 
+def test_a_backup_that_fails_leaves_nothing_behind_and_says_why(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = Registry(sqlite_url_for(tmp_path / "state"), now=clock)
+    try:
+        registry.upgrade()
+        with pytest.raises(RegistryError, match="is not a directory"):
+            registry.backup(tmp_path / "missing" / "copy.sqlite")
+
+        def no_link(source: Any, target: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr("actors.registry.api.os.link", no_link)
+        with pytest.raises(RegistryError, match="No space left") as caught:
+            registry.backup(tmp_path / "copy.sqlite")
+        assert not isinstance(caught.value, DatabaseUnavailable)  # not the registry's fault
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]  # no partial file left
+    finally:
+        registry.close()
+
+
 def test_backup_of_a_postgresql_registry_points_to_its_own_tools(make_registry) -> None:
     registry = make_registry()
     if registry.engine.dialect.name != "postgresql":
@@ -478,24 +499,30 @@ def test_backup_of_a_postgresql_registry_points_to_its_own_tools(make_registry) 
 def test_an_idle_journal_folds_the_wal_into_the_database_file(
     tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Busy, commits live in the WAL; idle, the database is whole in its one file."""
+    """Busy, commits live in the WAL; idle, the database file holds them too.
+
+    Another connection stays open, as the daemon's readers may: closing the
+    writer's is then not the last close, which would fold the WAL in anyway.
+    """
     monkeypatch.setattr(journal_module, "_IDLE_RELEASE", 0.05)
     state = tmp_path / "state"
     registry = Registry(sqlite_url_for(state), now=clock)
     journal: Journal | None = None
     try:
         registry.upgrade()
+        (database,) = state.glob("*.sqlite")
+        other = sqlite3.connect(database)
+        other.execute("SELECT count(*) FROM operations").fetchall()  # opened, then idle
         journal = Journal(registry)
         ids = [journal.accept("t", "m", i).result(WAIT).id for i in range(5)]
-        (database,) = state.glob("*.sqlite")
-        wal = Path(f"{database}-wal")
         deadline = time.monotonic() + WAIT
-        while not (journal._conn is None and (not wal.exists() or wal.stat().st_size == 0)):
-            assert time.monotonic() < deadline, "the idle writer kept its WAL"
+        while journal._conn is not None:
+            assert time.monotonic() < deadline, "the idle writer kept its connection"
             time.sleep(0.01)
         # The database file alone, copied without its WAL, has every row.
         alone = tmp_path / "alone.sqlite"
         alone.write_bytes(database.read_bytes())
+        other.close()
         with sqlite3.connect(alone) as conn:
             found = {row[0] for row in conn.execute("SELECT id FROM operations")}
         assert set(ids) <= found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -169,7 +170,13 @@ def test_a_late_reply_is_dropped_not_given_to_the_next_caller(
         client.call("b1", "get", {"resource_id": "slow"}, timeout=0.2)
     fake.wait_until(lambda c: c.in_flight == 1, runtime)
     fake.release()
-    # The late reply to 'get' arrives first; this caller must get its own answer.
+    fake.wait_until(lambda c: c.in_flight == 0, runtime)
+    # The late reply to 'get' is on its way; until it is in, every caller gets
+    # its own answer (a status reply may overtake it on the threading runtime).
+    deadline = time.monotonic() + 10
+    while client.stats["late_replies"] < 1:
+        assert client.call("b1", "ping")["name"] == "h@b1"
+        assert time.monotonic() < deadline, "the late reply never arrived"
     assert client.call("b1", "status")["status_calls"] == 1
     assert client.stats["late_replies"] == 1
 
