@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+
 import pytest
 
 from actors import ActorSystem, BaseActor, Busy, FakeController, VirtualClock
@@ -225,3 +227,57 @@ def test_services_leave_no_threads_behind(tmp_path):
         run_one(i)
     # at most the shared timer thread and the 4 offload workers, not 8 services' worth
     assert threading.active_count() <= before + 1 + 4
+
+
+# -- the gevent mailbox -----------------------------------------------------------------
+def test_green_mailbox_is_fifo_and_a_reader_waits_for_a_put():
+    import gevent
+
+    from actors.runtime._gevent import GreenMailbox
+
+    box = GreenMailbox()
+    got: list[int] = []
+
+    def read(n: int) -> None:
+        for _ in range(n):
+            got.append(box.get())
+
+    reader = gevent.spawn(read, 3)
+    gevent.sleep(0)
+    assert got == [] and box.empty()  # parked: nothing to read yet
+    for i in range(3):
+        box.put(i)
+    assert box.qsize() == 3
+    reader.join(timeout=5)
+    assert reader.dead and got == [0, 1, 2] and box.empty()
+    with pytest.raises(queue.Empty):
+        box.get_nowait()
+
+
+def test_green_mailbox_wake_after_its_reader_left_switches_into_nothing():
+    """A wake-up scheduled for a reader that left get() meanwhile must not land
+    in the next thing it waits for (that wait would end too early)."""
+    import gevent
+    import gevent.event
+
+    from actors.runtime._gevent import GreenMailbox
+
+    box = GreenMailbox()
+    event = gevent.event.Event()
+
+    def reader() -> bool:
+        try:
+            box.get()
+        except gevent.GreenletExit:
+            pass
+        return event.wait(5)  # parked elsewhere now
+
+    greenlet = gevent.spawn(reader)
+    gevent.sleep(0)  # parked in get()
+    greenlet.kill(gevent.GreenletExit, block=False)  # its way out is scheduled first...
+    box.put("kept")  # ... then the put's wake-up
+    gevent.sleep(0)  # the hub runs both scheduled callbacks
+    assert not greenlet.dead  # still waiting on its event: no stray switch reached it
+    event.set()
+    assert greenlet.get(timeout=5) is True
+    assert box.get_nowait() == "kept"  # nothing was lost either

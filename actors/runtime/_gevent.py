@@ -9,14 +9,16 @@ gevent.subprocess) yields to the others.
 from __future__ import annotations
 
 import concurrent.futures
+import queue
 import time
+from collections import deque
 from typing import Any
 
 import gevent
 import gevent.event
-import gevent.queue
 import pykka
 from gevent.hub import Waiter, get_hub
+from greenlet import getcurrent
 
 from actors.runtime._base import BoundedInbox, Event, Runtime
 from actors.runtime._clock import Clock, TimerHandle
@@ -68,6 +70,60 @@ class GreenFuture(ActorFuture[Any]):
                 run_callback(waiter.switch, True)
 
 
+class GreenMailbox:
+    """A FIFO with one reader greenlet: a deque, and that reader parked on the hub.
+
+    gevent's SimpleQueue serves any number of getters through Waiter objects
+    and an unlock callback; an actor's mailbox has exactly one reader, so a put
+    only has to schedule that reader's wake-up (at most one at a time). The
+    wake-up checks the reader still waits here, so it never switches into a
+    greenlet that has moved on. Used in the hub's thread only, like every
+    gevent primitive.
+    """
+
+    __slots__ = ("_hub", "_items", "_reader", "_wake_pending")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._reader: Any = None  # the greenlet parked in get(), if any
+        self._wake_pending = False
+        self._hub = get_hub()
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        if self._reader is not None and not self._wake_pending:
+            self._wake_pending = True
+            self._hub.loop.run_callback(self._wake)
+
+    def _wake(self) -> None:  # in the hub
+        self._wake_pending = False
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            reader.switch()
+
+    def get(self) -> Any:
+        items = self._items
+        while not items:
+            self._reader = getcurrent()
+            try:
+                self._hub.switch()
+            finally:
+                self._reader = None
+        return items.popleft()
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise queue.Empty
+        return self._items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
 class GeventCellBase(pykka.Actor):
     """pykka Actor running in a greenlet, with a bounded inbox."""
 
@@ -75,7 +131,7 @@ class GeventCellBase(pykka.Actor):
     _greenlet: gevent.Greenlet | None = None
 
     def _create_actor_inbox(self) -> Any:  # type: ignore[override]
-        return BoundedInbox(gevent.queue.SimpleQueue(), self.mailbox_capacity)
+        return BoundedInbox(GreenMailbox(), self.mailbox_capacity)
 
     @staticmethod
     def _create_future() -> pykka.Future[Any]:
