@@ -24,6 +24,7 @@ from actors.errors import (
     ProcessExecutionError,
     ProcessTimeout,
     RemoteError,
+    StateDirInUse,
     UnsupportedVersion,
 )
 from actors.loading import load_object
@@ -77,6 +78,7 @@ __all__ = [
     "Service",
     "ServiceActor",
     "ServiceConfig",
+    "StateDirInUse",
     "Strategy",
     "SupervisionPolicy",
     "UnsupportedVersion",

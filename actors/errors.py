@@ -31,6 +31,7 @@ __all__ = [
     "ProcessExecutionError",
     "ProcessTimeout",
     "RemoteError",
+    "StateDirInUse",
     "UnsupportedVersion",
 ]
 
@@ -209,6 +210,14 @@ class ConfigError(ActorsError):
         super().__init__(
             f"{where}: {reason}" if where else reason, file=file, key=key, reason=reason
         )
+
+
+class StateDirInUse(ActorsError):
+    """Another service or driver holds this lock file (a state directory, a driver's root)."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(f"{path} is held by {holder}", path=path, pid=pid)
 
 
 class LoadError(ActorsError):

@@ -20,12 +20,13 @@ import pydantic
 from actors._cell import CellMixin
 from actors._dispatch import ServiceDispatcher
 from actors._operations import Operations
+from actors._statelock import LockFile, service_lock
 from actors.config import ServiceConfig, config_error, load_config
 from actors.errors import ActorsError, ActorStopped
 from actors.registry import Registry, sqlite_url_for
 from actors.registry.journal import Journal, OperationRecord
 from actors.runtime import ActorFuture, Clock, Event, Runtime
-from actors.service_actor import ServiceActor, plan_backends
+from actors.service_actor import BackendPlan, ServiceActor, plan_backends
 from actors.system import ActorHandle, ActorSystem
 from transport.protocol import Limits
 from transport.security import ServerSecurity
@@ -75,6 +76,7 @@ class Service:
         self.servers: list[RpcServer] = []
         self.registry: Registry | None = None
         self.operations: Operations | None = None
+        self._state_lock: LockFile | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Service:
@@ -104,6 +106,22 @@ class Service:
         config = self.config
         plans = plan_backends(config, file=self.config_file)
         timeout = config.default_timeout if timeout is None else timeout
+        if config.registry and not config.database_url and self.registry is None:
+            # One process per service identity on a state directory's registry,
+            # taken before anything there is touched.
+            self._state_lock = service_lock(config.state_dir, config.binary, config.host).acquire()
+        try:
+            self._start(plans, timeout)
+        except BaseException:
+            self._release_state_lock()
+            raise
+        if not defer_ready:
+            self.ready(timeout)
+        return self
+
+    def _start(self, plans: list[BackendPlan], timeout: float) -> None:
+        """Phases 1 and 2 (see `start`)."""
+        config = self.config
         self.system = ActorSystem(
             self._runtime,
             clock=self._clock,
@@ -137,9 +155,11 @@ class Service:
                 self.registry.close()
             raise
         self._each_backend(managers, "ping", timeout, "did not start", rpc=True)
-        if not defer_ready:
-            self.ready(timeout)
-        return self
+
+    def _release_state_lock(self) -> None:
+        lock, self._state_lock = self._state_lock, None
+        if lock is not None:
+            lock.release()
 
     def ready(self, timeout: float | None = None) -> None:
         """Phases 4 and 5: `init_host_with_rpc()` everywhere, then heartbeats and periodic tasks.
@@ -306,6 +326,7 @@ class Service:
         stopped = self.system.stop(self.config.shutdown_timeout if timeout is None else timeout)
         self._close_journal()
         self._mark_stopped()
+        self._release_state_lock()
         return stopped
 
     def _close_journal(self) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -11,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.daemon import start_actorsd, wait_for
+from actors.registry import Registry, sqlite_url_for
+from tests.daemon import ROOT, start_actorsd, wait_for
 from transport.client import RpcClient
 from transport.errors import ServerDraining
 
@@ -134,3 +138,53 @@ def test_sd_notify_ready_watchdog_and_stopping(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+
+
+def test_a_second_daemon_on_the_same_state_or_port_refuses_before_touching_anything(tmp_path):
+    """Exit 2 with a one-line reason; the running daemon's rows and files are untouched."""
+    first_dir = tmp_path / "first"
+    first_dir.mkdir()
+    proc, endpoint = start_actorsd(None, tmp_path / "first.log", "gevent", cwd=first_dir)
+    try:
+        client = RpcClient(endpoint, timeout=10)
+        try:
+            client.call("local", "create_share", {"share_id": "s1", "size_gb": 1})
+
+            def second(cwd: Path, bind: str) -> subprocess.CompletedProcess[str]:
+                cwd.mkdir(exist_ok=True)
+                return subprocess.run(
+                    [sys.executable, str(ROOT / "bin" / "actorsd"), "--bind", bind],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    cwd=cwd,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+
+            # The same state directory (the same service identity): refused at once.
+            same_state = second(first_dir, "tcp://127.0.0.1:0")
+            assert same_state.returncode == 2, same_state.stderr
+            assert f"held by process {proc.pid}" in same_state.stderr
+            assert "driver ready" not in same_state.stderr
+            # The same port from elsewhere: refused before its state is created.
+            port = endpoint.rsplit(":", 1)[1]
+            elsewhere = tmp_path / "elsewhere"
+            same_port = second(elsewhere, f"tcp://127.0.0.1:{port}")
+            assert same_port.returncode == 2, same_port.stderr
+            assert "BindError" in same_port.stderr
+            assert not (elsewhere / "state").exists()
+            # The first daemon serves on, its share and its registry row intact.
+            shares = client.call("local", "list_shares", {})
+            assert [s["id"] for s in shares["shares"]] == ["s1"]
+            assert (first_dir / "state" / "shares" / "shares" / "s1").is_dir()
+            registry = Registry(sqlite_url_for(first_dir / "state"))
+            try:
+                [row] = registry.services()
+                assert row.is_up and row.endpoint == endpoint
+            finally:
+                registry.close()
+        finally:
+            client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0

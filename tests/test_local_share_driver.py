@@ -101,7 +101,8 @@ def exports(root: Path) -> list[str]:
 
 
 def hidden_leftovers(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob(".*"))
+    """Hidden temporary files or directories left behind (the driver's lock file is not one)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*") if p != root / ".lock")
 
 
 # -- setup and stats -------------------------------------------------------------------------

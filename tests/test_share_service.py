@@ -269,3 +269,45 @@ def test_a_snapshot_is_not_deleted_under_a_busy_share(fake_shares):
     fake_shares.call("fake", "delete_snapshot", share_id="s1", snapshot_id="snap")
     share = fake_shares.call("fake", "get_share", share_id="s1")
     assert share["snapshots"] == [] and share["state"] == "available"
+
+
+def test_one_service_per_state_directory_and_one_driver_per_root(
+    actors_service, actors_runtime, tmp_path
+):
+    """A second service of the same identity on the state directory fails at start;
+    a second driver on the same root stays not ready instead of touching its files."""
+    from actors import DriverNotReady, Service, StateDirInUse
+
+    root, state = tmp_path / "root", tmp_path / "state"
+    first = _start(actors_service, root, state)
+    first.call("local", "create_share", share_id="s1", size_gb=1)
+    twin = Service(first.service.config)
+    with pytest.raises(StateDirInUse) as caught:
+        twin.start()
+    assert caught.value.pid == os.getpid()
+    assert twin.registry is None  # refused before the registry was opened
+    # Another identity (host) on its own state, but the same driver root:
+    other = _start_host(actors_service, root, tmp_path / "other-state", "h2")
+    with pytest.raises(DriverNotReady, match="held by process"):
+        other.call("local", "create_share", share_id="s2", size_gb=1)
+    assert sorted(p.name for p in (root / "shares").iterdir()) == ["s1"]
+    first.stop()  # lets go of both locks: the waiting driver's setup retries and wins
+    for _ in range(500):
+        try:
+            other.call("local", "create_share", share_id="s2", size_gb=1)
+            break
+        except DriverNotReady:
+            other.service.system.runtime.sleep(0.02)  # its setup retries with backoff
+    assert (root / "shares" / "s2").is_dir()
+    again = Service(first.service.config).start()  # the state lock is free again
+    again.stop()
+
+
+def _start_host(actors_service: Any, root: Path, state: Path, host: str) -> ServiceHarness:
+    backend = {
+        "manager": MANAGER,
+        "driver": LOCAL,
+        "options": {"root": str(root)},
+        "setup_backoff": {"initial": 0.02, "maximum": 0.05},
+    }
+    return actors_service({"local": backend}, host=host, state_dir=state)  # type: ignore[no-any-return]

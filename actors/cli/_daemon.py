@@ -7,6 +7,7 @@ import signal
 import sys
 
 import click
+import zmq
 
 from actors.cli._systemd import SystemdNotifier
 from actors.config import ServiceConfig, default_config, load_config
@@ -15,11 +16,33 @@ from actors.service import Service
 from transport.errors import TransportError
 from transport.protocol import Limits
 from transport.security import ServerSecurity
+from transport.server import BindError
 
 
 def _fail(message: str) -> None:
     click.echo(f"actorsd: {message}", err=True)
     sys.exit(2)
+
+
+def _check_endpoint_free(endpoint: str) -> None:
+    """Refuse before anything starts when a TCP endpoint is taken (a second daemon).
+
+    Serving comes after init_host (start phases), so without this a second
+    daemon would set up its drivers and touch the registry before finding the
+    port in use. A fixed port only; `:0` and `:*` pick a free one.
+    """
+    if not endpoint.startswith("tcp://") or endpoint.rsplit(":", 1)[-1] in ("0", "*"):
+        return
+    context = zmq.Context()
+    sock = context.socket(zmq.ROUTER)
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise BindError(endpoint, exc.strerror) from None
+    finally:
+        sock.close()
+        context.term()
 
 
 @click.command()
@@ -61,6 +84,7 @@ def cli(
             security = ServerSecurity(transport.server_secret_key, transport.client_keys_dir)
         if config.log_level:
             logging.getLogger().setLevel(config.log_level)
+        _check_endpoint_free(transport.bind)
         service = Service(config, config_file=config_file).start(defer_ready=True)
     except TransportError as exc:  # ActorsError (config, load) and key files
         _fail(f"{type(exc).__name__}: {exc}")

@@ -15,6 +15,10 @@ temporary file and `os.replace`d. Hidden names start with "." and can never
 collide with an id; `do_setup` finishes or undoes what a crash interrupted, so
 a share is never left half reverted.
 
+`<root>/.lock` is held while the driver runs: a second driver on the same
+root (another process, or an earlier incarnation still running) fails its
+setup, and retries, rather than undo work in progress.
+
 Ids must match `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`, and the driver refuses to
 work on a share or snapshot path that is a symbolic link: nothing it deletes,
 copies or replaces can be outside `root`.
@@ -37,6 +41,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from actors._statelock import LockFile
 from actors.drivers.base import DriverActor, DriverOptions, operation
 from actors.errors import ActorsError, InvalidArguments, ProcessExecutionError
 from transport.errors import register_error
@@ -213,12 +218,17 @@ class LocalShareDriver(DriverActor):
         self.shares_dir = root / "shares"
         self.snapshots_dir = root / "snapshots"
         self.exports_file = root / "exports"
+        self._root_lock: LockFile | None = None
         self.reflink_supported = False
         self._du_bytes = True  # GNU `du -sb`; else `du -sk` * 1024
 
     # -- setup ----------------------------------------------------------------------------
     def do_setup(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        if self._root_lock is None:
+            # One driver per root, across processes too: setup finishes or
+            # undoes interrupted work, which must not be another driver's.
+            self._root_lock = LockFile(self.root / ".lock").acquire()
         for path in (self.shares_dir, self.snapshots_dir):
             if path.is_symlink():
                 raise RuntimeError(f"{path} is a symbolic link; refusing to use it")
@@ -233,6 +243,17 @@ class LocalShareDriver(DriverActor):
             "du", "-sb", "--", str(self.exports_file), timeout=30, check_exit_code=False
         )
         self._du_bytes = du.exit_code == 0
+
+    def on_stop(self) -> None:
+        self._release_root()
+
+    def on_crash(self, reason: str) -> None:
+        self._release_root()
+
+    def _release_root(self) -> None:
+        lock, self._root_lock = self._root_lock, None
+        if lock is not None:
+            lock.release()
 
     def check_for_setup_error(self) -> None:
         for path in (self.root, self.shares_dir, self.snapshots_dir):
