@@ -16,6 +16,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -32,11 +33,83 @@ _REPLY_SEND_PATIENCE = 5.0
 """Seconds a reply may wait for room at a slow or vanished peer before it is dropped."""
 
 
+class Parked:
+    """Messages whose peer had no room (a full pipe), kept per peer until they fit or expire.
+
+    A ROUTER with ROUTER_MANDATORY answers EAGAIN when one peer's pipe is full
+    (a client that does not read, or one that vanished): waiting for that peer
+    would hold up every other peer's replies. Its messages wait here instead,
+    in order (a later message to a peer with parked ones queues behind them),
+    and are retried a few times a second; what expires is dropped and counted.
+    Bounded per peer and in all: beyond, a new message is dropped at once.
+    The key is the first frame (the peer's routing id on a ROUTER).
+    """
+
+    RETRY_EVERY = 0.02  # seconds between retries while something is parked
+
+    def __init__(self, per_peer: int = 1_000, total: int = 50_000) -> None:
+        self.per_peer, self.total = per_peer, total
+        self._queues: dict[bytes, deque[tuple[list[bytes], float]]] = {}
+        self._count = 0
+        self.dropped = 0
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def holds(self, frames: list[bytes]) -> bool:
+        """Whether messages to this peer are waiting (a new one must go behind them)."""
+        return bool(self._queues) and frames[0] in self._queues
+
+    def park(self, frames: list[bytes], expires: float) -> None:
+        key = frames[0]
+        waiting = self._queues.get(key)
+        if waiting is None:
+            waiting = self._queues[key] = deque()
+        if len(waiting) >= self.per_peer or self._count >= self.total:
+            self.dropped += 1
+            return
+        waiting.append((frames, expires))
+        self._count += 1
+
+    def retry(self, send: Callable[[list[bytes]], None], now: float) -> None:
+        """Send what fits, peer by peer, oldest first; drop what expired.
+
+        `send` raises zmq.Again when the peer still has no room (that peer
+        waits for the next retry) and zmq.ZMQError when it cannot be reached.
+        """
+        for key in list(self._queues):
+            waiting = self._queues[key]
+            while waiting:
+                frames, expires = waiting[0]
+                if now >= expires:
+                    self.dropped += 1
+                else:
+                    try:
+                        send(frames)
+                    except zmq.Again:
+                        break
+                    except zmq.ZMQError as exc:
+                        self.dropped += 1
+                        log.debug("send failed: %s", exc)
+                waiting.popleft()
+                self._count -= 1
+            if not waiting:
+                del self._queues[key]
+
+
 class SocketLoop:
     """Interface of both loops."""
 
     socket: Any
-    dropped_sends: int
+
+    def __init__(self) -> None:
+        self._parked = Parked()
+        self._dropped = 0
+
+    @property
+    def dropped_sends(self) -> int:
+        """Messages dropped: expired before their peer had room, unroutable, or over a bound."""
+        return self._dropped + self._parked.dropped
 
     def start(self) -> None:
         raise NotImplementedError
@@ -61,9 +134,9 @@ class GreenSocketLoop(SocketLoop):
         self._factory, self._on_frames, self.name = factory, on_frames, name
         self._own_context = context is None
         self._context = zmq.green.Context() if context is None else context
+        super().__init__()
         self._outbox: Any = gevent.queue.Queue()
         self._greenlets: list[Any] = []
-        self.dropped_sends = 0
         self.socket: Any = None
 
     def start(self) -> None:
@@ -93,33 +166,56 @@ class GreenSocketLoop(SocketLoop):
                 log.exception("%s: handling a message failed", self.name)
 
     def _write(self) -> None:
+        import gevent
+        import gevent.queue
+
         sock = self.socket
+        parked = self._parked
+        last_retry = 0.0
+        sent = 0
         while True:
-            item = self._outbox.get()
+            try:
+                item = self._outbox.get(timeout=Parked.RETRY_EVERY if parked else None)
+            except gevent.queue.Empty:
+                item = None
             if item is _STOP:
                 return
-            frames, expires = item
-            try:
-                self._send_until(sock, frames, expires)
-            except zmq.ZMQError as exc:
-                if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
-                    return
-                self.dropped_sends += 1
-                log.debug("%s: send failed: %s", self.name, exc)
+            if item is not None:
+                frames, expires = item
+                if expires is None:
+                    expires = time.monotonic() + _REPLY_SEND_PATIENCE
+                try:
+                    self._send_or_park(sock, frames, expires)
+                except zmq.ZMQError as exc:
+                    if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
+                        return
+                    self._dropped += 1
+                    log.debug("%s: send failed: %s", self.name, exc)
+                sent += 1
+                if sent % 256 == 0:
+                    gevent.sleep(0)  # a long burst of sends still lets the others run
+            if parked:
+                now = time.monotonic()
+                if now - last_retry >= Parked.RETRY_EVERY:
+                    last_retry = now
+                    parked.retry(self._send_now, now)
 
-    def _send_until(self, sock: Any, frames: list[bytes], expires: float | None) -> None:
-        # Never block forever on a peer that is gone or full: a request is
-        # dropped at its deadline, a reply after a few seconds of no room.
-        limit = expires if expires is not None else time.monotonic() + _REPLY_SEND_PATIENCE
-        while True:
-            if time.monotonic() >= limit:
-                self.dropped_sends += 1
-                return
-            try:
-                sock.send_multipart(frames, zmq.NOBLOCK)
-                return
-            except zmq.Again:
-                sock.poll(int(min(0.1, max(0.0, limit - time.monotonic())) * 1000) + 1, zmq.POLLOUT)
+    def _send_or_park(self, sock: Any, frames: list[bytes], expires: float) -> None:
+        """Send without waiting; a peer with no room gets its message parked, not the others."""
+        parked = self._parked
+        if parked.holds(frames):
+            parked.park(frames, expires)
+            return
+        if time.monotonic() >= expires:
+            self._dropped += 1
+            return
+        try:
+            sock.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            parked.park(frames, expires)
+
+    def _send_now(self, frames: list[bytes]) -> None:
+        self.socket.send_multipart(frames, zmq.NOBLOCK)
 
     def send(self, frames: list[bytes], expires: float | None = None) -> None:
         self._outbox.put((frames, expires))
@@ -146,6 +242,7 @@ class ThreadSocketLoop(SocketLoop):
     def __init__(
         self, factory: SocketFactory, on_frames: OnFrames, name: str, context: Any = None
     ) -> None:
+        super().__init__()
         self._factory, self._on_frames, self.name = factory, on_frames, name
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
@@ -159,7 +256,6 @@ class ThreadSocketLoop(SocketLoop):
         self._linger = 1.0
         self._pipe_lock = threading.Lock()
         self._pipe_open = True
-        self.dropped_sends = 0
         self.socket: Any = None
 
     def start(self) -> None:
@@ -187,10 +283,12 @@ class ThreadSocketLoop(SocketLoop):
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         pending: list[tuple[list[bytes], float]] = []
+        parked = self._parked
+        retry_ms = int(Parked.RETRY_EVERY * 1000)
         stopping = False
         while not stopping:
             try:
-                events = dict(poller.poll(100 if pending else None))
+                events = dict(poller.poll(retry_ms if parked else None))
             except zmq.ZMQError:
                 break
             if events.get(sock):
@@ -221,28 +319,35 @@ class ThreadSocketLoop(SocketLoop):
                     stopping = True
                     break
                 pending.append(item)
-            pending = self._flush(sock, pending)
+            self._flush(sock, pending)
+            pending.clear()
+            if parked:
+                parked.retry(self._send_now, time.monotonic())
         sock.close(linger=int(self._linger * 1000))
         if self._own_context:
             self._context.term()
         self._close_pipe()
 
-    def _flush(
-        self, sock: Any, pending: list[tuple[list[bytes], float]]
-    ) -> list[tuple[list[bytes], float]]:
+    def _flush(self, sock: Any, pending: list[tuple[list[bytes], float]]) -> None:
+        """Send each without waiting; a peer with no room gets its messages parked."""
+        parked = self._parked
         now = time.monotonic()
-        for index, (frames, expires) in enumerate(pending):
-            if now >= expires:
-                self.dropped_sends += 1  # its deadline passed while the peer had no room
-                continue
-            try:
-                sock.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                return [p for p in pending[index:] if now < p[1]]  # retry shortly
-            except zmq.ZMQError as exc:
-                self.dropped_sends += 1
-                log.debug("%s: send failed: %s", self.name, exc)
-        return []
+        for frames, expires in pending:
+            if parked.holds(frames):
+                parked.park(frames, expires)
+            elif now >= expires:
+                self._dropped += 1  # its deadline passed before it could be sent
+            else:
+                try:
+                    sock.send_multipart(frames, zmq.NOBLOCK)
+                except zmq.Again:
+                    parked.park(frames, expires)
+                except zmq.ZMQError as exc:
+                    self._dropped += 1
+                    log.debug("%s: send failed: %s", self.name, exc)
+
+    def _send_now(self, frames: list[bytes]) -> None:
+        self.socket.send_multipart(frames, zmq.NOBLOCK)
 
     def send(self, frames: list[bytes], expires: float | None = None) -> None:
         if expires is None:

@@ -297,3 +297,38 @@ def test_oversized_request_is_refused_before_sending(serve, connect, endpoint_fo
     with pytest.raises(MessageTooLarge):
         client.call("b1", "record", {"note": "x" * (2 << 20)})
     assert client.call("b1", "ping")["name"] == "h@b1"
+
+
+def test_a_client_that_never_reads_does_not_hold_up_anyone_else(
+    serve, connect, endpoint_for, runtime_name, runtime
+):
+    """Replies to a peer whose pipe is full wait aside (bounded) while everyone else
+    is answered; the server stops on time even with them still waiting."""
+    import msgpack
+    import zmq
+    import zmq.green
+
+    _, server = serve(endpoint_for("a"))
+    # Under gevent the server runs in this thread's hub: the flooder must yield.
+    context = zmq.green.Context() if runtime_name == "gevent" else zmq.Context()
+    flooder = context.socket(zmq.DEALER)
+    try:
+        flooder.setsockopt(zmq.LINGER, 0)
+        flooder.setsockopt(zmq.RCVHWM, 1)
+        flooder.setsockopt(zmq.RCVBUF, 4096)
+        flooder.connect(server.endpoint)
+        ping = msgpack.packb({"v": 1, "kind": "ping", "id": "flood"})
+        for _ in range(30_000):
+            flooder.send(ping)  # and never a recv
+        client = connect(server.endpoint, timeout=5)
+        deadline = time.monotonic() + 30
+        while server.stats["pings"] < 30_000:  # all of them read and answered (or parked)
+            assert time.monotonic() < deadline, server.stats
+            assert client.ping()["managers"] == ["h@b1"]  # others are answered meanwhile
+        assert client.call("b1", "status")["status_calls"] == 1
+        loop = server._loop
+        assert loop is not None and loop._parked.per_peer == 1_000
+        assert sum(len(q) for q in loop._parked._queues.values()) <= 1_000
+    finally:
+        flooder.close()
+        context.term()
