@@ -34,12 +34,14 @@ from actors.errors import (
 )
 from actors.runtime import ActorFuture, MailboxClosed, TimerHandle
 from actors.supervision import ChildSpec, Supervisor, describe
+from transport._ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
     from actors.actor import BaseActor
     from actors.system import ActorSystem
 
 log = logging.getLogger("actors.cell")
+_cast_log = RateLimitedLog(log)  # casts fail with nobody waiting: the log is all there is
 
 _DRAIN_LIMIT = 100_000
 DROP: Any = object()
@@ -275,15 +277,27 @@ class CellMixin:
         try:
             fn = behaviour.resolve_call(cast.method, rpc=cast.rpc, version=cast.version)
         except Exception as exc:
-            log.warning("%s: refused cast %s: %s", self.name, cast.method, exc)
+            # The method name is the sender's: never a category of its own.
+            _cast_log.warn(f"{self.name} refused", "%s: refused cast: %s", self.name, exc)
             return
         self._current = (cast.method, self._now())
         try:
             fn(*cast.args, **cast.kwargs)
         except behaviour.fatal_exceptions as exc:
             self._crash(f"{cast.method}: {_describe(exc)}", exc)
-        except Exception:
-            log.exception("%s: cast %s failed", self.name, cast.method)
+        except ActorsError as exc:  # refused (bad arguments, not ready...): nobody to tell
+            _cast_log.warn(
+                f"{self.name}.{cast.method}", "%s: cast %s failed: %s", self.name, cast.method, exc
+            )
+        except Exception:  # a bug: with its traceback, but not once per cast of a flood
+            _cast_log.log(
+                logging.ERROR,
+                f"{self.name}.{cast.method}",
+                "%s: cast %s failed",
+                self.name,
+                cast.method,
+                exc_info=True,
+            )
         finally:
             self._current = None
 

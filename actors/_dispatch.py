@@ -179,9 +179,12 @@ class ServiceDispatcher:
 
 def _operation(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
     """`$service.operation(id)`: one journaled operation (off the actors: a database read)."""
+    _only(args, "operation", {"id"})
     op_id = args.get("id")
-    if not isinstance(op_id, str):
-        raise InvalidArguments(SERVICE_TARGET, "operation", "'id' must be a string")
+    if not isinstance(op_id, str) or len(op_id) > 255:
+        raise InvalidArguments(
+            SERVICE_TARGET, "operation", "'id' must be a string of at most 255 characters"
+        )
     record = operations.journal.get(op_id)
     if record is None:
         raise OperationNotFound(op_id)
@@ -190,6 +193,7 @@ def _operation(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
 
 def _operations(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
     """`$service.operations(state?, target?, limit?)`: journaled operations, oldest first."""
+    _only(args, "operations", {"state", "target", "limit"})
     state, target, limit = args.get("state"), args.get("target"), args.get("limit", 100)
     if state is not None and state not in OPERATION_STATES:
         raise InvalidArguments(
@@ -201,3 +205,12 @@ def _operations(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArguments(SERVICE_TARGET, "operations", "'limit' must be 1..10000")
     records = operations.journal.list(state=state, target=target, limit=limit)
     return {"operations": [r.as_data() for r in records]}
+
+
+def _only(args: dict[str, Any], method: str, known: set[str]) -> None:
+    """Unknown arguments are refused, as for any manager method."""
+    unknown = sorted(str(name)[:64] for name in set(args) - known)
+    if unknown:
+        raise InvalidArguments(
+            SERVICE_TARGET, method, f"unexpected argument(s): {', '.join(unknown[:10])}"
+        )

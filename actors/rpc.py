@@ -13,6 +13,7 @@ equals the server's and V's minor is not above the server's.
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,12 +55,15 @@ class RpcMethod:
         }
 
 
+_VERSION = re.compile(r"([0-9]{1,6})\.([0-9]{1,6})", re.ASCII)
+
+
 def parse_version(text: str) -> tuple[int, int]:
     """Parse "MAJOR.MINOR" into a tuple; ValueError on anything else."""
-    major, sep, minor = str(text).partition(".")
-    if not sep or not major.isdigit() or not minor.isdigit():
-        raise ValueError(f"RPC version must look like 'MAJOR.MINOR', got {text!r}")
-    return int(major), int(minor)
+    match = _VERSION.fullmatch(str(text))
+    if match is None:
+        raise ValueError(f"RPC version must look like 'MAJOR.MINOR', got {str(text)[:40]!r}")
+    return int(match[1]), int(match[2])
 
 
 def check_version(

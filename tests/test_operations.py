@@ -477,3 +477,29 @@ def test_a_backend_away_while_its_page_was_read_is_recovered_by_a_later_pass(tmp
     finally:
         journal.close(10)
         registry.close()
+
+
+def test_service_operation_queries_refuse_unknown_or_huge_arguments(h):
+    with pytest.raises(InvalidArguments, match="unexpected argument"):
+        h.client.call("$service", "operations", {"bogus": 1})
+    with pytest.raises(InvalidArguments, match="unexpected argument"):
+        h.client.call("$service", "operation", {"id": "x", "bogus": 1})
+    with pytest.raises(InvalidArguments, match="at most 255"):
+        h.client.call("$service", "operation", {"id": "x" * 100_000})
+
+
+def test_a_flood_of_failing_casts_is_logged_a_few_times_not_once_each(h, caplog, monkeypatch):
+    import actors._cell
+    from transport._ratelimit import RateLimitedLog
+
+    # A fresh limiter: another test may have just logged this category.
+    monkeypatch.setattr(actors._cell, "_cast_log", RateLimitedLog(actors._cell.log))
+    caplog.set_level(logging.DEBUG, logger="actors.cell")
+    for _ in range(300):
+        h.cast("b1", "create", {"bogus": 1})  # refused in the manager: nobody to answer
+    h.settle()
+    assert h.call("b1", "status")["status_calls"] >= 1  # still serving
+    refusals = [r for r in caplog.records if "cast create failed" in r.getMessage()]
+    assert len(refusals) == 1, [r.getMessage() for r in refusals]
+    assert "Unexpected keyword argument" in refusals[0].getMessage()
+    assert not refusals[0].exc_info  # a refusal, not a bug: no traceback

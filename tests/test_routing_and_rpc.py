@@ -88,6 +88,8 @@ def test_arguments_are_validated_against_type_hints(make_harness):
         ("2.0", False),
         ("0.9", False),
         ("x", False),
+        ("\uff11.\uff10", False),  # full-width digits are not version digits
+        ("01.0", True),
         (None, True),
     ],
 )

@@ -70,6 +70,30 @@ def test_bad_requests_are_refused_with_clear_errors(shares):
         shares.call("local", "extend_share", share_id="s1", new_size_gb=1)
 
 
+def test_inputs_that_every_listing_would_carry_are_bounded(fake_shares, monkeypatch):
+    """A huge name or rule, or endless rules, would make list_shares too large to send."""
+    import actors.managers.share as share_module
+
+    h = fake_shares
+    with pytest.raises(InvalidArguments, match="at most 255"):
+        h.call("fake", "create_share", share_id="s1", size_gb=1, name="n" * 256)
+    with pytest.raises(InvalidArguments, match=r"characters\)") as caught:
+        h.call("fake", "create_share", share_id="x" * 100_000, size_gb=1)
+    assert len(str(caught.value)) < 400  # the bad id is not echoed whole
+    h.call("fake", "create_share", share_id="s1", size_gb=1, name="n" * 255)
+    with pytest.raises(InvalidArguments, match="access_to"):
+        h.call("fake", "allow_access", share_id="s1", rule={"access_to": "a" * 256})
+    monkeypatch.setattr(share_module, "MAX_ACCESS_RULES", 2)
+    for client in ("10.0.0.1", "10.0.0.2"):
+        h.call("fake", "allow_access", share_id="s1", rule={"access_to": client})
+    with pytest.raises(InvalidArguments, match="at most 2 rules"):
+        h.call("fake", "allow_access", share_id="s1", rule={"access_to": "10.0.0.3"})
+    share = h.call("fake", "get_share", share_id="s1")
+    assert share["state"] == "available"  # refused before anything changed, and back
+    assert [r["access_to"] for r in share["access_rules"]] == ["10.0.0.1", "10.0.0.2"]
+    h.call("fake", "allow_access", share_id="s1", rule={"access_to": "10.0.0.2"})  # a change
+
+
 def test_the_backend_quota_holds_for_create_and_extend(shares):
     shares.call("local", "create_share", share_id="s1", size_gb=6)
     with pytest.raises(QuotaExceeded) as caught:

@@ -112,11 +112,20 @@ def encode(envelope: Envelope, limits: Limits = DEFAULT_LIMITS) -> bytes:
     return body
 
 
+MAX_ERROR_TEXT = 1_000
+"""Characters kept of an error's message and of each string detail: an error that
+quotes a huge input back must not itself be too large to send."""
+
+
 def error_body(error: BaseException, *, traceback: str | None = None) -> dict[str, Any]:
-    """The `error` field for an exception: type, message, details, retryable."""
+    """The `error` field for an exception: type, message, details, retryable.
+
+    Long texts are cut to MAX_ERROR_TEXT characters (marked with how much was cut).
+    """
     if isinstance(error, TransportError):
         data = error.to_dict()
-        data["details"] = _plain(data["details"])
+        data["details"] = {k: _cut(v) for k, v in _plain(data["details"]).items()}
+        data["message"] = _cut(data["message"])
     else:
         # Not one of ours: a qualified name, so it can never be mistaken for a
         # framework error of the same short name on the client's allowlist.
@@ -126,10 +135,18 @@ def error_body(error: BaseException, *, traceback: str | None = None) -> dict[st
             if cls.__module__ == "builtins"
             else f"{cls.__module__}.{cls.__qualname__}"
         )
-        data = {"type": name, "message": str(error), "details": {}, "retryable": False}
+        data = {"type": name, "message": _cut(str(error)), "details": {}, "retryable": False}
     if traceback:
         data["traceback"] = traceback
     return data
+
+
+def _cut(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_ERROR_TEXT:
+        return f"{value[:MAX_ERROR_TEXT]}... ({len(value) - MAX_ERROR_TEXT} more characters)"
+    if isinstance(value, bytes) and len(value) > MAX_ERROR_TEXT:
+        return value[:MAX_ERROR_TEXT]
+    return value
 
 
 def _plain(details: dict[str, Any]) -> dict[str, Any]:
@@ -236,8 +253,12 @@ def decode(body: bytes, limits: Limits = DEFAULT_LIMITS, *, lenient: bool = Fals
             raise fail(f"'timeout' must be a number of seconds in (0, {limits.max_timeout:g}]")
         fields["timeout"] = float(timeout)
         rpc_version = data.get("version")
-        if rpc_version is not None and not isinstance(rpc_version, str):
-            raise fail("'version' must be a string like '1.2'")
+        if rpc_version is not None and (
+            not isinstance(rpc_version, str) or len(rpc_version) > _MAX_VERSION_LENGTH
+        ):
+            raise fail(
+                f"'version' must be a string like '1.2' of at most {_MAX_VERSION_LENGTH} characters"
+            )
         fields["version"] = rpc_version
         key = data.get("key")
         if key is not None and (not isinstance(key, str) or len(key) > limits.max_key_length):
@@ -255,6 +276,8 @@ def decode(body: bytes, limits: Limits = DEFAULT_LIMITS, *, lenient: bool = Fals
         fields["info"] = info if isinstance(info, dict) else None
     return Envelope(**fields)
 
+
+_MAX_VERSION_LENGTH = 32  # its format is the server's to judge (UnsupportedVersion)
 
 _ALLOWED_FIELDS = frozenset(
     {

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
-import time
 import traceback
 from collections import Counter
 from typing import Any
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 import zmq
 
 from transport._io import SocketLoop, make_loop, running_under_gevent
+from transport._ratelimit import RateLimitedLog
 from transport.dispatcher import Dispatcher, Request
 from transport.errors import ProtocolError, ServerDraining, TransportError
 from transport.protocol import (
@@ -80,26 +80,6 @@ def is_loopback_endpoint(endpoint: str) -> bool:
         return False  # a name or '*': could be anything
 
 
-class _RateLimitedLog:
-    """At most one warning per category per interval, with a count of the rest."""
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: Counter[str] = Counter()
-
-    def warn(self, category: str, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        last = self._last.get(category)
-        if last is not None and now - last < self.interval:
-            self._suppressed[category] += 1
-            return
-        self._last[category] = now
-        extra = self._suppressed.pop(category, 0)
-        suffix = f" ({extra} more since last report)" if extra else ""
-        log.warning(message + suffix, *args)
-
-
 class RpcServer:
     """Serve a Dispatcher on a ZeroMQ ROUTER socket (tcp, ipc or inproc)."""
 
@@ -130,7 +110,7 @@ class RpcServer:
         self.in_flight = 0
         """Requests dispatched and not yet answered (calls until the reply, casts until the ack)."""
         self._count_lock = threading.Lock()
-        self._log = _RateLimitedLog()
+        self._log = RateLimitedLog(log)
         self._loop: SocketLoop | None = None
         self._zap: ZapHandler | None = None
         self._context: Any = None

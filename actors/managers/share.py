@@ -37,6 +37,8 @@ __all__ = ["ShareManager", "ShareManagerOptions"]
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ACCESS_LEVELS = ("rw", "ro")
+MAX_NAME_LENGTH = 255  # the column's length (PostgreSQL enforces it, SQLite would not)
+MAX_ACCESS_RULES = 256  # per share: every listing carries them
 _TRANSITIONAL = ("creating", "extending", "shrinking", "reverting", "snapshotting", "updating")
 _ENSURE_RETRY = 1.0  # seconds before ensure_share asks a driver that is not ready again
 _DB_ATTEMPTS = 8  # retries of a bookkeeping write through an outage (backoff up to 5 s)
@@ -100,6 +102,10 @@ class ShareManager(ManagerActor):
         """Create a share of `size_gb` GB; returns it (state 'available')."""
         _check_id(self.name, "create_share", "share_id", share_id)
         _check_size(self.name, "create_share", "size_gb", size_gb)
+        if name is not None and len(name) > MAX_NAME_LENGTH:
+            raise InvalidArguments(
+                self.name, "create_share", f"name must be at most {MAX_NAME_LENGTH} characters"
+            )
         recorded = self._db(
             self.store.create, share_id, self.name, size_gb, name, self.options.quota_gb
         )
@@ -281,6 +287,10 @@ class ShareManager(ManagerActor):
 
         def change(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
             kept = [r for r in rules if r["access_to"] != rule["access_to"]]
+            if len(kept) >= MAX_ACCESS_RULES:
+                raise InvalidArguments(
+                    self.name, "allow_access", f"a share has at most {MAX_ACCESS_RULES} rules"
+                )
             return [*kept, rule]
 
         return self._change_access(share_id, change)
@@ -296,7 +306,11 @@ class ShareManager(ManagerActor):
         held = self._transition(share_id, ("available",), "updating")
 
         def apply(share: dict[str, Any]) -> Any:
-            rules = change(share["access_rules"])
+            try:
+                rules = change(share["access_rules"])
+            except InvalidArguments as refused:  # nothing changed: back as it was
+                error = refused
+                return self.then(self._restore(share)(), lambda _: _raise(error))
             return self._finish(
                 share_id,
                 self.driver.update_access(share_id, rules),
@@ -418,10 +432,11 @@ def _reraise(error: BaseException) -> Callable[[ActorFuture[Any]], Any]:
 
 def _check_id(target: str, method: str, what: str, value: str) -> None:
     if not SAFE_ID.fullmatch(value):
+        shown = repr(value) if len(value) <= 80 else f"{value[:80]!r}... ({len(value)} characters)"
         raise InvalidArguments(
             target,
             method,
-            f"{what} {value!r} must be 1-64 letters, digits, '-' or '_' (not '-' or '_' first)",
+            f"{what} {shown} must be 1-64 letters, digits, '-' or '_' (not '-' or '_' first)",
         )
 
 
@@ -432,8 +447,12 @@ def _check_size(target: str, method: str, what: str, value: int) -> None:
 
 def _check_rule(target: str, rule: dict[str, Any]) -> dict[str, Any]:
     access_to, level = rule.get("access_to"), rule.get("access_level", "rw")
-    if not isinstance(access_to, str) or not access_to:
-        raise InvalidArguments(target, "allow_access", "rule needs 'access_to' (a string)")
+    if not isinstance(access_to, str) or not access_to or len(access_to) > MAX_NAME_LENGTH:
+        raise InvalidArguments(
+            target,
+            "allow_access",
+            f"rule needs 'access_to': a string of 1-{MAX_NAME_LENGTH} characters",
+        )
     if level not in ACCESS_LEVELS:
         raise InvalidArguments(
             target, "allow_access", f"access_level must be one of {ACCESS_LEVELS}"
@@ -442,3 +461,7 @@ def _check_rule(target: str, rule: dict[str, Any]) -> dict[str, Any]:
     if extra:
         raise InvalidArguments(target, "allow_access", f"unknown rule keys: {sorted(extra)}")
     return {"access_to": access_to, "access_level": level}
+
+
+def _raise(error: BaseException) -> Any:
+    raise error

@@ -54,6 +54,8 @@ def test_defaults_when_optional_fields_are_absent_or_nil():
         ({"args": {"t": msgpack.Timestamp(1)}}, "extension"),
         ({"args": {"nested": {b"k": 1}}}, "keys must be strings"),
         ({"surprise": 1}, "unknown envelope fields"),
+        ({"version": "1." + "0" * 900_000}, "version"),
+        ({"version": 1.2}, "version"),
     ],
 )
 def test_bad_envelopes_are_refused_with_the_id(patch, reason):
@@ -90,3 +92,15 @@ def test_replies_with_non_string_keys_are_read_by_clients():
     with pytest.raises(ProtocolError):
         decode(body)
     assert decode(body, lenient=True).result == {1: "a"}
+
+
+def test_an_error_quoting_a_huge_input_stays_small_enough_to_send():
+    from actors.errors import InvalidArguments
+
+    huge = "x" * 900_000
+    body = error_body(InvalidArguments("h@b", "m", f"bad value {huge}"))
+    assert len(body["message"]) < 1_100 and "more characters" in body["message"]
+    assert len(body["details"]["reason"]) < 1_100
+    assert len(encode(Envelope(kind="error", id="i", error=body))) < 10_000
+    foreign = error_body(ValueError(huge))
+    assert len(foreign["message"]) < 1_100
