@@ -32,7 +32,11 @@ class TopicClient:
         if target is not None:
             up = [r for r in up if f"{r.host}@{r.backend}" == target]
         if not up:
-            raise NotFound(f"{target or 'any'} of topic {self.topic}")
+            which = f"{target} (of topic {self.topic!r})" if target else f"of topic {self.topic!r}"
+            raise NotFound.from_wire(
+                f"no service {which} is up in the registry (none heartbeats, or it is disabled)",
+                {"target": target or self.topic},
+            )
         return self._rng.choice(up)
 
     def _client(self, endpoint: str) -> RpcClient:

@@ -187,10 +187,14 @@ def config_error(exc: pydantic.ValidationError, file: str | None) -> ConfigError
     errors = exc.errors()
     first = errors[0]
     key = ".".join(str(p) for p in first.get("loc", ())) or None
+    # The first key is already in front of the message (file:key: reason).
     reasons = "; ".join(
-        (".".join(str(p) for p in e.get("loc", ())) + ": " if e.get("loc") else "")
-        + str(e.get("msg"))
-        for e in errors
+        [str(first.get("msg"))]
+        + [
+            (".".join(str(p) for p in e.get("loc", ())) + ": " if e.get("loc") else "")
+            + str(e.get("msg"))
+            for e in errors[1:]
+        ]
     )
     return ConfigError(reasons, file=file, key=key)
 

@@ -111,6 +111,8 @@ def test_invalid_config_names_file_key_and_reason(tmp_path, text, key, reason):
         assert err.value.key == key
     assert reason in err.value.reason
     assert str(path) in str(err.value)
+    if key is not None:
+        assert str(err.value).count(key) == 1  # named once, in front: file:key: reason
 
 
 def test_broken_toml_and_missing_file(tmp_path):

@@ -43,7 +43,8 @@ def test_call_any_or_one_up_service_of_a_topic(two_hosts, runtime_name):
         assert names <= {"node1@b1", "node2@b1"} and names
         registry.set_disabled("node1", "b1", True, "maintenance")
         assert {client.call("ping")["name"] for _ in range(10)} == {"node2@b1"}
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound, match=r"no service node1@b1 \(of topic 'shares'\) is up"):
             client.call("ping", target="node1@b1")
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound, match="no service of topic 'nothing-here' is up") as caught:
             TopicClient(registry, "nothing-here").call("ping")
+        assert caught.value.target == "nothing-here"

@@ -391,11 +391,15 @@ def op(ctx: Context, op_id: str) -> None:
 @click.option("--state", type=click.Choice(OPERATION_STATES), default=None)
 @click.option("--target", default=None, help="only this manager (host@backend)")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option(
+    "--newest", is_flag=True, help="the newest LIMIT operations (still listed oldest first)"
+)
 @click.pass_obj
-def ops(ctx: Context, state: str | None, target: str | None, limit: int) -> None:
-    """Journaled operations, oldest first."""
+def ops(ctx: Context, state: str | None, target: str | None, limit: int, newest: bool) -> None:
+    """Journaled operations, oldest first (the oldest LIMIT, or with --newest the newest)."""
     records = _journal_read(
-        ctx, lambda journal: journal.list(state=state, target=target, limit=limit)
+        ctx,
+        lambda journal: journal.list(state=state, target=target, limit=limit, newest=newest),
     )
     if ctx.output == "json":
         _emit(ctx, [r.as_data() for r in records])

@@ -431,16 +431,26 @@ class Journal:
         return self._one(OperationModel.target == target, OperationModel.idempotency_key == key)
 
     def list(
-        self, state: str | None = None, target: str | None = None, limit: int = 100
+        self,
+        state: str | None = None,
+        target: str | None = None,
+        limit: int = 100,
+        *,
+        newest: bool = False,
     ) -> builtins.list[OperationRecord]:
-        """Operations, oldest first, optionally of one state and/or target."""
-        statement = select(*_COLUMNS).order_by(OperationModel.created_at, OperationModel.id)
+        """Operations, oldest first, optionally of one state and/or target.
+
+        The oldest `limit` of them, or with `newest` the newest `limit`.
+        """
+        order = (OperationModel.created_at, OperationModel.id)
+        statement = select(*_COLUMNS).order_by(*(c.desc() for c in order) if newest else order)
         if state is not None:
             statement = statement.where(OperationModel.state == state)
         if target is not None:
             statement = statement.where(OperationModel.target == target)
         with self._registry._transaction(write=False) as conn:
-            return [_record(row._mapping) for row in conn.execute(statement.limit(limit))]
+            records = [_record(row._mapping) for row in conn.execute(statement.limit(limit))]
+        return records[::-1] if newest else records
 
     def unfinished(
         self,

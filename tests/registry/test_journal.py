@@ -191,6 +191,7 @@ def test_list_and_unfinished(journal: Journal, clock: Clock) -> None:
     journal.set_state(ids[2], "succeeded").result(WAIT)
     assert [r.id for r in journal.list()] == ids
     assert [r.id for r in journal.list(limit=2)] == ids[:2]
+    assert [r.id for r in journal.list(limit=2, newest=True)] == ids[3:]
     assert [r.id for r in journal.list(target="t0")] == [ids[0], ids[2], ids[4]]
     assert [r.id for r in journal.list(state="accepted")] == [ids[0], ids[3], ids[4]]
     assert [r.id for r in journal.list(state="accepted", target="t1")] == [ids[3]]
