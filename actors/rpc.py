@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,13 +201,44 @@ def _fast_checks(method: RpcMethod) -> tuple[dict[str, Any], frozenset[str]] | N
     return checks, frozenset(required)
 
 
+def _numbers(method: RpcMethod) -> dict[str, type]:
+    """Parameters annotated `int` or `float` (optionally `| None`).
+
+    pydantic's lax mode would take True for 1 and "1" for 1: for numbers off
+    the wire, a bool or a string is a client's mistake, refused before it.
+    """
+    try:
+        hints = typing.get_type_hints(method.function)
+    except Exception:
+        return {}
+    numbers: dict[str, type] = {}
+    for name, hint in hints.items():
+        options = set(typing.get_args(hint)) - {type(None)} if _is_union(hint) else {hint}
+        if len(options) == 1 and (kind := options.pop()) in (int, float):
+            numbers[name] = kind
+    return numbers
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
 def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..., Any]:
     """A callable that validates arguments, then calls the method on `instance`."""
     validated = method.validated
     function = method.function.__get__(instance)
     fast = _fast_checks(method) if validated is not method.function else None
+    numbers = _numbers(method) if validated is not method.function else {}
 
     def slow(*args: Any, **kwargs: Any) -> Any:
+        for name, value in kwargs.items():
+            kind = numbers.get(name)
+            if kind is not None and isinstance(value, bool | str):
+                raise InvalidArguments(
+                    target,
+                    method.name,
+                    f"{name}: expected {kind.__name__}, got {type(value).__name__}",
+                )
         if validated is method.function:
             try:
                 method.signature.bind(instance, *args, **kwargs)
