@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -356,3 +357,45 @@ def test_actorsctl_db_upgrade_and_backup(tmp_path, monkeypatch):
     assert again.returncode == 1
     assert "RegistryError" in again.stderr and "exists already" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_actorsctl_reaches_where_the_config_binds(tmp_path):
+    from actors.cli.actorsctl import connect_address
+
+    assert connect_address("tcp://*:5555") == "tcp://127.0.0.1:5555"
+    assert connect_address("tcp://0.0.0.0:7000") == "tcp://127.0.0.1:7000"
+    assert connect_address("tcp://10.0.0.5:5555") == "tcp://10.0.0.5:5555"
+    assert connect_address("tcp://[::]:5555") == "tcp://[::1]:5555"
+    assert connect_address("tcp://127.0.0.1:0") is None  # picked at bind time
+    assert connect_address("ipc:///run/actors.sock") == "ipc:///run/actors.sock"
+    import socket
+
+    with socket.socket() as probe:  # a free port for the daemon's fixed bind
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    body = (
+        GOOD.replace("ROOT", str(tmp_path / "root")) + f'\n[transport]\nbind = "tcp://*:{port}"\n'
+    )
+    config = _config(tmp_path, body)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bin" / "actorsd"), "--config", str(config), "--insecure"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        env = {k: v for k, v in _env().items() if k != "ACTORS_ENDPOINT"}
+        deadline = time.monotonic() + 30
+        while True:  # no --endpoint: the config's bind (a wildcard: this machine)
+            ping = subprocess.run(
+                [sys.executable, str(ROOT / "bin" / "actorsctl"), "--timeout", "2",
+                 "--config", str(config), "--output", "json", "ping"],
+                capture_output=True, text=True, timeout=60, env=env,
+            )  # fmt: skip
+            if ping.returncode == 0 or time.monotonic() > deadline:
+                break
+        assert ping.returncode == 0, ping.stderr
+        assert '"node1@files"' in ping.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

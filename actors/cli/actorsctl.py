@@ -25,13 +25,13 @@ from transport.client import RpcClient, fanout
 from transport.errors import TransportError
 from transport.security import ClientSecurity, generate_keypair
 
-DEFAULT_ENDPOINT = os.environ.get("ACTORS_ENDPOINT", "tcp://127.0.0.1:5555")
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 
 
 class Context:
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | None,
         timeout: float,
         output: str,
         client_key: str | None,
@@ -39,7 +39,7 @@ class Context:
         db: str | None = None,
         config_file: str | None = None,
     ) -> None:
-        self.endpoint, self.timeout, self.output = endpoint, timeout, output
+        self._endpoint, self.timeout, self.output = endpoint, timeout, output
         self.db, self.config_file = db, config_file
         self.security = (
             ClientSecurity(Path(client_key), Path(server_key))
@@ -55,6 +55,19 @@ class Context:
         url = config.database_url or sqlite_url_for(config.state_dir)
         return Registry(url, service_down_time=config.service_down_time)
 
+    @property
+    def endpoint(self) -> str:
+        """--endpoint, else ACTORS_ENDPOINT, else where --config binds, else the default."""
+        if self._endpoint:
+            return self._endpoint
+        if os.environ.get("ACTORS_ENDPOINT"):
+            return os.environ["ACTORS_ENDPOINT"]
+        if self.config_file:
+            bound = connect_address(load_config(self.config_file).transport.bind)
+            if bound is not None:
+                return bound
+        return DEFAULT_ENDPOINT
+
     def client(self, endpoint: str | None = None) -> RpcClient:
         return RpcClient(
             endpoint or self.endpoint, timeout=self.timeout, green=False, security=self.security
@@ -65,9 +78,9 @@ class Context:
 @click.version_option(__version__, prog_name="actorsctl")
 @click.option(
     "--endpoint",
-    default=DEFAULT_ENDPOINT,
-    show_default=True,
-    help="service endpoint (or ACTORS_ENDPOINT)",
+    default=None,
+    help="service endpoint; else ACTORS_ENDPOINT, else where --config binds, "
+    f"else {DEFAULT_ENDPOINT}",
 )
 @click.option("--timeout", default=30.0, show_default=True, help="deadline in seconds")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -80,7 +93,7 @@ class Context:
 @click.pass_context
 def cli(
     ctx: click.Context,
-    endpoint: str,
+    endpoint: str | None,
     timeout: float,
     output: str,
     client_key: str | None,
@@ -92,6 +105,24 @@ def cli(
     if bool(client_key) != bool(server_key):
         raise click.UsageError("--client-key and --server-key go together")
     ctx.obj = Context(endpoint, timeout, output, client_key, server_key, db, config_file)
+
+
+def connect_address(bind: str) -> str | None:
+    """Where a client reaches a service bound to `bind` (None: a port picked at bind time).
+
+    A wildcard host means this machine: 127.0.0.1 (or ::1 for IPv6).
+    """
+    scheme, sep, rest = bind.partition("://")
+    if not sep or scheme != "tcp":
+        return bind if sep else None
+    host, _, port = rest.rpartition(":")
+    if port in ("0", "*", ""):
+        return None
+    if host in ("*", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host in ("[::]", "::"):
+        host = "[::1]"
+    return f"tcp://{host}:{port}"
 
 
 def _parse_args(pairs: tuple[str, ...], raw_json: str | None) -> dict[str, Any]:
