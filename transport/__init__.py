@@ -3,6 +3,7 @@
 from transport.client import ClientFuture, RpcClient, fanout
 from transport.dispatcher import Dispatcher, ReplyFuture, Request
 from transport.errors import (
+    AuthenticationFailed,
     ConnectionClosed,
     MessageTooLarge,
     ProtocolError,
@@ -15,6 +16,7 @@ from transport.security import ClientSecurity, ServerSecurity, generate_keypair
 from transport.server import BindError, InsecureBind, RpcServer
 
 __all__ = [
+    "AuthenticationFailed",
     "BindError",
     "ClientFuture",
     "ClientSecurity",

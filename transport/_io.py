@@ -29,6 +29,8 @@ SocketFactory = Callable[[Any], Any]
 OnFrames = Callable[[list[bytes]], None]
 
 _STOP: Any = object()
+MONITORED = zmq.EVENT_HANDSHAKE_FAILED_AUTH
+"""Socket events a loop passes to `on_event` (a refused CURVE handshake)."""
 _REPLY_SEND_PATIENCE = 5.0
 """Seconds a reply may wait for room at a slow or vanished peer before it is dropped."""
 
@@ -105,6 +107,35 @@ class SocketLoop:
     def __init__(self) -> None:
         self._parked = Parked()
         self._dropped = 0
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
+        """Set before start(): gets the socket's monitor events (see MONITORED)."""
+        self._monitor: Any = None
+
+    def _open_monitor(self) -> None:
+        if self.on_event is not None:
+            self._monitor = self.socket.get_monitor_socket(MONITORED)
+
+    def _on_monitor_frames(self, frames: list[bytes]) -> None:
+        from zmq.utils.monitor import parse_monitor_message
+
+        try:
+            event = parse_monitor_message(frames)
+        except Exception:  # a malformed event: nothing to act on
+            return
+        assert self.on_event is not None
+        try:
+            self.on_event(dict(event))
+        except Exception:
+            log.exception("socket event handler failed")
+
+    def _close_monitor(self) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            try:
+                self.socket.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            monitor.close(linger=0)
 
     @property
     def dropped_sends(self) -> int:
@@ -148,7 +179,19 @@ class GreenSocketLoop(SocketLoop):
             if self._own_context:
                 self._context.term()
             raise
+        self._open_monitor()
         self._greenlets = [gevent.spawn(self._read), gevent.spawn(self._write)]
+        if self._monitor is not None:
+            self._greenlets.append(gevent.spawn(self._watch))
+
+    def _watch(self) -> None:
+        monitor = self._monitor
+        while True:
+            try:
+                frames = monitor.recv_multipart()
+            except zmq.ZMQError:
+                return  # closed
+            self._on_monitor_frames(frames)
 
     def _read(self) -> None:
         sock = self.socket
@@ -225,12 +268,15 @@ class GreenSocketLoop(SocketLoop):
 
         if not self._greenlets:
             return
-        reader, writer = self._greenlets
+        reader, writer, *watcher = self._greenlets
         reader.kill(block=True, timeout=linger)
+        for greenlet in watcher:
+            greenlet.kill(block=True, timeout=linger)
         self._outbox.put(_STOP)
         writer.join(timeout=linger)
         writer.kill(block=True, timeout=linger)
         self._greenlets = []
+        self._close_monitor()
         self.socket.close(linger=int(linger * 1000))
         if self._own_context:
             gevent.spawn(self._context.term).join(timeout=linger)
@@ -277,11 +323,18 @@ class ThreadSocketLoop(SocketLoop):
                 self._context.term()
             self._ready.set()
             return
+        try:
+            self._open_monitor()
+        except zmq.ZMQError as exc:
+            log.warning("%s: no socket monitor: %s", self.name, exc)
         self._ready.set()
         sock = self.socket
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
+        monitor = self._monitor
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
         pending: list[tuple[list[bytes], float]] = []
         parked = self._parked
         retry_ms = int(Parked.RETRY_EVERY * 1000)
@@ -304,6 +357,13 @@ class ThreadSocketLoop(SocketLoop):
                         self._on_frames(frames)
                     except Exception:
                         log.exception("%s: handling a message failed", self.name)
+            if monitor is not None and events.get(monitor):
+                while True:
+                    try:
+                        frames = monitor.recv_multipart(zmq.NOBLOCK)
+                    except zmq.ZMQError:
+                        break
+                    self._on_monitor_frames(frames)
             if self._wake_r in events:
                 try:
                     while os.read(self._wake_r, 4096):
@@ -323,6 +383,7 @@ class ThreadSocketLoop(SocketLoop):
             pending.clear()
             if parked:
                 parked.retry(self._send_now, time.monotonic())
+        self._close_monitor()
         sock.close(linger=int(self._linger * 1000))
         if self._own_context:
             self._context.term()

@@ -22,6 +22,7 @@ import zmq
 
 from transport._io import SocketLoop, make_loop, running_under_gevent
 from transport.errors import (
+    AuthenticationFailed,
     ConnectionClosed,
     ProtocolError,
     RequestTimeout,
@@ -132,6 +133,8 @@ class RpcClient:
         self._loop: SocketLoop | None = make_loop(
             self.green, self._make_socket, self._on_frames, f"rpc-client {endpoint}", context
         )
+        if security is not None:  # a refused key fails what waits at once, not at its deadline
+            self._loop.on_event = self._on_socket_event
         self._loop.start()
 
     def _make_socket(self, context: Any) -> Any:
@@ -272,6 +275,17 @@ class RpcClient:
             future._resolve(envelope.info)
         else:
             future._resolve(error=ProtocolError(f"unexpected reply kind {envelope.kind!r}"))
+
+    def _on_socket_event(self, event: dict[str, Any]) -> None:
+        """In the socket's loop: the server refused our CURVE key."""
+        if event.get("event") != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return
+        self.stats["auth_failures"] += 1
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        error = AuthenticationFailed(self.endpoint, int(event.get("value") or 0))
+        for future in pending.values():
+            future._resolve(error=error)
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:

@@ -103,6 +103,22 @@ class ConnectionClosed(TransportError):
         super().__init__(f"connection to {endpoint} closed", endpoint=endpoint)
 
 
+class AuthenticationFailed(TransportError):
+    """The server refused this client's CURVE handshake (its key is not allowed).
+
+    Requests that were waiting for the connection fail with it at once rather
+    than at their deadline. Not retryable as such: the key must be allowed first.
+    """
+
+    def __init__(self, endpoint: str, status: int) -> None:
+        super().__init__(
+            f"{endpoint} refused this client's key (CURVE handshake, status {status}): "
+            "is its public key in the server's client_keys_dir?",
+            endpoint=endpoint,
+            status=status,
+        )
+
+
 class ServerDraining(TransportError):
     """The server is shutting down: it finishes what it has but takes nothing new."""
 

@@ -20,6 +20,7 @@ from actors import (
 from actors.errors import Busy, InvalidArguments, NotFound
 from tests.support import backend
 from transport import (
+    AuthenticationFailed,
     ClientSecurity,
     InsecureBind,
     MessageTooLarge,
@@ -262,10 +263,12 @@ def test_curve_accepts_allowed_keys_and_refuses_others(serve, connect, tmp_path,
     )
     assert good.call("b1", "record", {"note": "encrypted"}) is None
     bad = connect(
-        server.endpoint, timeout=1, security=ClientSecurity(bad_secret, keys / "server.key")
+        server.endpoint, timeout=30, security=ClientSecurity(bad_secret, keys / "server.key")
     )
-    with pytest.raises(DeadlineExceeded):
+    # Told at the handshake (its deadline would have been DeadlineExceeded).
+    with pytest.raises(AuthenticationFailed, match="client_keys_dir") as refused:
         bad.call("b1", "record", {"note": "should never arrive"})
+    assert refused.value.status == 400 and not refused.value.retryable
     plain = connect(server.endpoint, timeout=1)
     with pytest.raises(DeadlineExceeded):
         plain.call("b1", "record", {"note": "nor this"})
