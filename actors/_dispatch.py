@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -204,7 +205,32 @@ def _operations(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
     if type(limit) is not int or not 1 <= limit <= 10_000:
         raise InvalidArguments(SERVICE_TARGET, "operations", "'limit' must be 1..10000")
     records = operations.journal.list(state=state, target=target, limit=limit)
-    return {"operations": [r.as_data() for r in records]}
+    listed: list[dict[str, Any]] = []
+    size = 0
+    for record in records:
+        data = _brief(record.as_data())
+        size += len(json.dumps(data, default=str))
+        if size > LISTING_BYTES and listed:
+            return {"operations": listed, "truncated": True}
+        listed.append(data)
+    return {"operations": listed, "truncated": False}
+
+
+LISTING_BYTES = 256 * 1024
+"""About how much one `$service.operations` reply may carry (well under the
+message limit): operations past it are left out and `truncated` is true."""
+FIELD_BYTES = 4 * 1024
+"""An operation's args, result or error larger than this are left out of a
+listing (`$service.operation(id)` shows them whole)."""
+
+
+def _brief(data: dict[str, Any]) -> dict[str, Any]:
+    """An operation for a listing: large args, result or error replaced by their size."""
+    for field in ("args", "result", "error"):
+        text = json.dumps(data.get(field), default=str)
+        if len(text) > FIELD_BYTES:
+            data[field] = {"omitted_bytes": len(text)}
+    return data
 
 
 def _only(args: dict[str, Any], method: str, known: set[str]) -> None:

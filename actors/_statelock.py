@@ -40,8 +40,12 @@ class LockFile:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:  # e.g. a full disk: give the lock back
+            os.close(fd)
+            raise
         self._fd = fd
         return self
 

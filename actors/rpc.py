@@ -204,8 +204,9 @@ def _fast_checks(method: RpcMethod) -> tuple[dict[str, Any], frozenset[str]] | N
 def _numbers(method: RpcMethod) -> dict[str, type]:
     """Parameters annotated `int` or `float` (optionally `| None`).
 
-    pydantic's lax mode would take True for 1 and "1" for 1: for numbers off
-    the wire, a bool or a string is a client's mistake, refused before it.
+    pydantic's lax mode would take True for 1 and "1" (or b"1") for 1: for
+    numbers off the wire, a bool, a string or bytes is a client's mistake,
+    refused before it.
     """
     try:
         hints = typing.get_type_hints(method.function)
@@ -214,8 +215,8 @@ def _numbers(method: RpcMethod) -> dict[str, type]:
     numbers: dict[str, type] = {}
     for name, hint in hints.items():
         options = set(typing.get_args(hint)) - {type(None)} if _is_union(hint) else {hint}
-        if len(options) == 1 and (kind := options.pop()) in (int, float):
-            numbers[name] = kind
+        if options and options <= {int, float}:
+            numbers[name] = float if float in options else int
     return numbers
 
 
@@ -233,7 +234,7 @@ def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..
     def slow(*args: Any, **kwargs: Any) -> Any:
         for name, value in kwargs.items():
             kind = numbers.get(name)
-            if kind is not None and isinstance(value, bool | str):
+            if kind is not None and isinstance(value, bool | str | bytes | bytearray):
                 raise InvalidArguments(
                     target,
                     method.name,

@@ -113,7 +113,7 @@ class Service:
         try:
             self._start(plans, timeout)
         except BaseException:
-            self._release_state_lock()
+            self._abandon_start()
             raise
         if not defer_ready:
             self.ready(timeout)
@@ -149,12 +149,17 @@ class Service:
             managers = service.call("managers", timeout=timeout)
         except ActorsError as exc:
             self.failed = exc
-            self.system.stop(config.shutdown_timeout)
-            self._close_journal()
-            if self.registry is not None:
-                self.registry.close()
             raise
         self._each_backend(managers, "ping", timeout, "did not start", rpc=True)
+
+    def _abandon_start(self) -> None:
+        """A start that failed part-way: stop what it started, close what it opened."""
+        if self.system is not None:
+            self.system.stop(self.config.shutdown_timeout)
+        self._close_journal()
+        if self.registry is not None:
+            self.registry.close()
+        self._release_state_lock()
 
     def _release_state_lock(self) -> None:
         lock, self._state_lock = self._state_lock, None

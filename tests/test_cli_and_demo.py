@@ -368,6 +368,15 @@ def test_actorsctl_reaches_where_the_config_binds(tmp_path):
     assert connect_address("tcp://[::]:5555") == "tcp://[::1]:5555"
     assert connect_address("tcp://127.0.0.1:0") is None  # picked at bind time
     assert connect_address("ipc:///run/actors.sock") == "ipc:///run/actors.sock"
+    assert connect_address("inproc://service") is None  # only inside the serving process
+    bad = _config(tmp_path, "host = 3\n")
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "actorsctl"), "--config", str(bad), "ping"],
+        capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in _env().items() if k != "ACTORS_ENDPOINT"},
+    )  # fmt: skip
+    assert refused.returncode != 0 and "ConfigError" in refused.stderr
+    assert "Traceback" not in refused.stderr
     import socket
 
     with socket.socket() as probe:  # a free port for the daemon's fixed bind

@@ -503,3 +503,21 @@ def test_a_flood_of_failing_casts_is_logged_a_few_times_not_once_each(h, caplog,
     assert len(refusals) == 1, [r.getMessage() for r in refusals]
     assert "Unexpected keyword argument" in refusals[0].getMessage()
     assert not refusals[0].exc_info  # a refusal, not a bug: no traceback
+
+
+def test_the_operations_listing_stays_small_enough_to_send(h, monkeypatch):
+    """Arguments are journaled before they are validated: a listing carries sizes, not
+    huge arguments, and stops (truncated) before the reply could get too large."""
+    import actors._dispatch
+
+    for n in range(2):
+        h.call("b1", "provision", resource_id=f"{n}" + "x" * 600_000)
+    assert h.client is not None
+    listed = h.client.call("$service", "operations", {})
+    for op in listed["operations"]:
+        assert op["args"]["omitted_bytes"] > 600_000 < op["result"]["omitted_bytes"]
+        assert op["state"] == "succeeded"
+    assert listed["truncated"] is False
+    monkeypatch.setattr(actors._dispatch, "LISTING_BYTES", 600)
+    first = h.client.call("$service", "operations", {})
+    assert len(first["operations"]) == 1 and first["truncated"] is True

@@ -42,47 +42,82 @@ class Parked:
     (a client that does not read, or one that vanished): waiting for that peer
     would hold up every other peer's replies. Its messages wait here instead,
     in order (a later message to a peer with parked ones queues behind them),
-    and are retried a few times a second; what expires is dropped and counted.
-    Bounded per peer and in all: beyond, a new message is dropped at once.
-    The key is the first frame (the peer's routing id on a ROUTER).
+    and are retried every RETRY_EVERY; what expires is dropped and counted.
+    Bounded per peer and in all, in messages and in bytes: beyond, a new
+    message is dropped at once. On a ROUTER (`routed`) the peer is the first
+    frame, its routing id; any other socket has one peer.
     """
 
     RETRY_EVERY = 0.02  # seconds between retries while something is parked
 
-    def __init__(self, per_peer: int = 1_000, total: int = 50_000) -> None:
+    def __init__(
+        self,
+        per_peer: int = 10_000,
+        total: int = 50_000,
+        per_peer_bytes: int = 64 << 20,
+        total_bytes: int = 256 << 20,
+    ) -> None:
         self.per_peer, self.total = per_peer, total
-        self._queues: dict[bytes, deque[tuple[list[bytes], float]]] = {}
+        self.per_peer_bytes, self.total_bytes = per_peer_bytes, total_bytes
+        self.routed = False
+        self._queues: dict[bytes, deque[tuple[list[bytes], float, int]]] = {}
+        self._bytes: dict[bytes, int] = {}
         self._count = 0
+        self._total_bytes = 0
+        self._next_retry = 0.0
         self.dropped = 0
 
     def __bool__(self) -> bool:
         return self._count > 0
 
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def peers(self) -> int:
+        """How many peers have messages waiting."""
+        return len(self._queues)
+
+    def _key(self, frames: list[bytes]) -> bytes:
+        return frames[0] if self.routed else b""
+
     def holds(self, frames: list[bytes]) -> bool:
         """Whether messages to this peer are waiting (a new one must go behind them)."""
-        return bool(self._queues) and frames[0] in self._queues
+        return bool(self._queues) and self._key(frames) in self._queues
 
     def park(self, frames: list[bytes], expires: float) -> None:
-        key = frames[0]
+        key = self._key(frames)
+        size = sum(len(f) for f in frames)
         waiting = self._queues.get(key)
-        if waiting is None:
-            waiting = self._queues[key] = deque()
-        if len(waiting) >= self.per_peer or self._count >= self.total:
+        if (
+            self._count >= self.total
+            or self._total_bytes + size > self.total_bytes
+            or (waiting is not None and len(waiting) >= self.per_peer)
+            or self._bytes.get(key, 0) + size > self.per_peer_bytes
+        ):
             self.dropped += 1
             return
-        waiting.append((frames, expires))
+        if waiting is None:
+            waiting = self._queues[key] = deque()
+        waiting.append((frames, expires, size))
+        self._bytes[key] = self._bytes.get(key, 0) + size
         self._count += 1
+        self._total_bytes += size
+
+    def due(self, now: float) -> bool:
+        """Whether a retry pass is due (at most one every RETRY_EVERY)."""
+        return self._count > 0 and now >= self._next_retry
 
     def retry(self, send: Callable[[list[bytes]], None], now: float) -> None:
         """Send what fits, peer by peer, oldest first; drop what expired.
 
         `send` raises zmq.Again when the peer still has no room (that peer
-        waits for the next retry) and zmq.ZMQError when it cannot be reached.
+        waits for the next pass) and zmq.ZMQError when it cannot be reached.
         """
         for key in list(self._queues):
             waiting = self._queues[key]
             while waiting:
-                frames, expires = waiting[0]
+                frames, expires, size = waiting[0]
                 if now >= expires:
                     self.dropped += 1
                 else:
@@ -95,8 +130,19 @@ class Parked:
                         log.debug("send failed: %s", exc)
                 waiting.popleft()
                 self._count -= 1
+                self._total_bytes -= size
+                self._bytes[key] -= size
             if not waiting:
                 del self._queues[key]
+                del self._bytes[key]
+        self._next_retry = time.monotonic() + self.RETRY_EVERY
+
+    def discard(self) -> None:
+        """Drop everything still waiting (the socket closes), counting it."""
+        self.dropped += self._count
+        self._queues.clear()
+        self._bytes.clear()
+        self._count = self._total_bytes = 0
 
 
 class SocketLoop:
@@ -179,6 +225,7 @@ class GreenSocketLoop(SocketLoop):
             if self._own_context:
                 self._context.term()
             raise
+        self._parked.routed = self.socket.type == zmq.ROUTER
         self._open_monitor()
         self._greenlets = [gevent.spawn(self._read), gevent.spawn(self._write)]
         if self._monitor is not None:
@@ -214,11 +261,13 @@ class GreenSocketLoop(SocketLoop):
 
         sock = self.socket
         parked = self._parked
-        last_retry = 0.0
         sent = 0
         while True:
             try:
-                item = self._outbox.get(timeout=Parked.RETRY_EVERY if parked else None)
+                if parked and self._outbox.empty():
+                    item = self._outbox.get(timeout=Parked.RETRY_EVERY)
+                else:
+                    item = self._outbox.get()
             except gevent.queue.Empty:
                 item = None
             if item is _STOP:
@@ -237,10 +286,11 @@ class GreenSocketLoop(SocketLoop):
                 sent += 1
                 if sent % 256 == 0:
                     gevent.sleep(0)  # a long burst of sends still lets the others run
-            if parked:
+            # Retry only with nothing queued (what is queued goes first, or
+            # behind its peer's parked ones), and at most every RETRY_EVERY.
+            if self._outbox.empty():
                 now = time.monotonic()
-                if now - last_retry >= Parked.RETRY_EVERY:
-                    last_retry = now
+                if parked.due(now):
                     parked.retry(self._send_now, now)
 
     def _send_or_park(self, sock: Any, frames: list[bytes], expires: float) -> None:
@@ -276,6 +326,7 @@ class GreenSocketLoop(SocketLoop):
         writer.join(timeout=linger)
         writer.kill(block=True, timeout=linger)
         self._greenlets = []
+        self._parked.discard()
         self._close_monitor()
         self.socket.close(linger=int(linger * 1000))
         if self._own_context:
@@ -323,6 +374,7 @@ class ThreadSocketLoop(SocketLoop):
                 self._context.term()
             self._ready.set()
             return
+        self._parked.routed = self.socket.type == zmq.ROUTER
         try:
             self._open_monitor()
         except zmq.ZMQError as exc:
@@ -381,8 +433,10 @@ class ThreadSocketLoop(SocketLoop):
                 pending.append(item)
             self._flush(sock, pending)
             pending.clear()
-            if parked:
-                parked.retry(self._send_now, time.monotonic())
+            now = time.monotonic()
+            if parked.due(now):
+                parked.retry(self._send_now, now)
+        parked.discard()
         self._close_monitor()
         sock.close(linger=int(self._linger * 1000))
         if self._own_context:

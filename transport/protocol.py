@@ -112,6 +112,8 @@ def encode(envelope: Envelope, limits: Limits = DEFAULT_LIMITS) -> bytes:
     return body
 
 
+MAX_TRACEBACK = 8_000
+"""Characters kept of a traceback (its end)."""
 MAX_ERROR_TEXT = 1_000
 """Characters kept of an error's message and of each string detail: an error that
 quotes a huge input back must not itself be too large to send."""
@@ -137,6 +139,12 @@ def error_body(error: BaseException, *, traceback: str | None = None) -> dict[st
         )
         data = {"type": name, "message": _cut(str(error)), "details": {}, "retryable": False}
     if traceback:
+        # The end of a traceback says where it failed: keep that.
+        if len(traceback) > MAX_TRACEBACK:
+            traceback = (
+                f"... ({len(traceback) - MAX_TRACEBACK} characters cut)\n"
+                + traceback[-MAX_TRACEBACK:]
+            )
         data["traceback"] = traceback
     return data
 

@@ -63,9 +63,17 @@ class Context:
         if os.environ.get("ACTORS_ENDPOINT"):
             return os.environ["ACTORS_ENDPOINT"]
         if self.config_file:
-            bound = connect_address(load_config(self.config_file).transport.bind)
-            if bound is not None:
-                return bound
+            try:
+                bind = load_config(self.config_file).transport.bind
+            except ActorsError as exc:
+                raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+            bound = connect_address(bind)
+            if bound is None:
+                raise click.UsageError(
+                    f"the config binds {bind}, an address a client cannot reach from it "
+                    "(a port picked at start, or inproc://): pass --endpoint"
+                )
+            return bound
         return DEFAULT_ENDPOINT
 
     def client(self, endpoint: str | None = None) -> RpcClient:
@@ -113,8 +121,10 @@ def connect_address(bind: str) -> str | None:
     A wildcard host means this machine: 127.0.0.1 (or ::1 for IPv6).
     """
     scheme, sep, rest = bind.partition("://")
-    if not sep or scheme != "tcp":
-        return bind if sep else None
+    if not sep or scheme == "inproc":
+        return None  # inproc is reachable only inside the serving process
+    if scheme != "tcp":
+        return bind
     host, _, port = rest.rpartition(":")
     if port in ("0", "*", ""):
         return None

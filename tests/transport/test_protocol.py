@@ -102,5 +102,7 @@ def test_an_error_quoting_a_huge_input_stays_small_enough_to_send():
     assert len(body["message"]) < 1_100 and "more characters" in body["message"]
     assert len(body["details"]["reason"]) < 1_100
     assert len(encode(Envelope(kind="error", id="i", error=body))) < 10_000
-    foreign = error_body(ValueError(huge))
+    foreign = error_body(ValueError(huge), traceback="Traceback...\n" + huge + "\nValueError: x")
     assert len(foreign["message"]) < 1_100
+    assert len(foreign["traceback"]) < 8_100 and foreign["traceback"].endswith("ValueError: x")
+    assert "characters cut" in foreign["traceback"]

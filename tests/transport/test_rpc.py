@@ -330,8 +330,81 @@ def test_a_client_that_never_reads_does_not_hold_up_anyone_else(
             assert client.ping()["managers"] == ["h@b1"]  # others are answered meanwhile
         assert client.call("b1", "status")["status_calls"] == 1
         loop = server._loop
-        assert loop is not None and loop._parked.per_peer == 1_000
-        assert sum(len(q) for q in loop._parked._queues.values()) <= 1_000
+        assert loop is not None
+        parked = loop._parked  # the flooder's pongs that found no room (if any did)
+        assert parked.peers <= 1 and len(parked) <= parked.per_peer  # its own, bounded
     finally:
         flooder.close()
         context.term()
+
+
+def test_requests_to_a_server_that_is_not_there_wait_in_one_bounded_line(runtime_name):
+    """The client's socket has one peer: what cannot be sent waits in order, in one
+    queue, retried a few times a second (not once per message), and is counted
+    as dropped when the client closes."""
+    import socket
+
+    from transport.errors import ConnectionClosed
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = RpcClient(f"tcp://127.0.0.1:{port}", green=runtime_name == "gevent", timeout=60)
+    try:
+        futures = [client.call_async("b1", "ping", {}) for _ in range(3_000)]
+        loop = client._loop
+        assert loop is not None
+        deadline = time.monotonic() + 10
+        while len(loop._parked) < 3_000:  # the writer parks them as it takes them
+            assert time.monotonic() < deadline, len(loop._parked)
+            if runtime_name == "gevent":
+                import gevent
+
+                gevent.sleep(0.01)  # the client's writer greenlet runs in this hub
+            else:
+                time.sleep(0.01)
+        assert loop._parked.peers == 1
+    finally:
+        client.close()
+    assert all(isinstance(f._error, ConnectionClosed) for f in futures)
+    assert loop.dropped_sends == 3_000
+
+
+def test_parked_messages_keep_each_peers_order_bounds_and_expiry():
+    """Parked, with a stand-in send: the logic the socket loops rely on."""
+    import zmq
+
+    from transport._io import Parked
+
+    parked = Parked(per_peer=3, total=5, per_peer_bytes=1_000, total_bytes=10_000)
+    parked.routed = True
+    full: set[bytes] = {b"a", b"b"}
+    sent: list[list[bytes]] = []
+
+    def send(frames: list[bytes]) -> None:
+        if frames[0] in full:
+            raise zmq.Again()
+        sent.append(frames)
+
+    for i in range(4):  # a: 3 fit, the 4th is over the per-peer bound
+        parked.park([b"a", b"%d" % i], expires=100.0)
+    parked.park([b"b", b"x" * 2_000], expires=100.0)  # over the per-peer bytes
+    parked.park([b"b", b"0"], expires=1.0)
+    parked.park([b"b", b"1"], expires=100.0)
+    parked.park([b"c", b"0"], expires=100.0)  # over the total count
+    assert (len(parked), parked.peers, parked.dropped) == (5, 2, 3)
+    assert parked.holds([b"a", b"later"]) and not parked.holds([b"c", b"x"])
+    parked.retry(send, now=0.5)  # nobody has room
+    assert sent == [] and len(parked) == 5
+    assert not parked.due(now=0.5) and parked.due(now=1e9)  # one pass per RETRY_EVERY
+    full.clear()
+    parked.retry(send, now=2.0)  # room now; b's first has expired
+    assert sent == [[b"a", b"0"], [b"a", b"1"], [b"a", b"2"], [b"b", b"1"]]
+    assert (len(parked), parked.peers, parked.dropped) == (0, 0, 4)
+    parked.park([b"a", b"late"], expires=100.0)
+    parked.discard()  # the socket closes: what waits is counted as dropped
+    assert (len(parked), parked.dropped) == (0, 5)
+    unrouted = Parked()  # a DEALER: one peer, whatever the first frame
+    unrouted.park([b"body-1"], expires=100.0)
+    unrouted.park([b"body-2"], expires=100.0)
+    assert unrouted.peers == 1 and unrouted.holds([b"body-3"])
