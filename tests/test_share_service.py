@@ -70,6 +70,32 @@ def test_bad_requests_are_refused_with_clear_errors(shares):
         shares.call("local", "extend_share", share_id="s1", new_size_gb=1)
 
 
+def test_list_shares_pages_by_marker(fake_shares, monkeypatch):
+    import actors.managers.share as share_module
+
+    h = fake_shares
+    for i in range(5):
+        h.call("fake", "create_share", share_id=f"s{i}", size_gb=1)
+    seen: list[str] = []
+    marker = None
+    while True:
+        page = h.call("fake", "list_shares", limit=2, marker=marker)
+        seen += [s["id"] for s in page["shares"]]
+        assert page["count"] == len(page["shares"]) <= 2
+        marker = page["next"]
+        if marker is None:
+            break
+    assert seen == [f"s{i}" for i in range(5)]
+    assert h.call("fake", "list_shares")["next"] is None  # one page of up to 1000
+    monkeypatch.setattr(share_module, "PAGE_BYTES", 1)  # a size budget cuts a page short
+    small = h.call("fake", "list_shares")
+    assert [s["id"] for s in small["shares"]] == ["s0"] and small["next"] == "s0"
+    with pytest.raises(InvalidArguments, match="limit"):
+        h.call("fake", "list_shares", limit=1001)
+    with pytest.raises(InvalidArguments, match="marker"):
+        h.call("fake", "list_shares", marker="../x")
+
+
 def test_inputs_that_every_listing_would_carry_are_bounded(fake_shares, monkeypatch):
     """A huge name or rule, or endless rules, would make list_shares too large to send."""
     import actors.managers.share as share_module

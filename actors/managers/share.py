@@ -19,6 +19,7 @@ shares; none by default).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -39,6 +40,8 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ACCESS_LEVELS = ("rw", "ro")
 MAX_NAME_LENGTH = 255  # the column's length (PostgreSQL enforces it, SQLite would not)
 MAX_ACCESS_RULES = 256  # per share: every listing carries them
+LIST_LIMIT = 1000  # shares per list_shares page at most ...
+PAGE_BYTES = 256 * 1024  # ... and about this much of them: under the message limit
 _TRANSITIONAL = ("creating", "extending", "shrinking", "reverting", "snapshotting", "updating")
 _ENSURE_RETRY = 1.0  # seconds before ensure_share asks a driver that is not ready again
 _DB_ATTEMPTS = 8  # retries of a bookkeeping write through an outage (backoff up to 5 s)
@@ -53,7 +56,7 @@ class ShareManagerOptions(BaseModel):
 class ShareManager(ManagerActor):
     """Shares, snapshots and access rules of one backend."""
 
-    RPC_API_VERSION: ClassVar[str] = "1.0"
+    RPC_API_VERSION: ClassVar[str] = "1.1"  # 1.1: list_shares pages (limit, marker)
 
     # -- lifecycle ----------------------------------------------------------------------
     def init_host(self) -> None:
@@ -183,10 +186,32 @@ class ShareManager(ManagerActor):
         return self._db(self.store.get, share_id)
 
     @rpc
-    def list_shares(self) -> Any:
-        """Every share of this backend."""
-        listed = self._db(self.store.shares, self.name)
-        return self.then(listed, lambda shares: {"shares": shares, "count": len(shares)})
+    def list_shares(self, limit: int = LIST_LIMIT, marker: str | None = None) -> Any:
+        """This backend's shares by id, `limit` at a time (at most 1000, and
+        fewer if they would pass about 256 KiB).
+
+        `next` is the marker of the following page (pass it as `marker`), or
+        None on the last one: a reply stays well under the message size limit
+        however many shares there are.
+        """
+        if not 1 <= limit <= LIST_LIMIT:
+            raise InvalidArguments(self.name, "list_shares", f"limit must be 1..{LIST_LIMIT}")
+        if marker is not None:
+            _check_id(self.name, "list_shares", "marker", marker)
+        listed = self._db(self.store.shares, self.name, after=marker, limit=limit + 1)
+
+        def page(shares: list[dict[str, Any]]) -> dict[str, Any]:
+            kept: list[dict[str, Any]] = []
+            size = 0
+            for share in shares[:limit]:
+                size += len(json.dumps(share, default=str))
+                if size > PAGE_BYTES and kept:
+                    break
+                kept.append(share)
+            more = len(shares) > len(kept)
+            return {"shares": kept, "count": len(kept), "next": kept[-1]["id"] if more else None}
+
+        return self.then(listed, page)
 
     # -- snapshots ---------------------------------------------------------------------
     @rpc(journal=True)

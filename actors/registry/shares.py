@@ -167,8 +167,15 @@ class ShareStore:
             share["snapshots"] = self._snapshots(conn, share_id)
         return share
 
-    def shares(self, backend: str) -> list[dict[str, Any]]:
+    def shares(
+        self, backend: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The backend's shares by id; a page of `limit` after the id `after` if given."""
         statement = select(*_SHARE).where(ShareModel.backend == backend).order_by(ShareModel.id)
+        if after is not None:
+            statement = statement.where(ShareModel.id > after)
+        if limit is not None:
+            statement = statement.limit(limit)
         with self.registry._transaction(write=False) as conn:
             return [_data(row, _SHARE) for row in conn.execute(statement)]
 
