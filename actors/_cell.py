@@ -111,6 +111,8 @@ class CellMixin:
         self._abandoned = False
         self._current: tuple[str, float] | None = None
         self._current_reply: ActorFuture[Any] | None = None
+        self._owed: list[ActorFuture[Any]] = []  # replies waiting on a future (see _owe)
+        self._owed_prune_at = 64
         self.current_deadline: float | None = None
         self._timers: set[Any] = set()
         self._stop_deadline: float | None = None
@@ -266,8 +268,29 @@ class CellMixin:
             self.current_deadline = None
         if isinstance(result, ActorFuture):
             result.transfer_to(reply)
+            if not reply._state:
+                self._owe(reply)
         else:
             reply.try_set(result)
+
+    def _owe(self, reply: ActorFuture[Any]) -> None:
+        """Remember a reply that waits on a future: if this actor ends first, it fails.
+
+        The future may hang on work that ends with the actor (a timer that is
+        cancelled, a continuation that is never run); the caller must hear of
+        the end at once, not at its deadline. Done replies are pruned now and
+        then (amortised: the list may double before it is walked again).
+        """
+        owed = self._owed
+        owed.append(reply)
+        if len(owed) > self._owed_prune_at:
+            self._owed = owed = [r for r in owed if not r._state]
+            self._owed_prune_at = max(64, 2 * len(owed))
+
+    def _fail_owed(self, failure: ActorsError) -> None:
+        owed, self._owed = self._owed, []
+        for reply in owed:
+            reply.try_set_exception(failure)
 
     def _on_cast(self, cast: Cast) -> None:
         if self._stopping:
@@ -321,6 +344,8 @@ class CellMixin:
             self._current = None
         if isinstance(result, ActorFuture):
             result.transfer_to(msg.result)
+            if not msg.result._state:
+                self._owe(msg.result)
         else:
             msg.result.try_set(result)
 
@@ -435,6 +460,11 @@ class CellMixin:
             self._finished = True
             self.actor_inbox.close()
             self._drain(run_continuations=False)
+            self._fail_owed(
+                ActorCrashed(self.name, self._crash_reason)
+                if self._crash_reason is not None
+                else ActorStopped(self.name, "stopped before it answered")
+            )
         finally:
             # Interrupted (killed) while stopping children: none may outlive us.
             for name in list(self.children):
@@ -514,6 +544,7 @@ class CellMixin:
         self._finished = True
         self.actor_inbox.close()
         self._drain(run_continuations=False)
+        self._fail_owed(ActorCrashed(self.name, self._crash_reason))
         self._announce_exit()
 
     # -- supervision ---------------------------------------------------------------------

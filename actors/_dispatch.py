@@ -230,6 +230,9 @@ def _brief(data: dict[str, Any]) -> dict[str, Any]:
         text = json.dumps(data.get(field), default=str)
         if len(text) > FIELD_BYTES:
             data[field] = {"omitted_bytes": len(text)}
+    reason = data.get("reason")
+    if isinstance(reason, str) and len(reason) > FIELD_BYTES:  # rows written before the cap
+        data["reason"] = reason[:FIELD_BYTES] + "..."
     return data
 
 

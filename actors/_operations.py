@@ -315,7 +315,7 @@ class Operations:
                 outcome.state,
                 result=outcome.result,
                 error=None if error is None else error_data(error),
-                reason=outcome.reason,
+                reason=_brief_reason(outcome.reason),
                 release_key=outcome.release_key,
             )
         except (TypeError, ValueError):  # a result that is not JSON data: not stored
@@ -445,6 +445,16 @@ class Operations:
                 )
                 self.interrupt(record, reason)
         return counts
+
+
+MAX_REASON = 1_000
+"""Characters of a reason the journal keeps: an error may quote a huge input."""
+
+
+def _brief_reason(reason: str | None) -> str | None:
+    if reason is None or len(reason) <= MAX_REASON:
+        return reason
+    return f"{reason[:MAX_REASON]}... ({len(reason) - MAX_REASON} more characters)"
 
 
 def _as_recorded(value: Any) -> Any:

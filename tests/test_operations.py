@@ -521,3 +521,16 @@ def test_the_operations_listing_stays_small_enough_to_send(h, monkeypatch):
     monkeypatch.setattr(actors._dispatch, "LISTING_BYTES", 600)
     first = h.client.call("$service", "operations", {})
     assert len(first["operations"]) == 1 and first["truncated"] is True
+
+
+def test_a_huge_error_is_recorded_with_a_bounded_reason(h):
+    from actors.drivers.fake import FakeController, FakeResourceError
+
+    FakeController.for_backend("h@b1").fail("create", FakeResourceError("r1", "x" * 100_000))
+    with pytest.raises(FakeResourceError):
+        h.call("b1", "provision", resource_id="r1")
+    [record] = _records(h, state="failed")
+    assert record.reason is not None and len(record.reason) < 1_100
+    assert record.reason.endswith("more characters)")
+    assert h.client is not None
+    assert h.client.call("$service", "operation", {"id": record.id})["state"] == "failed"

@@ -9,6 +9,7 @@ import pytest
 from actors import (
     ActorCrashed,
     ActorsError,
+    ActorStopped,
     ActorSystem,
     ActorUnavailable,
     Backoff,
@@ -16,6 +17,8 @@ from actors import (
     EscalationError,
     FakeController,
     FatalError,
+    ManagerActor,
+    rpc,
 )
 from actors.supervision import ChildSpec, RestartType, Strategy, SupervisionPolicy, Supervisor
 from tests.support import backend
@@ -319,3 +322,41 @@ def test_child_kinds_on_live_actors(runtime, kind, how, restarted):
                 child.call("ping", timeout=5)
     finally:
         assert system.stop(5)
+
+
+class _Waiting(ManagerActor):
+    """Answers with a future that only a timer an hour away would complete."""
+
+    def _later(self) -> object:
+        done = self.runtime.future()
+        self.call_later(3600, lambda: done.try_set("an hour later"))
+        return done
+
+    @rpc
+    def later(self) -> object:
+        return self._later()
+
+    @rpc(journal=True)
+    def later_journaled(self) -> object:
+        return self._later()
+
+
+def test_a_reply_owed_by_an_actor_that_ends_fails_at_once(make_harness, actors_runtime):
+    """Its timer dies with it: the caller hears ActorCrashed/ActorStopped, not its deadline,
+    and a journaled operation is recorded interrupted."""
+    h = make_harness({"w": backend(manager=_Waiting)})
+    pending = h.service.ask("w", "later", {}, timeout=3600)
+    op_id = h.cast("w", "later_journaled")
+    h.settle()  # both handled: each owes a reply that waits on a timer
+    assert not pending.done()
+    h.crash("w")
+    with pytest.raises(ActorCrashed):
+        pending.result(timeout=10)
+    record = h.wait_operation(op_id)
+    assert record.state == "interrupted", record
+    h.wait_running("w")
+    stopping = h.service.ask("w", "later", {}, timeout=3600)
+    h.settle()
+    h.stop()
+    with pytest.raises(ActorStopped, match="stopped before it answered"):
+        stopping.result(timeout=10)
