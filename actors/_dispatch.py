@@ -194,8 +194,11 @@ def _operation(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
 
 def _operations(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
     """`$service.operations(state?, target?, limit?)`: journaled operations, oldest first."""
-    _only(args, "operations", {"state", "target", "limit"})
+    _only(args, "operations", {"state", "target", "limit", "newest"})
     state, target, limit = args.get("state"), args.get("target"), args.get("limit", 100)
+    newest = args.get("newest", False)
+    if type(newest) is not bool:
+        raise InvalidArguments(SERVICE_TARGET, "operations", "'newest' must be true or false")
     if state is not None and state not in OPERATION_STATES:
         raise InvalidArguments(
             SERVICE_TARGET, "operations", f"'state' must be one of {list(OPERATION_STATES)}"
@@ -204,16 +207,20 @@ def _operations(operations: Operations, args: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArguments(SERVICE_TARGET, "operations", "'target' must be a string")
     if type(limit) is not int or not 1 <= limit <= 10_000:
         raise InvalidArguments(SERVICE_TARGET, "operations", "'limit' must be 1..10000")
-    records = operations.journal.list(state=state, target=target, limit=limit)
+    records = operations.journal.list(state=state, target=target, limit=limit, newest=newest)
+    if newest:  # when the size cap cuts the list, keep the newest ones
+        records.reverse()
     listed: list[dict[str, Any]] = []
     size = 0
     for record in records:
         data = _brief(record.as_data())
         size += len(json.dumps(data, default=str))
         if size > LISTING_BYTES and listed:
-            return {"operations": listed, "truncated": True}
+            break
         listed.append(data)
-    return {"operations": listed, "truncated": False}
+    else:
+        return {"operations": listed[::-1] if newest else listed, "truncated": False}
+    return {"operations": listed[::-1] if newest else listed, "truncated": True}
 
 
 LISTING_BYTES = 256 * 1024

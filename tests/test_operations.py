@@ -534,3 +534,19 @@ def test_a_huge_error_is_recorded_with_a_bounded_reason(h):
     assert record.reason.endswith("more characters)")
     assert h.client is not None
     assert h.client.call("$service", "operation", {"id": record.id})["state"] == "failed"
+
+
+def test_the_newest_operations_can_be_listed_over_rpc(h, monkeypatch):
+    import actors._dispatch
+
+    ids = [h.cast("b1", "provision", resource_id=f"r{i}") for i in range(4)]
+    for op_id in ids:
+        h.wait_operation(op_id)
+    assert h.client is not None
+    newest = h.client.call("$service", "operations", {"limit": 2, "newest": True})
+    assert [op["id"] for op in newest["operations"]] == ids[2:]  # still oldest first
+    monkeypatch.setattr(actors._dispatch, "LISTING_BYTES", 10)  # cut: the newest one stays
+    cut = h.client.call("$service", "operations", {"newest": True})
+    assert [op["id"] for op in cut["operations"]] == ids[3:] and cut["truncated"] is True
+    with pytest.raises(InvalidArguments, match="newest"):
+        h.client.call("$service", "operations", {"newest": "yes"})

@@ -19,6 +19,7 @@ import zmq
 import zmq.auth
 
 from transport._io import SocketLoop, make_loop
+from transport._ratelimit import RateLimitedLog
 from transport.errors import TransportError
 
 __all__ = [
@@ -135,6 +136,7 @@ class ZapHandler:
         self.refused = 0
         self._context = context
         self._loop: SocketLoop = make_loop(green, self._bind, self._on_frames, "zap", context)
+        self._refusals = RateLimitedLog(log)
 
     def _bind(self, context: Any) -> Any:
         sock = context.socket(zmq.ROUTER)
@@ -166,7 +168,8 @@ class ZapHandler:
         else:
             self.refused += 1
             status, text, user = b"400", b"client key not allowed", b""
-            log.warning(
+            self._refusals.warn(  # a refused client retries on its own: not one line each
+                "refused",
                 "refused a client from %s: key not in %s",
                 address.decode(errors="replace"),
                 self.security.allowed_keys_dir,
