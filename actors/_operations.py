@@ -309,6 +309,11 @@ class Operations:
         `write_unrecorded()` gets it in, after the database is back.
         """
         error = outcome.error
+        if error is not None:
+            # Kept for retries (thousands of outcomes): without the traceback,
+            # whose frames would keep every request's objects alive with it.
+            error.__traceback__ = None
+            error.__context__ = None
         try:
             pending = self.journal.set_state(
                 op_id,

@@ -179,8 +179,11 @@ def test_a_second_daemon_on_the_same_state_or_port_refuses_before_touching_anyth
             assert (first_dir / "state" / "shares" / "shares" / "s1").is_dir()
             registry = Registry(sqlite_url_for(first_dir / "state"))
             try:
-                [row] = registry.services()
-                assert row.is_up and row.endpoint == endpoint
+                # Its row is its own: up (heartbeats may still be starting), its endpoint.
+                [row] = wait_for(
+                    lambda: [r for r in registry.services() if r.is_up], "the first row up"
+                )
+                assert row.endpoint == endpoint and len(registry.services()) == 1
             finally:
                 registry.close()
         finally:
