@@ -57,10 +57,6 @@ class LockFile:
                 os.ftruncate(fd, 0)
             os.close(fd)  # closing the descriptor releases the flock
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
 
 def service_lock(state_dir: Path, binary: str, host: str) -> LockFile:
     """The lock of one service identity (binary and host) in its state directory."""

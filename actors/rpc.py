@@ -173,17 +173,23 @@ _ANY: Any = object()
 _FAST_TYPES = (str, int, float, bool, bytes, dict, list)
 
 
-def _fast_checks(method: RpcMethod) -> tuple[dict[str, Any], frozenset[str]] | None:
+def _hints(method: RpcMethod) -> dict[str, Any] | None:
+    """The method's resolved type hints, or None if they cannot be resolved."""
+    try:
+        return typing.get_type_hints(method.function)
+    except Exception:
+        return None
+
+
+def _fast_checks(
+    method: RpcMethod, hints: dict[str, Any]
+) -> tuple[dict[str, Any], frozenset[str]] | None:
     """Per-argument exact types for the fast path, or None if it cannot apply.
 
     A call whose keyword arguments all have exactly their annotated builtin
     type (the common case off the wire) skips pydantic; anything else takes
     the full validation path, which coerces or explains.
     """
-    try:
-        hints = typing.get_type_hints(method.function)
-    except Exception:
-        return None
     checks: dict[str, Any] = {}
     required = set()
     for name, param in method.signature.parameters.items():
@@ -201,17 +207,13 @@ def _fast_checks(method: RpcMethod) -> tuple[dict[str, Any], frozenset[str]] | N
     return checks, frozenset(required)
 
 
-def _numbers(method: RpcMethod) -> dict[str, type]:
+def _numbers(hints: dict[str, Any]) -> dict[str, type]:
     """Parameters annotated `int` or `float` (optionally `| None`).
 
     pydantic's lax mode would take True for 1 and "1" (or b"1") for 1: for
     numbers off the wire, a bool, a string or bytes is a client's mistake,
     refused before it.
     """
-    try:
-        hints = typing.get_type_hints(method.function)
-    except Exception:
-        return {}
     numbers: dict[str, type] = {}
     for name, hint in hints.items():
         options = set(typing.get_args(hint)) - {type(None)} if _is_union(hint) else {hint}
@@ -228,8 +230,9 @@ def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..
     """A callable that validates arguments, then calls the method on `instance`."""
     validated = method.validated
     function = method.function.__get__(instance)
-    fast = _fast_checks(method) if validated is not method.function else None
-    numbers = _numbers(method) if validated is not method.function else {}
+    hints = _hints(method) if validated is not method.function else None
+    fast = _fast_checks(method, hints) if hints is not None else None
+    numbers = _numbers(hints) if hints is not None else {}
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         for name, value in kwargs.items():

@@ -21,10 +21,13 @@ def start_actorsd(
     env: dict[str, str] | None = None,
     *,
     cwd: Path | None = None,
+    bind: str | None = "tcp://127.0.0.1:0",
+    extra: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start actorsd (its log in a file, so a full pipe can never stall it); its endpoint.
 
-    Without `config` it runs the embedded default, with its state in `cwd`.
+    Without `config` it runs the embedded default, with its state in `cwd`;
+    with `bind=None` it binds where the configuration says.
     """
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -34,8 +37,8 @@ def start_actorsd(
                 *(["--config", str(config)] if config is not None else []),
                 "--runtime",
                 runtime,
-                "--bind",
-                "tcp://127.0.0.1:0",
+                *(["--bind", bind] if bind is not None else []),
+                *extra,
             ],
             stderr=out,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},

@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.daemon import start_actorsd
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -386,23 +387,16 @@ def test_actorsctl_reaches_where_the_config_binds(tmp_path):
         GOOD.replace("ROOT", str(tmp_path / "root")) + f'\n[transport]\nbind = "tcp://*:{port}"\n'
     )
     config = _config(tmp_path, body)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bin" / "actorsd"), "--config", str(config), "--insecure"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
+    proc, _ = start_actorsd(
+        config, tmp_path / "actorsd.log", "gevent", bind=None, extra=("--insecure",)
     )
     try:
         env = {k: v for k, v in _env().items() if k != "ACTORS_ENDPOINT"}
-        deadline = time.monotonic() + 30
-        while True:  # no --endpoint: the config's bind (a wildcard: this machine)
-            ping = subprocess.run(
-                [sys.executable, str(ROOT / "bin" / "actorsctl"), "--timeout", "2",
-                 "--config", str(config), "--output", "json", "ping"],
-                capture_output=True, text=True, timeout=60, env=env,
-            )  # fmt: skip
-            if ping.returncode == 0 or time.monotonic() > deadline:
-                break
+        ping = subprocess.run(  # no --endpoint: the config's bind (a wildcard: this machine)
+            [sys.executable, str(ROOT / "bin" / "actorsctl"), "--timeout", "10",
+             "--config", str(config), "--output", "json", "ping"],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
         assert ping.returncode == 0, ping.stderr
         assert '"node1@files"' in ping.stdout
     finally:

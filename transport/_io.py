@@ -188,6 +188,25 @@ class SocketLoop:
         """Messages dropped: expired before their peer had room, unroutable, or over a bound."""
         return self._dropped + self._parked.dropped
 
+    def _send_or_park(self, frames: list[bytes], expires: float, now: float) -> None:
+        """Send without waiting; a peer with no room gets its message parked, not the others.
+
+        Raises zmq.ZMQError (other than EAGAIN) for the caller to judge.
+        """
+        parked = self._parked
+        if parked.holds(frames):
+            parked.park(frames, expires)  # behind that peer's waiting ones
+        elif now >= expires:
+            self._dropped += 1  # its deadline passed before it could be sent
+        else:
+            try:
+                self.socket.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                parked.park(frames, expires)
+
+    def _send_now(self, frames: list[bytes]) -> None:
+        self.socket.send_multipart(frames, zmq.NOBLOCK)
+
     def start(self) -> None:
         raise NotImplementedError
 
@@ -259,7 +278,6 @@ class GreenSocketLoop(SocketLoop):
         import gevent
         import gevent.queue
 
-        sock = self.socket
         parked = self._parked
         sent = 0
         while True:
@@ -277,7 +295,7 @@ class GreenSocketLoop(SocketLoop):
                 if expires is None:
                     expires = time.monotonic() + _REPLY_SEND_PATIENCE
                 try:
-                    self._send_or_park(sock, frames, expires)
+                    self._send_or_park(frames, expires, time.monotonic())
                 except zmq.ZMQError as exc:
                     if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
                         return
@@ -292,23 +310,6 @@ class GreenSocketLoop(SocketLoop):
                 now = time.monotonic()
                 if parked.due(now):
                     parked.retry(self._send_now, now)
-
-    def _send_or_park(self, sock: Any, frames: list[bytes], expires: float) -> None:
-        """Send without waiting; a peer with no room gets its message parked, not the others."""
-        parked = self._parked
-        if parked.holds(frames):
-            parked.park(frames, expires)
-            return
-        if time.monotonic() >= expires:
-            self._dropped += 1
-            return
-        try:
-            sock.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.Again:
-            parked.park(frames, expires)
-
-    def _send_now(self, frames: list[bytes]) -> None:
-        self.socket.send_multipart(frames, zmq.NOBLOCK)
 
     def send(self, frames: list[bytes], expires: float | None = None) -> None:
         self._outbox.put((frames, expires))
@@ -431,7 +432,7 @@ class ThreadSocketLoop(SocketLoop):
                     stopping = True
                     break
                 pending.append(item)
-            self._flush(sock, pending)
+            self._flush(pending)
             pending.clear()
             now = time.monotonic()
             if parked.due(now):
@@ -443,26 +444,14 @@ class ThreadSocketLoop(SocketLoop):
             self._context.term()
         self._close_pipe()
 
-    def _flush(self, sock: Any, pending: list[tuple[list[bytes], float]]) -> None:
-        """Send each without waiting; a peer with no room gets its messages parked."""
-        parked = self._parked
+    def _flush(self, pending: list[tuple[list[bytes], float]]) -> None:
         now = time.monotonic()
         for frames, expires in pending:
-            if parked.holds(frames):
-                parked.park(frames, expires)
-            elif now >= expires:
-                self._dropped += 1  # its deadline passed before it could be sent
-            else:
-                try:
-                    sock.send_multipart(frames, zmq.NOBLOCK)
-                except zmq.Again:
-                    parked.park(frames, expires)
-                except zmq.ZMQError as exc:
-                    self._dropped += 1
-                    log.debug("%s: send failed: %s", self.name, exc)
-
-    def _send_now(self, frames: list[bytes]) -> None:
-        self.socket.send_multipart(frames, zmq.NOBLOCK)
+            try:
+                self._send_or_park(frames, expires, now)
+            except zmq.ZMQError as exc:
+                self._dropped += 1
+                log.debug("%s: send failed: %s", self.name, exc)
 
     def send(self, frames: list[bytes], expires: float | None = None) -> None:
         if expires is None:
