@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pykka
+from pykka._envelope import Envelope as PykkaEnvelope
 
 from actors._messages import (
     Cast,
@@ -33,6 +34,7 @@ from actors.errors import (
     EscalationError,
 )
 from actors.runtime import ActorFuture, MailboxClosed, TimerHandle
+from actors.runtime._future import _VALUE
 from actors.supervision import ChildSpec, Supervisor, describe
 from transport._ratelimit import RateLimitedLog
 
@@ -47,16 +49,6 @@ _DRAIN_LIMIT = 100_000
 DROP: Any = object()
 """Returned by a probe to make the cell drop the message (fault injection)."""
 _tokens = itertools.count(1)
-
-
-class Envelope:
-    """What pykka's loop reads from an inbox: a message and an optional reply."""
-
-    __slots__ = ("message", "reply_to")
-
-    def __init__(self, message: Any) -> None:
-        self.message = message
-        self.reply_to = None
 
 
 class _TimerRef:
@@ -109,11 +101,12 @@ class CellMixin:
         self._stopping = False
         self._finished = False
         self._abandoned = False
-        self._current: tuple[str, float] | None = None
-        self._current_reply: ActorFuture[Any] | None = None
+        # The message being handled (Request, Cast, Continuation, TimerFired)
+        # and since when: for status(), crash replies and inherited deadlines.
+        self.handling: Any = None
+        self._handling_since = 0.0
         self._owed: list[ActorFuture[Any]] = []  # replies waiting on a future (see _owe)
         self._owed_prune_at = 64
-        self.current_deadline: float | None = None
         self._timers: set[Any] = set()
         self._stop_deadline: float | None = None
         self._restart_tokens: dict[str, int] = {}
@@ -132,7 +125,7 @@ class CellMixin:
     # -- posting ------------------------------------------------------------------
     def post(self, message: Any) -> None:
         """Put a message in this mailbox; raises MailboxFull for user messages."""
-        self.actor_inbox.put(Envelope(message))
+        self.actor_inbox.put(message)
 
     def is_running(self) -> bool:
         return not self.actor_stopped.is_set()
@@ -170,19 +163,32 @@ class CellMixin:
         """pykka's hook; our teardown calls the behaviour's hooks instead."""
 
     def _actor_loop_running(self) -> None:
-        # pykka's loop, minus what our messages never need (reply_to, the
+        # pykka's loop, minus what our messages never need (envelopes, the
         # BaseException fallback that would stop every actor): the hot path.
+        # Our messages sit in the inbox as they are; only pykka's own asks
+        # (e.g. ActorRef.stop()) arrive in a pykka Envelope with a reply.
         get = self.actor_inbox.get
         handle = self._handle_receive
+        on_request = self._on_request
         while self._running:
-            envelope = get()
-            if envelope.reply_to is None:
-                handle(envelope.message)
-            else:  # a pykka-level ask (e.g. ActorRef.stop()): answer it
+            message = get()
+            kind = type(message)
+            if kind is Request and not self.probes:
                 try:
-                    envelope.reply_to.set(handle(envelope.message))
+                    on_request(message)
+                except BaseException as exc:
+                    self._handler_failed(message, exc)
+            elif kind is PykkaEnvelope:  # pykka's tell or ask
+                reply_to = message.reply_to
+                if reply_to is None:
+                    handle(message.message)
+                    continue
+                try:
+                    reply_to.set(handle(message.message))
                 except Exception:
-                    envelope.reply_to.set_exception()
+                    reply_to.set_exception()
+            else:
+                handle(message)
 
     def _stop(self) -> None:
         """pykka's immediate stop (ActorRef.stop, ActorRegistry.stop_all)."""
@@ -219,16 +225,19 @@ class CellMixin:
             else:
                 return super()._handle_receive(message)  # type: ignore[misc]
         except BaseException as exc:
-            # GreenletExit, gevent.Timeout, even SystemExit end this actor only;
-            # pykka would otherwise stop every actor in the process.
-            reason = _describe(exc)
-            self._crash(reason, exc)
-            # Whatever was being handled fails now rather than at its deadline.
-            if type(message) is Request:
-                message.reply.try_set_exception(ActorCrashed(self.name, reason))
-            elif type(message) is Continuation:
-                message.result.try_set_exception(ActorCrashed(self.name, reason))
+            self._handler_failed(message, exc)
         return None
+
+    def _handler_failed(self, message: Any, exc: BaseException) -> None:
+        # GreenletExit, gevent.Timeout, even SystemExit end this actor only;
+        # pykka would otherwise stop every actor in the process.
+        reason = _describe(exc)
+        self._crash(reason, exc)
+        # Whatever was being handled fails now rather than at its deadline.
+        if type(message) is Request:
+            message.reply.try_set_exception(ActorCrashed(self.name, reason))
+        elif type(message) is Continuation:
+            message.result.try_set_exception(ActorCrashed(self.name, reason))
 
     # -- handlers -------------------------------------------------------------------
     def _on_request(self, req: Request) -> None:
@@ -248,9 +257,8 @@ class CellMixin:
         except Exception as exc:
             reply.try_set_exception(exc)
             return
-        self._current = (req.method, now)
-        self._current_reply = reply
-        self.current_deadline = req.deadline
+        self.handling = req
+        self._handling_since = now
         try:
             result = fn(*req.args, **req.kwargs)
         except behaviour.fatal_exceptions as exc:
@@ -263,15 +271,14 @@ class CellMixin:
             self._crash(f"{req.method}: {_describe(exc)}", exc)
             return
         finally:
-            self._current = None
-            self._current_reply = None
-            self.current_deadline = None
+            self.handling = None
         if isinstance(result, ActorFuture):
-            result.transfer_to(reply)
-            if not reply._state:
+            if result._register(reply._copy_from):  # transfer_to(), inlined
                 self._owe(reply)
+            else:
+                reply._copy_from(result)
         else:
-            reply.try_set(result)
+            reply._complete(_VALUE, result, None)  # try_set(), inlined
 
     def _owe(self, reply: ActorFuture[Any]) -> None:
         """Remember a reply that waits on a future: if this actor ends first, it fails.
@@ -303,7 +310,7 @@ class CellMixin:
             # The method name is the sender's: never a category of its own.
             _cast_log.warn(f"{self.name} refused", "%s: refused cast: %s", self.name, exc)
             return
-        self._current = (cast.method, self._now())
+        self.handling, self._handling_since = cast, self._now()
         try:
             fn(*cast.args, **cast.kwargs)
         except behaviour.fatal_exceptions as exc:
@@ -322,10 +329,10 @@ class CellMixin:
                 exc_info=True,
             )
         finally:
-            self._current = None
+            self.handling = None
 
     def _on_continuation(self, msg: Continuation) -> None:
-        self._current = ("<continuation>", self._now())
+        self.handling, self._handling_since = msg, self._now()
         try:
             result = msg.fn(msg.source)
         except Exception as exc:
@@ -341,7 +348,7 @@ class CellMixin:
             self._crash(f"continuation: {_describe(exc)}", exc)
             return
         finally:
-            self._current = None
+            self.handling = None
         if isinstance(result, ActorFuture):
             result.transfer_to(msg.result)
             if not msg.result._state:
@@ -352,7 +359,7 @@ class CellMixin:
     def _on_timer(self, msg: TimerFired) -> None:
         if self._stopping:
             return
-        self._current = ("<timer>", self._now())
+        self.handling, self._handling_since = msg, self._now()
         try:
             msg.fn()
         except self.behaviour.fatal_exceptions as exc:
@@ -360,7 +367,7 @@ class CellMixin:
         except Exception:
             log.exception("%s: timer callback failed", self.name)
         finally:
-            self._current = None
+            self.handling = None
 
     # -- continuations and timers (called by the behaviour, in the mailbox) ----------
     def pipe(
@@ -415,9 +422,8 @@ class CellMixin:
                 reason,
                 exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
             )
-        if self._current_reply is not None:
-            self._current_reply.try_set_exception(ActorCrashed(self.name, reason))
-            self._current_reply = None
+        if type(self.handling) is Request:
+            self.handling.reply.try_set_exception(ActorCrashed(self.name, reason))
         self._stopping = True
         pykka.ActorRegistry.unregister(self.actor_ref)
         self._running = False
@@ -499,14 +505,15 @@ class CellMixin:
             if self.actor_inbox.empty():
                 break
             try:
-                envelope = self.actor_inbox.get_nowait()
+                message = self.actor_inbox.get_nowait()
             except Exception:
                 break
-            message = envelope.message
-            if envelope.reply_to is not None:  # pykka-level asks
-                envelope.reply_to.set_exception(
-                    exc_info=(pykka.ActorDeadError, pykka.ActorDeadError(self.name), None)
-                )
+            if type(message) is PykkaEnvelope:  # pykka-level tells and asks
+                if message.reply_to is not None:
+                    message.reply_to.set_exception(
+                        exc_info=(pykka.ActorDeadError, pykka.ActorDeadError(self.name), None)
+                    )
+                message = message.message
             kind = type(message)
             if kind is Request:
                 message.reply.try_set_exception(failure)
@@ -533,8 +540,8 @@ class CellMixin:
         pykka.ActorRegistry.unregister(self.actor_ref)
         self._running = False
         self.actor_stopped.set()
-        if self._current_reply is not None:
-            self._current_reply.try_set_exception(ActorCrashed(self.name, self._crash_reason))
+        if type(self.handling) is Request:
+            self.handling.reply.try_set_exception(ActorCrashed(self.name, self._crash_reason))
         for name in reversed(list(self.children)):
             child = self.children.pop(name)
             if isinstance(child, CellMixin):
@@ -687,7 +694,7 @@ class CellMixin:
     def status(self) -> dict[str, Any]:
         """What this actor is doing now: for dumps and failure messages."""
         now = self._now()
-        current = self._current
+        current = self.handling
         entry = self.system.directory.entry(self.name)
         return {
             "name": self.name,
@@ -700,8 +707,8 @@ class CellMixin:
             "mailbox": self.actor_inbox.qsize(),
             "capacity": self.mailbox_capacity,
             "restarts": entry.restarts if entry else 0,
-            "current": current[0] if current else None,
-            "current_age": round(now - current[1], 3) if current else None,
+            "current": _what(current) if current is not None else None,
+            "current_age": round(now - self._handling_since, 3) if current is not None else None,
             "crash_reason": self._crash_reason,
             "children": list(self.children),
         }
@@ -719,9 +726,17 @@ def cell_class(base: type[pykka.Actor]) -> type[Any]:
     return cls
 
 
+def _what(message: Any) -> str:
+    """What a message being handled is doing, for status()."""
+    kind = type(message)
+    if kind is Request or kind is Cast:
+        return str(message.method)
+    return "<continuation>" if kind is Continuation else "<timer>"
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-__all__ = ["CellMixin", "Envelope", "cell_class"]
+__all__ = ["CellMixin", "cell_class"]

@@ -43,8 +43,14 @@ class Request:
         rpc: bool,
         version: str | None,
     ) -> None:
-        self.method, self.args, self.kwargs, self.reply = method, args, kwargs, reply
-        self.deadline, self.timeout, self.rpc, self.version = deadline, timeout, rpc, version
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+        self.reply = reply
+        self.deadline = deadline
+        self.timeout = timeout
+        self.rpc = rpc
+        self.version = version
         self.system = False
 
 

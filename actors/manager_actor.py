@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from actors._messages import Request
 from actors._operations import Operations
 from actors.actor import BaseActor
 from actors.config import BackendConfig
@@ -35,13 +36,14 @@ __all__ = ["DriverProxy", "ManagerActor"]
 class DriverProxy:
     """The manager's view of its driver: attribute calls return futures."""
 
-    __slots__ = ("_backend", "_calls", "_cell", "_handle", "_now", "_owner", "_timeout")
+    # `__dict__` on purpose: each operation's caller is cached there once made,
+    # so later `driver.op` lookups are plain attribute hits, not __getattr__.
+    __slots__ = ("__dict__", "_backend", "_cell", "_handle", "_now", "_owner", "_timeout")
 
     def __init__(self, handle: ActorHandle, backend: str, timeout: float, owner: BaseActor) -> None:
         self._handle, self._backend, self._timeout, self._owner = handle, backend, timeout, owner
         self._cell = owner._cell
         self._now = owner.clock.monotonic
-        self._calls: dict[str, Callable[..., ActorFuture[Any]]] = {}
 
     @property
     def name(self) -> str:
@@ -54,11 +56,11 @@ class DriverProxy:
         that request's deadline, so work the caller gave up on is not started.
         """
         timeout = self._timeout
-        deadline = self._cell.current_deadline
-        if deadline is not None:
-            remaining = deadline - self._now()
+        handling = self._cell.handling
+        if type(handling) is Request and handling.deadline is not None:
+            remaining = handling.deadline - self._now()
             if remaining < timeout:
-                timeout = max(0.0, remaining)
+                timeout = remaining if remaining > 0.0 else 0.0
         future = self._handle.ask(op, args, kwargs, timeout=timeout)
         if future._state:  # failed at once: say "not ready" for a restarting driver
             error = future.exception()
@@ -71,10 +73,7 @@ class DriverProxy:
     def __getattr__(self, op: str) -> Callable[..., ActorFuture[Any]]:
         if op.startswith("_"):
             raise AttributeError(op)
-        calls = self._calls
-        fn = calls.get(op)
-        if fn is None:
-            fn = calls[op] = functools.partial(self.call, op)
+        fn = self.__dict__[op] = functools.partial(self.call, op)
         return fn
 
     def status(self) -> dict[str, Any]:
@@ -179,7 +178,7 @@ class ManagerActor(BaseActor):
         if info is None:
             check_version(self.name, version, self.RPC_API_VERSION)
             raise MethodNotAllowed(self.name, method)
-        if not info.builtin:
+        if version is not None and not info.builtin:
             check_version(self.name, version, self.RPC_API_VERSION, since=info.since)
         bound = self._bound.get(method)
         if bound is None:

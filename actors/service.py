@@ -410,7 +410,11 @@ class Service:
         attempt's outcome instead of running again.
         """
         handle = self.handle(target)
-        submitted = self.submit_journaled(handle, method, args or {}, version=version, key=key)
+        submitted = (
+            None
+            if self.operations is None
+            else self.submit_journaled(handle, method, args or {}, version=version, key=key)
+        )
         if submitted is None:
             return handle.ask(method, (), args, timeout=timeout, rpc=True, version=version)
         _, outcome = submitted

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from actors._cell import CellMixin, Envelope, cell_class
+from actors._cell import CellMixin, cell_class
 from actors._messages import Cast, Request
 from actors.errors import (
     ActorCrashed,
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ActorHandle", "ActorSystem", "Directory", "DirectoryEntry"]
 
+_monotonic = time.monotonic
 log = logging.getLogger(__name__)
 
 
@@ -191,13 +192,23 @@ def _unavailable(name: str, entry: DirectoryEntry) -> ActorUnavailable:
 class ActorHandle:
     """A stable address for an actor: survives restarts of what it names."""
 
-    __slots__ = ("_directory", "_entries", "_now", "_real_clock", "_runtime", "_timeout", "name")
+    __slots__ = (
+        "_directory",
+        "_entries",
+        "_new_future",
+        "_now",
+        "_real_clock",
+        "_runtime",
+        "_timeout",
+        "name",
+    )
 
     def __init__(self, system: ActorSystem, name: str) -> None:
         self.name = name
         self._directory = system.directory
         self._entries = system.directory._entries
         self._runtime = system.runtime
+        self._new_future = system.runtime.future
         self._now = system.runtime.clock.monotonic
         self._real_clock = self._now is time.monotonic
         self._timeout = system.default_timeout
@@ -220,11 +231,11 @@ class ActorHandle:
         Never blocks: a full mailbox, an unknown or restarting target fail the
         future at once. `future.result()` waits at most until the deadline.
         """
-        reply = self._runtime.future()
+        reply = self._new_future()
         if timeout is None:
             timeout = self._timeout
         # expect_by(), inlined: this is the hot path of every request.
-        wall = time.monotonic()
+        wall = _monotonic()
         reply._what = (self.name, method, timeout)
         reply._wait_until = wall + timeout
         deadline = (wall if self._real_clock else self._now()) + timeout
@@ -238,7 +249,7 @@ class ActorHandle:
                 return reply
         request = Request(method, args, kwargs or {}, reply, deadline, timeout, rpc, version)
         try:
-            cell.actor_inbox.put(Envelope(request))
+            cell.actor_inbox.put(request)
         except MailboxFull as exc:
             reply.set_exception(Busy(self.name, exc.capacity))
         except MailboxClosed:
@@ -291,7 +302,7 @@ class ActorHandle:
             cell = self._directory.lookup(self.name)
             request = Request(method, args, kwargs or {}, reply, None, math.inf, False, None)
             request.system = True
-            cell.actor_inbox.put(Envelope(request))
+            cell.actor_inbox.put(request)
         except (NotFound, ActorUnavailable) as exc:
             reply.set_exception(exc)
         except MailboxClosed:

@@ -62,24 +62,20 @@ class BoundedInbox:
         self.get = queue.get
         self.get_nowait = queue.get_nowait
 
-    def put(self, envelope: Any, /) -> None:
+    def put(self, message: Any, /) -> None:
         lock = self._lock
         if lock is None:
-            self._put(envelope)
+            self._put(message)
         else:
             with lock:
-                self._put(envelope)
+                self._put(message)
 
-    def _put(self, envelope: Any) -> None:
+    def _put(self, message: Any) -> None:
         if self.closed:
             raise MailboxClosed()
-        if (
-            self.capacity
-            and self._queue.qsize() >= self.capacity
-            and not _is_system(envelope.message)
-        ):
+        if self.capacity and self._queue.qsize() >= self.capacity and not _is_system(message):
             raise MailboxFull(self.capacity)
-        self._queue.put(envelope)
+        self._queue.put(message)
 
     def close(self) -> None:
         """Refuse every later put; what is queued stays for the final drain."""
@@ -113,9 +109,8 @@ class Runtime(abc.ABC):
     def actor_base(self) -> type[pykka.Actor]:
         """The pykka actor class whose hooks this runtime implements."""
 
-    @abc.abstractmethod
-    def future(self) -> ActorFuture[Any]:
-        """A new pending future of this runtime."""
+    future: type[ActorFuture[Any]]
+    """The future class of this runtime: `runtime.future()` makes a pending one."""
 
     @abc.abstractmethod
     def event(self) -> Event:

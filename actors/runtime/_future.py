@@ -12,7 +12,7 @@ import queue
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import pykka
 
@@ -142,14 +142,27 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         passes first; otherwise returns the value or raises the remote error.
         """
         if timeout is None and self._wait_until is not None:
-            timeout = max(0.0, self._wait_until - time.monotonic())
+            timeout = self._wait_until - time.monotonic()
+            if timeout < 0.0:
+                timeout = 0.0
+        if self._get_hook is None:  # get(), inlined: the caller's side of every request
+            if self._state == _PENDING and not self._wait(timeout):
+                self._deadline_passed(timeout)
+            if self._state == _ERROR:
+                assert self._error is not None
+                raise self._error
+            return self._value  # type: ignore[no-any-return]
         try:
             return self.get(timeout=timeout)
         except pykka.Timeout:
-            from actors.errors import DeadlineExceeded
+            self._deadline_passed(timeout)
+            raise  # not reached
 
-            target, method, full = self._what or ("<future>", "result", timeout or 0.0)
-            raise DeadlineExceeded(target, method, full) from None
+    def _deadline_passed(self, timeout: float | None) -> NoReturn:
+        from actors.errors import DeadlineExceeded
+
+        target, method, full = self._what or ("<future>", "result", timeout or 0.0)
+        raise DeadlineExceeded(target, method, full) from None
 
     def exception(self) -> BaseException | None:
         """The exception if done with one, else None (does not wait)."""

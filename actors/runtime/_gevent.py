@@ -12,6 +12,7 @@ import concurrent.futures
 import queue
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -20,9 +21,9 @@ import pykka
 from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
-from actors.runtime._base import BoundedInbox, Event, Runtime
+from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime, _is_system
 from actors.runtime._clock import Clock, TimerHandle
-from actors.runtime._future import _PENDING, ActorFuture
+from actors.runtime._future import _PENDING, _UNSET, ActorFuture, log
 
 
 class GreenFuture(ActorFuture[Any]):
@@ -35,7 +36,15 @@ class GreenFuture(ActorFuture[Any]):
     __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        ActorFuture.__init__(self)
+        # ActorFuture.__init__, inlined: two futures are made per request.
+        self._get_hook = None
+        self._get_hook_result = _UNSET
+        self._wait_until: float | None = None
+        self._what: tuple[str, str, float] | None = None
+        self._state = _PENDING
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[ActorFuture[Any]], None]] | None = None
         self._waiters: list[Waiter] | None = None
 
     def _wait(self, timeout: float | None) -> bool:
@@ -49,7 +58,7 @@ class GreenFuture(ActorFuture[Any]):
             self._waiters.append(waiter)
         timer = None
         if timeout is not None:
-            timer = hub.loop.timer(max(0.0, timeout))
+            timer = hub.loop.timer(timeout if timeout > 0.0 else 0.0)
             timer.start(waiter.switch, False)
         try:
             waiter.get()
@@ -69,28 +78,57 @@ class GreenFuture(ActorFuture[Any]):
             for waiter in waiters:
                 run_callback(waiter.switch, True)
 
+    def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
+        # ActorFuture._complete with _claim and _wake inlined: in the hub's
+        # thread there is no lock to take, and every request completes two.
+        if self._state != _PENDING:
+            return False
+        self._value = value
+        self._error = error
+        self._state = state
+        callbacks = self._callbacks
+        self._callbacks = None
+        if self._waiters:
+            self._wake()
+        if callbacks:
+            for callback in callbacks:
+                try:
+                    callback(self)
+                except Exception:
+                    log.exception("future callback %r raised", callback)
+        return True
+
 
 class GreenMailbox:
-    """A FIFO with one reader greenlet: a deque, and that reader parked on the hub.
+    """A bounded FIFO with one reader greenlet: a deque, and that reader parked on the hub.
 
     gevent's SimpleQueue serves any number of getters through Waiter objects
     and an unlock callback; an actor's mailbox has exactly one reader, so a put
     only has to schedule that reader's wake-up (at most one at a time). The
     wake-up checks the reader still waits here, so it never switches into a
     greenlet that has moved on. Used in the hub's thread only, like every
-    gevent primitive.
+    gevent primitive, so the bound check and the append need no lock: this is
+    `BoundedInbox` and its queue in one object, one call per put.
     """
 
-    __slots__ = ("_hub", "_items", "_reader", "_wake_pending")
+    __slots__ = ("_hub", "_items", "_reader", "_wake_pending", "capacity", "closed")
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 0) -> None:
         self._items: deque[Any] = deque()
         self._reader: Any = None  # the greenlet parked in get(), if any
         self._wake_pending = False
         self._hub = get_hub()
+        self.capacity = capacity
+        self.closed = False
 
-    def put(self, item: Any) -> None:
-        self._items.append(item)
+    def put(self, message: Any, /) -> None:
+        """Append `message`: MailboxClosed once closed, MailboxFull when a user message is over."""
+        if self.closed:
+            raise MailboxClosed()
+        items = self._items
+        if self.capacity and len(items) >= self.capacity and not _is_system(message):
+            raise MailboxFull(self.capacity)
+        items.append(message)
         if self._reader is not None and not self._wake_pending:
             self._wake_pending = True
             self._hub.loop.run_callback(self._wake)
@@ -117,6 +155,10 @@ class GreenMailbox:
             raise queue.Empty
         return self._items.popleft()
 
+    def close(self) -> None:
+        """Refuse every later put; what is queued stays for the final drain."""
+        self.closed = True
+
     def empty(self) -> bool:
         return not self._items
 
@@ -131,7 +173,7 @@ class GeventCellBase(pykka.Actor):
     _greenlet: gevent.Greenlet | None = None
 
     def _create_actor_inbox(self) -> Any:  # type: ignore[override]
-        return BoundedInbox(GreenMailbox(), self.mailbox_capacity)
+        return GreenMailbox(self.mailbox_capacity)
 
     @staticmethod
     def _create_future() -> pykka.Future[Any]:
@@ -179,8 +221,7 @@ class GeventRuntime(Runtime):
     def actor_base(self) -> type[pykka.Actor]:
         return GeventCellBase
 
-    def future(self) -> ActorFuture[Any]:
-        return GreenFuture()
+    future = GreenFuture  # a class, not a method: one call less per request
 
     def event(self) -> Event:
         return gevent.event.Event()  # type: ignore[no-any-return]

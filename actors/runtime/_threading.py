@@ -116,8 +116,7 @@ class ThreadingRuntime(Runtime):
     def actor_base(self) -> type[pykka.Actor]:
         return ThreadCellBase
 
-    def future(self) -> ActorFuture[Any]:
-        return ThreadFuture()
+    future = ThreadFuture  # a class, not a method: one call less per request
 
     def event(self) -> Event:
         return threading.Event()
