@@ -174,6 +174,10 @@ class ManagerActor(BaseActor):
     def resolve_call(self, method: str, *, rpc: bool, version: str | None) -> Callable[..., Any]:
         if not rpc:
             return super().resolve_call(method, rpc=rpc, version=version)
+        if version is None:  # nothing to check but the allowlist: bound once, then cached
+            bound = self._bound.get(method)
+            if bound is not None:
+                return bound
         info = self.rpc_methods.get(method)
         if info is None:
             check_version(self.name, version, self.RPC_API_VERSION)

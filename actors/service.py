@@ -409,7 +409,7 @@ class Service:
         first and its outcome recorded; `key` makes a retry return the first
         attempt's outcome instead of running again.
         """
-        handle = self.handle(target)
+        handle = self._handles.get(target) or self.handle(target)
         submitted = (
             None
             if self.operations is None

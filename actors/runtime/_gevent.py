@@ -122,7 +122,7 @@ class GreenMailbox:
         self.closed = False
 
     def put(self, message: Any, /) -> None:
-        """Append `message`: MailboxClosed once closed, MailboxFull when a user message is over."""
+        """Append `message`; MailboxClosed if closed, MailboxFull if full (user messages only)."""
         if self.closed:
             raise MailboxClosed()
         items = self._items
