@@ -281,3 +281,25 @@ def test_green_mailbox_wake_after_its_reader_left_switches_into_nothing():
     event.set()
     assert greenlet.get(timeout=5) is True
     assert box.get_nowait() == "kept"  # nothing was lost either
+
+
+def test_green_mailbox_bounds_user_messages_only_and_refuses_all_once_closed():
+    from actors._messages import Request, Stop
+    from actors.runtime import MailboxClosed, MailboxFull
+    from actors.runtime._gevent import GreenFuture, GreenMailbox
+
+    def request() -> Request:
+        return Request("m", (), {}, GreenFuture(), None, 1.0, False, None)
+
+    box = GreenMailbox(capacity=2)
+    box.put(request())
+    box.put(request())
+    with pytest.raises(MailboxFull) as full:
+        box.put(request())
+    assert full.value.capacity == 2
+    box.put(Stop())  # a system message is never refused for lack of room
+    assert box.qsize() == 3
+    box.close()
+    with pytest.raises(MailboxClosed):
+        box.put(Stop())
+    assert [type(box.get_nowait()) for _ in range(3)] == [Request, Request, Stop]
