@@ -757,7 +757,9 @@ class Journal:
             out.append(record if key is None else keyed[(record.target, key)])
         return out
 
-    def _insert_rows(self, conn: Connection, rows: Sequence[tuple[Any, ...]], *, keyed: bool) -> int:
+    def _insert_rows(
+        self, conn: Connection, rows: Sequence[tuple[Any, ...]], *, keyed: bool
+    ) -> int:
         """INSERT these rows (ON CONFLICT DO NOTHING if keyed); how many were inserted."""
         if not self._multi_row:
             sql = self._insert_sql(keyed, 1)

@@ -32,7 +32,7 @@ class ActorFuture(pykka.Future[T], Generic[T]):
     is shared. Constructible with no arguments, as pykka requires.
     """
 
-    __slots__ = ("_callbacks", "_error", "_state", "_value", "_wait_until", "_what")
+    __slots__ = ("_callbacks", "_error", "_state", "_value", "_wait_until", "_waiters", "_what")
 
     def __init__(self) -> None:
         # Flat on purpose (no super().__init__()): futures are made twice per
@@ -45,6 +45,7 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         self._value: Any = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[ActorFuture[T]], None]] | None = None
+        self._waiters: list[Any] | None = None  # the gevent runtime's parked waiters
 
     # -- primitives supplied by a runtime ----------------------------------
     def _wait(self, timeout: float | None) -> bool:

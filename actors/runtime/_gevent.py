@@ -23,7 +23,7 @@ from greenlet import getcurrent
 
 from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime, _is_system
 from actors.runtime._clock import Clock, TimerHandle
-from actors.runtime._future import _PENDING, _UNSET, ActorFuture, log
+from actors.runtime._future import _PENDING, ActorFuture, log
 
 
 class GreenFuture(ActorFuture[Any]):
@@ -33,19 +33,7 @@ class GreenFuture(ActorFuture[Any]):
     (cheaper than an Event plus a gevent.Timeout on every wait).
     """
 
-    __slots__ = ("_waiters",)
-
-    def __init__(self) -> None:
-        # ActorFuture.__init__, inlined: two futures are made per request.
-        self._get_hook = None
-        self._get_hook_result = _UNSET
-        self._wait_until: float | None = None
-        self._what: tuple[str, str, float] | None = None
-        self._state = _PENDING
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._callbacks: list[Callable[[ActorFuture[Any]], None]] | None = None
-        self._waiters: list[Waiter] | None = None
+    __slots__ = ()
 
     def _wait(self, timeout: float | None) -> bool:
         if self._state != _PENDING:
