@@ -12,7 +12,6 @@ import concurrent.futures
 import queue
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import gevent
