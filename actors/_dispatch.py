@@ -11,7 +11,7 @@ from actors._operations import Operations
 from actors.errors import ActorsError, InvalidArguments, MethodNotAllowed
 from actors.registry.journal import OperationNotFound
 from actors.registry.models import OPERATION_STATES
-from actors.runtime import ActorFuture
+from actors.runtime import ActorFuture, offload_status
 from transport.dispatcher import Request
 
 if TYPE_CHECKING:
@@ -92,12 +92,15 @@ class ServiceDispatcher:
         future = runtime.future()
         operations = service.operations
         if request.method == "status":
-            future.set({"service": self.info(), "actors": service.status()})
+            future.set(
+                {"service": self.info(), "actors": service.status(), "offload": offload_status()}
+            )
         elif request.method in ("operation", "operations") and operations is not None:
+            # Reads for clients: refused at once (Overloaded) when the lane is full.
             try:
                 if request.method == "operation":
-                    return runtime.offload(_operation, operations, request.args)
-                return runtime.offload(_operations, operations, request.args)
+                    return runtime.offload(_operation, operations, request.args, lane="client")
+                return runtime.offload(_operations, operations, request.args, lane="client")
             except Exception as exc:
                 future.set_exception(exc)
         else:

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from actors.errors import ConfigError
+from actors.runtime._offload import DEFAULT_QUEUE, DEFAULT_SYSTEM_WORKERS, DEFAULT_WORKERS
 from actors.supervision import Backoff, SupervisionPolicy
 
 __all__ = ["BackendConfig", "ServiceConfig", "TransportConfig", "default_config", "load_config"]
@@ -119,6 +120,26 @@ class ServiceConfig(BaseSettings):
     )
     journal_max_pending: int = Field(
         10_000, ge=1, description="operations waiting for a commit before Busy"
+    )
+    offload_workers: int = Field(
+        DEFAULT_WORKERS,
+        ge=1,
+        le=64,
+        description="threads for blocking work done for clients (database reads, listings);"
+        " few, as each competes with the actors for the GIL",
+    )
+    offload_queue: int = Field(
+        DEFAULT_QUEUE,
+        ge=0,
+        le=100_000,
+        description="such calls waiting for a thread; beyond them a request gets Overloaded",
+    )
+    offload_system_workers: int = Field(
+        DEFAULT_SYSTEM_WORKERS,
+        ge=1,
+        le=64,
+        description="threads for the service's own database work (heartbeats, journal"
+        " upkeep, writes of accepted operations), which is never refused",
     )
 
     @model_validator(mode="after")

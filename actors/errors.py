@@ -28,6 +28,7 @@ __all__ = [
     "NotFound",
     "OperationInProgress",
     "OperationInterrupted",
+    "Overloaded",
     "ProcessExecutionError",
     "ProcessTimeout",
     "RemoteError",
@@ -98,6 +99,25 @@ class Busy(ActorsError):
         super().__init__(
             f"{target!r} is busy: mailbox full ({capacity} messages)",
             target=target,
+            capacity=capacity,
+        )
+
+
+class Overloaded(Busy):
+    """Too much blocking work (database reads) is waiting for the service's workers.
+
+    A `Busy` (catch either): the request was refused at once, before anything
+    ran, because `workers` calls of the `lane` run and `capacity` more wait.
+    Retry later.
+    """
+
+    def __init__(self, lane: str, workers: int, capacity: int) -> None:
+        ActorsError.__init__(
+            self,
+            f"overloaded: {workers} workers busy and {capacity} calls waiting "
+            f"({lane} lane); retry later",
+            lane=lane,
+            workers=workers,
             capacity=capacity,
         )
 
@@ -265,6 +285,7 @@ register_error(
     InvalidArguments,
     UnsupportedVersion,
     Busy,
+    Overloaded,
     DeadlineExceeded,
     ActorUnavailable,
     ActorCrashed,

@@ -28,7 +28,7 @@ from actors.loading import load_object
 from actors.manager_actor import ManagerActor
 from actors.registry import Registry, ServiceRow
 from actors.registry.journal import OperationRecord
-from actors.runtime import ActorFuture
+from actors.runtime import ActorFuture, configure_offload
 from actors.supervision import ChildSpec, SupervisionPolicy
 
 __all__ = ["BackendPlan", "ServiceActor", "plan_backends"]
@@ -158,11 +158,21 @@ class ServiceActor(BaseActor):
         return self.config.supervision
 
     def on_start(self) -> None:
+        self._configure_offload()
         self.log.info(
             "service %s on %s started backends: %s",
             self.config.binary,
             self.config.host,
             ", ".join(p.backend for p in self.plans) or "none",
+        )
+
+    def _configure_offload(self) -> None:
+        """Size the process's offload lanes from the configuration (again on reload)."""
+        config = self.config
+        configure_offload(
+            workers=config.offload_workers,
+            queue=config.offload_queue,
+            system_workers=config.offload_system_workers,
         )
 
     def register_now(self) -> None:
@@ -224,6 +234,7 @@ class ServiceActor(BaseActor):
             self.failed_backends.pop(name, None)
             self.unrecovered.discard(name)
         self.config = config
+        self._configure_offload()
         self.plans = [old.get(p.name, p) for p in plans]
         for name in started:
             plan = new[name]
@@ -306,6 +317,7 @@ class ServiceActor(BaseActor):
             self.config.capability_topic,
             reports,
             self.config.default_timeout,
+            lane="system",
         )
 
         def sent(done: Any) -> None:
@@ -361,7 +373,9 @@ class ServiceActor(BaseActor):
         ids = dict(self.registry_ids) if self.registry_ids is not None else None
         ready = self.ready_managers() if self.serving else []  # no heartbeat before phase 5
         stopped, self._rows_to_stop = self._rows_to_stop, []
-        work = self.runtime.offload(_report_once, self.registry, rows, ids, ready, stopped)
+        work = self.runtime.offload(
+            _report_once, self.registry, rows, ids, ready, stopped, lane="system"
+        )
         self._round_stopped = stopped
         self.round_in_flight = work
         self.pipe(work, self._reported)
@@ -432,7 +446,8 @@ class ServiceActor(BaseActor):
                 targets=self._recovery_targets,
                 after=after,
                 limit=RECOVERY_PAGE,
-            )
+            ),
+            lane="system",
         )
         self.pipe(work, self._recovered)
 
@@ -494,7 +509,7 @@ class ServiceActor(BaseActor):
             assert self.operations is not None
             self._orphans_checked = True
             journal = self.operations.journal
-            work = self.runtime.offload(journal.unfinished_counts, self.started_at)
+            work = self.runtime.offload(journal.unfinished_counts, self.started_at, lane="system")
             self.pipe(work, self._orphans_found)
 
     def _orphans_found(self, done: Any) -> None:
@@ -519,7 +534,7 @@ class ServiceActor(BaseActor):
         """Delete finished operations older than `journal_retention`, off the actors."""
         assert self.operations is not None
         retention = timedelta(seconds=self.config.journal_retention)
-        work = self.runtime.offload(self.operations.journal.prune, retention)
+        work = self.runtime.offload(self.operations.journal.prune, retention, lane="system")
 
         def pruned(done: Any) -> int:
             error = done.exception()

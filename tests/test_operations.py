@@ -428,7 +428,7 @@ def test_a_backend_away_while_its_page_was_read_is_recovered_by_a_later_pass(tmp
         pending: list[_Deferred] = []
         handed: list[str] = []
 
-        def offload(fn: Any, *args: Any) -> _Deferred:
+        def offload(fn: Any, *args: Any, lane: str = "client") -> _Deferred:
             pending.append(_Deferred(lambda: fn(*args)))
             return pending[-1]
 

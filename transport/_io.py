@@ -260,7 +260,10 @@ class GreenSocketLoop(SocketLoop):
             self._on_monitor_frames(frames)
 
     def _read(self) -> None:
+        import gevent
+
         sock = self.socket
+        received = 0
         while True:
             try:
                 frames = sock.recv_multipart()
@@ -273,6 +276,12 @@ class GreenSocketLoop(SocketLoop):
                 self._on_frames(frames)
             except Exception:
                 log.exception("%s: handling a message failed", self.name)
+            received += 1
+            if received % 256 == 0:
+                # A green recv yields only when the socket is empty: in a burst of
+                # thousands of messages the replies (the writer) and the actors
+                # would wait for the whole burst to be read.
+                gevent.sleep(0)
 
     def _write(self) -> None:
         import gevent

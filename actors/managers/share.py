@@ -11,7 +11,10 @@ Every change is a journaled operation. A share moves to a transitional state
 atomically before the driver works on it (a second change meanwhile gets the
 retryable ShareNotAvailable), and back to 'available' or to 'error' after.
 Database work runs off the actors; the manager never blocks on it or on the
-driver.
+driver. Reads answering clients (`get_share`, `list_shares`,
+`get_capabilities`) go through the bounded client lane and may be refused
+with `Overloaded`; the database work of changes (accepted operations) goes
+through the system lane and is never refused.
 
 Backend options (`manager_options`): `quota_gb` (total size of the backend's
 shares; none by default).
@@ -32,7 +35,7 @@ from actors.manager_actor import ManagerActor
 from actors.registry.api import DatabaseUnavailable
 from actors.registry.shares import ShareStore
 from actors.rpc import rpc
-from actors.runtime import ActorFuture
+from actors.runtime import ActorFuture, OffloadLane
 
 __all__ = ["ShareManager", "ShareManagerOptions"]
 
@@ -65,7 +68,7 @@ class ShareManager(ManagerActor):
         self.options = ShareManagerOptions.model_validate(self.config.manager_options)
         self.store = ShareStore(self.registry)
         # Queued before any request can reach the driver: the driver runs them first.
-        shares = self.runtime.offload(self.store.shares, self.name).result(
+        shares = self.runtime.offload(self.store.shares, self.name, lane="system").result(
             timeout=self.config.driver_timeout
         )
         self.ensured = 0
@@ -183,7 +186,7 @@ class ShareManager(ManagerActor):
     @rpc
     def get_share(self, share_id: str) -> Any:
         """One share with its snapshots and access rules."""
-        return self._db(self.store.get, share_id)
+        return self._read(self.store.get, share_id)
 
     @rpc
     def list_shares(self, limit: int = LIST_LIMIT, marker: str | None = None) -> Any:
@@ -198,7 +201,7 @@ class ShareManager(ManagerActor):
             raise InvalidArguments(self.name, "list_shares", f"limit must be 1..{LIST_LIMIT}")
         if marker is not None:
             _check_id(self.name, "list_shares", "marker", marker)
-        listed = self._db(self.store.shares, self.name, after=marker, limit=limit + 1)
+        listed = self._read(self.store.shares, self.name, after=marker, limit=limit + 1)
 
         def page(shares: list[dict[str, Any]]) -> dict[str, Any]:
             kept: list[dict[str, Any]] = []
@@ -351,7 +354,7 @@ class ShareManager(ManagerActor):
     def get_capabilities(self) -> Any:
         """The driver's capacity and capabilities, with this backend's quota and allocation."""
         stats = self.driver.get_stats()
-        shares = self._db(self.store.shares, self.name)
+        shares = self._read(self.store.shares, self.name)
 
         def combine(listed: list[dict[str, Any]]) -> Any:
             allocated = sum(s["size_gb"] for s in listed)
@@ -370,10 +373,27 @@ class ShareManager(ManagerActor):
 
     # -- helpers ------------------------------------------------------------------------
     def _db(self, fn: Any, *args: Any, **kwargs: Any) -> ActorFuture[Any]:
-        """Database work off the actors (kwargs allowed)."""
+        """Database work of an accepted operation, off the actors (kwargs allowed).
+
+        The system lane: a change already acknowledged (journaled) must not
+        be refused half-way, nor wait behind a flood of reads.
+        """
+        return self._offload("system", fn, args, kwargs)
+
+    def _read(self, fn: Any, *args: Any, **kwargs: Any) -> ActorFuture[Any]:
+        """A database read answering a client (get_share, list_shares, ...).
+
+        The client lane: when it is full the request fails at once with
+        `Overloaded` (retryable) rather than queueing without bound.
+        """
+        return self._offload("client", fn, args, kwargs)
+
+    def _offload(
+        self, lane: OffloadLane, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> ActorFuture[Any]:
         if kwargs:
-            return self.runtime.offload(lambda: fn(*args, **kwargs))
-        return self.runtime.offload(fn, *args)
+            return self.runtime.offload(lambda: fn(*args, **kwargs), lane=lane)
+        return self.runtime.offload(fn, *args, lane=lane)
 
     def _transition(self, share_id: str, expected: tuple[str, ...], state: str, **kw: Any) -> Any:
         return self._db(self.store.transition, share_id, expected, state, **kw)

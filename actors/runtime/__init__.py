@@ -3,6 +3,11 @@
 Choose one by name with `get_runtime("gevent" | "threading")`, or pass a
 `Runtime` instance. Both give the same actor semantics; the test suite runs on
 both.
+
+Blocking work (database I/O) runs through `Runtime.offload` in two
+process-wide lanes of native threads: "client" (bounded: refused with
+`Overloaded` when full) and "system" (never refused); `configure_offload`
+sizes them.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from actors.errors import ConfigError
 from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime
 from actors.runtime._clock import Clock, TimerHandle, VirtualClock, call_repeatedly
 from actors.runtime._future import ActorFuture
+from actors.runtime._offload import OffloadLane, configure_offload, offload_status
 
 RUNTIME_NAMES = ("gevent", "threading")
 
@@ -21,11 +27,14 @@ __all__ = [
     "Event",
     "MailboxClosed",
     "MailboxFull",
+    "OffloadLane",
     "Runtime",
     "TimerHandle",
     "VirtualClock",
     "call_repeatedly",
+    "configure_offload",
     "get_runtime",
+    "offload_status",
 ]
 
 

@@ -11,6 +11,7 @@ import pykka
 
 from actors.runtime._clock import Clock, TimerHandle, call_repeatedly
 from actors.runtime._future import ActorFuture
+from actors.runtime._offload import OffloadLane
 
 
 class MailboxFull(Exception):
@@ -125,8 +126,16 @@ class Runtime(abc.ABC):
         """Interrupt an actor's loop at once; False if the runtime cannot."""
 
     @abc.abstractmethod
-    def offload(self, fn: Callable[..., Any], *args: Any) -> ActorFuture[Any]:
-        """Run blocking `fn(*args)` (database I/O) off the actors; a future of its result."""
+    def offload(
+        self, fn: Callable[..., Any], *args: Any, lane: OffloadLane = "client"
+    ) -> ActorFuture[Any]:
+        """Run blocking `fn(*args)` (database I/O) off the actors; a future of its result.
+
+        `lane="client"`: refusable work (reads for clients); beyond the lane's
+        bound the future fails at once with `Overloaded`. `lane="system"`: work
+        that must not be refused (heartbeats, journal upkeep, writes of accepted
+        operations). See `actors/runtime/_offload.py`.
+        """
 
     @abc.abstractmethod
     def from_concurrent(self, future: concurrent.futures.Future[Any]) -> ActorFuture[Any]:

@@ -12,6 +12,7 @@ import concurrent.futures
 import queue
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -20,9 +21,11 @@ import pykka
 from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
+from actors.errors import Overloaded
 from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime, _is_system
 from actors.runtime._clock import Clock, TimerHandle
 from actors.runtime._future import _PENDING, ActorFuture, log
+from actors.runtime._offload import OffloadLane, OffloadPool, lane_pool
 
 
 class GreenFuture(ActorFuture[Any]):
@@ -216,29 +219,13 @@ class GeventRuntime(Runtime):
     def sleep(self, seconds: float) -> None:
         gevent.sleep(seconds)
 
-    def offload(self, fn: Any, *args: Any) -> ActorFuture[Any]:
-        # gevent's threadpool runs fn in a real thread; its result is delivered
-        # back in the hub, where completing our future is safe.
-        future = GreenFuture()
-
-        def run() -> tuple[bool, Any]:
-            try:
-                return True, fn(*args)
-            except Exception as exc:  # delivered to the future, not printed by gevent
-                return False, exc
-
-        def done(result: Any) -> None:
-            if not result.successful():
-                future.try_set_exception(result.exception)
-                return
-            ok, value = result.value
-            if ok:
-                future.try_set(value)
-            else:
-                future.try_set_exception(value)
-
-        get_hub().threadpool.spawn(run).rawlink(done)
-        return future
+    def offload(
+        self, fn: Callable[..., Any], *args: Any, lane: OffloadLane = "client"
+    ) -> ActorFuture[Any]:
+        # A native worker runs fn; an async watcher carries the outcome back to
+        # this hub (completing our future is safe only there) and, while the
+        # call is pending, keeps the hub's loop alive for whoever waits on it.
+        return _offload_green(lane_pool(lane), fn, args)
 
     def from_concurrent(self, future: concurrent.futures.Future[Any]) -> ActorFuture[Any]:
         # Completed in the thread that resolves `future`; handed to this hub
@@ -265,3 +252,32 @@ class GeventRuntime(Runtime):
             return True
         greenlet.kill(block=False)
         return True
+
+
+def _offload_green(pool: OffloadPool, fn: Callable[..., Any], args: tuple[Any, ...]) -> GreenFuture:
+    """Submit `fn(*args)` to an OffloadPool; a GreenFuture completed in this hub."""
+    future = GreenFuture()
+    watcher = get_hub().loop.async_()
+    outcome: list[tuple[bool, Any]] = []
+
+    def deliver() -> None:  # in the hub, once the worker has sent
+        watcher.stop()
+        watcher.close()
+        ok, value = outcome[0]
+        if ok:
+            future.try_set(value)
+        else:
+            future.try_set_exception(value)
+
+    def done(ok: bool, value: Any) -> None:  # in the worker thread
+        outcome.append((ok, value))
+        watcher.send()
+
+    watcher.start(deliver)
+    try:
+        pool.submit(fn, args, done)
+    except Overloaded as exc:  # refused before anything ran
+        watcher.stop()
+        watcher.close()
+        future.try_set_exception(exc)
+    return future

@@ -9,13 +9,16 @@ import concurrent.futures
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pykka
 
+from actors.errors import Overloaded
 from actors.runtime._base import BoundedInbox, Event, Runtime
 from actors.runtime._clock import Clock, ThreadClock
 from actors.runtime._future import ActorFuture
+from actors.runtime._offload import OffloadLane, lane_pool
 
 
 class ThreadFuture(ActorFuture[Any]):
@@ -93,17 +96,6 @@ def _shared_clock() -> ThreadClock:
         return clock  # type: ignore[no-any-return]
 
 
-def _shared_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """One small pool per process for blocking work (database I/O)."""
-    with _shared_lock:
-        pool = _shared.get("pool")
-        if pool is None:
-            pool = _shared["pool"] = concurrent.futures.ThreadPoolExecutor(
-                4, thread_name_prefix="actors-offload"
-            )
-        return pool  # type: ignore[no-any-return]
-
-
 class ThreadingRuntime(Runtime):
     """Actors on OS threads; waits are real blocking waits with deadlines."""
 
@@ -140,5 +132,20 @@ class ThreadingRuntime(Runtime):
         future.add_done_callback(done)
         return adopted
 
-    def offload(self, fn: Any, *args: Any) -> ActorFuture[Any]:
-        return self.from_concurrent(_shared_pool().submit(fn, *args))
+    def offload(
+        self, fn: Callable[..., Any], *args: Any, lane: OffloadLane = "client"
+    ) -> ActorFuture[Any]:
+        # The worker completes the future itself (ThreadFuture is thread-safe).
+        future = ThreadFuture()
+
+        def done(ok: bool, value: Any) -> None:
+            if ok:
+                future.try_set(value)
+            else:
+                future.try_set_exception(value)
+
+        try:
+            lane_pool(lane).submit(fn, args, done)
+        except Overloaded as exc:  # refused before anything ran
+            future.try_set_exception(exc)
+        return future

@@ -408,3 +408,57 @@ def test_parked_messages_keep_each_peers_order_bounds_and_expiry():
     unrouted.park([b"body-1"], expires=100.0)
     unrouted.park([b"body-2"], expires=100.0)
     assert unrouted.peers == 1 and unrouted.holds([b"body-3"])
+
+
+def test_a_green_reader_lets_the_others_run_during_a_long_burst():
+    """Thousands of requests already queued: the reader yields now and then, so
+    replies and actors do not wait for the whole burst to be read."""
+    import gevent
+    import gevent.event
+    import zmq
+    import zmq.green
+
+    from transport._io import GreenSocketLoop
+
+    context = zmq.green.Context()
+    endpoint = "inproc://green-reader-burst"
+    burst = 2000
+    ticks = 0
+    seen: list[int] = []
+    all_read = gevent.event.Event()
+
+    def on_frames(frames: list[bytes]) -> None:
+        seen.append(ticks)
+        if len(seen) == burst:
+            all_read.set()
+
+    def bind(ctx: Any) -> Any:
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.bind(endpoint)
+        return sock
+
+    def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            gevent.sleep(0)
+
+    loop = GreenSocketLoop(bind, on_frames, "burst", context)
+    loop.start()  # the reader greenlet does not run before this one yields
+    sender = context.socket(zmq.DEALER)
+    sender.setsockopt(zmq.SNDHWM, 0)
+    ticker = None
+    try:
+        sender.connect(endpoint)
+        for i in range(burst):
+            sender.send(b"%d" % i)
+        ticker = gevent.spawn(tick)
+        assert all_read.wait(10)
+        assert seen[-1] > seen[0]  # the ticker ran while the burst was read
+    finally:
+        if ticker is not None:
+            ticker.kill()
+        sender.close(linger=0)
+        loop.stop()
+        context.term()

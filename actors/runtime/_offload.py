@@ -1,0 +1,235 @@
+"""Bounded thread pools for blocking work (database I/O), shared by both runtimes.
+
+`Runtime.offload(fn, *args, lane=...)` runs `fn` in one of two lanes, each a
+small set of native worker threads taking calls in the order they came:
+
+- `"client"` (the default): work done for a request that may be refused,
+  such as listings read for clients. At most `workers` calls run at once and
+  `queue` more wait; beyond that a call is refused at once (`Overloaded`,
+  retryable) instead of queueing without bound. Few workers on purpose: on
+  gevent each one competes with the hub (every actor and the transport) for
+  the GIL.
+- `"system"`: work that must not be refused because the process itself
+  depends on it or it completes work already accepted (registry heartbeats,
+  journal upkeep, writes of accepted operations). Never refused, never
+  queued behind client work. Its queue has no bound of its own: what feeds
+  it is bounded upstream (one registry round at a time, accepted operations).
+
+The lanes are process-wide, like gevent's hub thread pool and the threading
+runtime's pool before them: every service and runtime in the process shares
+them, and `configure_offload` (called by the ServiceActor from its
+configuration) sizes them. Threads start on demand and are native even under
+gevent's monkey-patching.
+"""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import os
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Literal
+
+from actors.errors import Overloaded
+
+__all__ = [
+    "DEFAULT_QUEUE",
+    "DEFAULT_SYSTEM_WORKERS",
+    "DEFAULT_WORKERS",
+    "OffloadLane",
+    "OffloadPool",
+    "configure_offload",
+    "lane_pool",
+    "offload_status",
+]
+
+log = logging.getLogger("actors.offload")
+
+OffloadLane = Literal["client", "system"]
+"""Which pool an offloaded call runs in: "client" (bounded) or "system" (never refused)."""
+
+DEFAULT_WORKERS = 2
+DEFAULT_QUEUE = 128
+DEFAULT_SYSTEM_WORKERS = 2
+
+Done = Callable[[bool, Any], None]
+"""Called in the worker thread with (True, result) or (False, exception)."""
+
+
+def _native() -> tuple[Callable[..., Any], Callable[[], Any]]:
+    """How to start a thread and make a lock that are real, whatever gevent patched."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        start, allocate = monkey.get_original("_thread", ["start_new_thread", "allocate_lock"])
+
+        def start_raw(target: Callable[[], None], name: str) -> None:
+            start(target, ())
+
+        return start_raw, allocate
+
+    def start_thread(target: Callable[[], None], name: str) -> None:
+        threading.Thread(target=target, name=name, daemon=True).start()
+
+    return start_thread, _thread.allocate_lock
+
+
+class OffloadPool:
+    """Up to `workers` native threads running queued calls in FIFO order.
+
+    With a `queue` bound, at most `workers + queue` calls are accepted and not
+    finished at any time (running or waiting); `submit` refuses the next one.
+    `queue=None` never refuses. Thread-safe: submit from any thread or hub.
+    """
+
+    def __init__(self, name: str, workers: int, queue: int | None) -> None:
+        if workers < 1 or (queue is not None and queue < 0):
+            raise ValueError("an offload pool needs workers >= 1 and queue >= 0 (or None)")
+        self.name = name
+        self.workers = workers
+        self.queue = queue
+        self.refused = 0  # calls refused since the process started
+        self._start_thread, self._allocate_lock = _native()
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # no threads survive a fork
+
+    def _reset(self) -> None:
+        self._mutex = self._allocate_lock()
+        self._tasks: deque[tuple[Callable[..., Any], tuple[Any, ...], Done]] = deque()
+        self._idle: list[Any] = []  # locks of parked workers: release one to wake it
+        self._threads = 0
+        self._busy = 0  # workers running a call
+        self._started = 0  # for thread names
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], done: Done) -> None:
+        """Queue `fn(*args)`; `done` gets its outcome. Raises `Overloaded` if full."""
+        wake = None
+        number = 0  # of a thread to start
+        with self._mutex:
+            if self.queue is not None and self._busy + len(self._tasks) >= (
+                self.workers + self.queue
+            ):
+                self.refused += 1
+                raise Overloaded(self.name, self.workers, self.queue)
+            self._tasks.append((fn, args, done))
+            if self._idle:
+                wake = self._idle.pop()
+            elif self._threads < self.workers:
+                self._threads += 1
+                self._started += 1
+                number = self._started
+        if wake is not None:
+            wake.release()
+        elif number:
+            try:
+                self._start_thread(self._work, f"actors-offload-{self.name}-{number}")
+            except Exception as exc:  # out of threads: no call may be left waiting for none
+                with self._mutex:
+                    self._threads -= 1
+                    stranded = list(self._tasks) if self._threads == 0 else []
+                    if stranded:
+                        self._tasks.clear()
+                for _, _, failed in stranded:
+                    failed(False, exc)
+
+    def resize(self, workers: int, queue: int | None) -> None:
+        """New limits; running calls finish, extra threads leave when idle."""
+        if workers < 1 or (queue is not None and queue < 0):
+            raise ValueError("an offload pool needs workers >= 1 and queue >= 0 (or None)")
+        wake: list[Any] = []
+        starts: list[int] = []
+        with self._mutex:
+            self.workers, self.queue = workers, queue
+            while self._idle and self._threads - len(wake) > workers:
+                wake.append(self._idle.pop())  # woken to find they are too many: they leave
+            waiting = len(self._tasks) - len(self._idle)
+            while waiting > 0 and self._threads < workers:
+                self._threads += 1
+                self._started += 1
+                starts.append(self._started)
+                waiting -= 1
+        for lock in wake:
+            lock.release()
+        for number in starts:
+            self._start_thread(self._work, f"actors-offload-{self.name}-{number}")
+
+    def status(self) -> dict[str, Any]:
+        """Limits and current load, for `$service.status`."""
+        with self._mutex:
+            return {
+                "workers": self.workers,
+                "queue": self.queue,
+                "running": self._busy,
+                "waiting": len(self._tasks),
+                "threads": self._threads,
+                "refused": self.refused,
+            }
+
+    def _work(self) -> None:
+        parked = self._allocate_lock()
+        parked.acquire()
+        mutex = self._mutex
+        while True:
+            mutex.acquire()
+            if self._threads > self.workers:  # shrunk by resize()
+                self._threads -= 1
+                mutex.release()
+                return
+            if not self._tasks:
+                self._idle.append(parked)
+                mutex.release()
+                parked.acquire()  # until submit() or resize() releases it
+                continue
+            fn, args, done = self._tasks.popleft()
+            self._busy += 1
+            mutex.release()
+            try:
+                outcome = (True, fn(*args))
+            except BaseException as exc:  # delivered to the caller's future, worker lives on
+                outcome = (False, exc)
+            del fn, args
+            with mutex:
+                self._busy -= 1
+            try:
+                done(*outcome)
+            except Exception:
+                log.exception("delivering an offloaded call's outcome failed")
+            del done, outcome
+
+
+_lanes: dict[str, OffloadPool] = {}
+_lanes_lock = threading.Lock()
+
+
+def lane_pool(lane: OffloadLane) -> OffloadPool:
+    """The process's pool for `lane` (made on first use with the current limits)."""
+    pool = _lanes.get(lane)
+    if pool is not None:
+        return pool
+    with _lanes_lock:
+        if not _lanes:
+            _lanes["client"] = OffloadPool("client", DEFAULT_WORKERS, DEFAULT_QUEUE)
+            _lanes["system"] = OffloadPool("system", DEFAULT_SYSTEM_WORKERS, None)
+    try:
+        return _lanes[lane]
+    except KeyError:
+        raise ValueError(f"unknown offload lane {lane!r}: 'client' or 'system'") from None
+
+
+def configure_offload(
+    *,
+    workers: int = DEFAULT_WORKERS,
+    queue: int = DEFAULT_QUEUE,
+    system_workers: int = DEFAULT_SYSTEM_WORKERS,
+) -> None:
+    """Size the process's lanes: `workers` and `queue` of the client lane,
+    `system_workers` of the system lane. Process-wide: the last call wins."""
+    lane_pool("client").resize(workers, queue)
+    lane_pool("system").resize(system_workers, None)
+
+
+def offload_status() -> dict[str, dict[str, Any]]:
+    """Each lane's limits and load: workers, queue, running, waiting, threads, refused."""
+    return {lane: lane_pool(lane).status() for lane in ("client", "system")}
