@@ -159,12 +159,28 @@ class ServiceActor(BaseActor):
 
     def on_start(self) -> None:
         self._configure_offload()
+        self.system.add_ready_listener(self._on_ready)
         self.log.info(
             "service %s on %s started backends: %s",
             self.config.binary,
             self.config.host,
             ", ".join(p.backend for p in self.plans) or "none",
         )
+
+    def on_stop(self) -> None:
+        self.system.remove_ready_listener(self._on_ready)
+
+    def on_crash(self, reason: str) -> None:
+        self.system.remove_ready_listener(self._on_ready)
+
+    def _on_ready(self, name: str) -> None:
+        """A driver finished setup (in its own context): heartbeat now, not an interval later.
+
+        Only posts a request to this actor; refused (mailbox full) it is
+        dropped, and the next periodic round heartbeats instead.
+        """
+        if self.serving and name.endswith("/driver"):
+            self.system.handle(self.name).ask("report")
 
     def _configure_offload(self) -> None:
         """Size the process's offload lanes from the configuration (again on reload)."""

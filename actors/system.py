@@ -358,6 +358,7 @@ class ActorSystem:
         self._roots: list[CellMixin] = []
         self.health: dict[str, tuple[Any, bool]] = {}
         """Readiness by actor name, with the incarnation that reported it."""
+        self._ready_listeners: list[Callable[[str], None]] = []
         self._cell_cls = cell_class(self.runtime.actor_base)
         self.on_root_exit: Callable[[CellMixin], None] | None = None
 
@@ -392,8 +393,27 @@ class ActorSystem:
         return ActorHandle(self, name)
 
     def set_ready(self, name: str, cell: Any, ready: bool) -> None:
-        """An actor reports its own readiness (drivers: setup done)."""
+        """An actor reports its own readiness (drivers: setup done).
+
+        Listeners hear of an actor that becomes ready (in that actor's context:
+        they must only post, never block).
+        """
+        previous = self.health.get(name)
         self.health[name] = (cell, ready)
+        if ready and (previous is None or previous[0] is not cell or not previous[1]):
+            for listener in list(self._ready_listeners):
+                try:
+                    listener(name)
+                except Exception:
+                    log.exception("readiness listener %r failed", listener)
+
+    def add_ready_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(name)` whenever an actor becomes ready."""
+        self._ready_listeners.append(listener)
+
+    def remove_ready_listener(self, listener: Callable[[str], None]) -> None:
+        if listener in self._ready_listeners:
+            self._ready_listeners.remove(listener)
 
     def clear_ready(self, name: str, cell: Any) -> None:
         """Forget what `cell` reported, unless a newer incarnation reported since."""

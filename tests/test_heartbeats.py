@@ -103,6 +103,27 @@ def test_a_backend_whose_driver_is_not_ready_does_not_heartbeat(
     assert up == {"b0": True, "b1": False}
 
 
+def test_a_driver_that_becomes_ready_heartbeats_at_once_not_an_interval_later(
+    actors_service, actors_clock
+):
+    host = f"h{uuid.uuid4().hex[:8]}"
+    FakeController.for_backend(f"{host}@b1").fail_setup(OSError("no disk"), times=1)
+    h = actors_service(
+        {"b1": {"manager": RESOURCE, "driver": FAKE, "setup_backoff": {"jitter": 0.0}}},
+        host=host,
+        clock=actors_clock,
+        report_interval=3600,
+        service_down_time=7200,
+    )
+    _report(h)  # the rounds so far: b1's driver was not ready for any of them
+    registry = h.service.registry
+    assert registry is not None
+    assert not registry.services(host=host)[0].is_up
+    with h.waiting_for(h.service.name, "_reported", kind="continuation"):
+        h.advance(0.5)  # the setup retry succeeds: far from the next interval
+    assert registry.services(host=host)[0].is_up
+
+
 def test_an_outage_is_logged_once_and_its_end_once(actors_service, actors_clock, tmp_path, caplog):
     h = _start(actors_service, actors_clock, backends=2, state_dir=tmp_path / "reg")
     _report(h)

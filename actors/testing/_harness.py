@@ -372,9 +372,11 @@ class ServiceHarness:
                 moved.append(path)
             os.replace(link, path)
             for p in candidates[1:]:  # no connection can open the database now
-                if p.exists():
+                try:
                     p.rename(away(p))
-                    moved.append(p)
+                except FileNotFoundError:
+                    continue  # none, or the last connection just folded it in and removed it
+                moved.append(p)
             yield
         finally:
             # Back in the reverse order: the WAL first, the database file last
