@@ -238,8 +238,8 @@ def _check_json(what: str, value: Any) -> None:
     _to_json(what, value)
 
 
-def _insert_sql(dialect: str, *, keyed: bool, rows: int = 1) -> str:
-    """The INSERT of `rows` operation rows, in the driver's parameter style.
+def _insert_sql(dialect: str, *, keyed: bool) -> str:
+    """The INSERT of one operation row, in the driver's parameter style.
 
     The values come already in database form (JSON text, timestamps as the
     column type binds them), so the writer runs plain driver SQL instead of
@@ -251,8 +251,7 @@ def _insert_sql(dialect: str, *, keyed: bool, rows: int = 1) -> str:
         marks = ", ".join("%s::json" if name in json_columns else "%s" for name in names)
     else:
         marks = ", ".join("?" for _ in names)
-    values = ", ".join([f"({marks})"] * rows)
-    sql = f"INSERT INTO {OperationModel.__tablename__} ({', '.join(names)}) VALUES {values}"
+    sql = f"INSERT INTO {OperationModel.__tablename__} ({', '.join(names)}) VALUES ({marks})"
     if keyed:
         sql += " ON CONFLICT (target, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     return sql
@@ -283,11 +282,8 @@ class Journal:
         self._batch_wait = float(batch_wait)
         self._max_pending = max_pending
         self._dialect = registry.engine.dialect.name
-        # PostgreSQL: one multi-row INSERT per batch (the server parses and
-        # plans once, not once per row); SQLite: executemany of the one-row
-        # form (in-process, and older SQLite caps a statement at 999 values).
-        self._multi_row = self._dialect == "postgresql"
-        self._insert_sqls: dict[tuple[bool, int], str] = {}
+        self._insert_plain = _insert_sql(self._dialect, keyed=False)
+        self._insert_keyed = _insert_sql(self._dialect, keyed=True)
         # Timestamps bound exactly as the column type binds them (naive UTC text on SQLite).
         bind = _TABLE.c.created_at.type.dialect_impl(registry.engine.dialect).bind_processor(
             registry.engine.dialect
@@ -739,11 +735,11 @@ class Journal:
                 # Within one batch, the first accept of a key is the one written.
                 first_by_key[(record.target, key)] = request
         if unkeyed:
-            self._insert_rows(conn, unkeyed, keyed=False)
+            conn.exec_driver_sql(self._insert_plain, unkeyed)
         if not first_by_key:
             return [request.record for request in accepts]
         keyed_params = [request.params for request in first_by_key.values()]
-        inserted = self._insert_rows(conn, keyed_params, keyed=True)
+        inserted = conn.exec_driver_sql(self._insert_keyed, keyed_params).rowcount
         keyed: dict[tuple[str, str], OperationRecord]
         if inserted == len(keyed_params):
             # Every keyed row was new (ON CONFLICT skipped none): they are as built.
@@ -756,25 +752,6 @@ class Journal:
             key = record.idempotency_key
             out.append(record if key is None else keyed[(record.target, key)])
         return out
-
-    def _insert_rows(
-        self, conn: Connection, rows: Sequence[tuple[Any, ...]], *, keyed: bool
-    ) -> int:
-        """INSERT these rows (ON CONFLICT DO NOTHING if keyed); how many were inserted."""
-        if not self._multi_row:
-            sql = self._insert_sql(keyed, 1)
-            return int(conn.exec_driver_sql(sql, builtins.list(rows)).rowcount)
-        sql = self._insert_sql(keyed, len(rows))
-        flat = tuple(value for row in rows for value in row)
-        return int(conn.exec_driver_sql(sql, flat).rowcount)
-
-    def _insert_sql(self, keyed: bool, rows: int) -> str:
-        sql = self._insert_sqls.get((keyed, rows))
-        if sql is None:  # at most 2 * batch_max texts, made once each
-            sql = self._insert_sqls[(keyed, rows)] = _insert_sql(
-                self._dialect, keyed=keyed, rows=rows
-            )
-        return sql
 
     def _by_keys(
         self, conn: Connection, keys: Iterable[tuple[str, str]]
