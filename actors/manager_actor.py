@@ -38,12 +38,11 @@ class DriverProxy:
 
     # `__dict__` on purpose: each operation's caller is cached there once made,
     # so later `driver.op` lookups are plain attribute hits, not __getattr__.
-    __slots__ = ("__dict__", "_backend", "_cell", "_handle", "_now", "_owner", "_timeout")
+    __slots__ = ("__dict__", "_backend", "_cell", "_handle", "_owner", "_timeout")
 
     def __init__(self, handle: ActorHandle, backend: str, timeout: float, owner: BaseActor) -> None:
         self._handle, self._backend, self._timeout, self._owner = handle, backend, timeout, owner
         self._cell = owner._cell
-        self._now = owner.clock.monotonic
 
     @property
     def name(self) -> str:
@@ -55,13 +54,14 @@ class DriverProxy:
         Called while handling a request, the operation inherits what is left of
         that request's deadline, so work the caller gave up on is not started.
         """
-        timeout = self._timeout
         handling = self._cell.handling
-        if type(handling) is Request and handling.deadline is not None:
-            remaining = handling.deadline - self._now()
-            if remaining < timeout:
-                timeout = remaining if remaining > 0.0 else 0.0
-        future = self._handle.ask(op, args, kwargs, timeout=timeout)
+        future = self._handle.ask(
+            op,
+            args,
+            kwargs,
+            timeout=self._timeout,
+            deadline=handling.deadline if type(handling) is Request else None,
+        )
         if future._state:  # failed at once: say "not ready" for a restarting driver
             error = future.exception()
             if isinstance(error, ActorUnavailable) and not isinstance(error, DriverNotReady):

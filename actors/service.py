@@ -434,6 +434,9 @@ class Service:
         key: str | None = None,
     ) -> Any:
         """Send an RPC request and wait for its result, at most `timeout` seconds."""
+        if self.operations is None:  # no journal: ask(), inlined (the in-process hot path)
+            handle = self._handles.get(target) or self.handle(target)
+            return handle.ask(method, (), args, timeout=timeout, rpc=True, version=version).result()
         return self.ask(target, method, args, timeout=timeout, version=version, key=key).result()
 
     def cast(

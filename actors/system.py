@@ -225,20 +225,27 @@ class ActorHandle:
         timeout: float | None = None,
         rpc: bool = False,
         version: str | None = None,
+        deadline: float | None = None,
     ) -> ActorFuture[Any]:
         """Send a request; the future completes with the reply or a typed error.
 
         Never blocks: a full mailbox, an unknown or restarting target fail the
-        future at once. `future.result()` waits at most until the deadline.
+        future at once. `future.result()` waits at most until the deadline:
+        `timeout` from now or, if sooner, `deadline` (on the runtime's clock,
+        e.g. the deadline of the request being handled, which work done for
+        it inherits).
         """
         reply = self._new_future()
         if timeout is None:
             timeout = self._timeout
         # expect_by(), inlined: this is the hot path of every request.
         wall = _monotonic()
+        now = wall if self._real_clock else self._now()
+        if deadline is not None and deadline < now + timeout:
+            timeout = deadline - now if deadline > now else 0.0
         reply._what = (self.name, method, timeout)
         reply._wait_until = wall + timeout
-        deadline = (wall if self._real_clock else self._now()) + timeout
+        deadline = now + timeout
         entry = self._entries.get(self.name)
         cell = entry.cell if entry is not None else None
         if cell is None or cell._stopping:

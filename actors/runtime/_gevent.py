@@ -78,8 +78,12 @@ class GreenFuture(ActorFuture[Any]):
         self._state = state
         callbacks = self._callbacks
         self._callbacks = None
-        if self._waiters:
-            self._wake()
+        waiters = self._waiters
+        if waiters:  # _wake(), inlined
+            self._waiters = None
+            run_callback = get_hub().loop.run_callback
+            for waiter in waiters:
+                run_callback(waiter.switch, True)
         if callbacks:
             for callback in callbacks:
                 try:
