@@ -178,6 +178,47 @@ def test_timers_set_by_an_actor_run_in_its_mailbox(runtime):
     assert clock.pending() == 0  # a stopped actor leaves no timers behind
 
 
+def test_a_request_asked_with_a_deadline_is_not_started_after_it(runtime):
+    from actors import DeadlineExceeded
+
+    clock = VirtualClock()
+    system = ActorSystem(get_runtime(runtime.name, clock=clock))
+    gate = system.runtime.event()
+
+    class Gated(BaseActor):
+        def __init__(self) -> None:
+            self.ran: list[int] = []
+
+        def hold(self) -> str:
+            gate.wait(10)
+            return "held"
+
+        def work(self, n: int) -> int:
+            self.ran.append(n)
+            return n
+
+        def ran_so_far(self) -> list[int]:
+            return list(self.ran)
+
+    try:
+        actor = system.spawn("gated", Gated())
+        held = actor.ask("hold", timeout=30)
+        # `deadline` (runtime clock) is sooner than the timeout: it applies.
+        late = actor.ask("work", (1,), timeout=30, deadline=clock.monotonic() + 1)
+        # ... and a later one does not extend the timeout.
+        on_time = actor.ask("work", (2,), timeout=30, deadline=clock.monotonic() + 100)
+        clock.advance(2)
+        gate.set()
+        assert held.result(timeout=5) == "held"
+        with pytest.raises(DeadlineExceeded):
+            late.result(timeout=5)
+        assert on_time.result(timeout=5) == 2
+        assert actor.call("ran_so_far") == [2]
+    finally:
+        gate.set()
+        assert system.stop(5)
+
+
 class _BrokenDispatch(BaseActor):
     def resolve_call(self, method, *, rpc, version):  # type: ignore[override]
         raise GeneratorExit("dispatch blew up")
