@@ -422,8 +422,9 @@ class CellMixin:
                 reason,
                 exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
             )
-        if type(self.handling) is Request:
-            self.handling.reply.try_set_exception(ActorCrashed(self.name, reason))
+        handling = self.handling  # read once: abandon() may run in another thread
+        if type(handling) is Request:
+            handling.reply.try_set_exception(ActorCrashed(self.name, reason))
         self._stopping = True
         pykka.ActorRegistry.unregister(self.actor_ref)
         self._running = False
@@ -540,8 +541,9 @@ class CellMixin:
         pykka.ActorRegistry.unregister(self.actor_ref)
         self._running = False
         self.actor_stopped.set()
-        if type(self.handling) is Request:
-            self.handling.reply.try_set_exception(ActorCrashed(self.name, self._crash_reason))
+        handling = self.handling  # read once: its own thread may still be changing it
+        if type(handling) is Request:
+            handling.reply.try_set_exception(ActorCrashed(self.name, self._crash_reason))
         for name in reversed(list(self.children)):
             child = self.children.pop(name)
             if isinstance(child, CellMixin):

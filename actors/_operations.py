@@ -51,7 +51,7 @@ from actors.registry.journal import (
     OperationNotFound,
     OperationRecord,
 )
-from actors.runtime import ActorFuture, Runtime
+from actors.runtime import ActorFuture, Runtime, check_admission
 from transport.errors import error_from_wire
 from transport.protocol import error_body
 
@@ -165,6 +165,7 @@ class Operations:
         try:
             manager_class.check_request(name, method, version)
             handle.check_room(reserved=self._undelivered.get(name, 0))
+            check_admission()  # the blocking steps of changes under way are bounded here
             pending = self.journal.accept(name, method, args, key, op_id=op_id)
         except (TypeError, ValueError) as exc:  # arguments the journal cannot store
             error: BaseException = InvalidArguments(handle.name, method, str(exc))

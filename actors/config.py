@@ -23,7 +23,13 @@ from pydantic_settings import (
 )
 
 from actors.errors import ConfigError
-from actors.runtime._offload import DEFAULT_QUEUE, DEFAULT_SYSTEM_WORKERS, DEFAULT_WORKERS
+from actors.runtime._offload import (
+    DEFAULT_OPERATIONS_BACKLOG,
+    DEFAULT_OPERATIONS_WORKERS,
+    DEFAULT_QUEUE,
+    DEFAULT_SYSTEM_WORKERS,
+    DEFAULT_WORKERS,
+)
 from actors.supervision import Backoff, SupervisionPolicy
 
 __all__ = ["BackendConfig", "ServiceConfig", "TransportConfig", "default_config", "load_config"]
@@ -138,8 +144,20 @@ class ServiceConfig(BaseSettings):
         DEFAULT_SYSTEM_WORKERS,
         ge=1,
         le=64,
-        description="threads for the service's own database work (heartbeats, journal"
-        " upkeep, writes of accepted operations), which is never refused",
+        description="threads for the service's own upkeep (heartbeats, capability"
+        " reports, journal recovery and pruning), which is never refused",
+    )
+    offload_operations_workers: int = Field(
+        DEFAULT_OPERATIONS_WORKERS,
+        ge=1,
+        le=64,
+        description="threads for the database steps of changes under way (never refused)",
+    )
+    offload_operations_backlog: int = Field(
+        DEFAULT_OPERATIONS_BACKLOG,
+        ge=1,
+        le=1_000_000,
+        description="such steps running or waiting at which a new change gets Overloaded",
     )
 
     @model_validator(mode="after")

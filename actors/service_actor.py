@@ -125,6 +125,7 @@ class ServiceActor(BaseActor):
         self.registry_ids: dict[str, int] | None = None
         self._reporting = False
         self._report_again = False
+        self._publishing: ActorFuture[Any] | None = None  # the capability round under way
         self._generation = 0  # bumped when the rows must be registered again
         self._round_generation = 0
         self.round_in_flight: ActorFuture[Any] | None = None
@@ -189,6 +190,8 @@ class ServiceActor(BaseActor):
             workers=config.offload_workers,
             queue=config.offload_queue,
             system_workers=config.offload_system_workers,
+            operations_workers=config.offload_operations_workers,
+            operations_backlog=config.offload_operations_backlog,
         )
 
     def register_now(self) -> None:
@@ -286,7 +289,16 @@ class ServiceActor(BaseActor):
 
         The future completes with {"receivers": n, "failed": m, "reports": k}.
         A driver that does not answer is left out of this round (logged).
+        Rounds never overlap: asked while one is under way (a receiver slow
+        to answer), the answer is that round's future, so a slow receiver
+        holds at most one system-lane worker.
         """
+        if self._publishing is not None and not self._publishing.done():
+            return self._publishing
+        self._publishing = self._publish_round()
+        return self._publishing
+
+    def _publish_round(self) -> ActorFuture[Any]:
         names = self.ready_managers()
         stats = {
             name: self.child(f"{name}/driver").ask("get_stats", timeout=self.config.default_timeout)

@@ -59,6 +59,12 @@ def test_reports_are_published_at_start_and_each_round_and_older_ones_dropped(
     while _reports(scheduler)["reports"]["ha@b1"]["timestamp"] == first["timestamp"]:
         assert time.monotonic() < deadline, "the second report did not arrive"
         scheduler.service.system.runtime.sleep(0.02)
+    # Rounds never overlap: asked again while one is under way, it is that round.
+    same = agent.run_in(
+        agent.service.name,
+        lambda actor: actor.publish_capabilities() is actor.publish_capabilities(),
+    )
+    assert same is True
     # A late, older report is dropped.
     stale = {**first, "capabilities": {"driver": "stale"}}
     assert scheduler.call("s", "update_capabilities", report=stale) is False

@@ -259,7 +259,7 @@ def test_share_writes_go_on_while_share_reads_are_refused(
             h.call("fake", "list_shares")
         with pytest.raises(Overloaded):
             h.call("fake", "get_share", share_id="s1")
-        # A change is accepted work: its reads and writes take the system lane.
+        # A change is admitted work: its reads and writes take the operations lane.
         made = h.call("fake", "create_share", share_id="s1", size_gb=1)
         assert made["state"] == "available"
         assert h.call("fake", "extend_share", share_id="s1", new_size_gb=2)["size_gb"] == 2
@@ -268,6 +268,66 @@ def test_share_writes_go_on_while_share_reads_are_refused(
         gate.set()
     assert reading.result()["count"] in (0, 1)  # read before or after the create
     assert h.call("fake", "get_share", share_id="s1")["size_gb"] == 2
+
+
+def test_changes_are_refused_at_admission_while_the_operations_lane_is_backed_up(
+    actors_service: Callable[..., Any], actors_runtime: str, tmp_path: Path
+):
+    h = actors_service(
+        {"fake": SHARES},
+        host="h",
+        state_dir=tmp_path / "state",
+        offload_operations_workers=1,
+        offload_operations_backlog=2,
+    )
+    assert h.service.system is not None and h.service.operations is not None
+    runtime = h.service.system.runtime
+    h.call("fake", "create_share", share_id="s1", size_gb=1)
+    journaled = len(h.service.operations.journal.list())
+    held = Held()
+    try:
+        backed_up = [runtime.offload(held, i, lane="operations") for i in range(2)]
+        held.wait_running(1)  # one runs, one waits: the backlog is at its limit
+        with pytest.raises(Overloaded) as refused:  # journaled: refused before it is accepted
+            h.call("fake", "create_share", share_id="s2", size_gb=1)
+        assert (refused.value.lane, refused.value.capacity) == ("operations", 2)
+        with pytest.raises(Overloaded):  # not journaled: refused before it changes anything
+            h.call("fake", "delete_share", share_id="s1")
+        assert len(h.service.operations.journal.list()) == journaled  # nothing was accepted
+        # The process's upkeep is in a lane of its own: a registry round still runs.
+        registry = h.service.registry
+        assert registry is not None
+        before = registry.services(host="h")[0].report_count
+        h.run_in(h.service.name, lambda actor: actor.report())  # waits for the round
+        assert registry.services(host="h")[0].report_count == before + 1
+        assert offload_status()["operations"]["refused"] >= 2
+    finally:
+        held.release()
+    assert [f.get(timeout=10) for f in backed_up] == [0, 1]
+    assert h.call("fake", "get_share", share_id="s1")["state"] == "available"
+    assert h.call("fake", "create_share", share_id="s2", size_gb=1)["state"] == "available"
+
+
+def test_a_worker_that_cannot_start_is_not_counted_and_its_calls_fail(runtime: Runtime):
+    from actors.runtime._offload import OffloadPool
+
+    pool = OffloadPool("test", 1, 10)
+    real_start = pool._start_thread
+
+    def no_threads(target: Any, name: str) -> None:
+        raise RuntimeError("can't start new thread")
+
+    pool._start_thread = no_threads
+    outcomes: list[tuple[bool, Any]] = []
+    pool.submit(str, (1,), lambda ok, value: outcomes.append((ok, value)))
+    assert [ok for ok, _ in outcomes] == [False]  # failed at once: no worker will ever run it
+    assert pool.status()["threads"] == 0
+    pool.resize(2, 10)  # nothing waits: no thread to start
+    pool._start_thread = real_start
+    done = threading.Event()
+    pool.submit(lambda: done.set(), (), lambda ok, value: None)
+    assert done.wait(10)  # the count was right: a real worker started for it
+    assert pool.status()["threads"] == 1
 
 
 @pytest.mark.parametrize("runtime", ["gevent", "threading"])

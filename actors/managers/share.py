@@ -35,7 +35,7 @@ from actors.manager_actor import ManagerActor
 from actors.registry.api import DatabaseUnavailable
 from actors.registry.shares import ShareStore
 from actors.rpc import rpc
-from actors.runtime import ActorFuture, OffloadLane
+from actors.runtime import ActorFuture, OffloadLane, check_admission
 
 __all__ = ["ShareManager", "ShareManagerOptions"]
 
@@ -129,6 +129,7 @@ class ShareManager(ManagerActor):
     @rpc(idempotent=True)
     def delete_share(self, share_id: str) -> Any:
         """Delete a share, its snapshots and its exports."""
+        check_admission()
         held = self._transition(share_id, ("available", "error", "deleting"), "deleting")
 
         def delete(share: dict[str, Any]) -> Any:
@@ -263,6 +264,7 @@ class ShareManager(ManagerActor):
     @rpc(idempotent=True)
     def delete_snapshot(self, share_id: str, snapshot_id: str) -> Any:
         """Delete a snapshot (the share is held meanwhile: no revert or snapshot races it)."""
+        check_admission()
         known = self._db(self.store.get_snapshot, share_id, snapshot_id)
         held = self.then(
             known, lambda _: self._transition(share_id, ("available", "error"), "updating")
@@ -312,6 +314,7 @@ class ShareManager(ManagerActor):
     def allow_access(self, share_id: str, rule: dict[str, Any]) -> Any:
         """Allow `rule` = {"access_to": "10.0.0.0/24", "access_level": "rw"|"ro"}."""
         rule = _check_rule(self.name, rule)
+        check_admission()
 
         def change(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
             kept = [r for r in rules if r["access_to"] != rule["access_to"]]
@@ -326,6 +329,7 @@ class ShareManager(ManagerActor):
     @rpc(idempotent=True)
     def deny_access(self, share_id: str, access_to: str) -> Any:
         """Remove the rule for `access_to`."""
+        check_admission()
         return self._change_access(
             share_id, lambda rules: [r for r in rules if r["access_to"] != access_to]
         )
@@ -353,8 +357,10 @@ class ShareManager(ManagerActor):
     @rpc
     def get_capabilities(self) -> Any:
         """The driver's capacity and capabilities, with this backend's quota and allocation."""
-        stats = self.driver.get_stats()
         shares = self._read(self.store.shares, self.name)
+        if shares.done() and shares.exception() is not None:
+            return shares  # refused (Overloaded): do not queue driver work for nothing
+        stats = self.driver.get_stats()
 
         def combine(listed: list[dict[str, Any]]) -> Any:
             allocated = sum(s["size_gb"] for s in listed)
@@ -373,12 +379,14 @@ class ShareManager(ManagerActor):
 
     # -- helpers ------------------------------------------------------------------------
     def _db(self, fn: Any, *args: Any, **kwargs: Any) -> ActorFuture[Any]:
-        """Database work of an accepted operation, off the actors (kwargs allowed).
+        """Database work of a change under way, off the actors (kwargs allowed).
 
-        The system lane: a change already acknowledged (journaled) must not
-        be refused half-way, nor wait behind a flood of reads.
+        The operations lane: a change already admitted must not be refused
+        half-way, nor wait behind a flood of reads. Admission is bounded
+        instead: the journal checks `check_admission()` before it accepts, and
+        the changes that are not journaled call it first thing.
         """
-        return self._offload("system", fn, args, kwargs)
+        return self._offload("operations", fn, args, kwargs)
 
     def _read(self, fn: Any, *args: Any, **kwargs: Any) -> ActorFuture[Any]:
         """A database read answering a client (get_share, list_shares, ...).

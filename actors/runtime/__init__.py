@@ -4,10 +4,11 @@ Choose one by name with `get_runtime("gevent" | "threading")`, or pass a
 `Runtime` instance. Both give the same actor semantics; the test suite runs on
 both.
 
-Blocking work (database I/O) runs through `Runtime.offload` in two
+Blocking work (database I/O) runs through `Runtime.offload` in three
 process-wide lanes of native threads: "client" (bounded: refused with
-`Overloaded` when full) and "system" (never refused); `configure_offload`
-sizes them.
+`Overloaded` when full), "operations" (the steps of admitted changes, bounded
+at admission by `check_admission`) and "system" (the process's upkeep, never
+refused); `configure_offload` sizes them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from actors.errors import ConfigError
 from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime
 from actors.runtime._clock import Clock, TimerHandle, VirtualClock, call_repeatedly
 from actors.runtime._future import ActorFuture
-from actors.runtime._offload import OffloadLane, configure_offload, offload_status
+from actors.runtime._offload import (
+    OffloadLane,
+    check_admission,
+    configure_offload,
+    offload_status,
+)
 
 RUNTIME_NAMES = ("gevent", "threading")
 
@@ -32,6 +38,7 @@ __all__ = [
     "TimerHandle",
     "VirtualClock",
     "call_repeatedly",
+    "check_admission",
     "configure_offload",
     "get_runtime",
     "offload_status",

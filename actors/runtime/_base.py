@@ -132,9 +132,11 @@ class Runtime(abc.ABC):
         """Run blocking `fn(*args)` (database I/O) off the actors; a future of its result.
 
         `lane="client"`: refusable work (reads for clients); beyond the lane's
-        bound the future fails at once with `Overloaded`. `lane="system"`: work
-        that must not be refused (heartbeats, journal upkeep, writes of accepted
-        operations). See `actors/runtime/_offload.py`.
+        bound the future fails at once with `Overloaded`. `lane="operations"`:
+        the steps of an admitted change (never refused; call
+        `check_admission()` before the change starts). `lane="system"`: the
+        process's upkeep (heartbeats, journal upkeep). See
+        `actors/runtime/_offload.py`.
         """
 
     @abc.abstractmethod

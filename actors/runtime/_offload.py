@@ -1,7 +1,7 @@
 """Bounded thread pools for blocking work (database I/O), shared by both runtimes.
 
-`Runtime.offload(fn, *args, lane=...)` runs `fn` in one of two lanes, each a
-small set of native worker threads taking calls in the order they came:
+`Runtime.offload(fn, *args, lane=...)` runs `fn` in one of three lanes, each
+a small set of native worker threads taking calls in the order they came:
 
 - `"client"` (the default): work done for a request that may be refused,
   such as listings read for clients. At most `workers` calls run at once and
@@ -9,11 +9,17 @@ small set of native worker threads taking calls in the order they came:
   retryable) instead of queueing without bound. Few workers on purpose: on
   gevent each one competes with the hub (every actor and the transport) for
   the GIL.
-- `"system"`: work that must not be refused because the process itself
-  depends on it or it completes work already accepted (registry heartbeats,
-  journal upkeep, writes of accepted operations). Never refused, never
-  queued behind client work. Its queue has no bound of its own: what feeds
-  it is bounded upstream (one registry round at a time, accepted operations).
+- `"operations"`: the blocking steps of changes already admitted (a
+  manager's database writes for an operation under way). A call is never
+  refused once made, since the change may be half done; the bound is at
+  admission instead: `check_admission()` refuses a new request with
+  `Overloaded` while `backlog` calls are running or waiting here, before
+  anything of it runs (the journal checks it before accepting; a manager
+  checks it first thing in a change that is not journaled).
+- `"system"`: the process's own upkeep, which it depends on (registry
+  heartbeats, capability reports, journal recovery and pruning). Never
+  refused and never queued behind clients' reads or operations' writes, so
+  a flood of either cannot delay heartbeats. Fed one round at a time.
 
 The lanes are process-wide, like gevent's hub thread pool and the threading
 runtime's pool before them: every service and runtime in the process shares
@@ -36,11 +42,14 @@ from typing import Any, Literal
 from actors.errors import Overloaded
 
 __all__ = [
+    "DEFAULT_OPERATIONS_BACKLOG",
+    "DEFAULT_OPERATIONS_WORKERS",
     "DEFAULT_QUEUE",
     "DEFAULT_SYSTEM_WORKERS",
     "DEFAULT_WORKERS",
     "OffloadLane",
     "OffloadPool",
+    "check_admission",
     "configure_offload",
     "lane_pool",
     "offload_status",
@@ -48,12 +57,15 @@ __all__ = [
 
 log = logging.getLogger("actors.offload")
 
-OffloadLane = Literal["client", "system"]
-"""Which pool an offloaded call runs in: "client" (bounded) or "system" (never refused)."""
+OffloadLane = Literal["client", "operations", "system"]
+"""Which pool an offloaded call runs in: "client" (bounded), "operations" (bounded at
+admission) or "system" (the process's upkeep, never refused)."""
 
 DEFAULT_WORKERS = 2
 DEFAULT_QUEUE = 128
 DEFAULT_SYSTEM_WORKERS = 2
+DEFAULT_OPERATIONS_WORKERS = 2
+DEFAULT_OPERATIONS_BACKLOG = 1000
 
 Done = Callable[[bool, Any], None]
 """Called in the worker thread with (True, result) or (False, exception)."""
@@ -123,16 +135,7 @@ class OffloadPool:
         if wake is not None:
             wake.release()
         elif number:
-            try:
-                self._start_thread(self._work, f"actors-offload-{self.name}-{number}")
-            except Exception as exc:  # out of threads: no call may be left waiting for none
-                with self._mutex:
-                    self._threads -= 1
-                    stranded = list(self._tasks) if self._threads == 0 else []
-                    if stranded:
-                        self._tasks.clear()
-                for _, _, failed in stranded:
-                    failed(False, exc)
+            self._start_worker(number)
 
     def resize(self, workers: int, queue: int | None) -> None:
         """New limits; running calls finish, extra threads leave when idle."""
@@ -153,7 +156,29 @@ class OffloadPool:
         for lock in wake:
             lock.release()
         for number in starts:
+            self._start_worker(number)
+
+    def _start_worker(self, number: int) -> None:
+        """Start worker `number` (already counted); undo the count if it cannot start.
+
+        Out of threads, the calls that no worker is left to run fail now
+        rather than wait for none.
+        """
+        try:
             self._start_thread(self._work, f"actors-offload-{self.name}-{number}")
+        except Exception as exc:
+            log.error("offload lane %s: could not start a worker: %s", self.name, exc)
+            with self._mutex:
+                self._threads -= 1
+                stranded = list(self._tasks) if self._threads == 0 else []
+                if stranded:
+                    self._tasks.clear()
+            for _, _, failed in stranded:
+                failed(False, exc)
+
+    def backlog(self) -> int:
+        """Calls running or waiting (read without the lock: a snapshot)."""
+        return self._busy + len(self._tasks)
 
     def status(self) -> dict[str, Any]:
         """Limits and current load, for `$service.status`."""
@@ -168,6 +193,15 @@ class OffloadPool:
             }
 
     def _work(self) -> None:
+        try:
+            self._serve()
+        except BaseException:  # the count must follow the threads, or calls wait for none
+            with self._mutex:
+                self._threads -= 1
+            log.exception("offload lane %s: a worker died", self.name)
+            raise
+
+    def _serve(self) -> None:
         parked = self._allocate_lock()
         parked.acquire()
         mutex = self._mutex
@@ -211,11 +245,30 @@ def lane_pool(lane: OffloadLane) -> OffloadPool:
     with _lanes_lock:
         if not _lanes:
             _lanes["client"] = OffloadPool("client", DEFAULT_WORKERS, DEFAULT_QUEUE)
+            _lanes["operations"] = OffloadPool("operations", DEFAULT_OPERATIONS_WORKERS, None)
             _lanes["system"] = OffloadPool("system", DEFAULT_SYSTEM_WORKERS, None)
     try:
         return _lanes[lane]
     except KeyError:
-        raise ValueError(f"unknown offload lane {lane!r}: 'client' or 'system'") from None
+        raise ValueError(
+            f"unknown offload lane {lane!r}: 'client', 'operations' or 'system'"
+        ) from None
+
+
+_admission = {"backlog": DEFAULT_OPERATIONS_BACKLOG}
+
+
+def check_admission() -> None:
+    """Refuse a new change (Overloaded) while the operations lane has `backlog` calls.
+
+    Called before anything of the change runs: by the journal's submit before
+    it accepts, by a manager first thing in a change that is not journaled.
+    """
+    pool = lane_pool("operations")
+    backlog = _admission["backlog"]
+    if pool.backlog() >= backlog:
+        pool.refused += 1
+        raise Overloaded("operations", pool.workers, backlog)
 
 
 def configure_offload(
@@ -223,13 +276,23 @@ def configure_offload(
     workers: int = DEFAULT_WORKERS,
     queue: int = DEFAULT_QUEUE,
     system_workers: int = DEFAULT_SYSTEM_WORKERS,
+    operations_workers: int = DEFAULT_OPERATIONS_WORKERS,
+    operations_backlog: int = DEFAULT_OPERATIONS_BACKLOG,
 ) -> None:
     """Size the process's lanes: `workers` and `queue` of the client lane,
-    `system_workers` of the system lane. Process-wide: the last call wins."""
+    `operations_workers` and the admission `operations_backlog` of the
+    operations lane, `system_workers` of the system lane. Process-wide: the
+    last call wins."""
+    if operations_backlog < 1:
+        raise ValueError("operations_backlog must be at least 1")
     lane_pool("client").resize(workers, queue)
+    lane_pool("operations").resize(operations_workers, None)
     lane_pool("system").resize(system_workers, None)
+    _admission["backlog"] = operations_backlog
 
 
 def offload_status() -> dict[str, dict[str, Any]]:
     """Each lane's limits and load: workers, queue, running, waiting, threads, refused."""
-    return {lane: lane_pool(lane).status() for lane in ("client", "system")}
+    status = {lane: lane_pool(lane).status() for lane in ("client", "operations", "system")}
+    status["operations"]["backlog_limit"] = _admission["backlog"]
+    return status
