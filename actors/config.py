@@ -127,6 +127,12 @@ class ServiceConfig(BaseSettings):
     journal_max_pending: int = Field(
         10_000, ge=1, description="operations waiting for a commit before Busy"
     )
+    memory_trim_interval: float = Field(
+        60.0,
+        ge=0,
+        description="seconds between returns of free heap memory to the OS"
+        " (glibc malloc_trim, when over 32 MiB is free); 0: never",
+    )
     offload_workers: int = Field(
         DEFAULT_WORKERS,
         ge=1,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from actors._heap import trim_heap
 from actors._operations import Operations
 from actors.actor import BaseActor
 from actors.capabilities import publish_reports
@@ -232,6 +233,8 @@ class ServiceActor(BaseActor):
             timers.append(
                 self.call_repeatedly(config.capability_interval, self.publish_capabilities)
             )
+        if config.memory_trim_interval > 0:
+            timers.append(self.call_repeatedly(config.memory_trim_interval, self.trim_memory))
         self._timers = timers
 
     # -- reload (SIGHUP) -------------------------------------------------------------------
@@ -557,6 +560,14 @@ class ServiceActor(BaseActor):
                     target,
                     target,
                 )
+
+    def trim_memory(self) -> ActorFuture[Any]:
+        """Give free heap memory back to the OS, off the actors (see actors/_heap.py).
+
+        Connection churn leaves libzmq's freed per-peer buffers in malloc's
+        heap; without this, resident memory stays at its high-water mark.
+        """
+        return self.runtime.offload(trim_heap, lane="system")
 
     def prune(self) -> ActorFuture[Any]:
         """Delete finished operations older than `journal_retention`, off the actors."""
