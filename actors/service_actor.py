@@ -127,6 +127,7 @@ class ServiceActor(BaseActor):
         self._reporting = False
         self._report_again = False
         self._publishing: ActorFuture[Any] | None = None  # the capability round under way
+        self._publish_next: ActorFuture[Any] | None = None  # ... and the one asked for since
         self._generation = 0  # bumped when the rows must be registered again
         self._round_generation = 0
         self.round_in_flight: ActorFuture[Any] | None = None
@@ -292,14 +293,24 @@ class ServiceActor(BaseActor):
 
         The future completes with {"receivers": n, "failed": m, "reports": k}.
         A driver that does not answer is left out of this round (logged).
-        Rounds never overlap: asked while one is under way (a receiver slow
-        to answer), the answer is that round's future, so a slow receiver
-        holds at most one system-lane worker.
+        Rounds never overlap, so a receiver slow to answer holds at most one
+        system-lane worker: asked while one is under way, the next round
+        starts when it ends (asks meanwhile share that next round), and the
+        future is that next round's.
         """
-        if self._publishing is not None and not self._publishing.done():
+        if self._publishing is None or self._publishing.done():
+            self._publishing = self._publish_round()
             return self._publishing
-        self._publishing = self._publish_round()
-        return self._publishing
+        if self._publish_next is None:
+            self._publish_next = self.runtime.future()
+            self.pipe(self._publishing, self._publish_queued)
+        return self._publish_next
+
+    def _publish_queued(self, _: Any) -> None:  # in the mailbox: the last round ended
+        waiting, self._publish_next = self._publish_next, None
+        if waiting is not None:
+            self._publishing = self._publish_round()
+            self._publishing.transfer_to(waiting)
 
     def _publish_round(self) -> ActorFuture[Any]:
         names = self.ready_managers()
