@@ -33,7 +33,14 @@ from actors.manager_actor import ManagerActor
 from actors.periodic import periodic_task
 from actors.processutils import ProcessResult, execute
 from actors.rpc import rpc
-from actors.runtime import ActorFuture, Runtime, VirtualClock, get_runtime
+from actors.runtime import (
+    ActorFuture,
+    OffloadLane,
+    Runtime,
+    VirtualClock,
+    check_admission,
+    get_runtime,
+)
 from actors.service import Service
 from actors.service_actor import ServiceActor
 from actors.supervision import Backoff, ChildSpec, RestartType, Strategy, SupervisionPolicy
@@ -68,6 +75,7 @@ __all__ = [
     "ManagerActor",
     "MethodNotAllowed",
     "NotFound",
+    "OffloadLane",
     "OperationInProgress",
     "OperationInterrupted",
     "Overloaded",
@@ -86,6 +94,7 @@ __all__ = [
     "UnsupportedVersion",
     "VirtualClock",
     "__version__",
+    "check_admission",
     "execute",
     "get_runtime",
     "load_config",
