@@ -37,40 +37,44 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
-def _libc() -> Any:
+def _libc() -> tuple[Any, Any]:
+    """glibc's malloc_trim and mallinfo2 (None for what is missing)."""
     try:
         libc = ctypes.CDLL(None)
-        mallinfo2, malloc_trim = libc.mallinfo2, libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (or older than 2.33)
-        return None
-    mallinfo2.restype = _MallInfo2
+        malloc_trim = libc.malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc
+        return None, None
     malloc_trim.argtypes = [ctypes.c_size_t]
     malloc_trim.restype = ctypes.c_int
-    return libc
+    mallinfo2 = getattr(libc, "mallinfo2", None)  # glibc >= 2.33
+    if mallinfo2 is not None:
+        mallinfo2.restype = _MallInfo2
+    return malloc_trim, mallinfo2
 
 
-_LIBC = _libc()
+_MALLOC_TRIM, _MALLINFO2 = _libc()
 
 
 def free_heap_bytes() -> int | None:
     """Bytes malloc holds free in its heap (None where it cannot be told)."""
-    if _LIBC is None:
+    if _MALLINFO2 is None:
         return None
-    return int(_LIBC.mallinfo2().fordblks)
+    return int(_MALLINFO2().fordblks)
 
 
 def trim_heap(above: int = TRIM_ABOVE) -> bool | None:
     """`malloc_trim(0)` if more than `above` bytes are free; whether memory went back.
 
     False when there was too little free to bother (or nothing could be
-    returned), None where unsupported. Takes a few milliseconds on a heap of
-    a few hundred MB: run it off the actors.
+    returned), None where unsupported (not glibc). On a glibc without
+    mallinfo2 (< 2.33) it trims without looking first. Takes a few
+    milliseconds on a heap of a few hundred MB: run it off the actors.
     """
-    free = free_heap_bytes()
-    if free is None or _LIBC is None:
+    if _MALLOC_TRIM is None:
         return None
-    if free <= above:
+    free = free_heap_bytes()
+    if free is not None and free <= above:
         return False
-    released = bool(_LIBC.malloc_trim(0))
-    log.debug("malloc_trim with %d free heap bytes: %s", free, released)
+    released = bool(_MALLOC_TRIM(0))
+    log.debug("malloc_trim with %s free heap bytes: %s", free, released)
     return released

@@ -104,18 +104,23 @@ class Busy(ActorsError):
 
 
 class Overloaded(Busy):
-    """Too much blocking work (database reads) is waiting for the service's workers.
+    """Too much blocking work (database I/O) is waiting for the service's workers.
 
     A `Busy` (catch either): the request was refused at once, before anything
-    ran, because `workers` calls of the `lane` run and `capacity` more wait.
-    Retry later.
+    ran. Lane "client": `workers` reads run and `capacity` more wait. Lane
+    "operations": `capacity` steps of changes under way run or wait, so a new
+    change is not accepted. Retry later.
     """
 
     def __init__(self, lane: str, workers: int, capacity: int) -> None:
+        what = (
+            f"{capacity} steps of changes running or waiting"
+            if lane == "operations"
+            else f"{workers} workers busy and {capacity} calls waiting"
+        )
         ActorsError.__init__(
             self,
-            f"overloaded: {workers} workers busy and {capacity} calls waiting "
-            f"({lane} lane); retry later",
+            f"overloaded: {what} ({lane} lane); retry later",
             lane=lane,
             workers=workers,
             capacity=capacity,

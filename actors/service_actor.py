@@ -128,6 +128,7 @@ class ServiceActor(BaseActor):
         self._report_again = False
         self._publishing: ActorFuture[Any] | None = None  # the capability round under way
         self._publish_next: ActorFuture[Any] | None = None  # ... and the one asked for since
+        self._trimming: ActorFuture[Any] | None = None  # the heap trim under way
         self._generation = 0  # bumped when the rows must be registered again
         self._round_generation = 0
         self.round_in_flight: ActorFuture[Any] | None = None
@@ -298,12 +299,13 @@ class ServiceActor(BaseActor):
         starts when it ends (asks meanwhile share that next round), and the
         future is that next round's.
         """
+        if self._publish_next is not None:  # queued already: share it
+            return self._publish_next
         if self._publishing is None or self._publishing.done():
             self._publishing = self._publish_round()
             return self._publishing
-        if self._publish_next is None:
-            self._publish_next = self.runtime.future()
-            self.pipe(self._publishing, self._publish_queued)
+        self._publish_next = self.runtime.future()
+        self.pipe(self._publishing, self._publish_queued)
         return self._publish_next
 
     def _publish_queued(self, _: Any) -> None:  # in the mailbox: the last round ended
@@ -329,12 +331,18 @@ class ServiceActor(BaseActor):
             nonlocal remaining
             remaining -= 1
             error = done.exception()
-            if error is not None:
-                self.log.warning("no capabilities from %s this round: %s", name, error)
-            else:
+            try:
+                if error is not None:
+                    raise error
                 reports.append(self._report(name, done.value()))
+            except Exception as exc:  # e.g. the backend was reloaded away meanwhile
+                self.log.warning("no capabilities from %s this round: %s", name, exc)
             if remaining == 0:
-                self._send_reports(reports, result)
+                try:
+                    self._send_reports(reports, result)
+                except Exception as exc:  # the round must end, or no later one starts
+                    self.log.warning("capability round failed: %s", exc)
+                    result.try_set({"receivers": 0, "failed": 0, "reports": len(reports)})
 
         for name, future in stats.items():
             self.pipe(future, functools.partial(collected, name))
@@ -352,7 +360,9 @@ class ServiceActor(BaseActor):
         }
 
     def _send_reports(self, reports: list[dict[str, Any]], result: ActorFuture[Any]) -> None:
-        assert self.registry is not None and self.config.capability_topic is not None
+        if self.registry is None or self.config.capability_topic is None:  # reloaded away
+            result.try_set({"receivers": 0, "failed": 0, "reports": 0})
+            return
         work = self.runtime.offload(
             publish_reports,
             self.registry,
@@ -578,7 +588,10 @@ class ServiceActor(BaseActor):
         Connection churn leaves libzmq's freed per-peer buffers in malloc's
         heap; without this, resident memory stays at its high-water mark.
         """
-        return self.runtime.offload(trim_heap, lane="system")
+        if self._trimming is not None and not self._trimming.done():
+            return self._trimming  # one trim at a time, whatever the interval
+        self._trimming = self.runtime.offload(trim_heap, lane="system")
+        return self._trimming
 
     def prune(self) -> ActorFuture[Any]:
         """Delete finished operations older than `journal_retention`, off the actors."""

@@ -75,3 +75,31 @@ def test_reports_are_published_at_start_and_each_round_and_older_ones_dropped(
     stale = {**first, "capabilities": {"driver": "stale"}}
     assert scheduler.call("s", "update_capabilities", report=stale) is False
     assert _reports(scheduler)["reports"]["ha@b1"]["capabilities"]["driver"] == "fake"
+
+
+def test_a_round_that_fails_half_way_still_ends_and_the_next_one_runs(
+    actors_service, tmp_path, monkeypatch
+):
+    import actors.service_actor as service_actor
+
+    real = service_actor.ServiceActor._report
+    failures = [RuntimeError("backend reloaded away")]
+
+    def report_once_broken(actor, name, capabilities):
+        if failures:
+            raise failures.pop()
+        return real(actor, name, capabilities)
+
+    monkeypatch.setattr(service_actor.ServiceActor, "_report", report_once_broken)
+    agent = actors_service(
+        {"b1": backend()},
+        host="ha",
+        state_dir=tmp_path / "state",
+        transport=False,
+        capability_topic="scheduler",  # nobody of it is up: nothing is received
+        capability_interval=3600,
+    )
+    first = agent.run_in(agent.service.name, lambda actor: actor.publish_capabilities())
+    second = agent.run_in(agent.service.name, lambda actor: actor.publish_capabilities())
+    assert [first["reports"], second["reports"]] in ([0, 1], [1, 1])  # the start round may
+    assert not failures  # have taken the broken report; either way both rounds ended

@@ -27,9 +27,18 @@ def test_trim_heap_returns_freed_memory_and_skips_a_small_heap():
 
 
 def test_trim_heap_does_nothing_without_glibc(monkeypatch):
-    monkeypatch.setattr(_heap, "_LIBC", None)
+    monkeypatch.setattr(_heap, "_MALLOC_TRIM", None)
+    monkeypatch.setattr(_heap, "_MALLINFO2", None)
     assert _heap.free_heap_bytes() is None
     assert _heap.trim_heap() is None
+
+
+def test_trim_heap_trims_without_looking_on_an_older_glibc(monkeypatch):
+    trims: list[int] = []
+    monkeypatch.setattr(_heap, "_MALLOC_TRIM", lambda pad: trims.append(pad) or 1)
+    monkeypatch.setattr(_heap, "_MALLINFO2", None)  # glibc < 2.33
+    assert _heap.trim_heap(above=sys.maxsize) is True
+    assert trims == [0]
 
 
 @pytest.mark.parametrize("interval, expected", [(60, [1, 2]), (0, [0, 0])])

@@ -291,7 +291,7 @@ def test_changes_are_refused_at_admission_while_the_operations_lane_is_backed_up
         with pytest.raises(Overloaded) as refused:  # journaled: refused before it is accepted
             h.call("fake", "create_share", share_id="s2", size_gb=1)
         assert (refused.value.lane, refused.value.capacity) == ("operations", 2)
-        with pytest.raises(Overloaded):  # not journaled: refused before it changes anything
+        with pytest.raises(Overloaded):  # an idempotent change is journaled too: refused alike
             h.call("fake", "delete_share", share_id="s1")
         assert len(h.service.operations.journal.list()) == journaled  # nothing was accepted
         # The process's upkeep is in a lane of its own: a registry round still runs.

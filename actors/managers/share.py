@@ -14,7 +14,8 @@ Database work runs off the actors; the manager never blocks on it or on the
 driver. Reads answering clients (`get_share`, `list_shares`,
 `get_capabilities`) go through the bounded client lane and may be refused
 with `Overloaded`; the database work of changes (accepted operations) goes
-through the system lane and is never refused.
+through the operations lane and is never refused (the journal refuses a new
+change instead while that lane is backed up).
 
 Backend options (`manager_options`): `quota_gb` (total size of the backend's
 shares; none by default).
@@ -35,7 +36,7 @@ from actors.manager_actor import ManagerActor
 from actors.registry.api import DatabaseUnavailable
 from actors.registry.shares import ShareStore
 from actors.rpc import rpc
-from actors.runtime import ActorFuture, OffloadLane, check_admission
+from actors.runtime import ActorFuture, OffloadLane
 
 __all__ = ["ShareManager", "ShareManagerOptions"]
 
@@ -129,7 +130,6 @@ class ShareManager(ManagerActor):
     @rpc(idempotent=True)
     def delete_share(self, share_id: str) -> Any:
         """Delete a share, its snapshots and its exports."""
-        check_admission()
         held = self._transition(share_id, ("available", "error", "deleting"), "deleting")
 
         def delete(share: dict[str, Any]) -> Any:
@@ -264,7 +264,6 @@ class ShareManager(ManagerActor):
     @rpc(idempotent=True)
     def delete_snapshot(self, share_id: str, snapshot_id: str) -> Any:
         """Delete a snapshot (the share is held meanwhile: no revert or snapshot races it)."""
-        check_admission()
         known = self._db(self.store.get_snapshot, share_id, snapshot_id)
         held = self.then(
             known, lambda _: self._transition(share_id, ("available", "error"), "updating")
@@ -314,7 +313,6 @@ class ShareManager(ManagerActor):
     def allow_access(self, share_id: str, rule: dict[str, Any]) -> Any:
         """Allow `rule` = {"access_to": "10.0.0.0/24", "access_level": "rw"|"ro"}."""
         rule = _check_rule(self.name, rule)
-        check_admission()
 
         def change(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
             kept = [r for r in rules if r["access_to"] != rule["access_to"]]
@@ -329,7 +327,6 @@ class ShareManager(ManagerActor):
     @rpc(idempotent=True)
     def deny_access(self, share_id: str, access_to: str) -> Any:
         """Remove the rule for `access_to`."""
-        check_admission()
         return self._change_access(
             share_id, lambda rules: [r for r in rules if r["access_to"] != access_to]
         )
@@ -383,8 +380,8 @@ class ShareManager(ManagerActor):
 
         The operations lane: a change already admitted must not be refused
         half-way, nor wait behind a flood of reads. Admission is bounded
-        instead: the journal checks `check_admission()` before it accepts, and
-        the changes that are not journaled call it first thing.
+        instead: the journal checks `check_admission()` before it accepts a
+        change (every change of this service is journaled).
         """
         return self._offload("operations", fn, args, kwargs)
 

@@ -14,8 +14,8 @@ a small set of native worker threads taking calls in the order they came:
   refused once made, since the change may be half done; the bound is at
   admission instead: `check_admission()` refuses a new request with
   `Overloaded` while `backlog` calls are running or waiting here, before
-  anything of it runs (the journal checks it before accepting; a manager
-  checks it first thing in a change that is not journaled).
+  anything of it runs (the journal checks it before accepting a change;
+  without a journal, changes are bounded only by the mailboxes).
 - `"system"`: the process's own upkeep, which it depends on (registry
   heartbeats, capability reports, journal recovery and pruning). Never
   refused and never queued behind clients' reads or operations' writes, so
@@ -195,10 +195,15 @@ class OffloadPool:
     def _work(self) -> None:
         try:
             self._serve()
-        except BaseException:  # the count must follow the threads, or calls wait for none
+        except BaseException as exc:  # the count must follow the threads, or calls wait for none
             with self._mutex:
                 self._threads -= 1
+                stranded = list(self._tasks) if self._threads == 0 else []
+                if stranded:
+                    self._tasks.clear()
             log.exception("offload lane %s: a worker died", self.name)
+            for _, _, failed in stranded:  # no worker is left to run them
+                failed(False, exc)
             raise
 
     def _serve(self) -> None:
@@ -262,7 +267,8 @@ def check_admission() -> None:
     """Refuse a new change (Overloaded) while the operations lane has `backlog` calls.
 
     Called before anything of the change runs: by the journal's submit before
-    it accepts, by a manager first thing in a change that is not journaled.
+    it accepts. Never inside a journaled method: that runs after acceptance
+    (and again in crash recovery), where a refusal would fail accepted work.
     """
     pool = lane_pool("operations")
     backlog = _admission["backlog"]
