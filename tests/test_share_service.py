@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,41 @@ def test_a_database_outage_after_the_driver_worked_does_not_strand_the_share(fak
         fake.wait_until(lambda f: f.in_flight == 0, fake_shares.service.system.runtime)
     assert creating.result(timeout=30)["state"] == "available"  # the write was retried
     assert fake_shares.call("fake", "get_share", share_id="s1")["state"] == "available"
+
+
+def test_a_change_refused_by_a_full_driver_mailbox_leaves_the_share_as_it_was(
+    actors_service, actors_runtime, tmp_path
+):
+    from actors import Busy
+    from actors.drivers.fake import FakeController
+
+    backend = {
+        "manager": MANAGER,
+        "driver": "actors.drivers.fake_share:FakeShareDriver",
+        "mailbox_capacity": 1,
+    }
+    h = actors_service({"fake": backend}, host="h", state_dir=tmp_path / "state")
+    for share_id in ("s1", "s2", "s3"):
+        h.call("fake", "create_share", share_id=share_id, size_gb=1)
+    fake = FakeController.for_backend("h@fake")
+    runtime = h.service.system.runtime
+    fake.hang("extend_share")
+    try:
+        first = h.service.ask("fake", "extend_share", {"share_id": "s1", "new_size_gb": 2})
+        fake.wait_until(lambda f: f.in_flight == 1, runtime)  # the driver is busy with s1
+        queued = h.service.ask("fake", "extend_share", {"share_id": "s2", "new_size_gb": 2})
+        driver = h.service.system.handle("h@fake/driver")
+        deadline = time.monotonic() + 10
+        while driver.status()["mailbox"] < 1:  # s2's change reaches the driver: slot taken
+            assert time.monotonic() < deadline, "the second change never reached the driver"
+            runtime.sleep(0.005)
+        with pytest.raises(Busy):
+            h.call("fake", "extend_share", share_id="s3", new_size_gb=2)
+        assert h.call("fake", "get_share", share_id="s3")["state"] == "available"
+    finally:
+        fake.release()
+    assert first.result(timeout=30)["size_gb"] == 2 and queued.result(timeout=30)["size_gb"] == 2
+    assert h.call("fake", "extend_share", share_id="s3", new_size_gb=2)["size_gb"] == 2
 
 
 def test_a_share_in_error_is_refused_without_retry(fake_shares):

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.drivers.local import ShareTooSmall, SnapshotNotFound
-from actors.errors import ActorUnavailable, DriverNotReady, InvalidArguments
+from actors.errors import ActorUnavailable, Busy, DriverNotReady, InvalidArguments
 from actors.manager_actor import ManagerActor
 from actors.registry.api import DatabaseUnavailable
 from actors.registry.shares import ShareStore
@@ -417,7 +417,7 @@ class ShareManager(ManagerActor):
 
         Success writes `on_success(result)` (retried through a database outage)
         and returns the share. An error the driver raised before it changed
-        anything (not ready, restarting, or one of `harmless`) runs `undo`: the
+        anything (not ready, restarting, its mailbox full, or one of `harmless`) runs `undo`: the
         share goes back to how it was. Any other error puts the share in
         `error_state` with the reason. Either way the caller gets the driver's
         own error, even if recording it failed.
@@ -430,7 +430,9 @@ class ShareManager(ManagerActor):
                     return finished.value()
                 fields = on_success(finished.value())
                 return self._db_retry(self.store.update, share_id, reason=None, **fields)
-            if undo is not None and isinstance(error, (ActorUnavailable, *harmless)):
+            # Busy exactly: the driver's mailbox was full, so it never started.
+            nothing_done = type(error) is Busy or isinstance(error, (ActorUnavailable, *harmless))
+            if undo is not None and nothing_done:
                 return self.pipe(undo(), _reraise(error))
             reason = str(error) if error_state == "error" else None
             marked = self._db_retry(self.store.update, share_id, state=error_state, reason=reason)
