@@ -69,8 +69,8 @@ class GreenFuture(ActorFuture[Any]):
                 run_callback(waiter.switch, True)
 
     def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
-        # ActorFuture._complete with _claim and _wake inlined: in the hub's
-        # thread there is no lock to take, and every request completes two.
+        # ActorFuture._complete with _claim inlined: in the hub's thread there
+        # is no lock to take, and every request completes two futures.
         if self._state != _PENDING:
             return False
         self._value = value
@@ -78,12 +78,8 @@ class GreenFuture(ActorFuture[Any]):
         self._state = state
         callbacks = self._callbacks
         self._callbacks = None
-        waiters = self._waiters
-        if waiters:  # _wake(), inlined
-            self._waiters = None
-            run_callback = get_hub().loop.run_callback
-            for waiter in waiters:
-                run_callback(waiter.switch, True)
+        if self._waiters:
+            self._wake()
         if callbacks:
             for callback in callbacks:
                 try:

@@ -103,6 +103,7 @@ class OffloadPool:
         self.workers = workers
         self.queue = queue
         self.refused = 0  # calls refused since the process started
+        self.backlog_limit: int | None = None  # for check_admission (operations lane)
         self._start_thread, self._allocate_lock = _native()
         self._reset()
         os.register_at_fork(after_in_child=self._reset)  # no threads survive a fork
@@ -120,9 +121,7 @@ class OffloadPool:
         wake = None
         number = 0  # of a thread to start
         with self._mutex:
-            if self.queue is not None and self._busy + len(self._tasks) >= (
-                self.workers + self.queue
-            ):
+            if self.queue is not None and self.backlog() >= self.workers + self.queue:
                 self.refused += 1
                 raise Overloaded(self.name, self.workers, self.queue)
             self._tasks.append((fn, args, done))
@@ -168,13 +167,17 @@ class OffloadPool:
             self._start_thread(self._work, f"actors-offload-{self.name}-{number}")
         except Exception as exc:
             log.error("offload lane %s: could not start a worker: %s", self.name, exc)
-            with self._mutex:
-                self._threads -= 1
-                stranded = list(self._tasks) if self._threads == 0 else []
-                if stranded:
-                    self._tasks.clear()
-            for _, _, failed in stranded:
-                failed(False, exc)
+            self._lose_worker(exc)
+
+    def _lose_worker(self, exc: BaseException) -> None:
+        """Uncount a worker that will not run; with none left, what waits fails with `exc`."""
+        with self._mutex:
+            self._threads -= 1
+            stranded = list(self._tasks) if self._threads == 0 else []
+            if stranded:
+                self._tasks.clear()
+        for _, _, failed in stranded:
+            failed(False, exc)
 
     def backlog(self) -> int:
         """Calls running or waiting (read without the lock: a snapshot)."""
@@ -183,7 +186,7 @@ class OffloadPool:
     def status(self) -> dict[str, Any]:
         """Limits and current load, for `$service.status`."""
         with self._mutex:
-            return {
+            status = {
                 "workers": self.workers,
                 "queue": self.queue,
                 "running": self._busy,
@@ -191,19 +194,16 @@ class OffloadPool:
                 "threads": self._threads,
                 "refused": self.refused,
             }
+        if self.backlog_limit is not None:
+            status["backlog_limit"] = self.backlog_limit
+        return status
 
     def _work(self) -> None:
         try:
             self._serve()
         except BaseException as exc:  # the count must follow the threads, or calls wait for none
-            with self._mutex:
-                self._threads -= 1
-                stranded = list(self._tasks) if self._threads == 0 else []
-                if stranded:
-                    self._tasks.clear()
             log.exception("offload lane %s: a worker died", self.name)
-            for _, _, failed in stranded:  # no worker is left to run them
-                failed(False, exc)
+            self._lose_worker(exc)
             raise
 
     def _serve(self) -> None:
@@ -251,6 +251,7 @@ def lane_pool(lane: OffloadLane) -> OffloadPool:
         if not _lanes:
             _lanes["client"] = OffloadPool("client", DEFAULT_WORKERS, DEFAULT_QUEUE)
             _lanes["operations"] = OffloadPool("operations", DEFAULT_OPERATIONS_WORKERS, None)
+            _lanes["operations"].backlog_limit = DEFAULT_OPERATIONS_BACKLOG
             _lanes["system"] = OffloadPool("system", DEFAULT_SYSTEM_WORKERS, None)
     try:
         return _lanes[lane]
@@ -258,9 +259,6 @@ def lane_pool(lane: OffloadLane) -> OffloadPool:
         raise ValueError(
             f"unknown offload lane {lane!r}: 'client', 'operations' or 'system'"
         ) from None
-
-
-_admission = {"backlog": DEFAULT_OPERATIONS_BACKLOG}
 
 
 def check_admission() -> None:
@@ -271,10 +269,10 @@ def check_admission() -> None:
     (and again in crash recovery), where a refusal would fail accepted work.
     """
     pool = lane_pool("operations")
-    backlog = _admission["backlog"]
-    if pool.backlog() >= backlog:
+    limit = pool.backlog_limit
+    if limit is not None and pool.backlog() >= limit:
         pool.refused += 1
-        raise Overloaded("operations", pool.workers, backlog)
+        raise Overloaded("operations", pool.workers, limit)
 
 
 def configure_offload(
@@ -293,12 +291,10 @@ def configure_offload(
         raise ValueError("operations_backlog must be at least 1")
     lane_pool("client").resize(workers, queue)
     lane_pool("operations").resize(operations_workers, None)
+    lane_pool("operations").backlog_limit = operations_backlog
     lane_pool("system").resize(system_workers, None)
-    _admission["backlog"] = operations_backlog
 
 
 def offload_status() -> dict[str, dict[str, Any]]:
     """Each lane's limits and load: workers, queue, running, waiting, threads, refused."""
-    status = {lane: lane_pool(lane).status() for lane in ("client", "operations", "system")}
-    status["operations"]["backlog_limit"] = _admission["backlog"]
-    return status
+    return {lane: lane_pool(lane).status() for lane in ("client", "operations", "system")}
