@@ -344,3 +344,144 @@ def test_green_mailbox_bounds_user_messages_only_and_refuses_all_once_closed():
     with pytest.raises(MailboxClosed):
         box.put(Stop())
     assert [type(box.get_nowait()) for _ in range(3)] == [Request, Request, Stop]
+
+
+# -- the gevent run queue: handovers between parked greenlets ----------------------------
+def test_green_wakeups_keep_their_order_with_other_hub_callbacks():
+    """A greenlet woken after something else was scheduled on the hub (here a
+    spawn) runs after it, as with gevent's own wake-ups, even though the waker
+    was itself reached by a direct handover and parks next."""
+    import gevent
+
+    from actors.runtime._gevent import GreenFuture, GreenMailbox
+
+    order: list[str] = []
+    box_a, box_r = GreenMailbox(), GreenMailbox()
+    done = GreenFuture()
+
+    def reader() -> None:
+        box_r.get()
+        order.append("woken")
+        done.set(None)
+
+    def actor() -> None:
+        box_a.get()
+        gevent.spawn(order.append, "spawned")  # scheduled on the hub...
+        box_r.put("wake")  # ... before this wake-up
+        box_a.get()  # parks: must not hand over past the spawn
+
+    greenlets = [gevent.spawn(reader), gevent.spawn(actor)]
+    gevent.sleep(0)  # both parked
+    box_a.put("go")
+    done.get(timeout=5)  # parks on the run queue: hands over to the actor
+    assert order == ["spawned", "woken"]
+    gevent.killall(greenlets, timeout=5)
+
+
+def test_green_handovers_leave_the_hub_its_turn():
+    """Two actors that keep each other busy forever still let timers and I/O run:
+    after a bounded number of direct handovers a park goes through the hub."""
+    import gevent
+
+    from actors.runtime._gevent import GreenMailbox
+
+    ping, pong = GreenMailbox(), GreenMailbox()
+    ticks: list[int] = []
+    rounds = 0
+
+    def player(inbox: GreenMailbox, outbox: GreenMailbox) -> None:
+        nonlocal rounds
+        while len(ticks) < 3 and rounds < 1_000_000:
+            inbox.get()
+            rounds += 1
+            outbox.put("ball")
+
+    def ticker() -> None:
+        for i in range(3):
+            gevent.sleep(0.001)
+            ticks.append(i)
+
+    players = [gevent.spawn(player, ping, pong), gevent.spawn(player, pong, ping)]
+    clock = gevent.spawn(ticker)
+    gevent.sleep(0)
+    ping.put("ball")
+    clock.join(timeout=10)
+    assert ticks == [0, 1, 2] and rounds < 1_000_000
+    ping.put("ball")
+    pong.put("ball")
+    gevent.joinall(players, timeout=5)
+    assert all(p.dead for p in players)
+
+
+def test_green_future_wake_after_its_waiter_left_switches_into_nothing():
+    import gevent
+    import gevent.event
+
+    from actors.runtime._gevent import GreenFuture
+
+    future = GreenFuture()
+    event = gevent.event.Event()
+
+    def waiter() -> bool:
+        try:
+            future.get(timeout=5)
+        except gevent.GreenletExit:
+            pass
+        return event.wait(5)  # parked elsewhere now
+
+    greenlet = gevent.spawn(waiter)
+    gevent.sleep(0)  # parked on the future
+    greenlet.kill(gevent.GreenletExit, block=False)
+    future.set("done")  # its wake-up is scheduled after the kill
+    gevent.sleep(0)
+    assert not greenlet.dead  # still waiting on its event
+    event.set()
+    assert greenlet.get(timeout=5) is True
+
+
+def test_waiting_for_a_green_future_in_a_hub_callback_is_refused():
+    import gevent
+    from gevent.exceptions import BlockingSwitchOutError
+
+    from actors.runtime._gevent import GreenFuture
+
+    future = GreenFuture()
+    raised: list[BaseException] = []
+
+    def in_the_hub() -> None:
+        try:
+            future.get(timeout=1)
+        except BaseException as exc:
+            raised.append(exc)
+
+    gevent.get_hub().loop.run_callback(in_the_hub)
+    gevent.sleep(0)
+    assert len(raised) == 1 and isinstance(raised[0], BlockingSwitchOutError)
+
+
+def test_green_future_deadlines_share_one_alarm_that_moves_earlier_when_needed():
+    """A short wait that starts after a long one still ends at its own deadline;
+    the long one is untouched; waits that end early leave nothing behind."""
+    import gevent
+    import pykka
+
+    from actors.runtime._gevent import GreenFuture, _run_queue
+
+    long_wait, short_wait, answered = GreenFuture(), GreenFuture(), GreenFuture()
+
+    def wait(future: GreenFuture, timeout: float) -> str:
+        try:
+            return str(future.get(timeout=timeout))
+        except pykka.Timeout:
+            return "timed out"
+
+    waiters = [gevent.spawn(wait, long_wait, 30.0), gevent.spawn(wait, answered, 30.0)]
+    gevent.sleep(0)  # both parked, the alarm set for their deadline
+    short = gevent.spawn(wait, short_wait, 0.05)
+    assert short.get(timeout=5) == "timed out"  # not 30 s later
+    answered.set("answered")
+    assert waiters[1].get(timeout=5) == "answered"
+    assert not waiters[0].ready()  # its deadline is still ahead
+    long_wait.set("late but in time")
+    assert waiters[0].get(timeout=5) == "late but in time"
+    assert _run_queue(gevent.get_hub())._deadlines == {}  # nothing left behind
