@@ -615,3 +615,39 @@ def test_a_batch_of_state_changes_is_one_update_with_each_outcome_right(
     assert len(updates) == 1  # one executemany for the batch
     assert journal.get(done.id).result == 1  # type: ignore[union-attr]  # untouched
     assert journal.get(failing.id).error == {"type": "E"}  # type: ignore[union-attr]
+
+
+def test_a_batch_of_new_operations_is_stored_exactly_as_accepted(
+    make_registry: Callable[..., Registry], make_journal: Callable[..., Journal]
+) -> None:
+    """One batch of accepts (one COPY on PostgreSQL, one executemany on SQLite)
+    round-trips awkward text: COPY's own escapes (tab, newline, backslash),
+    quotes, NUL-free unicode, nested JSON, JSON null next to SQL NULL."""
+    from sqlalchemy import event
+
+    registry = make_registry()
+    journal = make_journal(registry)
+    awkward = ["tab\there", "line\nbreak", "back\\slash", "\\N", "quote\"'", "é ☃ 𝄞", ""]
+    statements: list[str] = []
+    event.listen(
+        registry.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, sql, *rest: statements.append(sql),
+    )
+    with journal._cond:  # (re-entrant) the writer takes nothing until all are in
+        futures = [
+            journal.accept(f"h@b{text}", f"m{text}", {"text": text, "n": [i, None, {"x": 1.5}]})
+            for i, text in enumerate(awkward)
+        ]
+        futures.append(journal.accept("h@b", "m", None))
+    records = [f.result(WAIT) for f in futures]
+    assert journal.batches >= 1
+    for record in records:
+        stored = journal.get(record.id)
+        assert stored == record, (stored, record)
+    assert journal.get(records[-1].id).args is None  # type: ignore[union-attr]
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    if registry.engine.dialect.name == "postgresql":
+        assert inserts == []  # COPY, which the cursor events do not see
+    else:
+        assert len(inserts) == 1
