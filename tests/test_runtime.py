@@ -346,11 +346,12 @@ def test_green_mailbox_bounds_user_messages_only_and_refuses_all_once_closed():
     assert [type(box.get_nowait()) for _ in range(3)] == [Request, Request, Stop]
 
 
-# -- the gevent run queue: handovers between parked greenlets ----------------------------
+# -- gevent wake-ups: order, fairness, stray switches -------------------------------------
 def test_green_wakeups_keep_their_order_with_other_hub_callbacks():
     """A greenlet woken after something else was scheduled on the hub (here a
-    spawn) runs after it, as with gevent's own wake-ups, even though the waker
-    was itself reached by a direct handover and parks next."""
+    spawn) runs after it, as with gevent's own wake-ups. The test harness's
+    settle() relies on it: an actor spawned before a reply is running by the
+    time its caller looks."""
     import gevent
 
     from actors.runtime._gevent import GreenFuture, GreenMailbox
@@ -373,14 +374,13 @@ def test_green_wakeups_keep_their_order_with_other_hub_callbacks():
     greenlets = [gevent.spawn(reader), gevent.spawn(actor)]
     gevent.sleep(0)  # both parked
     box_a.put("go")
-    done.get(timeout=5)  # parks on the run queue: hands over to the actor
+    done.get(timeout=5)
     assert order == ["spawned", "woken"]
     gevent.killall(greenlets, timeout=5)
 
 
-def test_green_handovers_leave_the_hub_its_turn():
-    """Two actors that keep each other busy forever still let timers and I/O run:
-    after a bounded number of direct handovers a park goes through the hub."""
+def test_actors_that_keep_each_other_busy_leave_timers_their_turn():
+    """Two mailbox readers that keep each other busy forever still let timers run."""
     import gevent
 
     from actors.runtime._gevent import GreenMailbox
@@ -459,13 +459,13 @@ def test_waiting_for_a_green_future_in_a_hub_callback_is_refused():
     assert len(raised) == 1 and isinstance(raised[0], BlockingSwitchOutError)
 
 
-def test_green_future_deadlines_share_one_alarm_that_moves_earlier_when_needed():
+def test_green_future_waits_each_end_at_their_own_deadline():
     """A short wait that starts after a long one still ends at its own deadline;
-    the long one is untouched; waits that end early leave nothing behind."""
+    the long one is untouched."""
     import gevent
     import pykka
 
-    from actors.runtime._gevent import GreenFuture, _run_queue
+    from actors.runtime._gevent import GreenFuture
 
     long_wait, short_wait, answered = GreenFuture(), GreenFuture(), GreenFuture()
 
@@ -476,7 +476,7 @@ def test_green_future_deadlines_share_one_alarm_that_moves_earlier_when_needed()
             return "timed out"
 
     waiters = [gevent.spawn(wait, long_wait, 30.0), gevent.spawn(wait, answered, 30.0)]
-    gevent.sleep(0)  # both parked, the alarm set for their deadline
+    gevent.sleep(0)  # both parked
     short = gevent.spawn(wait, short_wait, 0.05)
     assert short.get(timeout=5) == "timed out"  # not 30 s later
     answered.set("answered")
@@ -484,4 +484,3 @@ def test_green_future_deadlines_share_one_alarm_that_moves_earlier_when_needed()
     assert not waiters[0].ready()  # its deadline is still ahead
     long_wait.set("late but in time")
     assert waiters[0].get(timeout=5) == "late but in time"
-    assert _run_queue(gevent.get_hub())._deadlines == {}  # nothing left behind

@@ -18,8 +18,7 @@ from typing import Any
 import gevent
 import gevent.event
 import pykka
-from gevent.exceptions import BlockingSwitchOutError
-from gevent.hub import get_hub
+from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
 from actors.errors import Overloaded
@@ -28,175 +27,12 @@ from actors.runtime._clock import Clock, TimerHandle
 from actors.runtime._future import _PENDING, ActorFuture, log
 from actors.runtime._offload import OffloadLane, OffloadPool, lane_pool
 
-_NEVER = float("inf")
-
-# How many times in a row parked greenlets may hand over to each other before
-# one goes through the hub, so that its loop polls I/O and runs timers.
-_HANDOFF_LIMIT = 64
-
-
-class _RunQueue:
-    """Wake-ups of greenlets parked by actors in one hub's thread, run in order.
-
-    A put into a mailbox, or the completion of a future, wakes a parked
-    greenlet. gevent would schedule a hub callback per wake-up and, once the
-    waker parks, switch to the hub, which switches to the woken greenlet: two
-    switches and a pass of the hub per message. Here wake-ups are grouped in
-    batches, one hub callback each, and a greenlet about to park hands over
-    directly to the oldest woken one (one switch) when every callback the hub
-    has pending is one of these batches: nothing else was due first, so the
-    order is the one gevent would have run them in. A wake-up joins the newest
-    batch only while no other callback was scheduled after it; otherwise it
-    starts a new one, behind that callback. At most `_HANDOFF_LIMIT` handovers
-    run in a row before a park goes through the hub, whose loop then polls I/O
-    and runs timers. A loop that does not show its pending callbacks (not
-    libev's) gets no handovers: every batch runs from the hub.
-
-    A "parker" is what a greenlet parks on, one per park: its `_take()` returns
-    the parked greenlet and forgets it, or None once it has moved on (woken
-    already, timed out, killed), so a greenlet is never switched into after it
-    stopped waiting. Used in the hub's thread only.
-    """
-
-    __slots__ = (
-        "_alarm",
-        "_alarm_due",
-        "_batches",
-        "_callbacks",
-        "_deadlines",
-        "_handoffs",
-        "_hub",
-        "_limit",
-        "_open",
-        "_pending",
-        "_tail",
-    )
-
-    def __init__(self, hub: Any) -> None:
-        self._hub = hub
-        self._callbacks: Any = getattr(hub.loop, "_callbacks", None)
-        self._limit = _HANDOFF_LIMIT if self._callbacks is not None else 0
-        self._batches: deque[deque[Any]] = deque()  # scheduled, oldest first
-        self._open: deque[Any] | None = None  # the newest batch, while wake-ups may join it
-        self._tail = -1  # len(self._callbacks) when the open batch was scheduled
-        self._pending = 0  # batches whose callback the hub has not started
-        self._handoffs = 0
-        self._deadlines: dict[_Parked, float] = {}  # parked waiters: monotonic deadline
-        self._alarm: Any = None  # one loop timer, for the earliest deadline (or sooner)
-        self._alarm_due = _NEVER
-
-    def wake(self, parker: Any) -> None:
-        """Make `parker`'s greenlet ready to run."""
-        batch = self._open
-        callbacks = self._callbacks
-        if batch is None or callbacks is None or len(callbacks) != self._tail:
-            batch = self._open = deque()
-            self._batches.append(batch)
-            self._hub.loop.run_callback(self._run, batch)
-            self._pending += 1
-            if callbacks is not None:
-                self._tail = len(callbacks)
-        batch.append(parker)
-
-    def _run(self, batch: deque[Any]) -> None:  # in the hub: a batch's callback
-        self._pending -= 1
-        self._handoffs = 0
-        if self._open is batch:
-            self._open = None
-        while batch:
-            greenlet = batch.popleft()._take()
-            if greenlet is not None:
-                greenlet.switch()
-        batches = self._batches
-        if batches and batches[0] is batch:
-            batches.popleft()
-
-    def park(self) -> None:
-        """Switch away from the current greenlet until its parker is woken.
-
-        The caller has registered its parker; it runs again when the parker's
-        greenlet is switched back to (or something is thrown into it).
-        """
-        batches = self._batches
-        if self._handoffs < self._limit and len(self._callbacks) == self._pending:
-            while batches:
-                batch = batches[0]
-                while batch:
-                    greenlet = batch.popleft()._take()
-                    if greenlet is not None:
-                        self._handoffs += 1
-                        greenlet.switch()
-                        return
-                batches.popleft()  # its callback finds it empty
-                if batch is self._open:
-                    self._open = None
-        self._hub.switch()
-
-    # -- deadlines of parked waiters: one loop timer for all of them ----------------------
-    def expect(self, parked: _Parked, due: float) -> None:
-        """Time `parked` out at `due` (time.monotonic()) unless it is woken first.
-
-        One loop timer per waiter would cost a timer's creation, start and
-        close on every wait; waits are mostly over long before their deadline.
-        The alarm is set for the earliest deadline and only moved when an
-        earlier one comes; a waiter that leaves just drops out of the table.
-        """
-        self._deadlines[parked] = due
-        if due < self._alarm_due:
-            self._set_alarm(due)
-
-    def forget(self, parked: _Parked) -> None:
-        self._deadlines.pop(parked, None)
-
-    def _set_alarm(self, due: float) -> None:
-        if self._alarm is not None:
-            self._alarm.close()
-        self._alarm = self._hub.loop.timer(max(0.0, due - time.monotonic()))
-        self._alarm_due = due
-        self._alarm.start(self._on_alarm)
-
-    def _on_alarm(self) -> None:  # in the hub
-        self._alarm.close()
-        self._alarm, self._alarm_due = None, _NEVER
-        now = time.monotonic()
-        deadlines = self._deadlines
-        expired = [parked for parked, due in deadlines.items() if due <= now]
-        for parked in expired:
-            del deadlines[parked]
-        if deadlines:
-            self._set_alarm(min(deadlines.values()))
-        for parked in expired:
-            greenlet = parked._take()
-            if greenlet is not None:
-                greenlet.switch()
-
-
-def _run_queue(hub: Any) -> _RunQueue:
-    runq: _RunQueue | None = getattr(hub, "_actors_run_queue", None)
-    if runq is None:
-        runq = hub._actors_run_queue = _RunQueue(hub)
-    return runq
-
-
-class _Parked:
-    """A greenlet parked in `GreenFuture._wait`, until woken or timed out."""
-
-    __slots__ = ("greenlet",)
-
-    def __init__(self, greenlet: Any) -> None:
-        self.greenlet = greenlet
-
-    def _take(self) -> Any:
-        greenlet, self.greenlet = self.greenlet, None
-        return greenlet
-
 
 class GreenFuture(ActorFuture[Any]):
     """An ActorFuture for greenlets; constructible with no arguments.
 
-    Waiters park on the hub's run queue (see `_RunQueue`), which also times
-    them out (one loop timer for all: cheaper than an Event plus a
-    gevent.Timeout, or even a raw loop timer, on every wait).
+    Waiters park on a hub `Waiter` with a raw loop timer for the deadline
+    (cheaper than an Event plus a gevent.Timeout on every wait).
     """
 
     __slots__ = ()
@@ -205,37 +41,32 @@ class GreenFuture(ActorFuture[Any]):
         if self._state != _PENDING:
             return True
         hub = get_hub()
-        current = getcurrent()
-        if current is hub:
-            raise BlockingSwitchOutError("cannot wait for a future in the hub (a callback)")
-        parked = _Parked(current)
+        waiter = Waiter(hub)
         if self._waiters is None:
-            self._waiters = [parked]
+            self._waiters = [waiter]
         else:
-            self._waiters.append(parked)
-        runq = getattr(hub, "_actors_run_queue", None) or _run_queue(hub)
+            self._waiters.append(waiter)
+        timer = None
         if timeout is not None:
-            runq.expect(parked, time.monotonic() + timeout)
+            timer = hub.loop.timer(timeout if timeout > 0.0 else 0.0)
+            timer.start(waiter.switch, False)
         try:
-            while parked.greenlet is not None:
-                runq.park()
+            waiter.get()
         finally:
-            parked.greenlet = None
-            if timeout is not None:
-                runq.forget(parked)
+            if timer is not None:
+                timer.close()
             waiters = self._waiters
-            if waiters is not None and parked in waiters:
-                waiters.remove(parked)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
         return self._state != _PENDING
 
     def _wake(self) -> None:
         waiters = self._waiters
         if waiters:
             self._waiters = None
-            hub = get_hub()
-            runq = getattr(hub, "_actors_run_queue", None) or _run_queue(hub)
-            for parked in waiters:
-                runq.wake(parked)
+            run_callback = get_hub().loop.run_callback
+            for waiter in waiters:
+                run_callback(waiter.switch, True)
 
     def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
         # ActorFuture._complete with _claim inlined: in the hub's thread there
@@ -270,13 +101,13 @@ class GreenMailbox:
     `BoundedInbox` and its queue in one object, one call per put.
     """
 
-    __slots__ = ("_items", "_reader", "_runq", "_wake_pending", "capacity", "closed")
+    __slots__ = ("_hub", "_items", "_reader", "_wake_pending", "capacity", "closed")
 
     def __init__(self, capacity: int = 0) -> None:
         self._items: deque[Any] = deque()
         self._reader: Any = None  # the greenlet parked in get(), if any
-        self._wake_pending = False  # queued on the run queue, not yet taken
-        self._runq = _run_queue(get_hub())
+        self._wake_pending = False
+        self._hub = get_hub()
         self.capacity = capacity
         self.closed = False
 
@@ -290,19 +121,21 @@ class GreenMailbox:
         items.append(message)
         if self._reader is not None and not self._wake_pending:
             self._wake_pending = True
-            self._runq.wake(self)
+            self._hub.loop.run_callback(self._wake)
 
-    def _take(self) -> Any:  # the run queue's: the reader, if it still waits here
+    def _wake(self) -> None:  # in the hub
         self._wake_pending = False
-        reader, self._reader = self._reader, None
-        return reader
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            reader.switch()
 
     def get(self) -> Any:
         items = self._items
         while not items:
             self._reader = getcurrent()
             try:
-                self._runq.park()
+                self._hub.switch()
             finally:
                 self._reader = None
         return items.popleft()
