@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from actors.errors import (
     OperationInProgress,
     OperationInterrupted,
 )
+from actors.registry._ids import new_operation_id
 from actors.registry.journal import (
     InvalidTransition,
     Journal,
@@ -160,7 +160,7 @@ class Operations:
         method's result once that is committed (what a call's reply waits for).
         """
         accepted, outcome = self.runtime.future(), self.runtime.future()
-        op_id = str(uuid.uuid4())
+        op_id = new_operation_id()
         name = handle.name
         try:
             manager_class.check_request(name, method, version)

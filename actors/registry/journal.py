@@ -34,7 +34,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -59,6 +58,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import NullPool
 
+from actors.registry._ids import new_operation_id
 from actors.registry.api import (
     _DB_ERRORS,
     _WRITE,
@@ -359,7 +359,7 @@ class Journal:
                 raise ValueError(f"{what} is longer than 255 characters")
         args_json = _to_json("args", args)
         now = self._registry._clock()
-        op_id = op_id or str(uuid.uuid4())
+        op_id = op_id or new_operation_id()
         stamp = self._bind_time(now)
         record = OperationRecord(
             op_id, key, target, method, args, "accepted", None, None, None, now, now, None
