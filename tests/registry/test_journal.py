@@ -178,6 +178,8 @@ def test_set_state_errors(journal: Journal) -> None:
         journal.accept("t", "m", {"x": object()})
     with pytest.raises(TypeError, match="JSON"):
         journal.set_state(record.id, "failed", error=object())
+    with pytest.raises(TypeError, match="JSON"):  # NaN is not JSON: PostgreSQL refuses it
+        journal.accept("t", "m", {"x": float("nan")})
     # The writer is unharmed by all that.
     assert journal.accept("t", "m", 1).result(WAIT).args == 1
 
