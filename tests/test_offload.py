@@ -330,6 +330,43 @@ def test_a_worker_that_cannot_start_is_not_counted_and_its_calls_fail(runtime: R
     assert pool.status()["threads"] == 1
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_that_dies_in_its_own_bookkeeping_frees_the_lane_and_fails_its_calls():
+    """An error between taking the lane's lock and letting it go (here a
+    MemoryError taking a task) kills that worker only: its calls fail at once
+    and the next submit gets a new worker, instead of every thread of the
+    lane waiting forever for a lock nobody holds."""
+    from collections import deque
+
+    from actors.runtime._offload import OffloadPool
+
+    class FailingOnce(deque):  # type: ignore[type-arg]
+        failed = False
+
+        def popleft(self) -> Any:
+            if not self.failed:
+                self.failed = True
+                raise MemoryError("no memory for the task")
+            return super().popleft()
+
+    pool = OffloadPool("test", 1, 10)
+    pool._tasks = FailingOnce()
+    failed = threading.Event()
+    outcomes: list[tuple[bool, Any]] = []
+
+    def record(ok: bool, value: Any) -> None:
+        outcomes.append((ok, value))
+        failed.set()
+
+    pool.submit(str, (1,), record)
+    assert failed.wait(10)
+    assert outcomes[0][0] is False and isinstance(outcomes[0][1], MemoryError)
+    ran = threading.Event()
+    pool.submit(ran.set, (), lambda ok, value: None)
+    assert ran.wait(10)  # the lock is free and a new worker took the call
+    assert pool.status()["threads"] == 1
+
+
 @pytest.mark.parametrize("runtime", ["gevent", "threading"])
 def test_a_daemon_flooded_with_listings_refuses_some_and_keeps_answering(tmp_path, runtime):
     """A real actorsd over TCP: thousands of pipelined listings at once."""

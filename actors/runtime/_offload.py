@@ -211,19 +211,22 @@ class OffloadPool:
         parked.acquire()
         mutex = self._mutex
         while True:
-            mutex.acquire()
-            if self._threads > self.workers:  # shrunk by resize()
-                self._threads -= 1
-                mutex.release()
-                return
-            if not self._tasks:
-                self._idle.append(parked)
-                mutex.release()
+            # `with`: whatever raises in here (a MemoryError) leaves the mutex
+            # free for _work's _lose_worker, instead of deadlocking the lane.
+            with mutex:
+                if self._threads > self.workers:  # shrunk by resize()
+                    self._threads -= 1
+                    return
+                task = self._tasks.popleft() if self._tasks else None
+                if task is None:
+                    self._idle.append(parked)
+                else:
+                    self._busy += 1
+            if task is None:
                 parked.acquire()  # until submit() or resize() releases it
                 continue
-            fn, args, done = self._tasks.popleft()
-            self._busy += 1
-            mutex.release()
+            fn, args, done = task
+            del task
             try:
                 outcome = (True, fn(*args))
             except BaseException as exc:  # delivered to the caller's future, worker lives on
