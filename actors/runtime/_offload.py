@@ -171,11 +171,16 @@ class OffloadPool:
 
     def _lose_worker(self, exc: BaseException) -> None:
         """Uncount a worker that will not run; with none left, what waits fails with `exc`."""
+        wake = None
         with self._mutex:
             self._threads -= 1
             stranded = list(self._tasks) if self._threads == 0 else []
             if stranded:
                 self._tasks.clear()
+            elif self._tasks and self._idle:
+                wake = self._idle.pop()  # it may have been woken for them: another takes over
+        if wake is not None:
+            wake.release()
         for _, _, failed in stranded:
             failed(False, exc)
 
