@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -33,3 +34,22 @@ def test_operation_ids_carry_the_creation_time_and_sort_by_it() -> None:
 def test_operation_ids_do_not_repeat() -> None:
     ids = [new_operation_id() for _ in range(100_000)]
     assert len(set(ids)) == len(ids)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    # The random bits come from a generator in process memory, which a fork
+    # copies: the child must reseed, or it would draw the parent's next bits.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its next ids' random parts, then leave at once
+        try:
+            os.write(write, ",".join(new_operation_id()[15:] for _ in range(8)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    parents = {new_operation_id()[15:] for _ in range(8)}
+    with os.fdopen(read, "rb") as pipe:
+        childs = set(pipe.read().decode().split(","))
+    assert os.waitpid(pid, 0)[1] == 0
+    assert len(childs) == 8
+    assert not parents & childs
