@@ -170,10 +170,11 @@ class CellMixin:
         get = self.actor_inbox.get
         handle = self._handle_receive
         on_request = self._on_request
+        request = self.system.runtime.request
         while self._running:
             message = get()
             kind = type(message)
-            if kind is Request and not self.probes:
+            if kind is request and not self.probes:
                 try:
                     on_request(message)
                 except BaseException as exc:
@@ -206,7 +207,7 @@ class CellMixin:
                     log.exception("%s: probe failed", self.name)
         try:
             kind = type(message)
-            if kind is Request:
+            if kind is self.system.runtime.request:
                 self._on_request(message)
             elif kind is Continuation:
                 self._on_continuation(message)
@@ -234,14 +235,14 @@ class CellMixin:
         reason = _describe(exc)
         self._crash(reason, exc)
         # Whatever was being handled fails now rather than at its deadline.
-        if type(message) is Request:
-            message.reply.try_set_exception(ActorCrashed(self.name, reason))
+        if isinstance(message, Request):
+            message.try_set_exception(ActorCrashed(self.name, reason))
         elif type(message) is Continuation:
             message.result.try_set_exception(ActorCrashed(self.name, reason))
 
     # -- handlers -------------------------------------------------------------------
     def _on_request(self, req: Request) -> None:
-        reply = req.reply
+        reply = req  # a request is its own reply future
         if reply._state:  # already completed (failed at once, or abandoned)
             return
         now = self._now()
@@ -274,7 +275,10 @@ class CellMixin:
             self.handling = None
         if isinstance(result, ActorFuture):
             if result._register(reply._copy_from):  # transfer_to(), inlined
-                self._owe(reply)
+                owed = self._owed  # _owe(), inlined: the common path of every driver call
+                owed.append(reply)
+                if len(owed) > self._owed_prune_at:
+                    self._prune_owed()
             else:
                 reply._copy_from(result)
         else:
@@ -291,8 +295,11 @@ class CellMixin:
         owed = self._owed
         owed.append(reply)
         if len(owed) > self._owed_prune_at:
-            self._owed = owed = [r for r in owed if not r._state]
-            self._owed_prune_at = max(64, 2 * len(owed))
+            self._prune_owed()
+
+    def _prune_owed(self) -> None:
+        self._owed = owed = [r for r in self._owed if not r._state]
+        self._owed_prune_at = max(64, 2 * len(owed))
 
     def _fail_owed(self, failure: ActorsError) -> None:
         owed, self._owed = self._owed, []
@@ -423,8 +430,8 @@ class CellMixin:
                 exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
             )
         handling = self.handling  # read once: abandon() may run in another thread
-        if type(handling) is Request:
-            handling.reply.try_set_exception(ActorCrashed(self.name, reason))
+        if isinstance(handling, Request):
+            handling.try_set_exception(ActorCrashed(self.name, reason))
         self._stopping = True
         pykka.ActorRegistry.unregister(self.actor_ref)
         self._running = False
@@ -516,8 +523,8 @@ class CellMixin:
                     )
                 message = message.message
             kind = type(message)
-            if kind is Request:
-                message.reply.try_set_exception(failure)
+            if isinstance(message, Request):
+                message.try_set_exception(failure)
             elif kind is Continuation:
                 if run_continuations:
                     self._handle_receive(message)
@@ -542,8 +549,8 @@ class CellMixin:
         self._running = False
         self.actor_stopped.set()
         handling = self.handling  # read once: its own thread may still be changing it
-        if type(handling) is Request:
-            handling.reply.try_set_exception(ActorCrashed(self.name, self._crash_reason))
+        if isinstance(handling, Request):
+            handling.try_set_exception(ActorCrashed(self.name, self._crash_reason))
         for name in reversed(list(self.children)):
             child = self.children.pop(name)
             if isinstance(child, CellMixin):
@@ -731,7 +738,7 @@ def cell_class(base: type[pykka.Actor]) -> type[Any]:
 def _what(message: Any) -> str:
     """What a message being handled is doing, for status()."""
     kind = type(message)
-    if kind is Request or kind is Cast:
+    if isinstance(message, Request) or kind is Cast:
         return str(message.method)
     return "<continuation>" if kind is Continuation else "<timer>"
 

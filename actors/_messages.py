@@ -1,8 +1,9 @@
 """Messages that travel through actor mailboxes.
 
-`Request` and `Cast` are user messages and count against the mailbox bound
-(`system = False`). Everything else is a system message: it completes work
-that was already accepted, so it is never refused for lack of room.
+`Request` (defined with the futures, since it is one) and `Cast` are user
+messages and count against the mailbox bound (`system = False`). Everything
+else is a system message: it completes work that was already accepted, so it
+is never refused for lack of room.
 """
 
 from __future__ import annotations
@@ -11,47 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.runtime import ActorFuture
+from actors.runtime._future import Request as Request
 
-
-class Request:
-    """Call `method` and complete `reply`; not started after `deadline`.
-
-    `system` is True only for work that was accepted elsewhere (a journaled
-    operation): it passes the mailbox bound, because it must not be refused.
-    """
-
-    __slots__ = (
-        "args",
-        "deadline",
-        "kwargs",
-        "method",
-        "reply",
-        "rpc",
-        "system",
-        "timeout",
-        "version",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        reply: ActorFuture[Any],
-        deadline: float | None,
-        timeout: float,
-        rpc: bool,
-        version: str | None,
-    ) -> None:
-        self.method = method
-        self.args = args
-        self.kwargs = kwargs
-        self.reply = reply
-        self.deadline = deadline
-        self.timeout = timeout
-        self.rpc = rpc
-        self.version = version
-        self.system = False
+# A Request is the call and its reply future in one object; each runtime has its
+# own subclass (`runtime.request`). Re-exported here with the other messages.
 
 
 class Cast:

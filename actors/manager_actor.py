@@ -60,7 +60,7 @@ class DriverProxy:
             args,
             kwargs,
             timeout=self._timeout,
-            deadline=handling.deadline if type(handling) is Request else None,
+            deadline=handling.deadline if isinstance(handling, Request) else None,
         )
         if future._state:  # failed at once: say "not ready" for a restarting driver
             error = future.exception()

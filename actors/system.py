@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from actors._cell import CellMixin, cell_class
-from actors._messages import Cast, Request
+from actors._messages import Cast
 from actors.errors import (
     ActorCrashed,
     ActorStopped,
@@ -195,7 +195,7 @@ class ActorHandle:
     __slots__ = (
         "_directory",
         "_entries",
-        "_new_future",
+        "_new_request",
         "_now",
         "_real_clock",
         "_runtime",
@@ -208,7 +208,7 @@ class ActorHandle:
         self._directory = system.directory
         self._entries = system.directory._entries
         self._runtime = system.runtime
-        self._new_future = system.runtime.future
+        self._new_request = system.runtime.request
         self._now = system.runtime.clock.monotonic
         self._real_clock = self._now is time.monotonic
         self._timeout = system.default_timeout
@@ -235,17 +235,23 @@ class ActorHandle:
         e.g. the deadline of the request being handled, which work done for
         it inherits).
         """
-        reply = self._new_future()
         if timeout is None:
             timeout = self._timeout
-        # expect_by(), inlined: this is the hot path of every request.
         wall = _monotonic()
         now = wall if self._real_clock else self._now()
         if deadline is not None and deadline < now + timeout:
             timeout = deadline - now if deadline > now else 0.0
-        reply._what = (self.name, method, timeout)
-        reply._wait_until = wall + timeout
-        deadline = now + timeout
+        request = reply = self._new_request(
+            self.name,
+            method,
+            args,
+            kwargs or {},
+            now + timeout,
+            timeout,
+            rpc,
+            version,
+            wall + timeout,
+        )
         entry = self._entries.get(self.name)
         cell = entry.cell if entry is not None else None
         if cell is None or cell._stopping:
@@ -254,7 +260,6 @@ class ActorHandle:
             except (NotFound, ActorUnavailable) as exc:
                 reply.set_exception(exc)
                 return reply
-        request = Request(method, args, kwargs or {}, reply, deadline, timeout, rpc, version)
         try:
             cell.actor_inbox.put(request)
         except MailboxFull as exc:
@@ -304,11 +309,12 @@ class ActorHandle:
         accepting it). Still fails at once if the actor is unavailable, and with
         ActorCrashed/ActorStopped if the actor ends before it replies.
         """
-        reply = self._runtime.future()
+        request = reply = self._new_request(
+            self.name, method, args, kwargs or {}, None, math.inf, False, None, None
+        )
+        request.system = True
         try:
             cell = self._directory.lookup(self.name)
-            request = Request(method, args, kwargs or {}, reply, None, math.inf, False, None)
-            request.system = True
             cell.actor_inbox.put(request)
         except (NotFound, ActorUnavailable) as exc:
             reply.set_exception(exc)

@@ -325,12 +325,12 @@ def test_green_mailbox_wake_after_its_reader_left_switches_into_nothing():
 
 
 def test_green_mailbox_bounds_user_messages_only_and_refuses_all_once_closed():
-    from actors._messages import Request, Stop
+    from actors._messages import Stop
     from actors.runtime import MailboxClosed, MailboxFull
-    from actors.runtime._gevent import GreenFuture, GreenMailbox
+    from actors.runtime._gevent import GreenMailbox, GreenRequest
 
-    def request() -> Request:
-        return Request("m", (), {}, GreenFuture(), None, 1.0, False, None)
+    def request() -> GreenRequest:
+        return GreenRequest("t", "m", (), {}, None, 1.0, False, None, None)
 
     box = GreenMailbox(capacity=2)
     box.put(request())
@@ -343,7 +343,7 @@ def test_green_mailbox_bounds_user_messages_only_and_refuses_all_once_closed():
     box.close()
     with pytest.raises(MailboxClosed):
         box.put(Stop())
-    assert [type(box.get_nowait()) for _ in range(3)] == [Request, Request, Stop]
+    assert [type(box.get_nowait()) for _ in range(3)] == [GreenRequest, GreenRequest, Stop]
 
 
 # -- gevent wake-ups: order, fairness, stray switches -------------------------------------

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Protocol
 import pykka
 
 from actors.runtime._clock import Clock, TimerHandle, call_repeatedly
-from actors.runtime._future import ActorFuture
+from actors.runtime._future import ActorFuture, Request
 from actors.runtime._offload import OffloadLane
 
 
@@ -112,6 +112,8 @@ class Runtime(abc.ABC):
 
     future: type[ActorFuture[Any]]
     """The future class of this runtime: `runtime.future()` makes a pending one."""
+    request: type[Request]
+    """The request class of this runtime: a call and its reply future in one object."""
 
     @abc.abstractmethod
     def event(self) -> Event:

@@ -32,10 +32,23 @@ class ActorFuture(pykka.Future[T], Generic[T]):
     is shared. Constructible with no arguments, as pykka requires.
     """
 
-    __slots__ = ("_callbacks", "_error", "_state", "_value", "_wait_until", "_waiters", "_what")
+    # Every runtime's waiting state lives here (`_waiters` for gevent, `_event`
+    # and `_lock` for threads), so that `Request` can add its own fields to
+    # either runtime's future without a conflict of slot layouts.
+    __slots__ = (
+        "_callbacks",
+        "_error",
+        "_event",
+        "_lock",
+        "_state",
+        "_value",
+        "_wait_until",
+        "_waiters",
+        "_what",
+    )
 
     def __init__(self) -> None:
-        # Flat on purpose (no super().__init__()): futures are made twice per
+        # Flat on purpose (no super().__init__()): futures are made for every
         # request, so this is on the hot path. These are pykka.Future's fields.
         self._get_hook = None
         self._get_hook_result = _UNSET
@@ -162,8 +175,12 @@ class ActorFuture(pykka.Future[T], Generic[T]):
     def _deadline_passed(self, timeout: float | None) -> NoReturn:
         from actors.errors import DeadlineExceeded
 
-        target, method, full = self._what or ("<future>", "result", timeout or 0.0)
+        target, method, full = self._expected() or ("<future>", "result", timeout or 0.0)
         raise DeadlineExceeded(target, method, full) from None
+
+    def _expected(self) -> tuple[str, str, float] | None:
+        """(target, method, timeout) this future answers, if known."""
+        return self._what
 
     def exception(self) -> BaseException | None:
         """The exception if done with one, else None (does not wait)."""
@@ -183,3 +200,63 @@ def _run_callback(callback: Callable[[Any], None], future: ActorFuture[Any]) -> 
         callback(future)
     except Exception:
         log.exception("future callback %r raised", callback)
+
+
+class Request(ActorFuture[Any]):
+    """A call to an actor and the future of its reply, in one object.
+
+    The caller keeps it as the future it waits on; the actor's mailbox holds it
+    as the message to handle, and completes it with the outcome. One object
+    per call instead of a message plus a future: this is made for every
+    request. Not started after `deadline` (on the runtime's clock); `system`
+    is True only for work that was accepted elsewhere (a journaled operation),
+    which passes the mailbox bound because it must not be refused. Each
+    runtime subclasses it together with its own future class.
+    """
+
+    __slots__ = (
+        "args",
+        "deadline",
+        "kwargs",
+        "method",
+        "rpc",
+        "system",
+        "target",
+        "timeout",
+        "version",
+    )
+
+    def __init__(
+        self,
+        target: str,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        deadline: float | None,
+        timeout: float,
+        rpc: bool,
+        version: str | None,
+        wait_until: float | None,
+    ) -> None:
+        # ActorFuture.__init__, inlined, and the call's own fields.
+        self._get_hook = None
+        self._get_hook_result = _UNSET
+        self._wait_until = wait_until
+        self._what = None
+        self._state = _PENDING
+        self._value = None
+        self._error = None
+        self._callbacks = None
+        self._waiters = None
+        self.target = target
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+        self.deadline = deadline
+        self.timeout = timeout
+        self.rpc = rpc
+        self.version = version
+        self.system = False
+
+    def _expected(self) -> tuple[str, str, float] | None:
+        return self._what or (self.target, self.method, self.timeout)

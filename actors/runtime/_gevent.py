@@ -24,7 +24,7 @@ from greenlet import getcurrent
 from actors.errors import Overloaded
 from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime, _is_system
 from actors.runtime._clock import Clock, TimerHandle
-from actors.runtime._future import _PENDING, ActorFuture, log
+from actors.runtime._future import _PENDING, ActorFuture, Request, log
 from actors.runtime._offload import OffloadLane, OffloadPool, lane_pool
 
 
@@ -87,6 +87,12 @@ class GreenFuture(ActorFuture[Any]):
                 except Exception:
                     log.exception("future callback %r raised", callback)
         return True
+
+
+class GreenRequest(Request, GreenFuture):
+    """A request whose reply is a GreenFuture (Request.__init__ sets every field)."""
+
+    __slots__ = ()
 
 
 class GreenMailbox:
@@ -212,6 +218,7 @@ class GeventRuntime(Runtime):
         return GeventCellBase
 
     future = GreenFuture  # a class, not a method: one call less per request
+    request = GreenRequest
 
     def event(self) -> Event:
         return gevent.event.Event()  # type: ignore[no-any-return]

@@ -33,7 +33,7 @@ class Received:
 
 def describe(message: Any) -> tuple[str, str | None, tuple[Any, ...], dict[str, Any]]:
     kind = type(message)
-    if kind is Request:
+    if isinstance(message, Request):
         return "request", message.method, message.args, message.kwargs
     if kind is Cast:
         return "cast", message.method, message.args, message.kwargs
