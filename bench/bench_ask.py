@@ -11,13 +11,22 @@ Measures, in one process:
 * baseline A: a bare `pykka.ThreadingActor`, via `proxy.echo(v).get()` and via
   `ref.ask(v)`;
 * baseline B: a minimal gevent actor: one greenlet reading `(value, AsyncResult)`
-  pairs from a `gevent.queue.SimpleQueue`, with one caller and with 50.
+  pairs from a `gevent.queue.SimpleQueue`, with one caller and with 50;
+* reference C: two such actors in a chain, the first handing each pair to the
+  second, which completes it: the same two mailbox hops as the full path with
+  gevent's own (compiled) primitives and no framework at all, so the floor
+  that any two-hop path reaches against baseline B.
 
 `Service.call` routes through the ServiceActor's routing table without a hop
 through its mailbox, so a round trip crosses two mailboxes: the manager's and
 the driver's. The gevent measurements run in the main thread without
 monkey-patching. Each figure is the median of `--repeats` timed runs of
 `--seconds` each, after a warm-up; every reply is checked.
+
+`--count SCENARIO --ops N` runs N round trips of one scenario (`full`,
+`minimal` or `chain`, gevent, one caller) untimed, for counting instructions
+under `valgrind --tool=callgrind` (see BENCHMARKS.md): a measure that does not
+move with the machine's load, for comparing two versions of the code.
 
 `--profile` profiles the sequential gevent full path instead, with pyinstrument
 when it is installed (a sampling profiler: stacks are those of the greenlet
@@ -98,6 +107,26 @@ class MiniGeventActor:
     def stop(self) -> None:
         self.inbox.put(None)
         self.greenlet.join()
+
+
+class MiniGeventChain(MiniGeventActor):
+    """Reference C: a minimal actor that hands each pair on to a second one."""
+
+    def __init__(self) -> None:
+        self.last = MiniGeventActor()
+        super().__init__()
+
+    def _loop(self) -> None:
+        get, forward = self.inbox.get, self.last.inbox.put
+        while True:
+            message = get()
+            if message is None:
+                return
+            forward(message)
+
+    def stop(self) -> None:
+        super().stop()
+        self.last.stop()
 
 
 # -- measuring ------------------------------------------------------------------------------
@@ -234,6 +263,20 @@ def run_all(bench: Bench) -> None:
         )
     finally:
         mini.stop()
+    chain = MiniGeventChain()
+    try:
+        bench.measure(
+            "chain_gevent_seq", "two-hop gevent chain, 1 caller", chain.echo, "sequential"
+        )
+        bench.measure(
+            "chain_gevent_50",
+            f"two-hop gevent chain, {GREENLET_CALLERS} greenlets",
+            chain.echo,
+            "greenlets",
+            GREENLET_CALLERS,
+        )
+    finally:
+        chain.stop()
 
     service = Service(service_config("gevent")).start()
     try:
@@ -292,6 +335,9 @@ RATIOS = [
     # key, numerator, denominator, target (minimum) or None
     ("gevent_full_vs_mini_gevent", "gevent_full_seq", "mini_gevent_seq", 0.5),
     ("gevent_full_vs_mini_gevent_50", "gevent_full_50", "mini_gevent_50", 0.5),
+    ("chain_vs_mini_gevent", "chain_gevent_seq", "mini_gevent_seq", None),
+    ("chain_vs_mini_gevent_50", "chain_gevent_50", "mini_gevent_50", None),
+    ("gevent_full_vs_chain", "gevent_full_seq", "chain_gevent_seq", None),
     ("gevent_full_vs_pykka_proxy", "gevent_full_seq", "pykka_proxy_seq", 5.0),
     ("gevent_full_vs_pykka_ask", "gevent_full_seq", "pykka_ask_seq", 5.0),
     ("threading_full_vs_pykka_proxy", "threading_full_seq", "pykka_proxy_seq", None),
@@ -348,6 +394,23 @@ def report(bench: Bench, as_json: bool) -> None:
             else (f">= {r['target']:g}x: {'met' if r['met'] else 'NOT met'}")
         )
         print(f"{name:<72} {r['ratio']:>5.2f}x  {target}")
+
+
+# -- counting -------------------------------------------------------------------------------
+def count(scenario: str, ops: int) -> None:
+    """Run `ops` round trips of one gevent scenario, one caller, untimed (for callgrind)."""
+    if scenario == "full":
+        service = Service(service_config("gevent")).start()
+        op, done = service_op(service), lambda: stop(service)
+    else:
+        actor = MiniGeventActor() if scenario == "minimal" else MiniGeventChain()
+        op, done = actor.echo, actor.stop
+    try:
+        for value in range(ops):
+            if op(value) != value:
+                raise AssertionError(f"echo({value}) returned something else")
+    finally:
+        done()
 
 
 # -- profiling ------------------------------------------------------------------------------
@@ -437,10 +500,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile-ops", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--count",
+        choices=["full", "minimal", "chain"],
+        help="run --ops round trips of one scenario untimed (for valgrind --tool=callgrind)",
+    )
+    parser.add_argument("--ops", type=int, default=10_000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.profile:
         profile(args.profile_ops, args.top)
+        return 0
+    if args.count:
+        count(args.count, args.ops)
         return 0
     warmup = args.warmup if args.warmup is not None else min(0.5, args.seconds / 2)
     bench = Bench(args.seconds, args.repeats, warmup, quiet=args.json)

@@ -1,0 +1,46 @@
+"""The benchmark scripts still run: a tiny run of each scenario of bench_ask.
+
+Numbers are not checked here (timing belongs to the benchmarks, not the
+tests); what is checked is that every scenario runs, checks its replies and
+reports every ratio, so the benchmark does not rot between measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_ASK = ROOT / "bench" / "bench_ask.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH_ASK), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_bench_ask_measures_every_scenario_and_ratio():
+    done = _run("--seconds", "0.05", "--repeats", "1", "--warmup", "0.01", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    keys = {row["key"] for row in report["results"]}
+    assert {"gevent_full_seq", "mini_gevent_seq", "chain_gevent_seq", "pykka_ask_seq"} <= keys
+    assert all(row["ops_per_s"] > 0 for row in report["results"])
+    ratios = {row["key"]: row for row in report["ratios"]}
+    assert ratios["gevent_full_vs_mini_gevent"]["target"] == 0.5
+    assert ratios["gevent_full_vs_chain"]["target"] is None
+
+
+@pytest.mark.parametrize("scenario", ["full", "minimal", "chain"])
+def test_bench_ask_counting_mode_runs_each_scenario(scenario):
+    done = _run("--count", scenario, "--ops", "200")
+    assert done.returncode == 0, done.stderr
