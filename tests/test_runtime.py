@@ -18,6 +18,29 @@ def test_futures_are_constructible_with_no_arguments(runtime):
     assert future.get(timeout=1) == 41
 
 
+def test_the_future_of_an_ask_supports_pykkas_combinators(runtime):
+    # ask() returns the request itself; pykka's map/filter/join/reduce make
+    # their results with `type(future)()`, which must work on it too.
+    import pykka
+
+    class Echo(BaseActor):
+        def echo(self, value: int) -> int:
+            return value
+
+    system = ActorSystem(runtime)
+    try:
+        handle = system.spawn("echo", Echo())
+        asks = [handle.ask("echo", (n,), timeout=10) for n in range(1, 4)]
+        assert asks[0].map(lambda v: v * 10).get(timeout=10) == 10
+        assert asks[0].join(asks[1], asks[2]).get(timeout=10) == [1, 2, 3]
+        assert asks[0].join(asks[1], asks[2]).filter(lambda v: v > 1).get(timeout=10) == [2, 3]
+        assert pykka.get_all(asks, timeout=10) == [1, 2, 3]
+        joined = asks[0].join(asks[1], asks[2])
+        assert joined.reduce(lambda a, b: a + b).get(timeout=10) == 6
+    finally:
+        assert system.stop(10)
+
+
 def test_future_callbacks_run_once_whether_added_before_or_after(runtime):
     future = runtime.future()
     seen: list[object] = []

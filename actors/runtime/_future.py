@@ -228,16 +228,19 @@ class Request(ActorFuture[Any]):
 
     def __init__(
         self,
-        target: str,
-        method: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        deadline: float | None,
-        timeout: float,
-        rpc: bool,
-        version: str | None,
-        wait_until: float | None,
+        target: str = "",
+        method: str = "",
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        timeout: float = 0.0,
+        rpc: bool = False,
+        version: str | None = None,
+        wait_until: float | None = None,
     ) -> None:
+        # Every field has a default only because pykka's combinators (map,
+        # filter, join, reduce) make their result with `self.__class__()`:
+        # such a future is a request for no call, and is never sent.
         # ActorFuture.__init__, inlined, and the call's own fields.
         self._get_hook = None
         self._get_hook_result = _UNSET
@@ -251,7 +254,7 @@ class Request(ActorFuture[Any]):
         self.target = target
         self.method = method
         self.args = args
-        self.kwargs = kwargs
+        self.kwargs = kwargs if kwargs is not None else {}
         self.deadline = deadline
         self.timeout = timeout
         self.rpc = rpc
@@ -259,4 +262,6 @@ class Request(ActorFuture[Any]):
         self.system = False
 
     def _expected(self) -> tuple[str, str, float] | None:
-        return self._what or (self.target, self.method, self.timeout)
+        if self._what is None and self.method:
+            return (self.target, self.method, self.timeout)
+        return self._what
