@@ -35,10 +35,14 @@ class ActorFuture(pykka.Future[T], Generic[T]):
     # Every runtime's waiting state lives here (`_waiters` for gevent, `_event`
     # and `_lock` for threads), so that `Request` can add its own fields to
     # either runtime's future without a conflict of slot layouts.
+    # pykka.Future has no __slots__, so its two fields would live in an
+    # instance dict; as slots here they are plain stores, and no dict is made.
     __slots__ = (
         "_callbacks",
         "_error",
         "_event",
+        "_get_hook",
+        "_get_hook_result",
         "_lock",
         "_state",
         "_value",
@@ -49,16 +53,16 @@ class ActorFuture(pykka.Future[T], Generic[T]):
 
     def __init__(self) -> None:
         # Flat on purpose (no super().__init__()): futures are made for every
-        # request, so this is on the hot path. These are pykka.Future's fields.
+        # request, so this is on the hot path. pykka.Future's `_get_hook_result`
+        # is set by set_get_hook(), the only way a get hook is ever set.
         self._get_hook = None
-        self._get_hook_result = _UNSET
         self._wait_until: float | None = None
         self._what: tuple[str, str, float] | None = None
         self._state = _PENDING
         self._value: Any = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[ActorFuture[T]], None]] | None = None
-        self._waiters: list[Any] | None = None  # the gevent runtime's parked waiters
+        self._waiters: Any = None  # the gevent runtime's parked waiter(s)
 
     # -- primitives supplied by a runtime ----------------------------------
     def _wait(self, timeout: float | None) -> bool:
@@ -66,6 +70,10 @@ class ActorFuture(pykka.Future[T], Generic[T]):
 
     def _wake(self) -> None:
         raise NotImplementedError
+
+    def set_get_hook(self, func: Any) -> None:
+        self._get_hook_result = _UNSET
+        self._get_hook = func
 
     # -- completion ---------------------------------------------------------
     def done(self) -> bool:
@@ -241,11 +249,10 @@ class Request(ActorFuture[Any]):
         # Every field has a default only because pykka's combinators (map,
         # filter, join, reduce) make their result with `self.__class__()`:
         # such a future is a request for no call, and is never sent.
-        # ActorFuture.__init__, inlined, and the call's own fields.
+        # ActorFuture.__init__, inlined (but _what, which a request never
+        # sets: see _expected), and the call's own fields.
         self._get_hook = None
-        self._get_hook_result = _UNSET
         self._wait_until = wait_until
-        self._what = None
         self._state = _PENDING
         self._value = None
         self._error = None
@@ -262,6 +269,7 @@ class Request(ActorFuture[Any]):
         self.system = False
 
     def _expected(self) -> tuple[str, str, float] | None:
-        if self._what is None and self.method:
+        what: tuple[str, str, float] | None = getattr(self, "_what", None)
+        if what is None and self.method:
             return (self.target, self.method, self.timeout)
-        return self._what
+        return what

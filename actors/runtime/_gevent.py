@@ -9,6 +9,7 @@ gevent.subprocess) yields to the others.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import queue
 import time
 from collections import deque
@@ -42,10 +43,14 @@ class GreenFuture(ActorFuture[Any]):
             return True
         hub = get_hub()
         waiter = Waiter(hub)
-        if self._waiters is None:
-            self._waiters = [waiter]
+        # One waiter (the usual case) is kept as it is; a list only for more.
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = waiter
+        elif type(waiters) is list:
+            waiters.append(waiter)
         else:
-            self._waiters.append(waiter)
+            self._waiters = [waiters, waiter]
         timer = None
         if timeout is not None:
             timer = hub.loop.timer(timeout if timeout > 0.0 else 0.0)
@@ -56,17 +61,22 @@ class GreenFuture(ActorFuture[Any]):
             if timer is not None:
                 timer.close()
             waiters = self._waiters
-            if waiters is not None and waiter in waiters:
+            if waiters is waiter:
+                self._waiters = None
+            elif type(waiters) is list and waiter in waiters:
                 waiters.remove(waiter)
         return self._state != _PENDING
 
     def _wake(self) -> None:
         waiters = self._waiters
-        if waiters:
+        if waiters is not None:
             self._waiters = None
             run_callback = get_hub().loop.run_callback
-            for waiter in waiters:
-                run_callback(waiter.switch, True)
+            if type(waiters) is list:
+                for waiter in waiters:
+                    run_callback(waiter.switch, True)
+            else:
+                run_callback(waiters.switch, True)
 
     def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
         # ActorFuture._complete with _claim inlined: in the hub's thread there
@@ -78,7 +88,7 @@ class GreenFuture(ActorFuture[Any]):
         self._state = state
         callbacks = self._callbacks
         self._callbacks = None
-        if self._waiters:
+        if self._waiters is not None:
             self._wake()
         if callbacks:
             for callback in callbacks:
@@ -107,13 +117,23 @@ class GreenMailbox:
     `BoundedInbox` and its queue in one object, one call per put.
     """
 
-    __slots__ = ("_hub", "_items", "_reader", "_wake_pending", "capacity", "closed")
+    __slots__ = (
+        "_hub",
+        "_items",
+        "_reader",
+        "_schedule_wake",
+        "_wake_pending",
+        "capacity",
+        "closed",
+    )
 
     def __init__(self, capacity: int = 0) -> None:
         self._items: deque[Any] = deque()
         self._reader: Any = None  # the greenlet parked in get(), if any
         self._wake_pending = False
         self._hub = get_hub()
+        # Made once: put() runs for every message.
+        self._schedule_wake = functools.partial(self._hub.loop.run_callback, self._wake)
         self.capacity = capacity
         self.closed = False
 
@@ -127,7 +147,7 @@ class GreenMailbox:
         items.append(message)
         if self._reader is not None and not self._wake_pending:
             self._wake_pending = True
-            self._hub.loop.run_callback(self._wake)
+            self._schedule_wake()
 
     def _wake(self) -> None:  # in the hub
         self._wake_pending = False
