@@ -22,7 +22,7 @@ from actors._dispatch import ServiceDispatcher
 from actors._operations import Operations
 from actors._statelock import LockFile, service_lock
 from actors.config import ServiceConfig, config_error, load_config
-from actors.errors import ActorsError, ActorStopped
+from actors.errors import ActorsError, ActorStopped, DeadlineExceeded
 from actors.registry import Registry, sqlite_url_for
 from actors.registry.journal import Journal, OperationRecord
 from actors.runtime import ActorFuture, Clock, Event, Runtime
@@ -275,11 +275,15 @@ class Service:
         plans = plan_backends(merged, file=self.config_file)  # raises before anything changes
         timeout = merged.default_timeout if timeout is None else timeout
         done = self.system.handle(self.name).ask("reconfigure", (merged, plans), timeout=timeout)
-        changes: dict[str, Any] = done.result()
-        self.config = merged
-        for name in changes["stopped"]:
-            self.backend_errors.pop(name, None)
-        self._handles.clear()  # routes changed
+        try:
+            changes: dict[str, Any] = done.result()
+        except DeadlineExceeded:
+            # Not started by its deadline, it never will be (nothing changed);
+            # started, it runs to its end: the service follows it then, so
+            # that `config` always says what runs.
+            done.add_done_callback(lambda late: self._reconfigured(merged, late))
+            raise
+        self._reconfigured(merged, done)
         changes["needs_restart"] = needs_restart
         log.warning(
             "configuration reloaded: started %s, stopped %s, needs a restart: %s",
@@ -288,6 +292,16 @@ class Service:
             needs_restart or "nothing",
         )
         return changes
+
+    def _reconfigured(self, config: ServiceConfig, done: ActorFuture[Any]) -> None:
+        """The ServiceActor applied `config` (if `done` holds its changes): follow it."""
+        changes = done.value() if done.exception() is None else None
+        if changes is None:
+            return
+        self.config = config
+        for name in changes["stopped"]:
+            self.backend_errors.pop(name, None)
+        self._handles.clear()  # routes changed
 
     def drain(self, timeout: float | None = None, abort: Event | None = None) -> bool:
         """Stop taking requests and let those in flight finish (graceful shutdown).

@@ -99,3 +99,34 @@ def test_sighup_adds_and_removes_a_backend_in_a_running_daemon(tmp_path, runtime
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     assert (tmp_path / "two" / "y").is_dir() and not (tmp_path / "one" / "z").exists()
+
+
+def test_a_reload_that_outlasts_its_caller_is_still_followed_by_the_service(
+    make_service, monkeypatch
+):
+    # The caller's deadline passes while the ServiceActor is applying the
+    # change: the caller hears DeadlineExceeded, the change is applied in full
+    # all the same, and `service.config` follows it once it is.
+    from actors.errors import DeadlineExceeded
+    from actors.service_actor import ServiceActor
+
+    service = make_service({"a": backend()}, report_interval=10, service_down_time=60)
+    release = service.system.runtime.event()
+    entered = service.system.runtime.event()
+    original = ServiceActor.reconfigure
+
+    def slow_reconfigure(self, config, plans):
+        changes = original(self, config, plans)
+        entered.set()
+        assert release.wait(10), "the test never released the reload"
+        return changes
+
+    monkeypatch.setattr(ServiceActor, "reconfigure", slow_reconfigure)
+    with pytest.raises(DeadlineExceeded):
+        service.reload(_config(service, report_interval=3.0), timeout=0.5)
+    assert entered.is_set()
+    assert service.config.report_interval == 10  # not yet: the actor has not answered
+    release.set()
+    # Answered after the reload's reply (the same mailbox, in order):
+    assert service.system.handle(service.name).ask("managers", timeout=10).result() == ["h@a"]
+    assert service.config.report_interval == 3.0
