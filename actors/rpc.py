@@ -12,6 +12,7 @@ equals the server's and V's minor is not above the server's.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import keyword
 import re
@@ -174,12 +175,24 @@ _FAST_TYPES = (str, int, float, bool, bytes, dict, list)
 _OMITTED: Any = object()  # a keyword the caller did not pass
 
 
-def _hints(method: RpcMethod) -> dict[str, Any] | None:
-    """The method's resolved type hints, or None if they cannot be resolved."""
+def _hints(method: RpcMethod, *, extras: bool = False) -> dict[str, Any] | None:
+    """The method's resolved type hints, or None if they cannot be resolved.
+
+    With `extras`, `Annotated[...]` hints keep their metadata (constraints
+    such as `Field(gt=0)`), which only pydantic checks.
+    """
     try:
-        return typing.get_type_hints(method.function)
+        return typing.get_type_hints(method.function, include_extras=extras)
     except Exception:
         return None
+
+
+def _unhashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return True
+    return False
 
 
 def _fast_caller(
@@ -203,7 +216,14 @@ def _fast_caller(
     names: list[str] = []
     checks: list[str] = []
     passes: list[str] = []
-    namespace: dict[str, Any] = {"_OMITTED": _OMITTED, "_function": function, "_slow": slow}
+    # Builtins under private names: a parameter may be called `type` or `list`.
+    namespace: dict[str, Any] = {
+        "_OMITTED": _OMITTED,
+        "_function": function,
+        "_slow": slow,
+        "_type": type,
+        "_deepcopy": copy.deepcopy,
+    }
     for index, (name, param) in enumerate(method.signature.parameters.items()):
         if index == 0 and name == "self":
             continue
@@ -224,17 +244,24 @@ def _fast_caller(
                 checks.append(f"{name} is not _OMITTED")
             else:
                 namespace[f"_T_{name}"] = kind
-                test = f"type({name}) is not _T_{name}"
+                test = f"_type({name}) is not _T_{name}"
                 if optional:
                     test = f"({name} is not None and {test})"
                 if param.default is not param.empty:
                     test = f"({name} is not _OMITTED and {test})"
                 checks.append(test)
+        value = name
+        if kind is list or kind is dict:  # a copy, as pydantic gives: the caller's stays its own
+            value = f"_T_{name}({name})"
+            if optional:
+                value = f"(None if {name} is None else {value})"
         if param.default is param.empty:
-            passes.append(f"{name}={name}")
+            passes.append(f"{name}={value}")
         else:
             namespace[f"_D_{name}"] = param.default
-            passes.append(f"{name}=_D_{name} if {name} is _OMITTED else {name}")
+            # pydantic copies a default that is not hashable (a list, a dict) for each call.
+            default = f"_deepcopy(_D_{name})" if _unhashable(param.default) else f"_D_{name}"
+            passes.append(f"{name}={default} if {name} is _OMITTED else {value}")
     signature = ", ".join(["*_args", *(f"{n}=_OMITTED" for n in names), "**_extra"])
     given = "".join(f"({n!r}, {n}), " for n in names)
     source = (
@@ -250,6 +277,8 @@ def _fast_caller(
 
 def _simple_type(hint: Any) -> tuple[type | None, bool]:
     """(T, optional) for a hint `T` or `T | None` with T a builtin the fast path checks exactly."""
+    if typing.get_origin(hint) is typing.Annotated:
+        return None, False  # constraints: pydantic's to check
     if hint in _FAST_TYPES:
         return hint, False
     if _is_union(hint):
@@ -306,9 +335,10 @@ def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..
                 raise InvalidArguments(target, method.name, _summarize(exc)) from None
             raise
 
-    if hints is None:
+    full_hints = _hints(method, extras=True) if hints is not None else None
+    if full_hints is None:
         return slow
-    return _fast_caller(method, hints, function, slow) or slow
+    return _fast_caller(method, full_hints, function, slow) or slow
 
 
 def _summarize(exc: pydantic.ValidationError) -> str:

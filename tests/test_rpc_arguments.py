@@ -8,8 +8,9 @@ down that both paths give the same outcome for any arguments.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Annotated, Any
 
+import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,9 +46,43 @@ class Shapes:
     def nothing(self) -> str:
         return "nothing"
 
+    @rpc
+    def builtin_names(self, type: str, list: int = 0) -> tuple[Any, ...]:
+        return (type, list)
 
-METHODS = ["required_only", "defaults", "keyword_only", "nothing"]
-NAMES = ["size", "name", "ratio", "label", "flag", "anything", "meta", "share_id", "data", "zz"]
+    @rpc
+    def constrained(self, size: Annotated[int, pydantic.Field(gt=0)] = 1) -> int:
+        return size
+
+    @rpc
+    def containers(self, items: list, meta: dict | None = None) -> tuple[Any, ...]:
+        return (items, meta)
+
+
+METHODS = [
+    "required_only",
+    "defaults",
+    "keyword_only",
+    "nothing",
+    "builtin_names",
+    "constrained",
+    "containers",
+]
+NAMES = [
+    "size",
+    "name",
+    "ratio",
+    "label",
+    "flag",
+    "anything",
+    "meta",
+    "share_id",
+    "data",
+    "zz",
+    "type",
+    "list",
+    "items",
+]
 VALUES = st.one_of(
     st.none(),
     st.booleans(),
@@ -109,6 +144,40 @@ def test_exact_types_skip_pydantic_and_others_are_coerced_or_refused(monkeypatch
         fast(size=True)
     with pytest.raises(InvalidArguments, match=r"(?i)unexpected"):
         fast(sizes=1)
+
+
+def test_parameters_may_be_named_like_builtins(monkeypatch):
+    fast, _ = _callers("builtin_names", monkeypatch)
+    assert fast(type="disk", list=2) == ("disk", 2)
+    assert fast(type="disk") == ("disk", 0)
+
+
+def test_annotated_constraints_are_checked_by_pydantic(monkeypatch):
+    fast, _ = _callers("constrained", monkeypatch)
+    assert fast(size=3) == 3
+    with pytest.raises(InvalidArguments, match="size"):
+        fast(size=-1)
+
+
+def test_containers_reach_the_method_as_copies_like_pydantic_gives(monkeypatch):
+    # In process, the caller's list and dict stay its own, whatever the method does.
+    fast, _ = _callers("containers", monkeypatch)
+    items, meta = [1], {"a": 1}
+    got_items, got_meta = fast(items=items, meta=meta)
+    assert got_items == items and got_items is not items
+    assert got_meta == meta and got_meta is not meta
+    assert fast(items=items, meta=None) == ([1], None)
+
+
+def test_a_mutable_default_is_fresh_for_every_call(monkeypatch):
+    class Appender:
+        @rpc
+        def append(self, items: list = []) -> int:  # noqa: B006
+            items.append(1)
+            return len(items)
+
+    fast = bind_validated("t", Appender.append.__actors_rpc__, Appender())
+    assert [fast(), fast(), fast()] == [1, 1, 1]
 
 
 def test_an_omitted_default_is_the_methods_own_default(monkeypatch):

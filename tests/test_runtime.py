@@ -41,6 +41,32 @@ def test_the_future_of_an_ask_supports_pykkas_combinators(runtime):
         assert system.stop(10)
 
 
+def test_a_wait_on_delivered_work_that_times_out_names_the_work_and_the_wait(runtime):
+    # deliver() hands over accepted work with no deadline of its own; a wait
+    # on it that gives up says what it waited for, and how long it waited.
+    from actors.errors import DeadlineExceeded
+
+    release = runtime.event()
+
+    class Blocked(BaseActor):
+        def work(self) -> str:
+            assert release.wait(10)
+            return "done"
+
+    system = ActorSystem(runtime)
+    try:
+        handle = system.spawn("blocked", Blocked())
+        delivered = handle.deliver("work")
+        with pytest.raises(DeadlineExceeded) as err:
+            delivered.result(timeout=0.05)
+        assert (err.value.details["target"], err.value.details["method"]) == ("blocked", "work")
+        assert "0.05" in str(err.value) and "inf" not in str(err.value)
+        release.set()
+        assert delivered.result(timeout=10) == "done"
+    finally:
+        assert system.stop(10)
+
+
 def test_future_callbacks_run_once_whether_added_before_or_after(runtime):
     future = runtime.future()
     seen: list[object] = []

@@ -8,6 +8,7 @@ future or put a message in a mailbox (pipe-to-self).
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import sys
 import time
@@ -184,6 +185,8 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         from actors.errors import DeadlineExceeded
 
         target, method, full = self._expected() or ("<future>", "result", timeout or 0.0)
+        if full == math.inf:  # work handed over with no deadline (deliver): the wait had one
+            full = timeout or 0.0
         raise DeadlineExceeded(target, method, full) from None
 
     def _expected(self) -> tuple[str, str, float] | None:
