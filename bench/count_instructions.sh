@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
+export PYTHONHASHSEED=${PYTHONHASHSEED:-0}  # the same dict layouts every run: comparable counts
 n=${1:-3000}
 shift || true
 scenarios=("$@")
