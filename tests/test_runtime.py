@@ -67,6 +67,17 @@ def test_a_wait_on_delivered_work_that_times_out_names_the_work_and_the_wait(run
         assert system.stop(10)
 
 
+def test_futures_and_requests_keep_their_fields_in_slots_not_a_dict(runtime):
+    # pykka.Future has no __slots__; its fields are slots of ours, so no
+    # instance dict is filled for each of the futures made per request.
+    request = runtime.request("t", "m", (), {}, None, 1.0, False, None, None)
+    future = runtime.future()
+    for made in (request, future):
+        made.set_get_hook(lambda timeout: "hooked")
+        assert made.get(timeout=1) == "hooked"
+        assert vars(made) == {}
+
+
 def test_future_callbacks_run_once_whether_added_before_or_after(runtime):
     future = runtime.future()
     seen: list[object] = []
