@@ -242,21 +242,22 @@ class CellMixin:
 
     # -- handlers -------------------------------------------------------------------
     def _on_request(self, req: Request) -> None:
-        reply = req  # a request is its own reply future
-        if reply._state:  # already completed (failed at once, or abandoned)
+        # A request is its own reply future: completed already (failed at once,
+        # or abandoned), it is not run.
+        if req._state:
             return
         now = self._now()
         if req.deadline is not None and now > req.deadline:
-            reply.try_set_exception(DeadlineExceeded(self.name, req.method, req.timeout))
+            req.try_set_exception(DeadlineExceeded(self.name, req.method, req.timeout))
             return
         if self._stopping:
-            reply.try_set_exception(ActorStopped(self.name, "stopping"))
+            req.try_set_exception(ActorStopped(self.name, "stopping"))
             return
         behaviour = self.behaviour
         try:
             fn = behaviour.resolve_call(req.method, rpc=req.rpc, version=req.version)
         except Exception as exc:
-            reply.try_set_exception(exc)
+            req.try_set_exception(exc)
             return
         self.handling = req
         self._handling_since = now
@@ -266,7 +267,7 @@ class CellMixin:
             self._crash(f"{req.method}: {_describe(exc)}", exc)
             return
         except Exception as exc:
-            reply.try_set_exception(exc)
+            req.try_set_exception(exc)
             return
         except BaseException as exc:
             self._crash(f"{req.method}: {_describe(exc)}", exc)
@@ -274,15 +275,15 @@ class CellMixin:
         finally:
             self.handling = None
         if isinstance(result, ActorFuture):
-            if result._register(reply._copy_from):  # transfer_to(), inlined
+            if result._register(req._copy_from):  # transfer_to(), inlined
                 owed = self._owed  # _owe(), inlined: the common path of every driver call
-                owed.append(reply)
+                owed.append(req)
                 if len(owed) > self._owed_prune_at:
                     self._prune_owed()
             else:
-                reply._copy_from(result)
+                req._copy_from(result)
         else:
-            reply._complete(_VALUE, result, None)  # try_set(), inlined
+            req._complete(_VALUE, result, None)  # try_set(), inlined
 
     def _owe(self, reply: ActorFuture[Any]) -> None:
         """Remember a reply that waits on a future: if this actor ends first, it fails.

@@ -241,7 +241,7 @@ class ActorHandle:
         now = wall if self._real_clock else self._now()
         if deadline is not None and deadline < now + timeout:
             timeout = deadline - now if deadline > now else 0.0
-        request = reply = self._new_request(
+        request = self._new_request(
             self.name,
             method,
             args,
@@ -258,15 +258,15 @@ class ActorHandle:
             try:
                 cell = self._directory.lookup(self.name)
             except (NotFound, ActorUnavailable) as exc:
-                reply.set_exception(exc)
-                return reply
+                request.set_exception(exc)
+                return request
         try:
             cell.actor_inbox.put(request)
         except MailboxFull as exc:
-            reply.set_exception(Busy(self.name, exc.capacity))
+            request.set_exception(Busy(self.name, exc.capacity))
         except MailboxClosed:
-            reply.set_exception(ActorStopped(self.name, "stopped"))
-        return reply
+            request.set_exception(ActorStopped(self.name, "stopped"))
+        return request
 
     def call(
         self,
@@ -309,7 +309,7 @@ class ActorHandle:
         accepting it). Still fails at once if the actor is unavailable, and with
         ActorCrashed/ActorStopped if the actor ends before it replies.
         """
-        request = reply = self._new_request(
+        request = self._new_request(
             self.name, method, args, kwargs or {}, None, math.inf, False, None, None
         )
         request.system = True
@@ -317,10 +317,10 @@ class ActorHandle:
             cell = self._directory.lookup(self.name)
             cell.actor_inbox.put(request)
         except (NotFound, ActorUnavailable) as exc:
-            reply.set_exception(exc)
+            request.set_exception(exc)
         except MailboxClosed:
-            reply.set_exception(ActorStopped(self.name, "stopped"))
-        return reply
+            request.set_exception(ActorStopped(self.name, "stopped"))
+        return request
 
     def check_room(self, reserved: int = 0) -> None:
         """Raise what `ask` would fail with now: NotFound, ActorUnavailable or Busy.
