@@ -107,6 +107,10 @@ class CellMixin:
         self._handling_since = 0.0
         self._owed: list[ActorFuture[Any]] = []  # replies waiting on a future (see _owe)
         self._owed_prune_at = 64
+        # Callables resolve_call returned, by method, for the kind of request
+        # the behaviour says they hold for (see BaseActor.reusable_calls).
+        self.resolved_calls: dict[str, Callable[..., Any]] = {}
+        self._reuse_rpc = behaviour.reusable_calls
         self._timers: set[Any] = set()
         self._stop_deadline: float | None = None
         self._restart_tokens: dict[str, int] = {}
@@ -254,11 +258,16 @@ class CellMixin:
             req.try_set_exception(ActorStopped(self.name, "stopping"))
             return
         behaviour = self.behaviour
-        try:
-            fn = behaviour.resolve_call(req.method, rpc=req.rpc, version=req.version)
-        except Exception as exc:
-            req.try_set_exception(exc)
-            return
+        reusable = req.rpc is self._reuse_rpc and req.version is None
+        fn = self.resolved_calls.get(req.method) if reusable else None
+        if fn is None:
+            try:
+                fn = behaviour.resolve_call(req.method, rpc=req.rpc, version=req.version)
+            except Exception as exc:
+                req.try_set_exception(exc)
+                return
+            if reusable:
+                self.resolved_calls[req.method] = fn
         self.handling = req
         self._handling_since = now
         try:

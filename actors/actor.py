@@ -32,6 +32,13 @@ class BaseActor:
     """Exceptions that crash the actor (and fail the request) instead of being
     returned to the caller; the supervisor then restarts it."""
 
+    reusable_calls: ClassVar[bool | None] = None
+    """Which requests' `resolve_call` answers the cell may reuse for this
+    incarnation's life: True for RPC requests, False for internal ones, None
+    for neither. Reused only for requests without a version, and only while
+    `resolve_call` is the framework's own (ManagerActor and DriverActor set it
+    so); `forget_resolved_calls()` drops what was kept."""
+
     _cell: CellMixin
 
     # -- identity -------------------------------------------------------------
@@ -88,6 +95,12 @@ class BaseActor:
         return self._cell.system.handle(name)
 
     # -- routing ------------------------------------------------------------------
+    def forget_resolved_calls(self) -> None:
+        """Make the next request for every method go through `resolve_call` again."""
+        cell = getattr(self, "_cell", None)
+        if cell is not None:
+            cell.resolved_calls.clear()
+
     def resolve_call(self, method: str, *, rpc: bool, version: str | None) -> Callable[..., Any]:
         """Return the callable for a request, or raise `MethodNotAllowed`.
 

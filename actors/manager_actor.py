@@ -90,6 +90,7 @@ class ManagerActor(BaseActor):
     """Base class of managers. Subclass, add `@rpc` methods, implement `init_host`."""
 
     RPC_API_VERSION: ClassVar[str] = "1.0"
+    reusable_calls: ClassVar[bool | None] = True  # RPC methods resolve to the same callable
     rpc_methods: ClassVar[dict[str, RpcMethod]] = {}
 
     periodic_tasks: ClassVar[dict[str, PeriodicTask]] = {}
@@ -104,6 +105,8 @@ class ManagerActor(BaseActor):
                 " recover_operation instead)"
             )
         cls.rpc_methods = collect_rpc_methods(cls, cls.RPC_API_VERSION)
+        # An overridden resolve_call may answer differently over time: ask it every time.
+        cls.reusable_calls = True if cls.resolve_call is ManagerActor.resolve_call else None
         cls.periodic_tasks = collect_periodic_tasks(cls)
 
     def __init__(

@@ -71,6 +71,7 @@ class DriverActor(BaseActor, abc.ABC):
     Options: ClassVar[type[DriverOptions]] = DriverOptions
     setup_backoff: ClassVar[Backoff] = Backoff(initial=0.5, maximum=60.0)
     operations: ClassVar[dict[str, Operation]] = {}
+    reusable_calls: ClassVar[bool | None] = False  # operations, while ready (see `ready`)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -83,12 +84,14 @@ class DriverActor(BaseActor, abc.ABC):
                 elif name in found:
                     del found[name]
         cls.operations = found
+        # An overridden resolve_call may answer differently over time: ask it every time.
+        cls.reusable_calls = False if cls.resolve_call is DriverActor.resolve_call else None
 
     def __init__(self, options: DriverOptions, *, host: str, backend: str) -> None:
         self.options = options
         self.host = host
         self.backend = backend
-        self.ready = False
+        self._ready = False
         self.last_setup_error: str | None = None
         self.setup_attempts = 0
 
@@ -126,6 +129,17 @@ class DriverActor(BaseActor, abc.ABC):
         return execute(*cmd, **kwargs)
 
     # -- readiness ----------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """True once setup succeeded: operations run only then."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
+        if not value:  # operations resolved while ready must be refused again
+            self.forget_resolved_calls()
+
     def on_start(self) -> None:
         self._attempt_setup()
 

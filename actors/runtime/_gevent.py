@@ -9,7 +9,6 @@ gevent.subprocess) yields to the others.
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import queue
 import time
 from collections import deque
@@ -88,8 +87,13 @@ class GreenFuture(ActorFuture[Any]):
         self._state = state
         callbacks = self._callbacks
         self._callbacks = None
-        if self._waiters is not None:
-            self._wake()
+        waiters = self._waiters
+        if waiters is not None:  # _wake(), inlined for the one waiter of a request
+            if type(waiters) is list:
+                self._wake()
+            else:
+                self._waiters = None
+                get_hub().loop.run_callback(waiters.switch, True)
         if callbacks:
             for callback in callbacks:
                 try:
@@ -110,19 +114,20 @@ class GreenMailbox:
 
     gevent's SimpleQueue serves any number of getters through Waiter objects
     and an unlock callback; an actor's mailbox has exactly one reader, so a put
-    only has to schedule that reader's wake-up (at most one at a time). The
-    wake-up checks the reader still waits here, so it never switches into a
-    greenlet that has moved on. Used in the hub's thread only, like every
-    gevent primitive, so the bound check and the append need no lock: this is
-    `BoundedInbox` and its queue in one object, one call per put.
+    only has to schedule that reader's switch (at most one at a time). The
+    reader cancels a scheduled switch whenever it leaves `get()`, so a switch
+    never lands in a greenlet that has moved on (killed while parked, say).
+    Used in the hub's thread only, like every gevent primitive, so the bound
+    check and the append need no lock: this is `BoundedInbox` and its queue in
+    one object, one call per put.
     """
 
     __slots__ = (
         "_hub",
         "_items",
         "_reader",
-        "_schedule_wake",
-        "_wake_pending",
+        "_run_callback",
+        "_wakeup",
         "capacity",
         "closed",
     )
@@ -130,10 +135,9 @@ class GreenMailbox:
     def __init__(self, capacity: int = 0) -> None:
         self._items: deque[Any] = deque()
         self._reader: Any = None  # the greenlet parked in get(), if any
-        self._wake_pending = False
+        self._wakeup: Any = None  # the hub callback that switches to it, once scheduled
         self._hub = get_hub()
-        # Made once: put() runs for every message.
-        self._schedule_wake = functools.partial(self._hub.loop.run_callback, self._wake)
+        self._run_callback = self._hub.loop.run_callback  # looked up once: put() runs per message
         self.capacity = capacity
         self.closed = False
 
@@ -145,16 +149,9 @@ class GreenMailbox:
         if self.capacity and len(items) >= self.capacity and not _is_system(message):
             raise MailboxFull(self.capacity)
         items.append(message)
-        if self._reader is not None and not self._wake_pending:
-            self._wake_pending = True
-            self._schedule_wake()
-
-    def _wake(self) -> None:  # in the hub
-        self._wake_pending = False
         reader = self._reader
-        if reader is not None:
-            self._reader = None
-            reader.switch()
+        if reader is not None and self._wakeup is None:
+            self._wakeup = self._run_callback(reader.switch)
 
     def get(self) -> Any:
         items = self._items
@@ -164,6 +161,12 @@ class GreenMailbox:
                 self._hub.switch()
             finally:
                 self._reader = None
+                wakeup = self._wakeup
+                if wakeup is not None:
+                    # Normally the switch that resumed us (stopping it then is
+                    # a no-op); otherwise it must not fire later, elsewhere.
+                    self._wakeup = None
+                    wakeup.stop()
         return items.popleft()
 
     def get_nowait(self) -> Any:
