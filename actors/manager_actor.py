@@ -11,7 +11,6 @@ status calls and runs periodic work while the driver is busy.
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -54,26 +53,34 @@ class DriverProxy:
         Called while handling a request, the operation inherits what is left of
         that request's deadline, so work the caller gave up on is not started.
         """
-        handling = self._cell.handling
-        future = self._handle.ask(
-            op,
-            args,
-            kwargs,
-            timeout=self._timeout,
-            deadline=handling.deadline if isinstance(handling, Request) else None,
-        )
-        if future._state:  # failed at once: say "not ready" for a restarting driver
-            error = future.exception()
-            if isinstance(error, ActorUnavailable) and not isinstance(error, DriverNotReady):
-                fresh: ActorFuture[Any] = self._handle._runtime.future()
-                fresh.set_exception(DriverNotReady(self._backend, error.details.get("reason", "")))
-                return fresh
+        return self._caller(op)(*args, **kwargs)
+
+    def _caller(self, op: str) -> Callable[..., ActorFuture[Any]]:
+        """A function that queues operation `op` (made once per operation name)."""
+        send, cell, timeout, refused = self._handle.send, self._cell, self._timeout, self._refused
+
+        def operation(*args: Any, **kwargs: Any) -> ActorFuture[Any]:
+            handling = cell.handling
+            deadline = handling.deadline if isinstance(handling, Request) else None
+            future = send(op, args, kwargs, timeout, False, None, deadline)
+            return refused(future) if future._state else future
+
+        operation.__name__ = operation.__qualname__ = op
+        return operation
+
+    def _refused(self, future: ActorFuture[Any]) -> ActorFuture[Any]:
+        """A request that failed at once: say "not ready" for a restarting driver."""
+        error = future.exception()
+        if isinstance(error, ActorUnavailable) and not isinstance(error, DriverNotReady):
+            fresh: ActorFuture[Any] = self._handle._runtime.future()
+            fresh.set_exception(DriverNotReady(self._backend, error.details.get("reason", "")))
+            return fresh
         return future
 
     def __getattr__(self, op: str) -> Callable[..., ActorFuture[Any]]:
         if op.startswith("_"):
             raise AttributeError(op)
-        fn = self.__dict__[op] = functools.partial(self.call, op)
+        fn = self.__dict__[op] = self._caller(op)
         return fn
 
     def status(self) -> dict[str, Any]:

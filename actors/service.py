@@ -450,7 +450,7 @@ class Service:
         """Send an RPC request and wait for its result, at most `timeout` seconds."""
         if self.operations is None:  # no journal: ask(), inlined (the in-process hot path)
             handle = self._handles.get(target) or self.handle(target)
-            return handle.ask(method, (), args, timeout=timeout, rpc=True, version=version).result()
+            return handle.send(method, (), args or {}, timeout, True, version, None).result()
         return self.ask(target, method, args, timeout=timeout, version=version, key=key).result()
 
     def cast(

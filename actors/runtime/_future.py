@@ -13,7 +13,7 @@ import queue
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, Self, TypeVar
 
 import pykka
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 _PENDING, _VALUE, _ERROR = 0, 1, 2
 _ALREADY_DONE: Any = object()
 _UNSET: Any = pykka._future._Unset()  # what pykka.Future.__init__ would set
+_new_object = object.__new__
 
 
 class ActorFuture(pykka.Future[T], Generic[T]):
@@ -237,39 +238,57 @@ class Request(ActorFuture[Any]):
         "version",
     )
 
-    def __init__(
-        self,
-        target: str = "",
-        method: str = "",
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        deadline: float | None = None,
-        timeout: float = 0.0,
-        rpc: bool = False,
-        version: str | None = None,
-        wait_until: float | None = None,
-    ) -> None:
-        # Every field has a default only because pykka's combinators (map,
-        # filter, join, reduce) make their result with `self.__class__()`:
-        # such a future is a request for no call, and is never sent.
-        # ActorFuture.__init__, inlined (but _what, which a request never
-        # sets: see _expected), and the call's own fields.
-        self._get_hook = None
-        self._wait_until = wait_until
-        self._state = _PENDING
-        self._value = None
-        self._error = None
-        self._callbacks = None
-        self._waiters = None
-        self.target = target
-        self.method = method
-        self.args = args
-        self.kwargs = kwargs if kwargs is not None else {}
-        self.deadline = deadline
-        self.timeout = timeout
-        self.rpc = rpc
-        self.version = version
-        self.system = False
+    def __init__(self) -> None:
+        """A request for no call: never sent (see `create` for a call).
+
+        Only because pykka's combinators (map, filter, join, reduce) make
+        their result with `self.__class__()`.
+        """
+        super().__init__()
+        self.target = self.method = ""
+        self.args: tuple[Any, ...] = ()
+        self.kwargs: dict[str, Any] = {}
+        self.deadline: float | None = None
+        self.timeout = 0.0
+        self.rpc = self.system = False
+        self.version: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        target: str,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        deadline: float | None,
+        timeout: float,
+        rpc: bool,
+        version: str | None,
+        wait_until: float | None,
+    ) -> Self:
+        """A request to send: `method` of `target`, not started after `deadline`.
+
+        Made for every call, so it skips `cls(...)` (type.__call__ and a
+        separate __init__ frame) and sets every field here, flat.
+        """
+        request = _new_object(cls)
+        request._get_hook = None
+        request._wait_until = wait_until
+        request._state = _PENDING
+        request._value = None
+        request._error = None
+        request._callbacks = None
+        request._waiters = None
+        request.target = target
+        request.method = method
+        request.args = args
+        request.kwargs = kwargs
+        request.deadline = deadline
+        request.timeout = timeout
+        request.rpc = rpc
+        request.version = version
+        request.system = False
+        return request
 
     def _expected(self) -> tuple[str, str, float] | None:
         what: tuple[str, str, float] | None = getattr(self, "_what", None)

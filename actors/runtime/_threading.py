@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import pykka
 
@@ -59,10 +59,12 @@ class ThreadRequest(Request, ThreadFuture):
 
     __slots__ = ()
 
-    def __init__(self, *fields: Any) -> None:
-        Request.__init__(self, *fields)
-        self._lock = threading.Lock()
-        self._event = None
+    @classmethod
+    def create(cls, *fields: Any) -> Self:
+        request = super().create(*fields)
+        request._lock = threading.Lock()
+        request._event = None
+        return request
 
 
 class ThreadCellBase(pykka.ThreadingActor):
