@@ -1,6 +1,6 @@
 """Ask round trips per second: the full service path against minimal baselines.
 
-    python bench/bench_ask.py [--seconds S] [--repeats N] [--json] [--profile]
+    python bench/bench_ask.py [--seconds S] [--repeats ROUNDS] [--json] [--profile]
 
 Measures, in one process:
 
@@ -20,11 +20,15 @@ Measures, in one process:
 `Service.call` routes through the ServiceActor's routing table without a hop
 through its mailbox, so a round trip crosses two mailboxes: the manager's and
 the driver's. The gevent measurements run in the main thread without
-monkey-patching. Each figure is the median of `--repeats` timed runs of
-`--seconds` each, after a warm-up; every reply is checked.
+monkey-patching. Every scenario runs once per round, the rounds one after
+another (`--repeats` rounds of `--seconds` per scenario, after a warm-up), so
+that a ratio pairs runs made close together: on a shared VM the machine's speed
+drifts by tens of percent within the hour. A figure is the median of its runs,
+a ratio the median of its per-round ratios; every reply is checked.
 
-`--count SCENARIO --ops N` runs N round trips of one scenario (`full`,
-`minimal` or `chain`, gevent, one caller) untimed, for counting instructions
+`--count SCENARIO --ops N [--callers K]` runs N round trips of one scenario
+(`full`, `minimal` or `chain`, gevent, shared by K caller greenlets, default
+one) untimed, for counting instructions
 under `valgrind --tool=callgrind` (see BENCHMARKS.md): a measure that does not
 move with the machine's load, for comparing two versions of the code.
 
@@ -37,6 +41,7 @@ across greenlet switches), and prints where the time goes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -201,28 +206,47 @@ class Result:
         }
 
 
+@dataclass
+class Scenario:
+    key: str
+    label: str
+    op: Op
+    kind: str  # "sequential", "greenlets" or "threads"
+    callers: int = 1
+
+    def once(self, seconds: float) -> float:
+        """Round trips per second over one run of `seconds`."""
+        if self.kind == "sequential":
+            n, elapsed = run_sequential(self.op, seconds)
+        elif self.kind == "greenlets":
+            n, elapsed = run_greenlets(self.op, seconds, self.callers)
+        else:
+            n, elapsed = run_threads(self.op, seconds, self.callers)
+        return n / elapsed
+
+
 class Bench:
+    """Runs every scenario once per round, rounds one after another.
+
+    Interleaved so that a ratio compares runs made minutes apart at most, not a
+    scenario measured early against one measured late: on a shared VM the
+    machine's speed drifts by tens of percent within the hour. Each ratio is the
+    median of its per-round ratios.
+    """
+
     def __init__(self, seconds: float, repeats: int, warmup: float, quiet: bool) -> None:
         self.seconds, self.repeats, self.warmup, self.quiet = seconds, repeats, warmup, quiet
         self.results: dict[str, Result] = {}
 
-    def measure(self, key: str, label: str, op: Op, kind: str, callers: int = 1) -> Result:
-        def once(seconds: float) -> tuple[int, float]:
-            if kind == "sequential":
-                return run_sequential(op, seconds)
-            if kind == "greenlets":
-                return run_greenlets(op, seconds, callers)
-            return run_threads(op, seconds, callers)
-
-        once(self.warmup)
-        result = Result(key, label, callers)
-        for _ in range(self.repeats):
-            n, elapsed = once(self.seconds)
-            result.runs.append(n / elapsed)
-        self.results[key] = result
-        if not self.quiet:
-            print(f"  {label:<44} {result.ops:>12,.0f} ops/s", file=sys.stderr, flush=True)
-        return result
+    def run(self, scenarios: list[Scenario]) -> None:
+        for scenario in scenarios:
+            scenario.once(self.warmup)
+            self.results[scenario.key] = Result(scenario.key, scenario.label, scenario.callers)
+        for round_ in range(self.repeats):
+            for scenario in scenarios:
+                self.results[scenario.key].runs.append(scenario.once(self.seconds))
+            if not self.quiet:
+                print(f"  round {round_ + 1} of {self.repeats} done", file=sys.stderr, flush=True)
 
 
 def service_config(runtime: str) -> ServiceConfig:
@@ -250,85 +274,87 @@ def service_op(service: Service) -> Op:
 
 
 def run_all(bench: Bench) -> None:
-    # gevent world, main thread, no monkey-patching.
-    mini = MiniGeventActor()
-    try:
-        bench.measure("mini_gevent_seq", "minimal gevent actor, 1 caller", mini.echo, "sequential")
-        bench.measure(
-            "mini_gevent_50",
-            f"minimal gevent actor, {GREENLET_CALLERS} greenlets",
-            mini.echo,
-            "greenlets",
-            GREENLET_CALLERS,
-        )
-    finally:
-        mini.stop()
-    chain = MiniGeventChain()
-    try:
-        bench.measure(
-            "chain_gevent_seq", "two-hop gevent chain, 1 caller", chain.echo, "sequential"
-        )
-        bench.measure(
-            "chain_gevent_50",
-            f"two-hop gevent chain, {GREENLET_CALLERS} greenlets",
-            chain.echo,
-            "greenlets",
-            GREENLET_CALLERS,
-        )
-    finally:
-        chain.stop()
+    """Start every subject, then measure all scenarios in interleaved rounds.
 
-    service = Service(service_config("gevent")).start()
-    try:
-        op = service_op(service)
-        bench.measure("gevent_full_seq", "gevent full path, 1 caller", op, "sequential")
-        bench.measure(
-            "gevent_full_50",
-            f"gevent full path, {GREENLET_CALLERS} greenlets",
-            op,
-            "greenlets",
-            GREENLET_CALLERS,
-        )
-    finally:
-        stop(service)
-
-    # threading world.
-    ref = PykkaEcho.start()
-    try:
+    The gevent subjects run in the main thread without monkey-patching; the
+    threaded ones (pykka, the threading runtime) sit idle in their own threads
+    while the others are measured.
+    """
+    with contextlib.ExitStack() as stack:
+        mini = MiniGeventActor()
+        stack.callback(mini.stop)
+        chain = MiniGeventChain()
+        stack.callback(chain.stop)
+        green = Service(service_config("gevent")).start()
+        stack.callback(stop, green)
+        ref = PykkaEcho.start()
+        stack.callback(ref.stop)
         proxy = ref.proxy()
+        threaded = Service(service_config("threading")).start()
+        stack.callback(stop, threaded)
 
         def proxy_op(value: int) -> Any:
             return proxy.echo(value).get()
 
-        bench.measure(
-            "pykka_proxy_seq", "pykka ThreadingActor proxy, 1 caller", proxy_op, "sequential"
+        many, threads = GREENLET_CALLERS, THREAD_CALLERS
+        full, full_threaded = service_op(green), service_op(threaded)
+        bench.run(
+            [
+                Scenario(
+                    "mini_gevent_seq", "minimal gevent actor, 1 caller", mini.echo, "sequential"
+                ),
+                Scenario(
+                    "mini_gevent_50",
+                    f"minimal gevent actor, {many} greenlets",
+                    mini.echo,
+                    "greenlets",
+                    many,
+                ),
+                Scenario(
+                    "chain_gevent_seq", "two-hop gevent chain, 1 caller", chain.echo, "sequential"
+                ),
+                Scenario(
+                    "chain_gevent_50",
+                    f"two-hop gevent chain, {many} greenlets",
+                    chain.echo,
+                    "greenlets",
+                    many,
+                ),
+                Scenario("gevent_full_seq", "gevent full path, 1 caller", full, "sequential"),
+                Scenario(
+                    "gevent_full_50", f"gevent full path, {many} greenlets", full, "greenlets", many
+                ),
+                Scenario(
+                    "pykka_proxy_seq",
+                    "pykka ThreadingActor proxy, 1 caller",
+                    proxy_op,
+                    "sequential",
+                ),
+                Scenario(
+                    "pykka_ask_seq", "pykka ThreadingActor ref.ask, 1 caller", ref.ask, "sequential"
+                ),
+                Scenario(
+                    "pykka_ask_8",
+                    f"pykka ThreadingActor ref.ask, {threads} threads",
+                    ref.ask,
+                    "threads",
+                    threads,
+                ),
+                Scenario(
+                    "threading_full_seq",
+                    "threading full path, 1 caller",
+                    full_threaded,
+                    "sequential",
+                ),
+                Scenario(
+                    "threading_full_8",
+                    f"threading full path, {threads} threads",
+                    full_threaded,
+                    "threads",
+                    threads,
+                ),
+            ]
         )
-        bench.measure(
-            "pykka_ask_seq", "pykka ThreadingActor ref.ask, 1 caller", ref.ask, "sequential"
-        )
-        bench.measure(
-            "pykka_ask_8",
-            f"pykka ThreadingActor ref.ask, {THREAD_CALLERS} threads",
-            ref.ask,
-            "threads",
-            THREAD_CALLERS,
-        )
-    finally:
-        ref.stop()
-
-    service = Service(service_config("threading")).start()
-    try:
-        op = service_op(service)
-        bench.measure("threading_full_seq", "threading full path, 1 caller", op, "sequential")
-        bench.measure(
-            "threading_full_8",
-            f"threading full path, {THREAD_CALLERS} threads",
-            op,
-            "threads",
-            THREAD_CALLERS,
-        )
-    finally:
-        stop(service)
 
 
 RATIOS = [
@@ -340,6 +366,9 @@ RATIOS = [
     ("gevent_full_vs_chain", "gevent_full_seq", "chain_gevent_seq", None),
     ("gevent_full_vs_pykka_proxy", "gevent_full_seq", "pykka_proxy_seq", 5.0),
     ("gevent_full_vs_pykka_ask", "gevent_full_seq", "pykka_ask_seq", 5.0),
+    # The ceiling of the two above: what no framework on gevent can beat on this machine.
+    ("mini_gevent_vs_pykka_proxy", "mini_gevent_seq", "pykka_proxy_seq", None),
+    ("mini_gevent_vs_pykka_ask", "mini_gevent_seq", "pykka_ask_seq", None),
     ("threading_full_vs_pykka_proxy", "threading_full_seq", "pykka_proxy_seq", None),
     ("threading_full_vs_pykka_ask", "threading_full_seq", "pykka_ask_seq", None),
 ]
@@ -348,11 +377,13 @@ RATIOS = [
 def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
     out = []
     for key, num, den, target in RATIOS:
-        value = results[num].ops / results[den].ops
+        paired = [a / b for a, b in zip(results[num].runs, results[den].runs, strict=True)]
+        value = statistics.median(paired)
         out.append(
             {
                 "key": key,
                 "ratio": round(value, 3),
+                "rounds": [round(r, 3) for r in paired],
                 "numerator": results[num].label,
                 "denominator": results[den].label,
                 "target": target,
@@ -378,37 +409,50 @@ def report(bench: Bench, as_json: bool) -> None:
         return
     print(
         f"python {meta['python']}, gevent {meta['gevent']}, {meta['cpus']} cpus, "
-        f"median of {bench.repeats} x {bench.seconds:g}s"
+        f"{bench.repeats} interleaved rounds of {bench.seconds:g}s per scenario; medians"
     )
     print(f"{'scenario':<44} {'ops/s':>10} {'us/op':>8}  runs (ops/s)")
     for row in rows:
         runs = ", ".join(f"{r:,.0f}" for r in row["runs_ops_per_s"])
         print(f"{row['label']:<44} {row['ops_per_s']:>10,.0f} {row['us_per_op']:>8.1f}  {runs}")
     print()
-    print(f"{'ratio':<72} {'value':>6}  target")
+    print(f"{'ratio (median of the rounds)':<72} {'value':>6}  {'rounds':<20}  target")
     for r in ratio_rows:
         name = f"{r['numerator']} / {r['denominator']}"
+        spread = f"{min(r['rounds']):.2f}-{max(r['rounds']):.2f}"
         target = (
             "-"
             if r["target"] is None
             else (f">= {r['target']:g}x: {'met' if r['met'] else 'NOT met'}")
         )
-        print(f"{name:<72} {r['ratio']:>5.2f}x  {target}")
+        print(f"{name:<72} {r['ratio']:>5.2f}x  {spread:<20}  {target}")
 
 
 # -- counting -------------------------------------------------------------------------------
-def count(scenario: str, ops: int) -> None:
-    """Run `ops` round trips of one gevent scenario, one caller, untimed (for callgrind)."""
+def count(scenario: str, ops: int, callers: int = 1) -> None:
+    """Run `ops` round trips of one gevent scenario untimed (for callgrind).
+
+    With several callers, each greenlet makes `ops // callers` of them.
+    """
     if scenario == "full":
         service = Service(service_config("gevent")).start()
         op, done = service_op(service), lambda: stop(service)
     else:
         actor = MiniGeventActor() if scenario == "minimal" else MiniGeventChain()
         op, done = actor.echo, actor.stop
-    try:
-        for value in range(ops):
+
+    def calls(first: int, n: int) -> None:
+        for value in range(first, first + n):
             if op(value) != value:
                 raise AssertionError(f"echo({value}) returned something else")
+
+    try:
+        if callers == 1:
+            calls(0, ops)
+        else:
+            share = ops // callers
+            workers = [gevent.spawn(calls, i * share, share) for i in range(callers)]
+            gevent.joinall(workers, raise_error=True)
     finally:
         done()
 
@@ -491,8 +535,8 @@ def _profile_cprofile(op: Op, ops: int, top: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=2.0, help="length of one timed run")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per scenario")
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed run")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds (timed runs per scenario)")
     parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument(
@@ -506,13 +550,16 @@ def main(argv: list[str] | None = None) -> int:
         help="run --ops round trips of one scenario untimed (for valgrind --tool=callgrind)",
     )
     parser.add_argument("--ops", type=int, default=10_000)
+    parser.add_argument(
+        "--callers", type=int, default=1, help="caller greenlets for --count (default 1)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.profile:
         profile(args.profile_ops, args.top)
         return 0
     if args.count:
-        count(args.count, args.ops)
+        count(args.count, args.ops, args.callers)
         return 0
     warmup = args.warmup if args.warmup is not None else min(0.5, args.seconds / 2)
     bench = Bench(args.seconds, args.repeats, warmup, quiet=args.json)

@@ -29,7 +29,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_bench_ask_measures_every_scenario_and_ratio():
-    done = _run("--seconds", "0.05", "--repeats", "1", "--warmup", "0.01", "--json")
+    done = _run("--seconds", "0.05", "--repeats", "2", "--warmup", "0.01", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     keys = {row["key"] for row in report["results"]}
@@ -38,9 +38,13 @@ def test_bench_ask_measures_every_scenario_and_ratio():
     ratios = {row["key"]: row for row in report["ratios"]}
     assert ratios["gevent_full_vs_mini_gevent"]["target"] == 0.5
     assert ratios["gevent_full_vs_chain"]["target"] is None
+    # Interleaved rounds: every scenario ran once per round, every ratio is paired per round.
+    assert all(len(row["runs_ops_per_s"]) == 2 for row in report["results"])
+    assert all(len(row["rounds"]) == 2 for row in report["ratios"])
 
 
 @pytest.mark.parametrize("scenario", ["full", "minimal", "chain"])
-def test_bench_ask_counting_mode_runs_each_scenario(scenario):
-    done = _run("--count", scenario, "--ops", "200")
+@pytest.mark.parametrize("callers", ["1", "5"])
+def test_bench_ask_counting_mode_runs_each_scenario(scenario, callers):
+    done = _run("--count", scenario, "--ops", "200", "--callers", callers)
     assert done.returncode == 0, done.stderr
