@@ -181,8 +181,13 @@ class ServiceActor(BaseActor):
         """A driver finished setup (in its own context): heartbeat now, not an interval later.
 
         Only posts a request to this actor; refused (mailbox full) it is
-        dropped, and the next periodic round heartbeats instead.
+        dropped, and the next periodic round heartbeats instead. An incarnation
+        that ended without its stop hooks (abandoned: its thread would not stop)
+        takes itself off the listeners here, at the first event it hears.
         """
+        if self._cell._stopping:
+            self.system.remove_ready_listener(self._on_ready)
+            return
         if self.serving and name.endswith("/driver"):
             self.system.handle(self.name).ask("report")
 

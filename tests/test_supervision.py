@@ -360,3 +360,16 @@ def test_a_reply_owed_by_an_actor_that_ends_fails_at_once(make_harness, actors_r
     h.stop()
     with pytest.raises(ActorStopped, match="stopped before it answered"):
         stopping.result(timeout=10)
+
+
+def test_an_abandoned_service_actor_stops_listening_for_readiness(make_service):
+    """Abandoned (its thread would not stop), the ServiceActor's stop hooks never
+    run; it must not stay a readiness listener that posts to its name forever."""
+    service = make_service()
+    system = service.system
+    cell = system.directory.entry(service.name).cell
+    listener = cell.behaviour._on_ready
+    assert listener in system._ready_listeners
+    cell.abandon("test: would not stop")
+    system.set_ready("elsewhere/driver", object(), True)  # the next readiness event
+    assert listener not in system._ready_listeners
