@@ -110,7 +110,7 @@ class CellMixin:
         # Callables resolve_call returned, by method, for the kind of request
         # the behaviour says they hold for (see BaseActor.reusable_calls).
         self.resolved_calls: dict[str, Callable[..., Any]] = {}
-        self._reuse_rpc = behaviour.reusable_calls
+        self._reuse_rpc = behaviour.reusable_calls()
         self._timers: set[Any] = set()
         self._stop_deadline: float | None = None
         self._restart_tokens: dict[str, int] = {}

@@ -32,13 +32,6 @@ class BaseActor:
     """Exceptions that crash the actor (and fail the request) instead of being
     returned to the caller; the supervisor then restarts it."""
 
-    reusable_calls: ClassVar[bool | None] = None
-    """Which requests' `resolve_call` answers the cell may reuse for this
-    incarnation's life: True for RPC requests, False for internal ones, None
-    for neither. Reused only for requests without a version, and only while
-    `resolve_call` is the framework's own (ManagerActor and DriverActor set it
-    so); `forget_resolved_calls()` drops what was kept."""
-
     _cell: CellMixin
 
     # -- identity -------------------------------------------------------------
@@ -95,6 +88,23 @@ class BaseActor:
         return self._cell.system.handle(name)
 
     # -- routing ------------------------------------------------------------------
+    def reusable_calls(self) -> bool | None:
+        """Which requests' `resolve_call` answers the cell may keep, per method.
+
+        True for RPC requests, False for internal ones, None for neither (the
+        default). Asked once, when this incarnation's cell is made; kept answers
+        serve later requests without a version only. ManagerActor and DriverActor
+        answer for themselves while their `resolve_call` (and, for drivers,
+        `ready`) is the framework's own, on the class and on the instance.
+        """
+        return None
+
+    def _overrides(self, owner: type, *names: str) -> bool:
+        """True if this instance or its class replaced any of `owner`'s `names`."""
+        own = getattr(self, "__dict__", {})
+        cls = type(self)
+        return any(name in own or getattr(cls, name) is not vars(owner)[name] for name in names)
+
     def forget_resolved_calls(self) -> None:
         """Make the next request for every method go through `resolve_call` again."""
         cell = getattr(self, "_cell", None)

@@ -65,7 +65,8 @@ class DriverProxy:
             future = send(op, args, kwargs, timeout, False, None, deadline)
             return refused(future) if future._state else future
 
-        operation.__name__ = operation.__qualname__ = op
+        if isinstance(op, str):  # else the driver refuses it: MethodNotAllowed, in the future
+            operation.__name__ = operation.__qualname__ = op
         return operation
 
     def _refused(self, future: ActorFuture[Any]) -> ActorFuture[Any]:
@@ -97,7 +98,6 @@ class ManagerActor(BaseActor):
     """Base class of managers. Subclass, add `@rpc` methods, implement `init_host`."""
 
     RPC_API_VERSION: ClassVar[str] = "1.0"
-    reusable_calls: ClassVar[bool | None] = True  # RPC methods resolve to the same callable
     rpc_methods: ClassVar[dict[str, RpcMethod]] = {}
 
     periodic_tasks: ClassVar[dict[str, PeriodicTask]] = {}
@@ -112,8 +112,6 @@ class ManagerActor(BaseActor):
                 " recover_operation instead)"
             )
         cls.rpc_methods = collect_rpc_methods(cls, cls.RPC_API_VERSION)
-        # An overridden resolve_call may answer differently over time: ask it every time.
-        cls.reusable_calls = True if cls.resolve_call is ManagerActor.resolve_call else None
         cls.periodic_tasks = collect_periodic_tasks(cls)
 
     def __init__(
@@ -181,6 +179,11 @@ class ManagerActor(BaseActor):
         return self.config.driver_supervision
 
     # -- routing ---------------------------------------------------------------------
+    def reusable_calls(self) -> bool | None:
+        # An RPC method resolves to the same bound checker for the manager's
+        # life; a resolve_call of its own may answer differently over time.
+        return None if self._overrides(ManagerActor, "resolve_call") else True
+
     def resolve_call(self, method: str, *, rpc: bool, version: str | None) -> Callable[..., Any]:
         if not rpc:
             return super().resolve_call(method, rpc=rpc, version=version)

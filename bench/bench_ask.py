@@ -449,9 +449,11 @@ def count(scenario: str, ops: int, callers: int = 1) -> None:
     try:
         if callers == 1:
             calls(0, ops)
-        else:
-            share = ops // callers
-            workers = [gevent.spawn(calls, i * share, share) for i in range(callers)]
+        else:  # exactly `ops` in all: the first `ops % callers` callers make one more
+            share, extra = divmod(ops, callers)
+            sizes = [share + (i < extra) for i in range(callers)]
+            starts = [sum(sizes[:i]) for i in range(callers)]
+            workers = [gevent.spawn(calls, starts[i], sizes[i]) for i in range(callers)]
             gevent.joinall(workers, raise_error=True)
     finally:
         done()
@@ -533,6 +535,13 @@ def _profile_cprofile(op: Op, ops: int, top: int) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed run")
@@ -551,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ops", type=int, default=10_000)
     parser.add_argument(
-        "--callers", type=int, default=1, help="caller greenlets for --count (default 1)"
+        "--callers", type=_positive, default=1, help="caller greenlets for --count (default 1)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -8,6 +8,7 @@ stops being ready, and a subclass whose own `resolve_call` decides per call.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -105,11 +106,100 @@ def test_a_resolve_call_of_its_own_is_asked_for_every_request(make_harness):
     assert service.call("b1", "status")["status_calls"] == 2
 
 
-def test_only_the_framework_resolve_call_is_reused():
-    assert ManagerActor.reusable_calls is True
-    assert ResourceManager.reusable_calls is True
-    assert GatedManager.reusable_calls is None
-    assert FlakyDriver.reusable_calls is False  # internal requests: a driver's operations
-    from actors.drivers.fake import FakeDriver
+class HealthDriver(FlakyDriver):
+    """Readiness read from the device each time: a `ready` of its own."""
 
-    assert FakeDriver.reusable_calls is None  # it answers stand-in operations itself
+    present = True
+
+    @property
+    def ready(self) -> bool:  # type: ignore[override]
+        return self._up and type(self).present
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._up = value
+
+
+class OwnFlagDriver(HealthDriver):
+    """Keeps a `_ready` of its own; its setup never succeeds."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ready = threading.Event()  # truthy: must not pass for readiness
+
+    def do_setup(self) -> None:
+        raise OSError("device /dev/fake0 missing")
+
+    ready = DriverActor.ready  # the framework's own again
+
+
+class OpManager(FlakyManager):
+    @rpc
+    def call_op(self, op: Any) -> Any:
+        return self.driver.call(op)
+
+
+class Hello(ManagerActor):
+    @rpc
+    def hello(self) -> str:
+        return "hi"
+
+
+def _cell(service: Any, name: str) -> Any:
+    return service.service.system.directory.entry(name).cell
+
+
+def test_a_driver_with_a_ready_of_its_own_is_asked_every_time(make_harness):
+    HealthDriver.present = True
+    here = "tests.test_resolved_calls"
+    service = make_harness({"b1": backend(f"{here}:FlakyManager", f"{here}:HealthDriver")})
+    assert service.call("b1", "echo", {"value": 1}) == 1
+    assert service.call("b1", "echo", {"value": 2}) == 2
+    HealthDriver.present = False  # the device went away: not ready, by its own account
+    try:
+        with pytest.raises(DriverNotReady):
+            service.call("b1", "echo", {"value": 3})
+    finally:
+        HealthDriver.present = True
+    assert service.call("b1", "echo", {"value": 4}) == 4
+
+
+def test_a_private_ready_of_a_driver_does_not_make_it_ready(make_harness):
+    here = "tests.test_resolved_calls"
+    service = make_harness({"b1": backend(f"{here}:FlakyManager", f"{here}:OwnFlagDriver")})
+    with pytest.raises(DriverNotReady, match="fake0 missing"):
+        service.call("b1", "echo", {"value": 1})
+
+
+def test_a_resolve_call_replaced_before_start_is_asked(make_harness, monkeypatch):
+    def refuse(self: Any, method: str, *, rpc: bool, version: str | None) -> Any:
+        raise MethodNotAllowed(self.name, method)
+
+    monkeypatch.setattr(Hello, "resolve_call", refuse)
+    service = make_harness({"b1": backend("tests.test_resolved_calls:Hello")})
+    for _ in range(2):
+        with pytest.raises(MethodNotAllowed):
+            service.call("b1", "hello")
+
+
+def test_a_driver_operation_that_is_not_a_name_fails_its_future(make_harness):
+    here = "tests.test_resolved_calls"
+    service = make_harness({"b1": backend(f"{here}:OpManager", f"{here}:FlakyDriver")})
+    with pytest.raises(MethodNotAllowed):
+        service.call("b1", "call_op", {"op": None})
+
+
+def test_only_the_framework_resolve_call_is_reused(make_harness):
+    here = "tests.test_resolved_calls"
+    service = make_harness(
+        {
+            "plain": backend(f"{here}:FlakyManager", f"{here}:FlakyDriver"),
+            "gated": backend(f"{here}:GatedManager", f"{here}:HealthDriver"),
+            "fake": backend(),
+        }
+    )
+    assert _cell(service, "h@plain")._reuse_rpc is True  # RPC methods
+    assert _cell(service, "h@plain/driver")._reuse_rpc is False  # internal: operations
+    assert _cell(service, "h@gated")._reuse_rpc is None  # a resolve_call of its own
+    assert _cell(service, "h@gated/driver")._reuse_rpc is None  # a ready of its own
+    assert _cell(service, "h@fake/driver")._reuse_rpc is None  # FakeDriver: stand-in operations

@@ -71,7 +71,6 @@ class DriverActor(BaseActor, abc.ABC):
     Options: ClassVar[type[DriverOptions]] = DriverOptions
     setup_backoff: ClassVar[Backoff] = Backoff(initial=0.5, maximum=60.0)
     operations: ClassVar[dict[str, Operation]] = {}
-    reusable_calls: ClassVar[bool | None] = False  # operations, while ready (see `ready`)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -84,14 +83,12 @@ class DriverActor(BaseActor, abc.ABC):
                 elif name in found:
                     del found[name]
         cls.operations = found
-        # An overridden resolve_call may answer differently over time: ask it every time.
-        cls.reusable_calls = False if cls.resolve_call is DriverActor.resolve_call else None
 
     def __init__(self, options: DriverOptions, *, host: str, backend: str) -> None:
         self.options = options
         self.host = host
         self.backend = backend
-        self._ready = False
+        self._actors_ready = False  # a name of ours: `ready` is the API
         self.last_setup_error: str | None = None
         self.setup_attempts = 0
 
@@ -132,11 +129,11 @@ class DriverActor(BaseActor, abc.ABC):
     @property
     def ready(self) -> bool:
         """True once setup succeeded: operations run only then."""
-        return self._ready
+        return self._actors_ready
 
     @ready.setter
     def ready(self, value: bool) -> None:
-        self._ready = value
+        self._actors_ready = value
         if not value:  # operations resolved while ready must be refused again
             self.forget_resolved_calls()
 
@@ -170,6 +167,12 @@ class DriverActor(BaseActor, abc.ABC):
         self.log.info("driver ready after %d setup attempt(s)", self.setup_attempts)
 
     # -- routing --------------------------------------------------------------------------
+    def reusable_calls(self) -> bool | None:
+        # An operation resolves to the same bound method while the driver is
+        # ready (the `ready` setter forgets them); a resolve_call or a `ready`
+        # of its own may answer differently at any time.
+        return None if self._overrides(DriverActor, "resolve_call", "ready") else False
+
     def resolve_call(self, method: str, *, rpc: bool, version: str | None) -> Callable[..., Any]:
         if rpc or (method not in self.operations and method != "get_stats"):
             raise MethodNotAllowed(self.name, method)

@@ -67,15 +67,16 @@ class GreenFuture(ActorFuture[Any]):
         return self._state != _PENDING
 
     def _wake(self) -> None:
+        # Each waiter is woken through its own hub (the waiting greenlet's),
+        # whichever greenlet completes the future.
         waiters = self._waiters
         if waiters is not None:
             self._waiters = None
-            run_callback = get_hub().loop.run_callback
             if type(waiters) is list:
                 for waiter in waiters:
-                    run_callback(waiter.switch, True)
+                    waiter.hub.loop.run_callback(waiter.switch, True)
             else:
-                run_callback(waiters.switch, True)
+                waiters.hub.loop.run_callback(waiters.switch, True)
 
     def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
         # ActorFuture._complete with _claim inlined: in the hub's thread there
@@ -93,7 +94,7 @@ class GreenFuture(ActorFuture[Any]):
                 self._wake()
             else:
                 self._waiters = None
-                get_hub().loop.run_callback(waiters.switch, True)
+                waiters.hub.loop.run_callback(waiters.switch, True)
         if callbacks:
             for callback in callbacks:
                 try:
