@@ -236,7 +236,11 @@ def test_actorsd_refuses_non_loopback_without_curve(tmp_path):
         env=_env(),
     )
     assert out.returncode == 2
-    assert "InsecureBind" in out.stderr
+    reasons = [line for line in out.stderr.splitlines() if line.startswith("actorsd:")]
+    assert len(reasons) == 1 and "InsecureBind" in reasons[0], out.stderr
+    # Refused before anything started: no driver set up, no registry made.
+    assert not (tmp_path / "root").exists()
+    assert not list(tmp_path.rglob("*.db")) and not list(tmp_path.rglob("*.sqlite*"))
 
 
 def test_curve_end_to_end_with_generated_keys(tmp_path):

@@ -16,7 +16,7 @@ from actors.service import Service
 from transport.errors import TransportError
 from transport.protocol import Limits
 from transport.security import ServerSecurity
-from transport.server import BindError
+from transport.server import BindError, InsecureBind, is_loopback_endpoint
 
 
 def _fail(message: str) -> None:
@@ -84,6 +84,9 @@ def cli(
             security = ServerSecurity(transport.server_secret_key, transport.client_keys_dir)
         if config.log_level:
             logging.getLogger().setLevel(config.log_level)
+        allow_insecure = insecure or transport.allow_insecure
+        if security is None and not allow_insecure and not is_loopback_endpoint(transport.bind):
+            raise InsecureBind(transport.bind)  # before anything starts, like a taken port
         _check_endpoint_free(transport.bind)
         service = Service(config, config_file=config_file).start(defer_ready=True)
     except TransportError as exc:  # ActorsError (config, load) and key files
@@ -93,7 +96,7 @@ def cli(
         server = service.serve(
             transport.bind,
             security=security,
-            allow_insecure=insecure or transport.allow_insecure,
+            allow_insecure=allow_insecure,
             limits=Limits(
                 max_message_bytes=transport.max_message_bytes,
                 default_timeout=min(config.default_timeout, Limits.max_timeout),
