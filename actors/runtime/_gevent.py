@@ -105,7 +105,7 @@ class GreenFuture(ActorFuture[Any]):
 
 
 class GreenRequest(Request, GreenFuture):
-    """A request whose reply is a GreenFuture (Request.__init__ sets every field)."""
+    """A request whose reply is a GreenFuture (`Request.create` sets every field)."""
 
     __slots__ = ()
 
