@@ -79,6 +79,11 @@ def running_actorsd(
     proc, endpoint = start_actorsd(config, log, runtime, env, cwd=cwd)
     try:
         yield proc, endpoint
+    except BaseException:
+        # pytest shows captured stderr with a failure: the daemon's side of it.
+        print(f"--- actorsd log ({log}), last 200 lines ---", file=sys.stderr)
+        print("\n".join(log.read_text(errors="replace").splitlines()[-200:]), file=sys.stderr)
+        raise
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -148,8 +148,13 @@ def test_actorsd_serves_actorsctl_until_sigterm(tmp_path, runtime):
         assert made.returncode == 0, made.stderr
         assert "kilobytes" in made.stdout  # a readable table by default
         assert (tmp_path / "root" / "alpha" / "README").read_text() == "hi"
+        positional = _ctl(
+            endpoint, "call", "files", "create", '{"name": "gamma"}', "--arg", "content=g"
+        )
+        assert positional.returncode == 0, positional.stderr  # ARGS as JSON, plus --arg
+        assert (tmp_path / "root" / "gamma" / "README").read_text() == "g"
         listed = _ctl(endpoint, "--output", "json", "call", "node1@files", "list_items")
-        assert '"count": 1' in listed.stdout
+        assert '"count": 2' in listed.stdout
         refused = _ctl(endpoint, "call", "files", "create", "--json", '{"name": "../x"}')
         assert refused.returncode == 1
         assert "UnsafeName" in refused.stderr or "RemoteError" in refused.stderr
@@ -406,3 +411,24 @@ def test_actorsctl_reaches_where_the_config_binds(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (['{"a": 1}', "--json", '{"b": 2}'], "give the JSON arguments once"),
+        (["[1, 2]"], "Invalid value for ARGS: must be a JSON object"),
+        (["{nope"], "Invalid value for ARGS: not valid JSON"),
+        (["--json", "3"], "Invalid value for --json: must be a JSON object"),
+        (["--arg", "novalue"], "expected key=value"),
+    ],
+)
+def test_actorsctl_refuses_bad_arguments_before_connecting(args, error):
+    from click.testing import CliRunner
+
+    from actors.cli.actorsctl import cli
+
+    # An endpoint nothing listens on: the refusal must come before any call.
+    done = CliRunner().invoke(cli, ["--endpoint", "tcp://127.0.0.1:9", "call", "files", "m", *args])
+    assert done.exit_code == 2, done.output
+    assert error in done.output

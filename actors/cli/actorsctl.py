@@ -135,15 +135,22 @@ def connect_address(bind: str) -> str | None:
     return f"tcp://{host}:{port}"
 
 
-def _parse_args(pairs: tuple[str, ...], raw_json: str | None) -> dict[str, Any]:
+def _parse_args(
+    pairs: tuple[str, ...], raw_json: str | None, positional: str | None = None
+) -> dict[str, Any]:
+    """The call's arguments: a JSON object (`--json` or positional), then `--arg` pairs."""
+    if raw_json and positional:
+        raise click.UsageError("give the JSON arguments once: as ARGS or with --json, not both")
+    hint = "--json" if raw_json else "ARGS"
+    raw_json = raw_json or positional
     args: dict[str, Any] = {}
     if raw_json:
         try:
             loaded = json.loads(raw_json)
         except json.JSONDecodeError as exc:
-            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--json") from None
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint=hint) from None
         if not isinstance(loaded, dict):
-            raise click.BadParameter("must be a JSON object", param_hint="--json")
+            raise click.BadParameter("must be a JSON object", param_hint=hint)
         args.update(loaded)
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -221,9 +228,13 @@ def _with_args(fn: Any) -> Any:
     return fn
 
 
+_json_argument = click.argument("positional_json", metavar="[ARGS]", required=False)
+
+
 @cli.command()
 @click.argument("target")
 @click.argument("method")
+@_json_argument
 @_with_args
 @click.option(
     "--topic",
@@ -236,14 +247,19 @@ def call(
     ctx: Context,
     target: str,
     method: str,
+    positional_json: str | None,
     pairs: tuple[str, ...],
     raw_json: str | None,
     rpc_version: str | None,
     key: str | None,
     topic: str | None,
 ) -> None:
-    """Call METHOD on TARGET (host@backend or backend) and print the result."""
-    args = _parse_args(pairs, raw_json)
+    """Call METHOD on TARGET (host@backend or backend) and print the result.
+
+    ARGS, if given, is a JSON object of arguments, like --json; --arg pairs
+    are added to it.
+    """
+    args = _parse_args(pairs, raw_json, positional_json)
     if topic is not None:
         registry = ctx.registry()
         try:
@@ -271,12 +287,14 @@ def call(
 @cli.command()
 @click.argument("target")
 @click.argument("method")
+@_json_argument
 @_with_args
 @click.pass_obj
 def cast(
     ctx: Context,
     target: str,
     method: str,
+    positional_json: str | None,
     pairs: tuple[str, ...],
     raw_json: str | None,
     rpc_version: str | None,
@@ -284,9 +302,10 @@ def cast(
 ) -> None:
     """Send METHOD to TARGET without waiting for a result (waits for acceptance).
 
-    For a journaled method it prints the operation's id (see `op ID`).
+    ARGS as for `call`. For a journaled method it prints the operation's id
+    (see `op ID`).
     """
-    args = _parse_args(pairs, raw_json)
+    args = _parse_args(pairs, raw_json, positional_json)
     with ctx.client() as client:
         ack = _run(lambda: client.cast(target, method, args, version=rpc_version, key=key))
     _emit(ctx, ack)
@@ -295,6 +314,7 @@ def cast(
 @cli.command("fanout")
 @click.argument("topic")
 @click.argument("method")
+@_json_argument
 @click.option(
     "--to",
     "endpoints",
@@ -308,12 +328,13 @@ def fanout_cmd(
     ctx: Context,
     topic: str,
     method: str,
+    positional_json: str | None,
     endpoints: tuple[str, ...],
     pairs: tuple[str, ...],
     raw_json: str | None,
 ) -> None:
-    """Cast METHOD to every manager of TOPIC on each service endpoint."""
-    args = _parse_args(pairs, raw_json)
+    """Cast METHOD to every manager of TOPIC on each service endpoint (ARGS as for `call`)."""
+    args = _parse_args(pairs, raw_json, positional_json)
     if not endpoints:  # the up services of the topic, from the registry
         registry = ctx.registry()
         try:
