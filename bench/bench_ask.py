@@ -358,7 +358,8 @@ def run_all(bench: Bench) -> None:
 
 
 RATIOS = [
-    # key, numerator, denominator, target (minimum) or None
+    # key, numerator, denominator, target (minimum) or None. The targets are
+    # issue #2's (a round trip: one caller), except where TARGET_SOURCE says.
     ("gevent_full_vs_mini_gevent", "gevent_full_seq", "mini_gevent_seq", 0.5),
     ("gevent_full_vs_mini_gevent_50", "gevent_full_50", "mini_gevent_50", 0.5),
     ("chain_vs_mini_gevent", "chain_gevent_seq", "mini_gevent_seq", None),
@@ -374,6 +375,10 @@ RATIOS = [
 ]
 
 
+# A stricter line we hold ourselves to: the same 0.5x with many callers.
+TARGET_SOURCE = {"gevent_full_vs_mini_gevent_50": "ours"}
+
+
 def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
     out = []
     for key, num, den, target in RATIOS:
@@ -387,6 +392,7 @@ def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
                 "numerator": results[num].label,
                 "denominator": results[den].label,
                 "target": target,
+                "target_source": None if target is None else TARGET_SOURCE.get(key, "#2"),
                 "met": None if target is None else value >= target,
             }
         )
@@ -423,7 +429,7 @@ def report(bench: Bench, as_json: bool) -> None:
         target = (
             "-"
             if r["target"] is None
-            else (f">= {r['target']:g}x: {'met' if r['met'] else 'NOT met'}")
+            else (f">= {r['target']:g}x ({r['target_source']}): {'met' if r['met'] else 'NOT met'}")
         )
         print(f"{name:<72} {r['ratio']:>5.2f}x  {spread:<20}  {target}")
 

@@ -37,6 +37,8 @@ def test_bench_ask_measures_every_scenario_and_ratio():
     assert all(row["ops_per_s"] > 0 for row in report["results"])
     ratios = {row["key"]: row for row in report["ratios"]}
     assert ratios["gevent_full_vs_mini_gevent"]["target"] == 0.5
+    assert ratios["gevent_full_vs_mini_gevent"]["target_source"] == "#2"
+    assert ratios["gevent_full_vs_mini_gevent_50"]["target_source"] == "ours"
     assert ratios["gevent_full_vs_chain"]["target"] is None
     # Interleaved rounds: every scenario ran once per round, every ratio is paired per round.
     assert all(len(row["runs_ops_per_s"]) == 2 for row in report["results"])
