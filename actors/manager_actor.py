@@ -69,6 +69,20 @@ class DriverProxy:
             operation.__name__ = operation.__qualname__ = op
         return operation
 
+    def deliver(self, op: str, *args: Any, **kwargs: Any) -> ActorFuture[Any]:
+        """Queue operation `op` past the mailbox bound, with no deadline.
+
+        For work the manager must not have refused for lack of room, such as
+        the repairs `init_host` queues for every resource it finds at start:
+        there may be more of them than the mailbox holds, and they must run
+        before any request queued after them. What is queued this way is
+        bounded by what the manager already holds (its rows, its accepted
+        operations), not by clients. Fails with `DriverNotReady` at once while
+        the driver restarts, like any driver call.
+        """
+        future = self._handle.deliver(op, args, kwargs)
+        return self._refused(future) if future._state else future
+
     def _refused(self, future: ActorFuture[Any]) -> ActorFuture[Any]:
         """A request that failed at once: say "not ready" for a restarting driver."""
         error = future.exception()

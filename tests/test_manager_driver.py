@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from actors import DeadlineExceeded, DriverNotReady, FakeController
-from actors.runtime import ActorFuture
+from actors.runtime import ActorFuture, get_runtime
 from tests.support import backend
 
 
@@ -139,3 +139,30 @@ def test_driver_setup_backoff_is_configurable_per_backend(make_harness, actors_c
     assert fake.setups == 3
     with pytest.raises(DriverNotReady, match="device busy"):
         h.call("b1", "create", resource_id="x")
+
+
+def test_deliver_queues_past_the_driver_mailbox_bound_in_order(make_harness, actors_runtime):
+    from actors import Busy
+
+    h = make_harness({"b1": backend(mailbox_capacity=1)})
+    fake = FakeController.for_backend("h@b1")
+    fake.hang("create")
+    first = h.service.ask("b1", "create", {"resource_id": "first"})
+    fake.wait_until(lambda c: c.in_flight == 1, get_runtime(actors_runtime))
+    queued = h.service.ask("b1", "create", {"resource_id": "queued"})  # the mailbox is full now
+    with pytest.raises(Busy):
+        h.call("b1", "create", resource_id="refused")
+    # In a list: run_in would wait for a future it is given.
+    [delivered] = h.run_in("b1", lambda m: [m.driver.deliver("create", "delivered", 1)])
+    fake.release()
+    assert [f.result(timeout=10)["id"] for f in (first, queued)] == ["first", "queued"]
+    assert delivered.result(timeout=10)["id"] == "delivered"
+    assert [c.args[0] for c in fake.calls] == ["first", "queued", "delivered"]
+
+
+def test_deliver_to_a_driver_that_is_not_ready_fails_with_driver_not_ready(make_harness):
+    FakeController.for_backend("h@b1").fail_setup(OSError("disk not mounted"), times=100)
+    h = make_harness({"b1": backend(setup_backoff={"initial": 60.0, "maximum": 60.0})})
+    [delivered] = h.run_in("b1", lambda m: [m.driver.deliver("create", "x")])
+    with pytest.raises(DriverNotReady, match="disk not mounted"):
+        delivered.result(timeout=10)

@@ -239,6 +239,31 @@ def test_ensure_share_after_a_restart_repairs_or_marks_error(actors_service, tmp
     assert any(x.startswith(kept["export_path"] + " ") for x in _exports(root))  # repaired
 
 
+def test_a_restart_ensures_more_shares_than_the_driver_mailbox_holds(
+    actors_service, actors_runtime, tmp_path, caplog
+):
+    # Every share's ensure_share is queued at start, before any request: past
+    # the mailbox bound too. Refused as Busy, they once marked healthy shares error.
+    backend = {"manager": MANAGER, "driver": LOCAL, "options": {"root": str(tmp_path / "root")}}
+    backend["mailbox_capacity"] = 5
+    first = actors_service({"local": backend}, host="h", state_dir=tmp_path / "state")
+    for i in range(12):
+        first.call("local", "create_share", share_id=f"s{i}", size_gb=1)
+    first.stop()
+    second = actors_service({"local": backend}, host="h", state_dir=tmp_path / "state")
+    second.wait_running("h@local/driver")  # set up: it takes its mailbox from here
+    second.settle()  # the driver has run what init_host queued ...
+    second.settle()  # ... and the manager has handled each outcome
+    assert second.run_in("local", lambda manager: manager.ensured) == 12
+    assert not [r for r in caplog.records if "cannot be repaired" in r.getMessage()]
+    second.call("local", "create_share", share_id="after", size_gb=1)  # room again
+    listed = second.call("local", "list_shares")["shares"]
+    assert {s["id"]: s["state"] for s in listed} == {
+        **{f"s{i}": "available" for i in range(12)},
+        "after": "available",
+    }
+
+
 def test_share_manager_over_the_fake_driver_records_driver_failures(actors_service, tmp_path):
     from actors.drivers.fake import FakeController
     from actors.drivers.local import ShareBroken

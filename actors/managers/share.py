@@ -69,6 +69,7 @@ class ShareManager(ManagerActor):
         self.options = ShareManagerOptions.model_validate(self.config.manager_options)
         self.store = ShareStore(self.registry)
         # Queued before any request can reach the driver: the driver runs them first.
+        # However many there are: past the mailbox bound too (DriverProxy.deliver).
         shares = self.runtime.offload(self.store.shares, self.name, lane="system").result(
             timeout=self.config.driver_timeout
         )
@@ -78,7 +79,9 @@ class ShareManager(ManagerActor):
                 self._ensure(share)
 
     def _ensure(self, share: dict[str, Any]) -> None:
-        work = self.driver.ensure_share(share["id"], share["size_gb"], share["access_rules"])
+        work = self.driver.deliver(
+            "ensure_share", share["id"], share["size_gb"], share["access_rules"]
+        )
 
         def done(finished: ActorFuture[Any]) -> Any:
             error = finished.exception()
