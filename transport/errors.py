@@ -59,8 +59,11 @@ class TransportError(Exception):
 
 
 def _rebuild(cls: type[TransportError], message: str, details: dict[str, Any]) -> TransportError:
+    # Not through __init__'s keywords: details may hold any key ("message", "self").
     err = cls.__new__(cls)
-    TransportError.__init__(err, message, **details)
+    Exception.__init__(err, message)
+    err.message = message
+    err.details = dict(details)
     return err
 
 
@@ -165,7 +168,10 @@ def error_from_wire(data: Any) -> TransportError:
     details = details if isinstance(details, dict) else {}
     cls = _REGISTRY.get(type_name)
     if cls is not None:
-        return cls.from_wire(message, {str(k): v for k, v in details.items()})
+        try:
+            return cls.from_wire(message, {str(k): v for k, v in details.items()})
+        except Exception:  # a from_wire of a user's type refused these details
+            pass  # the caller still hears of it, as a RemoteError below
     remote = _REGISTRY.get("RemoteError", RemoteError)
     error = remote.from_wire(
         f"{type_name}: {message}",

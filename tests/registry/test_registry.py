@@ -428,6 +428,28 @@ def test_postgresql_connect_timeout_applies() -> None:
             registry.close()
 
 
+def test_postgresql_connections_detect_a_dead_peer(db_url: str) -> None:
+    """TCP keepalives and a user timeout on every connection; the URL's own win."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    from actors.registry.api import PG_TCP_SETTINGS
+
+    def conninfo(url: str) -> dict[str, str]:
+        registry = Registry(url)
+        try:
+            with registry.engine.connect() as conn:
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                return {o.keyword.decode(): (o.val or b"").decode() for o in raw.pgconn.info}
+        finally:
+            registry.close()
+
+    used = conninfo(db_url)
+    assert {k: used[k] for k in PG_TCP_SETTINGS} == {k: str(v) for k, v in PG_TCP_SETTINGS.items()}
+    sep = "&" if "?" in db_url else "?"
+    assert conninfo(f"{db_url}{sep}keepalives_idle=30")["keepalives_idle"] == "30"
+
+
 def test_bad_urls() -> None:
     with pytest.raises(RegistryError, match="unsupported"):
         Registry("mysql://root:pw@localhost/db")

@@ -80,6 +80,31 @@ def test_allowlisted_errors_are_rebuilt_with_their_data():
     assert isinstance(rebuilt, Busy) and rebuilt.capacity == 7 and rebuilt.retryable
 
 
+@pytest.mark.parametrize("key", ["message", "self", "details"])
+def test_allowlisted_errors_are_rebuilt_whatever_their_detail_keys(key):
+    # A newer server (or a user's error) may carry any key; a TypeError here
+    # once left the caller waiting out its deadline instead of hearing the error.
+    data = Busy("h@b1", 7).to_dict()
+    data["details"][key] = "x"
+    rebuilt = error_from_wire(data)
+    assert isinstance(rebuilt, Busy) and rebuilt.capacity == 7
+    assert rebuilt.message == data["message"] and rebuilt.details[key] == "x"
+
+
+def test_an_allowlisted_error_whose_from_wire_fails_arrives_as_a_remote_error():
+    from transport.errors import TransportError, register_error
+
+    class Picky(TransportError):
+        @classmethod
+        def from_wire(cls, message, details):
+            raise ValueError("no")
+
+    register_error(Picky)
+    rebuilt = error_from_wire({"type": "Picky", "message": "m", "details": {"a": 1}})
+    assert isinstance(rebuilt, RemoteError) and rebuilt.type_name == "Picky"
+    assert rebuilt.details["details"] == {"a": 1}
+
+
 def test_remote_errors_keep_the_wire_retryable_flag():
     data = {"type": "app.Flaky", "message": "try again", "details": {"n": 1}, "retryable": True}
     rebuilt = error_from_wire(data)
