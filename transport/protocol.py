@@ -172,6 +172,37 @@ def _ext_refused(code: int, data: bytes) -> Any:
     raise ProtocolError(f"msgpack extension type {code} is not allowed")
 
 
+def _unpack_frozen_keys(body: bytes) -> Any:
+    """Unpack a reply whose map keys include arrays or maps, as tuples and frozensets.
+
+    The slow path of a lenient decode, taken only when the plain one failed:
+    a result such as {("a", 1): 2} is read back with its tuple key instead of
+    leaving the caller to wait out its deadline for a reply it cannot read.
+    """
+    try:
+        return msgpack.unpackb(
+            body,
+            raw=False,
+            strict_map_key=False,
+            use_list=True,
+            ext_hook=_ext_refused,
+            object_pairs_hook=lambda pairs: {_frozen(k): v for k, v in pairs},
+        )
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        raise ProtocolError(f"body is not valid msgpack: {type(exc).__name__}") from None
+
+
+def _frozen(key: Any) -> Any:
+    """A hashable form of a decoded map key: arrays as tuples, maps as frozensets of pairs."""
+    if isinstance(key, list):
+        return tuple(_frozen(item) for item in key)
+    if isinstance(key, dict):
+        return frozenset((_frozen(k), _frozen(v)) for k, v in key.items())
+    return key
+
+
 def _check_plain(value: Any, depth: int = 0) -> None:
     """Only plain msgpack data: no extension types (timestamps included), str keys."""
     if depth > 64:
@@ -207,6 +238,10 @@ def decode(body: bytes, limits: Limits = DEFAULT_LIMITS, *, lenient: bool = Fals
         )
     except ProtocolError:
         raise
+    except TypeError:  # a map key that is an array or a map: unhashable as it came
+        if not lenient:
+            raise ProtocolError("map keys must be strings") from None
+        data = _unpack_frozen_keys(body)
     except Exception as exc:
         raise ProtocolError(f"body is not valid msgpack: {type(exc).__name__}") from None
     if not isinstance(data, dict):

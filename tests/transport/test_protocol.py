@@ -119,6 +119,19 @@ def test_replies_with_non_string_keys_are_read_by_clients():
     assert decode(body, lenient=True).result == {1: "a"}
 
 
+def test_replies_with_array_or_map_keys_are_read_by_clients_as_tuples():
+    body = encode(Envelope(REPLY, "1", result={("a", 1): [{("b", ("c", 2)): 3}]}))
+    with pytest.raises(ProtocolError):
+        decode(body)  # a server never accepts such keys in what it is sent
+    assert decode(body, lenient=True).result == {("a", 1): [{("b", ("c", 2)): 3}]}
+    mapped = msgpack.packb({"v": 1, "kind": "reply", "id": "1", "result": {"k": {}}})
+    assert decode(mapped, lenient=True).result == {"k": {}}
+    # {{"x": 1}: 2} by hand (Python cannot build it): a map whose key is a map.
+    head = msgpack.packb({"v": 1, "kind": "reply", "id": "1", "result": None})[:-1]
+    map_key = head + b"\x81" + msgpack.packb({"x": 1}) + msgpack.packb(2)
+    assert decode(map_key, lenient=True).result == {frozenset({("x", 1)}): 2}
+
+
 def test_an_error_quoting_a_huge_input_stays_small_enough_to_send():
     from actors.errors import InvalidArguments
 

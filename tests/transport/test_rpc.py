@@ -18,7 +18,8 @@ from actors import (
     UnsupportedVersion,
 )
 from actors.errors import Busy, InvalidArguments, NotFound
-from tests.support import backend
+from actors.rpc import rpc
+from tests.support import ResourceManager, backend
 from transport import (
     AuthenticationFailed,
     ClientSecurity,
@@ -99,6 +100,20 @@ def test_call_cast_and_ping(serve, connect, endpoint_for):
     client.cast("b1", "record", {"note": "by cast"})
     assert client.call("b1", "status")["events"][-1] == "by cast"  # FIFO after the cast
     assert server.stats["call"] == 3 and server.stats["cast"] == 1
+
+
+class TupleKeysManager(ResourceManager):
+    @rpc
+    def by_pair(self) -> dict[Any, Any]:
+        return {("share", 1): "ok", "nested": [{("a", ("b", 2)): 3}]}
+
+
+def test_a_result_with_tuple_keys_reaches_the_caller(serve, connect, endpoint_for):
+    # Once counted as a bad reply: the caller waited out its deadline.
+    _, server = serve(endpoint_for("a"), {"b1": backend(f"{__name__}:TupleKeysManager")})
+    client = connect(server.endpoint, timeout=10)
+    assert client.call("b1", "by_pair") == {("share", 1): "ok", "nested": [{("a", ("b", 2)): 3}]}
+    assert client.stats["bad_replies"] == 0
 
 
 def test_many_calls_in_flight_on_one_connection(serve, connect, endpoint_for):
