@@ -37,11 +37,20 @@ METHOD = "update_capabilities"
 
 
 class CapabilityStore:
-    """The newest capability report of each service; older ones are dropped."""
+    """The newest capability report of each service; older ones are dropped.
 
-    def __init__(self) -> None:
+    Bounded: at most `max_services` services are kept. A report from one more
+    service evicts the service whose newest report is the oldest (most likely
+    one that is gone), so whoever can send reports cannot grow it without end.
+    """
+
+    def __init__(self, max_services: int = 4096) -> None:
+        if max_services < 1:
+            raise ValueError("max_services must be at least 1")
+        self.max_services = max_services
         self.reports: dict[str, dict[str, Any]] = {}
         self.dropped = 0
+        self.evicted = 0
 
     def update(self, report: dict[str, Any]) -> bool:
         """Keep `report` unless one at least as new is already here; True if kept."""
@@ -52,6 +61,13 @@ class CapabilityStore:
         if current is not None and current["timestamp"] >= stamp:
             self.dropped += 1
             return False
+        if current is None and len(self.reports) >= self.max_services:
+            stalest = min(self.reports, key=lambda name: self.reports[name]["timestamp"])
+            if self.reports[stalest]["timestamp"] >= stamp:  # older than all kept: not kept
+                self.dropped += 1
+                return False
+            del self.reports[stalest]
+            self.evicted += 1
         self.reports[service] = report
         return True
 

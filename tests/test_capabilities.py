@@ -24,6 +24,19 @@ def test_the_store_keeps_the_newest_report_per_service():
         store.update({"service": "a@b"})
 
 
+def test_the_store_keeps_at_most_max_services_evicting_the_stalest():
+    store = CapabilityStore(max_services=2)
+    assert store.update({"service": "a", "timestamp": 1.0})
+    assert store.update({"service": "b", "timestamp": 3.0})
+    assert store.update({"service": "c", "timestamp": 2.0})  # "a" (1.0) goes
+    assert sorted(store.reports) == ["b", "c"] and store.evicted == 1
+    assert not store.update({"service": "d", "timestamp": 0.5})  # older than all kept
+    assert store.update({"service": "c", "timestamp": 4.0})  # a known service: no eviction
+    assert sorted(store.reports) == ["b", "c"] and (store.evicted, store.dropped) == (1, 1)
+    with pytest.raises(ValueError, match="max_services"):
+        CapabilityStore(max_services=0)
+
+
 def _reports(h) -> dict:
     return h.call("s", "capabilities")  # type: ignore[no-any-return]
 
