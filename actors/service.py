@@ -180,8 +180,10 @@ class Service:
         timeout = self.config.default_timeout if timeout is None else timeout
         managers = [name for name in self.actor.managers() if name not in self.backend_errors]
         self._each_backend(managers, "start_serving", timeout, "init_host_with_rpc failed")
-        self.actor.failed_backends = {name: str(exc) for name, exc in self.backend_errors.items()}
-        self.actor.serving = True  # managers restarted from now on serve at once
+        failed = {name: str(exc) for name, exc in self.backend_errors.items()}
+        # In the ServiceActor's own mailbox: its state is its own (a reload or a
+        # child's restart may be handled there meanwhile).
+        self.system.handle(self.name).ask("begin_serving", (failed,), timeout=timeout).result()
         for name in managers:
             if name not in self.backend_errors:
                 # Past the mailbox bound: the framework's own step, not a user request.

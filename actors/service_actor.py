@@ -218,6 +218,11 @@ class ServiceActor(BaseActor):
         except ActorsError as exc:
             logging.getLogger(__name__).debug("registering at start failed (rounds retry): %s", exc)
 
+    def begin_serving(self, failed_backends: dict[str, str]) -> None:
+        """Phase 5: managers restarted from now on serve at once; failed ones never heartbeat."""
+        self.failed_backends = dict(failed_backends)
+        self.serving = True
+
     def begin_reporting(self) -> None:
         """Phase 5: heartbeats (and the journal's upkeep) begin; managers are told too."""
         self.serving = True
