@@ -84,3 +84,52 @@ def test_execute_does_not_block_other_actors(runtime):
         slow.result(timeout=10)
     finally:
         assert system.stop(5)
+
+
+def test_output_beyond_max_output_is_read_and_dropped_keeping_the_tail():
+    script = "import sys; sys.stdout.write('x' * 3_000_000 + 'END'); sys.stderr.write('e' * 5000)"
+    result = execute(sys.executable, "-c", script, max_output=1000, timeout=30)
+    assert result.stdout.endswith("x" * 997 + "END")
+    assert result.stdout.startswith("[2999003 earlier bytes not kept]\n")
+    assert len(result.stdout) < 1100 and result.stderr.endswith("e" * 1000)
+    assert execute("echo", "small", max_output=1000).stdout == "small\n"  # no marker
+    with pytest.raises(ValueError, match="max_output"):
+        execute("true", max_output=0)
+
+
+def test_a_command_whose_background_child_holds_its_output_times_out(tmp_path):
+    # The command exits at once; its child keeps stdout open: still bounded by the timeout.
+    pidfile = tmp_path / "child.pid"
+    started = time.monotonic()
+    with pytest.raises(ProcessTimeout):
+        execute("sh", "-c", f"sleep 60 & echo $! > {pidfile}", timeout=0.5)
+    assert time.monotonic() - started < 10
+    _assert_dies(int(pidfile.read_text()))
+
+
+def test_a_caller_killed_while_waiting_kills_the_command(tmp_path):
+    import gevent
+
+    pidfile = tmp_path / "child.pid"
+    running = gevent.event.Event()
+
+    def run() -> None:
+        running.set()
+        execute("sh", "-c", f"echo $$ > {pidfile}; exec sleep 60", timeout=60)
+
+    caller = gevent.spawn(run)
+    assert running.wait(5)
+    deadline = time.monotonic() + 5
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline, "the command did not start"
+        gevent.sleep(0.01)  # polling a file the command writes: nothing to wait on
+    caller.kill(block=True, timeout=10)
+    assert caller.dead
+    _assert_dies(int(pidfile.read_text()))
+
+
+def _assert_dies(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling /proc: a process of another group has no event for us
+    assert _gone(pid), f"process {pid} survived"
