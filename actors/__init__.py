@@ -30,6 +30,7 @@ from actors.errors import (
 )
 from actors.loading import load_object
 from actors.manager_actor import ManagerActor
+from actors.metrics import MetricsServer, ServiceCollector, serve_metrics
 from actors.periodic import periodic_task
 from actors.processutils import ProcessResult, execute
 from actors.rpc import rpc
@@ -74,6 +75,7 @@ __all__ = [
     "LoadError",
     "ManagerActor",
     "MethodNotAllowed",
+    "MetricsServer",
     "NotFound",
     "OffloadLane",
     "OperationInProgress",
@@ -87,6 +89,7 @@ __all__ = [
     "Runtime",
     "Service",
     "ServiceActor",
+    "ServiceCollector",
     "ServiceConfig",
     "StateDirInUse",
     "Strategy",
@@ -102,4 +105,5 @@ __all__ = [
     "operation",
     "periodic_task",
     "rpc",
+    "serve_metrics",
 ]

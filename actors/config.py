@@ -56,6 +56,17 @@ class BackendConfig(BaseModel):
     mailbox_capacity: int | None = Field(None, ge=1)
 
 
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
+
+
+def split_host_port(bind: str) -> tuple[str, int]:
+    """`host:port` or `[v6-address]:port` -> (host, port); ValueError saying why not."""
+    match = _HOST_PORT.match(bind)
+    if match is None or int(match["port"]) > 65535:
+        raise ValueError(f"metrics_bind must be host:port or [v6-address]:port, not {bind!r}")
+    return match["v6"] or match["host"], int(match["port"])
+
+
 class TransportConfig(BaseModel):
     """Where and how the daemon listens."""
 
@@ -101,6 +112,10 @@ class ServiceConfig(BaseSettings):
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     state_dir: Path = Path("./state")
     transport: TransportConfig = TransportConfig()
+    metrics_bind: str | None = Field(
+        None,
+        description="host:port where actorsd serves Prometheus metrics at /metrics (None: off)",
+    )
     registry: bool = Field(True, description="keep this service's rows and heartbeats")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: a SQLite file in state_dir"
@@ -178,6 +193,8 @@ class ServiceConfig(BaseSettings):
             raise ValueError(f"enabled_backends names undefined backends: {', '.join(missing)}")
         if len(set(self.enabled_backends)) != len(self.enabled_backends):
             raise ValueError("enabled_backends lists a backend twice")
+        if self.metrics_bind is not None:
+            split_host_port(self.metrics_bind)
         if self.service_down_time <= self.report_interval:
             raise ValueError(
                 f"service_down_time ({self.service_down_time:g}s) must exceed "

@@ -44,6 +44,7 @@ _RESTART_KEYS = (
     "supervision",
     "state_dir",
     "transport",
+    "metrics_bind",
     "registry",
     "database_url",
     "journal",

@@ -218,6 +218,11 @@ class ServiceActor(BaseActor):
         except ActorsError as exc:
             logging.getLogger(__name__).debug("registering at start failed (rounds retry): %s", exc)
 
+    @property
+    def registry_available(self) -> bool:
+        """False from the round that found the registry unreachable until one reaches it."""
+        return self._outage_since is None
+
     def begin_serving(self, failed_backends: dict[str, str]) -> None:
         """Phase 5: managers restarted from now on serve at once; failed ones never heartbeat."""
         self.failed_backends = dict(failed_backends)

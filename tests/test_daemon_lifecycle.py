@@ -191,3 +191,46 @@ def test_a_second_daemon_on_the_same_state_or_port_refuses_before_touching_anyth
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_actorsd_serves_metrics_and_refuses_a_taken_metrics_port(tmp_path, runtime):
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    log = tmp_path / "log"
+    extra = ("--metrics-bind", "127.0.0.1:0")
+    proc, endpoint = start_actorsd(None, log, runtime, cwd=tmp_path, extra=extra)
+    try:
+        [url] = [line.split("metrics on ")[1] for line in log.read_text().splitlines()
+                 if line.startswith("actorsd:") and "metrics on " in line]  # fmt: skip
+        with RpcClient(endpoint, timeout=10) as client:
+            client.call("local", "create_share", {"share_id": "s1", "size_gb": 1})
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            families = {f.name: f for f in text_string_to_metric_families(reply.read().decode())}
+        [driver] = [s for s in families["actors_driver_ready"].samples]
+        assert driver.labels["backend"].endswith("@local") and driver.value == 1
+        calls = [s for s in families["actors_rpc_events"].samples if s.labels["event"] == "call"]
+        assert [s.value for s in calls] == [1.0]
+        assert {s.labels["actor"] for s in families["actors_actor_up"].samples} >= {
+            driver.labels["backend"],
+            driver.labels["backend"] + "/driver",
+        }
+        # A second daemon asking for the same metrics port: refused before it starts.
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        taken = subprocess.run(
+            [sys.executable, str(ROOT / "bin" / "actorsd"), "--bind", "tcp://127.0.0.1:0",
+             "--metrics-bind", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60, cwd=elsewhere,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        assert taken.returncode == 2, taken.stderr
+        assert f"cannot serve metrics on 127.0.0.1:{port}" in taken.stderr
+        assert len(taken.stderr.strip().splitlines()) == 1
+        assert not (elsewhere / "state").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0

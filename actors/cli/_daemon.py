@@ -12,6 +12,7 @@ import zmq
 from actors.cli._systemd import SystemdNotifier
 from actors.config import ServiceConfig, default_config, load_config
 from actors.errors import ActorsError, DeadlineExceeded
+from actors.metrics import serve_metrics
 from actors.service import Service
 from transport.errors import TransportError
 from transport.protocol import Limits
@@ -56,6 +57,11 @@ def _check_endpoint_free(endpoint: str) -> None:
     help="state directory of the embedded default (no --config)",
 )
 @click.option("--insecure", is_flag=True, help="allow binding beyond loopback without CURVE")
+@click.option(
+    "--metrics-bind",
+    default=None,
+    help="serve Prometheus metrics at http://HOST:PORT/metrics (overrides metrics_bind)",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def cli(
     config_file: str | None,
@@ -63,6 +69,7 @@ def cli(
     bind: str | None,
     state_dir: str,
     insecure: bool,
+    metrics_bind: str | None,
     log_level: str,
 ) -> None:
     """Run a service until SIGTERM or SIGINT."""
@@ -70,6 +77,8 @@ def cli(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     overrides: dict[str, object] = {"runtime": runtime} if runtime else {}
+    if metrics_bind:
+        overrides["metrics_bind"] = metrics_bind
     try:
         config: ServiceConfig = (
             load_config(config_file, **overrides)
@@ -88,8 +97,22 @@ def cli(
         if security is None and not allow_insecure and not is_loopback_endpoint(transport.bind):
             raise InsecureBind(transport.bind)  # before anything starts, like a taken port
         _check_endpoint_free(transport.bind)
-        service = Service(config, config_file=config_file).start(defer_ready=True)
+        service = Service(config, config_file=config_file)
     except TransportError as exc:  # ActorsError (config, load) and key files
+        _fail(f"{type(exc).__name__}: {exc}")
+        return
+    metrics = None
+    if config.metrics_bind:  # bound before anything starts, like the transport's port
+        try:
+            metrics = serve_metrics(service, config.metrics_bind)
+        except OSError as exc:  # the port is taken, the address is not ours
+            _fail(f"cannot serve metrics on {config.metrics_bind}: {exc.strerror or exc}")
+            return
+    try:
+        service.start(defer_ready=True)
+    except TransportError as exc:
+        if metrics is not None:
+            metrics.stop()
         _fail(f"{type(exc).__name__}: {exc}")
         return
     try:
@@ -104,6 +127,8 @@ def cli(
         )
     except TransportError as exc:
         service.stop()
+        if metrics is not None:
+            metrics.stop()
         _fail(f"{type(exc).__name__}: {exc}")
         return
     actor_runtime = service.system.runtime  # type: ignore[union-attr]
@@ -137,7 +162,8 @@ def cli(
     managers = service.actor.managers() if service.actor else []
     click.echo(
         f"actorsd: {service.name} listening on {server.endpoint}"
-        f"{' (CURVE)' if security else ''}; backends: {', '.join(managers) or 'none'}",
+        f"{' (CURVE)' if security else ''}; backends: {', '.join(managers) or 'none'}"
+        f"{f'; metrics on {metrics.url}' if metrics else ''}",
         err=True,
     )
     for name, error in service.backend_errors.items():
@@ -164,6 +190,8 @@ def cli(
             "actorsd: stopping with work in flight (it is journaled as interrupted)", err=True
         )
     ok = service.stop()
+    if metrics is not None:
+        metrics.stop()
     click.echo("actorsd: stopped" + ("" if ok else " (some actors had to be killed)"), err=True)
     sys.exit(0)
 

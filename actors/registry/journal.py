@@ -331,6 +331,11 @@ class Journal:
         """How many batches (transactions) the writer has run so far."""
         return self._batches
 
+    @property
+    def pending_writes(self) -> int:
+        """Writes accepted and waiting for the next batch (at most `max_pending`)."""
+        return len(self._pending)
+
     def __enter__(self) -> Journal:
         return self
 
