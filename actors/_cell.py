@@ -135,11 +135,22 @@ class CellMixin:
         return not self.actor_stopped.is_set()
 
     def request_stop(self, reason: str = "stopped", deadline: float | None = None) -> None:
-        """Stop after the messages already queued (no-op if already finished)."""
+        """Stop after the messages already queued (no-op if already finished).
+
+        The deadline is also noted at once, not only in the Stop message: an
+        actor stuck in a handler is killed before it reads that message, and
+        its teardown (stopping its own children) must still keep to it.
+        """
+        self._note_stop_deadline(deadline)
         try:
             self.post(Stop(reason, deadline))
         except MailboxClosed:
             pass
+
+    def _note_stop_deadline(self, deadline: float | None) -> None:
+        if deadline is not None:
+            current = self._stop_deadline
+            self._stop_deadline = deadline if current is None else min(current, deadline)
 
     def abort(self, reason: str, deadline: float | None = None) -> None:
         """Stop soon: queued requests are failed instead of started."""
@@ -448,7 +459,7 @@ class CellMixin:
         self.actor_stopped.set()
 
     def _begin_stop(self, reason: str, deadline: float | None = None) -> None:
-        self._stop_deadline = deadline
+        self._note_stop_deadline(deadline)
         self._stopping = True
         pykka.ActorRegistry.unregister(self.actor_ref)
         self._running = False
@@ -472,6 +483,11 @@ class CellMixin:
             for timer in list(self._timers):
                 timer.cancel()
             self._timers.clear()
+            if crashed:
+                # Callers hear of the crash now, not once the children have
+                # stopped (a driver may take its whole shutdown_timeout).
+                self._drain(run_continuations=False)
+                self._fail_owed(ActorCrashed(self.name, self._crash_reason or "crashed"))
             self._stop_children(self._crash_reason or "parent stopping", urgent=crashed)
             self._drain(run_continuations=not crashed)
             try:
@@ -481,14 +497,10 @@ class CellMixin:
                     self.behaviour.on_stop()
             except Exception:
                 log.exception("%s: stop hook failed", self.name)
-            self._finished = True
-            self.actor_inbox.close()
-            self._drain(run_continuations=False)
-            self._fail_owed(
-                ActorCrashed(self.name, self._crash_reason)
-                if self._crash_reason is not None
-                else ActorStopped(self.name, "stopped before it answered")
-            )
+        except BaseException as exc:  # killed while stopping (a greenlet kill, a Timeout)
+            if self._crash_reason is None:
+                self._crash_reason = f"killed while stopping: {_describe(exc)}"
+            raise
         finally:
             # Interrupted (killed) while stopping children: none may outlive us.
             for name in list(self.children):
@@ -499,6 +511,13 @@ class CellMixin:
                     self.system.runtime.kill(child)  # type: ignore[arg-type]
             self._finished = True
             self.actor_inbox.close()
+            # Whatever is still queued or owed fails now, even after a kill.
+            self._drain(run_continuations=False)
+            self._fail_owed(
+                ActorCrashed(self.name, self._crash_reason)
+                if self._crash_reason is not None
+                else ActorStopped(self.name, "stopped before it answered")
+            )
             self._announce_exit()
 
     def _announce_exit(self) -> None:
@@ -561,6 +580,10 @@ class CellMixin:
         handling = self.handling  # read once: its own thread may still be changing it
         if isinstance(handling, Request):
             handling.try_set_exception(ActorCrashed(self.name, self._crash_reason))
+        # Its teardown will not run (it returns early once abandoned): cancel here.
+        for timer in list(self._timers):
+            timer.cancel()
+        self._timers.clear()
         for name in reversed(list(self.children)):
             child = self.children.pop(name)
             if isinstance(child, CellMixin):
@@ -612,16 +635,27 @@ class CellMixin:
                 self._stop_child(cell, reason)
         finally:
             self.supervisor.remove(name)
-            directory = self.system.directory
-            for entry in [n for n in directory.names() if n == name or n.startswith(f"{name}/")]:
-                directory.remove(entry)
+            self._forget_name(name)
+
+    def _forget_name(self, name: str) -> None:
+        """Drop `name` and the names under it from the directory: it is not coming back."""
+        directory = self.system.directory
+        for entry in [n for n in directory.names() if n == name or n.startswith(f"{name}/")]:
+            directory.remove(entry)
 
     def _stop_children(self, reason: str, *, urgent: bool = False) -> None:
-        for name in reversed(list(self.children)):
-            cell = self.children.pop(name)
+        # Reverse start order is reverse spec order: a child restarted on its own
+        # (one_for_one) sits last in `children` but still stops in its place.
+        order = self.supervisor.names() if self.supervisor is not None else []
+        names = [n for n in order if n in self.children]
+        names += [n for n in self.children if n not in names]
+        for name in reversed(names):
+            cell = self.children.get(name)
             if isinstance(cell, CellMixin):
                 self._previous[name] = cell
                 self._stop_child(cell, reason, urgent=urgent)
+            # Only now: if we are killed while it stops, `finally` still sees it.
+            self.children.pop(name, None)
 
     def _stop_child(self, cell: CellMixin, reason: str, *, urgent: bool = False) -> None:
         spec = self.supervisor.spec(cell.name) if self.supervisor else None
@@ -666,8 +700,6 @@ class CellMixin:
             )
             self._crash(error.message, error)
             return
-        for name in decision.remove:
-            self.system.directory.remove(name)
         if isinstance(msg.cell, CellMixin):
             self._previous[msg.name] = msg.cell
         for name in decision.stop_siblings:
@@ -675,6 +707,9 @@ class CellMixin:
             if isinstance(sibling, CellMixin):
                 self._previous[name] = sibling
                 self._stop_child(sibling, f"restarting with {msg.name}")
+        for name in decision.remove:  # gone for good: stopped above if it was a sibling
+            self._previous.pop(name, None)
+            self._forget_name(name)
         if not decision.restart:
             return
         why = f"restarting after {msg.name} exited: {msg.reason or 'normal exit'}"

@@ -170,13 +170,22 @@ class Supervisor:
         else:
             group = names[index:]
         siblings = tuple(reversed([n for n in group if n != name]))
+        # A temporary sibling is stopped with the group but never restarted (as in OTP).
+        gone = tuple(n for n in siblings if self._restart_type(n) is RestartType.TEMPORARY)
+        for sibling in gone:
+            self.remove(sibling)
         delay = self.policy.backoff.delay(count - 1, self.rng)
         return Decision(
-            restart=tuple(group),
+            restart=tuple(n for n in group if n not in gone),
             stop_siblings=siblings,
+            remove=gone,
             delay=delay,
             restarts_in_window=count,
         )
+
+    def _restart_type(self, name: str) -> RestartType | None:
+        spec = self.spec(name)
+        return spec.restart if spec is not None else None
 
 
 def describe(decision: Decision) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -373,3 +374,222 @@ def test_an_abandoned_service_actor_stops_listening_for_readiness(make_service):
     cell.abandon("test: would not stop")
     system.set_ready("elsewhere/driver", object(), True)  # the next readiness event
     assert listener not in system._ready_listeners
+
+
+# -- found by review: each fails without its fix ---------------------------------------
+
+
+def test_a_temporary_sibling_is_stopped_with_the_group_but_not_restarted():
+    sup = _supervisor(Strategy.ONE_FOR_ALL)
+    sup.add(ChildSpec("tmp", factory=lambda: None, restart=RestartType.TEMPORARY))  # type: ignore[arg-type,return-value]
+    decision = sup.child_exited("a", abnormal=True, now=0)
+    assert decision.restart == ("a", "b", "c") and decision.remove == ("tmp",)
+    assert decision.stop_siblings == ("tmp", "c", "b") and sup.spec("tmp") is None
+
+
+class _Kid(BaseActor):
+    def crash(self) -> None:
+        raise FatalError("boom")
+
+    def ping(self) -> str:
+        return "pong"
+
+    def on_stop(self) -> None:
+        STOPPED.append(self.name)
+
+
+STOPPED: list[str] = []
+
+
+class _Family(BaseActor):
+    def __init__(self, strategy: str, temporary: bool = False) -> None:
+        self.strategy, self.temporary = strategy, temporary
+
+    def child_specs(self) -> list[ChildSpec]:
+        kind = RestartType.TEMPORARY if self.temporary else RestartType.PERMANENT
+        return [ChildSpec("a", _Kid), ChildSpec("b", _Kid), ChildSpec("c", _Kid, restart=kind)]
+
+    def supervision_policy(self) -> SupervisionPolicy:
+        return SupervisionPolicy(strategy=self.strategy, backoff=Backoff(initial=0, jitter=0))
+
+    def children_now(self) -> list[str]:
+        return list(self._cell.children)
+
+
+def _running(system: ActorSystem, *names: str) -> None:
+    for name in names:  # children start after spawn() returns
+        system.directory.wait_for(name, "running", timeout=5)
+
+
+def _crash_child(system: ActorSystem, name: str) -> None:
+    old = system.directory.entry(name).cell
+    with pytest.raises(ActorCrashed):
+        system.handle(name).call("crash", timeout=5)
+    assert old.exited.wait(5)
+    system.directory.wait_for(name, "running", timeout=5)
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+def test_a_temporary_sibling_is_not_restarted_on_live_actors(runtime, strategy):
+    system = ActorSystem(runtime)
+    try:
+        parent = system.spawn("p", _Family(strategy, temporary=True))
+        _running(system, "a", "b", "c")
+        temporary = system.directory.entry("c").cell
+        _crash_child(system, "a")
+        assert temporary.exited.is_set()
+        assert parent.call("children_now", timeout=5) == ["a", "b"]
+        assert system.directory.entry("c") is None  # gone for good, not "stopped"
+    finally:
+        assert system.stop(5)
+
+
+def test_shutdown_keeps_reverse_start_order_after_a_one_for_one_restart(runtime):
+    system = ActorSystem(runtime)
+    parent = system.spawn("p", _Family("one_for_one"))
+    _running(system, "a", "b", "c")
+    _crash_child(system, "a")  # restarted: last in the parent's dict of children
+    assert parent.call("children_now", timeout=5) == ["b", "c", "a"]
+    STOPPED.clear()
+    assert system.stop(10)
+    assert STOPPED == ["c", "b", "a"]
+
+
+class _BusyDriver(BaseActor):
+    started: Any = None  # the test's runtime event
+
+    def work(self) -> str:
+        _BusyDriver.started.set()
+        self.runtime.sleep(3.0)  # a long operation: the driver stops only after it
+        return "done"
+
+
+class _CrashingManager(BaseActor):
+    def child_specs(self) -> list[ChildSpec]:
+        return [ChildSpec("m/driver", _BusyDriver, shutdown_timeout=10.0)]
+
+    def supervision_policy(self) -> SupervisionPolicy:
+        return SupervisionPolicy(backoff=Backoff(initial=0, jitter=0))
+
+    def ping(self) -> str:
+        return "pong"
+
+    def crash(self) -> None:
+        raise FatalError("boom")
+
+
+def test_requests_queued_at_a_crash_fail_before_its_children_stop(runtime):
+    system = ActorSystem(runtime)
+    try:
+        _BusyDriver.started = system.runtime.event()
+        manager = system.spawn("m", _CrashingManager())
+        _running(system, "m/driver")
+        busy = system.handle("m/driver").ask("work", timeout=30)
+        assert _BusyDriver.started.wait(5)
+        crash = manager.ask("crash", timeout=30)
+        queued = [manager.ask("ping", timeout=30) for _ in range(3)]
+        for future in (crash, *queued):
+            with pytest.raises(ActorCrashed, match="boom"):
+                future.result(timeout=10)
+        assert not busy.done()  # the driver is still in its operation: we did not wait for it
+    finally:
+        system.stop(10)
+
+
+class _SlowToStop(BaseActor):
+    def later(self) -> object:
+        done = self.runtime.future()
+        self.call_later(3600, lambda: done.try_set("an hour later"))
+        return done  # a reply it owes
+
+    def on_stop(self) -> None:
+        self.runtime.sleep(30.0)  # cleanup far beyond its shutdown deadline
+
+
+class _DropsChild(BaseActor):
+    def child_specs(self) -> list[ChildSpec]:
+        return [ChildSpec("slow", _SlowToStop, shutdown_timeout=0.3)]
+
+    def drop(self) -> None:
+        self.remove_child("slow", "bye")
+
+
+def test_an_actor_killed_in_its_stop_hook_fails_what_it_owes(runtime):
+    system = ActorSystem(runtime)
+    try:
+        parent = system.spawn("parent", _DropsChild())
+        _running(system, "slow")
+        owed = system.handle("slow").ask("later", timeout=60)
+        parent.call("drop", timeout=15)  # 0.3 s to stop, then killed (or abandoned)
+        with pytest.raises((ActorCrashed, ActorStopped)):
+            owed.result(timeout=5)  # now, not at its 60 s deadline
+    finally:
+        system.stop(5)
+
+
+class _Ticker(BaseActor):
+    def on_start(self) -> None:
+        self.ticks = 0
+        self.call_repeatedly(0.01, self._tick)
+
+    def _tick(self) -> None:
+        self.ticks += 1
+
+    def stuck(self) -> None:
+        import time
+
+        time.sleep(1.0)  # a thread that cannot be killed: it will be abandoned
+
+
+class _DropsTicker(BaseActor):
+    def child_specs(self) -> list[ChildSpec]:
+        return [ChildSpec("ticker", _Ticker, shutdown_timeout=0.2)]
+
+    def drop(self) -> None:
+        self.remove_child("ticker")
+
+
+@pytest.mark.runtime_only("threading")
+def test_an_abandoned_actor_cancels_its_timers():
+    system = ActorSystem("threading")
+    try:
+        parent = system.spawn("p", _DropsTicker())
+        _running(system, "ticker")
+        cell = system.directory.entry("ticker").cell
+        [timer] = list(cell._timers)
+        system.handle("ticker").ask("stuck", timeout=10)
+        parent.call("drop", timeout=10)  # 0.2 s to stop; a thread cannot be killed
+        assert cell._abandoned and not cell._timers
+        assert timer.handle._cancelled
+    finally:
+        system.stop(5)
+
+
+class _Stuck(BaseActor):
+    def stuck(self) -> None:
+        self.runtime.sleep(30)
+
+
+class _StuckWithChild(_Stuck):
+    def child_specs(self) -> list[ChildSpec]:
+        return [ChildSpec("mid/driver", _Stuck)]
+
+    def supervision_policy(self) -> SupervisionPolicy:
+        return SupervisionPolicy(shutdown_timeout=8.0)  # its driver's own: longer than ours
+
+
+class _Root(BaseActor):
+    def child_specs(self) -> list[ChildSpec]:
+        return [ChildSpec("mid", _StuckWithChild)]
+
+
+@pytest.mark.runtime_only("gevent")
+def test_a_child_killed_at_the_deadline_keeps_to_it_when_stopping_its_own():
+    system = ActorSystem("gevent")
+    system.spawn("root", _Root())
+    _running(system, "mid", "mid/driver")
+    system.handle("mid/driver").ask("stuck", timeout=60)
+    system.handle("mid").ask("stuck", timeout=60)
+    system.runtime.sleep(0)  # let both take their message
+    assert system.stop(timeout=2.0)  # not 8 s more for mid/driver
+    assert system.directory.entry("mid/driver").state in ("crashed", "stopped")
