@@ -111,6 +111,18 @@ class _Outcome:
             future.try_set_exception(self.error)
 
 
+def _from_record(record: OperationRecord) -> _Outcome:
+    """The outcome a finished journal row holds."""
+    if record.state == "succeeded":
+        return _Outcome("succeeded", record.result, None, None)
+    return _Outcome(record.state, None, outcome_error(record), record.reason)
+
+
+def _held(written: ActorFuture[_Outcome], attempted: _Outcome) -> _Outcome:
+    """What `_write_outcome` settled on (`attempted` if it could not say)."""
+    return written.value() if written.exception() is None else attempted
+
+
 MAX_UNRECORDED = 10_000
 """Outcomes kept for a database that does not answer; beyond, recovery decides."""
 
@@ -281,7 +293,7 @@ class Operations:
         if error is not None:  # it never ran: a retryable failure, the key free again
             outcome = _Outcome("failed", None, error, f"not started: {error}", release_key=True)
             self._write_outcome(record.id, outcome).add_done_callback(
-                lambda _: outcome.answer(inflight.outcome)
+                lambda written: _held(written, outcome).answer(inflight.outcome)
             )
             return
         ok, value = done.value()
@@ -294,21 +306,24 @@ class Operations:
         """Record `record` interrupted; its waiters get OperationInterrupted after the commit."""
         inflight = self._inflight.pop(record.id, None)
         error = OperationInterrupted(record.id, record.target, record.method, reason)
-        written = self._write_outcome(record.id, _Outcome("interrupted", None, error, reason))
+        outcome = _Outcome("interrupted", None, error, reason)
+        written = self._write_outcome(record.id, outcome)
         if inflight is not None:
-
-            def tell_waiters(_: ActorFuture[Any]) -> None:
-                inflight.outcome.try_set_exception(error)
-
-            written.add_done_callback(tell_waiters)
+            # What the journal holds: the operation may have finished first.
+            written.add_done_callback(lambda done: _held(done, outcome).answer(inflight.outcome))
         return written
 
-    def _write_outcome(self, op_id: str, outcome: _Outcome) -> ActorFuture[Any]:
-        """Write how an operation ended; completes after the commit, or after it failed.
+    def _write_outcome(self, op_id: str, outcome: _Outcome) -> ActorFuture[_Outcome]:
+        """Write how an operation ended; completes with the outcome that holds.
 
-        A write the database refused is kept (and answers retries by key) until
-        `write_unrecorded()` gets it in, after the database is back.
+        That is `outcome` once committed, or once the database refused it: a
+        refused write is kept (and answers retries by key) until
+        `write_unrecorded()` gets it in, after the database is back. If the
+        row had ended already (a race between "interrupted", written when the
+        manager ended, and the driver's own result), the journal's committed
+        outcome holds: it is read back, and answers the callers and retries.
         """
+        held: ActorFuture[_Outcome] = self.runtime.future()
         error = outcome.error
         if error is not None:
             # Kept for retries (thousands of outcomes): without the traceback,
@@ -330,15 +345,29 @@ class Operations:
             )
         written = self.runtime.from_concurrent(pending)
 
+        def keep(final: _Outcome) -> None:
+            self._unrecorded.pop(op_id, None)
+            with self._lock:
+                self._recent[op_id] = final
+                while len(self._recent) > RECENT_OUTCOMES:
+                    self._recent.popitem(last=False)
+            held.try_set(final)
+
+        def committed(read: ActorFuture[Any]) -> None:
+            record = read.value() if read.exception() is None else None
+            keep(outcome if record is None or not record.finished else _from_record(record))
+
         def after(done: ActorFuture[Any]) -> None:
             failure = done.exception()
-            if failure is None or isinstance(failure, InvalidTransition | OperationNotFound):
-                self._unrecorded.pop(op_id, None)
-                with self._lock:
-                    self._recent[op_id] = outcome
-                    while len(self._recent) > RECENT_OUTCOMES:
-                        self._recent.popitem(last=False)
+            if failure is None or isinstance(failure, OperationNotFound):
+                keep(outcome)
                 return
+            if isinstance(failure, InvalidTransition):  # ended already: read what holds
+                self.runtime.offload(self.journal.get, op_id, lane="system").add_done_callback(
+                    committed
+                )
+                return
+            held.try_set(outcome)
             if op_id in self._unrecorded:
                 self._unrecorded[op_id] = outcome
             elif len(self._unrecorded) >= MAX_UNRECORDED:
@@ -360,7 +389,7 @@ class Operations:
                 self._unrecorded[op_id] = outcome
 
         written.add_done_callback(after)
-        return written
+        return held
 
     def write_unrecorded(self) -> int:
         """Try again to write the outcomes the database refused; how many were pending."""
@@ -400,8 +429,9 @@ class Operations:
         answer = self.runtime.future()
         written = self._write_outcome(op_id, outcome)
 
-        def reply(_: ActorFuture[Any]) -> None:
-            answer.try_set((True, outcome.result) if error is None else (False, error))
+        def reply(done: ActorFuture[_Outcome]) -> None:
+            final = _held(done, outcome)  # the journal's, if it recorded another first
+            answer.try_set((True, final.result) if final.error is None else (False, final.error))
 
         written.add_done_callback(reply)
         return answer

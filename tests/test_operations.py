@@ -220,6 +220,23 @@ def test_a_manager_crash_interrupts_the_operation_at_once(h):
         h.call("b1", "explode", key="k-5")
 
 
+def test_a_late_interruption_answers_with_the_outcome_the_journal_committed(h):
+    """The driver's result was committed first; the manager's end then tries to
+    write 'interrupted'. Callers and retries by key get what the journal holds."""
+    from actors._operations import _InFlight
+
+    assert h.call("b1", "provision", resource_id="r1", key="k-late") == {"id": "r1", "size": 1}
+    [record] = _records(h)
+    operations = h.service.operations
+    waiter = h.service.system.runtime.future()
+    operations._inflight[record.id] = _InFlight(record, waiter, started=True)
+    held = operations.interrupt(record, "the manager ended").result(timeout=10)
+    assert (held.state, held.result) == ("succeeded", {"id": "r1", "size": 1})
+    assert waiter.result(timeout=10) == {"id": "r1", "size": 1}
+    assert h.call("b1", "provision", resource_id="r1", key="k-late") == {"id": "r1", "size": 1}
+    assert [r.state for r in _records(h)] == ["succeeded"]
+
+
 def test_operations_queued_behind_a_crash_are_interrupted_not_lost(h):
     fake = h.fake("b1")
     fake.delay("create", 0.3)

@@ -215,8 +215,10 @@ def test_driver_crash_is_restarted_by_its_manager(make_service, runtime):
     fake = FakeController.for_backend("h@b1")
     service.call("b1", "record", {"note": "manager state"})
     fake.fail("create", FatalError("controller lost"))
+    old = service.system.directory.entry("h@b1/driver").cell
     with pytest.raises(ActorCrashed, match="controller lost"):
         service.call("b1", "create", {"resource_id": "x"}, timeout=5)
+    assert old.exited.wait(5)  # the caller hears first; the old incarnation ends after
     service.system.directory.wait_for("h@b1/driver", "running", timeout=5)
     assert service.call("b1", "create", {"resource_id": "x"})["id"] == "x"
     assert fake.setups == 2

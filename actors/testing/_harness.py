@@ -390,9 +390,21 @@ class ServiceHarness:
                 blocker.rmdir()
 
     def wait_running(self, target: str, timeout: float = 10.0) -> None:
-        """Wait until `target` runs again (after a crash and its restart)."""
-        assert self.service.system is not None
+        """Wait until `target` runs again (after a crash and its restart).
+
+        An incarnation that is still ending (it crashed, its callers have
+        heard, its children are stopping) does not count: this waits for the
+        next one.
+        """
+        system = self.service.system
+        assert system is not None
+        name = self._name(target)
+        deadline = time.monotonic() + timeout
+        entry = system.directory.entry(name)
+        ending = entry.cell if entry is not None else None
         try:
-            self.service.system.directory.wait_for(self._name(target), "running", timeout)
+            if ending is not None and ending._stopping and not ending.exited.wait(timeout):
+                raise WaitTimeout(f"{target} did not end within {timeout:g}s")
+            system.directory.wait_for(name, "running", max(0.0, deadline - time.monotonic()))
         except Exception as exc:
             raise WaitTimeout(f"{target} is not running: {self.status()}") from exc
