@@ -436,6 +436,15 @@ class Operations:
         written.add_done_callback(reply)
         return answer
 
+    def stranded(self, records: list[OperationRecord]) -> list[OperationRecord]:
+        """Those of `records` (unfinished, accepted by this process) that nothing here runs.
+
+        A commit whose acknowledgement was lost leaves such a row: its caller
+        heard DatabaseUnavailable, so it was never handed to a manager, and
+        retries with its key would get OperationInProgress for good.
+        """
+        return [r for r in records if r.id not in self._inflight and not self._known_outcome(r.id)]
+
     def _known_outcome(self, op_id: str) -> bool:
         """Whether this process has the outcome of `op_id` (written or still to write)."""
         if op_id in self._unrecorded:

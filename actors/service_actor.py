@@ -34,6 +34,11 @@ from actors.supervision import ChildSpec, SupervisionPolicy
 
 __all__ = ["BackendPlan", "ServiceActor", "plan_backends"]
 
+# An operation accepted by this process and unfinished this long, with nothing
+# here running it, is stranded (sweep_stranded): far beyond the moment between
+# a commit and the hand-over to the manager.
+STRANDED_AFTER = 60.0
+
 # Unfinished operations read per query during crash recovery.
 RECOVERY_PAGE = 500
 
@@ -608,9 +613,66 @@ class ServiceActor(BaseActor):
         self._trimming = self.runtime.offload(trim_heap, lane="system")
         return self._trimming
 
+    def sweep_stranded(self, older_than: float = STRANDED_AFTER) -> ActorFuture[Any]:
+        """Hand to recovery what this process accepted but never ran (a lost commit ack).
+
+        Unfinished operations of this service's managers, accepted since this
+        process started and more than `older_than` seconds ago, that no manager
+        here runs and whose outcome is not known here. The manager's
+        `recover_operation` decides, as after a crash (re-run or interrupted).
+        Runs with each prune (`journal_prune_interval`).
+        """
+        assert self.operations is not None and self.registry is not None
+        operations, plans = self.operations, [plan.name for plan in self.plans]
+        cutoff = self.registry._clock() - timedelta(seconds=older_than)
+        work = self.runtime.offload(
+            functools.partial(
+                operations.journal.unfinished,
+                cutoff,
+                created_after=self.started_at,
+                targets=plans,
+                limit=RECOVERY_PAGE,
+            ),
+            lane="system",
+        )
+
+        def found(done: Any) -> int:
+            error = done.exception()
+            if error is not None:
+                self.log.warning("could not look for stranded operations: %s", error)
+                return 0
+            stranded = operations.stranded(done.value())
+            by_target: dict[str, list[OperationRecord]] = {}
+            for record in stranded:
+                by_target.setdefault(record.target, []).append(record)
+            for name, mine in sorted(by_target.items()):
+                self.log.warning(
+                    "%s: %d operation(s) accepted but never run (a commit whose"
+                    " acknowledgement was lost?): handed to recovery",
+                    name,
+                    len(mine),
+                )
+                handed = self.child(name).deliver("recover_operations", (mine,))
+                self.pipe(handed, functools.partial(self._swept, name))
+            return len(stranded)
+
+        return self.pipe(work, found)
+
+    def _swept(self, name: str, done: Any) -> None:
+        error = done.exception()
+        if error is not None:  # restarting: the next sweep finds them again
+            self.log.warning("stranded operations of %s wait for the next sweep: %s", name, error)
+        else:
+            self.log.info("%s recovered stranded operations: %s", name, done.value())
+
     def prune(self) -> ActorFuture[Any]:
-        """Delete finished operations older than `journal_retention`, off the actors."""
+        """Delete finished operations older than `journal_retention`, off the actors.
+
+        Stranded operations are looked for at the same time (`sweep_stranded`).
+        """
         assert self.operations is not None
+        if self.registry is not None and self.started_at is not None:
+            self.sweep_stranded()
         retention = timedelta(seconds=self.config.journal_retention)
         work = self.runtime.offload(self.operations.journal.prune, retention, lane="system")
 

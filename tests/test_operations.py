@@ -237,6 +237,43 @@ def test_a_late_interruption_answers_with_the_outcome_the_journal_committed(h):
     assert [r.state for r in _records(h)] == ["succeeded"]
 
 
+@pytest.mark.parametrize(("method", "args", "state"), [
+    ("provision", {"resource_id": "r1"}, "interrupted"),  # not idempotent
+    ("resize", {"resource_id": "r1", "size": 2}, "succeeded"),  # idempotent: run again
+])  # fmt: skip
+def test_an_operation_whose_commit_ack_was_lost_is_swept_to_recovery(
+    h, monkeypatch, method, args, state
+):
+    """The COMMIT reached the database, its acknowledgement did not: the caller
+    heard DatabaseUnavailable and nothing ran it. The sweep hands it to recovery."""
+    h.call("b1", "provision", resource_id="r1")  # there is something to resize
+    original, lost = Journal._write, []
+
+    def write(self: Journal, batch: Any) -> Any:
+        written = original(self, batch)  # committed ...
+        if not lost:
+            lost.append(True)  # ... and the acknowledgement of the first batch lost
+            raise DatabaseUnavailable(self._registry.url, "connection reset during COMMIT")
+        return written
+
+    monkeypatch.setattr(Journal, "_write", write)
+    with pytest.raises(DatabaseUnavailable):
+        h.call("b1", method, key="k-lost", **args)
+    [record] = _records(h, state="accepted")  # stranded: retries get OperationInProgress
+    with pytest.raises(OperationInProgress):
+        h.call("b1", method, key="k-lost", **args)
+    # Not yet: it was accepted a moment ago.
+    assert h.run_in(h.service.name, lambda actor: actor.sweep_stranded()) == 0
+    assert h.run_in(h.service.name, lambda actor: actor.sweep_stranded(older_than=0)) == 1
+    assert h.wait_operation(record.id).state == state
+    if state == "succeeded":
+        assert h.call("b1", method, key="k-lost", **args) == {"id": "r1", "size": 2}
+    else:
+        with pytest.raises(OperationInterrupted):
+            h.call("b1", method, key="k-lost", **args)
+    assert h.run_in(h.service.name, lambda actor: actor.sweep_stranded(older_than=0)) == 0
+
+
 def test_operations_queued_behind_a_crash_are_interrupted_not_lost(h):
     fake = h.fake("b1")
     fake.delay("create", 0.3)

@@ -473,6 +473,7 @@ class Journal:
         self,
         created_before: datetime | None = None,
         *,
+        created_after: datetime | None = None,
         targets: Iterable[str] | None = None,
         after: tuple[datetime, str] | None = None,
         limit: int | None = None,
@@ -480,9 +481,11 @@ class Journal:
         """Accepted or running operations, oldest first: what crash recovery handles.
 
         `created_before` limits it to operations of an earlier process (those
-        accepted before this one started); `targets` to these managers. For
-        paging, `limit` caps the rows and `after` continues behind the
-        (created_at, id) of the last row of the previous page.
+        accepted before this one started), `created_after` to those accepted
+        since (stranded ones: see ServiceActor.sweep_stranded); `targets` to
+        these managers. For paging, `limit` caps the rows and `after`
+        continues behind the (created_at, id) of the last row of the previous
+        page.
         """
         statement = (
             select(*_COLUMNS)
@@ -491,6 +494,8 @@ class Journal:
         )
         if created_before is not None:
             statement = statement.where(OperationModel.created_at < created_before)
+        if created_after is not None:
+            statement = statement.where(OperationModel.created_at >= created_after)
         if targets is not None:
             statement = statement.where(OperationModel.target.in_(sorted(targets)))
         if after is not None:
