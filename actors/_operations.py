@@ -367,7 +367,6 @@ class Operations:
                     committed
                 )
                 return
-            held.try_set(outcome)
             if op_id in self._unrecorded:
                 self._unrecorded[op_id] = outcome
             elif len(self._unrecorded) >= MAX_UNRECORDED:
@@ -387,6 +386,7 @@ class Operations:
                     failure,
                 )
                 self._unrecorded[op_id] = outcome
+            held.try_set(outcome)  # after it is kept: a retry by key must find it
 
         written.add_done_callback(after)
         return held

@@ -54,6 +54,18 @@ _RESTART_KEYS = (
 log = logging.getLogger(__name__)
 
 
+def database_connections(config: ServiceConfig) -> int:
+    """Connections a service may use at once: each offload worker and the journal's writer.
+
+    Changed offload sizes apply on reload, but the pool keeps the start's
+    bound: a reload that raises them needs a restart to widen it.
+    """
+    workers = (
+        config.offload_workers + config.offload_system_workers + config.offload_operations_workers
+    )
+    return workers + 2  # the journal's writer, and one to spare
+
+
 class Service:
     """An embedded service: a ServiceActor and its managers in this process."""
 
@@ -133,7 +145,11 @@ class Service:
         self.system.on_root_exit = self._on_root_exit
         if config.registry and self.registry is None:
             url = config.database_url or sqlite_url_for(config.state_dir)
-            self.registry = Registry(url, service_down_time=config.service_down_time)
+            self.registry = Registry(
+                url,
+                service_down_time=config.service_down_time,
+                max_connections=database_connections(config),
+            )
         if self.registry is not None:
             # The schema first: the journal writes from the first request on. If the
             # database is down, the registry rounds retry (and log the outage).

@@ -263,6 +263,13 @@ def decode(body: bytes, limits: Limits = DEFAULT_LIMITS, *, lenient: bool = Fals
     unknown = set(data) - _ALLOWED_FIELDS
     if unknown:
         raise fail(f"unknown envelope fields: {', '.join(sorted(map(str, unknown)))}")
+    if not lenient:  # what a peer sends us: plain data everywhere, not only in args
+        for name in _FREE_FIELDS:
+            if data.get(name) is not None:
+                try:
+                    _check_plain(data[name])
+                except ProtocolError as exc:
+                    raise fail(f"{name!r}: {exc.details['reason']}") from None
     fields: dict[str, Any] = {"kind": kind, "id": msg_id}
     if kind in (CALL, CAST):
         for name in ("target", "method"):
@@ -321,6 +328,10 @@ def decode(body: bytes, limits: Limits = DEFAULT_LIMITS, *, lenient: bool = Fals
 
 
 _MAX_VERSION_LENGTH = 32  # its format is the server's to judge (UnsupportedVersion)
+
+# Fields whose contents decode() does not otherwise check: msgpack's timestamp
+# extension bypasses ext_hook, so it is looked for in them too.
+_FREE_FIELDS = ("result", "error", "info")
 
 _ALLOWED_FIELDS = frozenset(
     {

@@ -199,9 +199,15 @@ class Registry:
         *,
         service_down_time: float = 60.0,
         now: Callable[[], datetime] | None = None,
+        max_connections: int = 6,
     ) -> None:
+        """`max_connections`: the PostgreSQL pool's bound; a service passes one
+        per thread that may use the database at once (its offload workers,
+        the journal's writer), so that none waits for a connection."""
         if service_down_time <= 0:
             raise ValueError(f"service_down_time must be positive, not {service_down_time!r}")
+        if max_connections < 2:
+            raise ValueError(f"max_connections must be at least 2, not {max_connections!r}")
         self.service_down_time = float(service_down_time)
         self._now = now or _utc_now
         self._url = _parse_url(url)
@@ -211,7 +217,7 @@ class Registry:
             self._engine = (
                 _sqlite_engine(self._url)
                 if self._dialect == "sqlite"
-                else _postgresql_engine(self._url)
+                else _postgresql_engine(self._url, max_connections)
             )
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise RegistryError(
@@ -625,7 +631,7 @@ def _sqlite_on_begin(conn: Connection) -> None:
         cursor.close()
 
 
-def _postgresql_engine(url: URL) -> Engine:
+def _postgresql_engine(url: URL, max_connections: int) -> Engine:
     """A PostgreSQL engine with connect and statement timeouts and TCP keepalives.
 
     URL query parameters win: `?connect_timeout=2`, `?keepalives_idle=30` or
@@ -647,8 +653,8 @@ def _postgresql_engine(url: URL) -> Engine:
     return create_engine(
         url,
         connect_args=connect_args,
-        pool_size=2,
-        max_overflow=4,
+        pool_size=2,  # kept open; more are opened when needed, up to max_connections
+        max_overflow=max_connections - 2,
         pool_timeout=CONNECT_TIMEOUT,
         pool_recycle=1800,
         # A server that restarted leaves dead pooled connections: test each one

@@ -466,3 +466,22 @@ def test_in_memory_sqlite(clock: Clock) -> None:
         ids = registry.register([row()])
         assert registry.heartbeat(ids) == 1
         assert registry.up_endpoints("volume") == ["tcp://h1:5000"]
+
+
+def test_the_postgresql_pool_is_bounded_by_max_connections() -> None:
+    from actors import ServiceConfig
+    from actors.service import database_connections
+
+    registry = Registry("postgresql://u@127.0.0.1:1/db", max_connections=9)  # never connects
+    try:
+        pool: Any = registry.engine.pool
+        assert (pool.size(), pool._max_overflow) == (2, 7)
+    finally:
+        registry.close()
+    with pytest.raises(ValueError, match="max_connections"):
+        Registry("postgresql://u@127.0.0.1:1/db", max_connections=1)
+    # A service asks for one per offload worker of every lane, plus the journal's writer.
+    config = ServiceConfig(
+        offload_workers=4, offload_system_workers=3, offload_operations_workers=5
+    )
+    assert database_connections(config) == 4 + 3 + 5 + 2

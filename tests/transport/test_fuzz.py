@@ -472,6 +472,9 @@ def _edge_cases() -> list[Case]:
     edges += [
         Case((msgpack.packb({**ping, "info": msgpack.ExtType(1, b"x")}),), True, "edge ext"),
         Case((msgpack.packb({**call, "args": {"t": msgpack.Timestamp(1)}}),), True, "edge ts"),
+        # Found by hypothesis: a timestamp outside args passed (ext_hook never sees one).
+        Case((msgpack.packb({**ping, "result": msgpack.Timestamp(0)}),), True, "edge ts result"),
+        Case((msgpack.packb({**call, "info": [msgpack.Timestamp(0)]}),), True, "edge ts info"),
         Case((msgpack.packb({**ping, "zz": 1}),), True, "edge unknown field"),
         Case((msgpack.packb({**ping, b"id": "x"}),), True, "edge bytes field"),
         Case((msgpack.packb({**call, 1: 1}),), True, "edge int field"),
