@@ -264,6 +264,36 @@ def test_a_restart_ensures_more_shares_than_the_driver_mailbox_holds(
     }
 
 
+def test_a_share_whose_new_state_cannot_be_recorded_is_not_made_twice(
+    actors_service, tmp_path, monkeypatch
+):
+    # The driver made the share; the database then stayed away through every
+    # retry of the bookkeeping. DatabaseUnavailable (retryable) would free the
+    # operation's key, and a retry with it would run create_share again.
+    import actors.managers.share as share_module
+    from actors.registry.api import DatabaseUnavailable
+    from actors.registry.shares import ShareStateNotRecorded, ShareStore
+
+    h = _start(actors_service, tmp_path / "root", tmp_path / "state")
+    original = ShareStore.update
+
+    def update(self: ShareStore, share_id: str, **fields: Any) -> Any:
+        if fields.get("state") == "available":
+            raise DatabaseUnavailable("registry", "gone for good")
+        return original(self, share_id, **fields)
+
+    monkeypatch.setattr(share_module, "_DB_ATTEMPTS", 1)
+    monkeypatch.setattr(ShareStore, "update", update)
+    for _ in range(2):  # the retry by key gets the same answer, and nothing runs again
+        with pytest.raises(ShareStateNotRecorded, match="repaired at the next start") as info:
+            h.call("local", "create_share", share_id="s1", size_gb=1, key="k-s1")
+        assert not info.value.retryable
+    [record] = h.service.operations.journal.list(target="h@local")
+    assert record.state == "failed" and record.idempotency_key == "k-s1"
+    assert h.call("local", "get_share", share_id="s1")["state"] == "creating"
+    assert (tmp_path / "root" / "shares" / "s1").is_dir()
+
+
 def test_share_manager_over_the_fake_driver_records_driver_failures(actors_service, tmp_path):
     from actors.drivers.fake import FakeController
     from actors.drivers.local import ShareBroken

@@ -34,7 +34,7 @@ from actors.drivers.local import ShareTooSmall, SnapshotNotFound
 from actors.errors import ActorUnavailable, Busy, DriverNotReady, InvalidArguments
 from actors.manager_actor import ManagerActor
 from actors.registry.api import DatabaseUnavailable
-from actors.registry.shares import ShareStore
+from actors.registry.shares import ShareStateNotRecorded, ShareStore
 from actors.rpc import rpc
 from actors.runtime import ActorFuture, OffloadLane
 
@@ -432,7 +432,8 @@ class ShareManager(ManagerActor):
                 if on_success is None:
                     return finished.value()
                 fields = on_success(finished.value())
-                return self._db_retry(self.store.update, share_id, reason=None, **fields)
+                recorded = self._db_retry(self.store.update, share_id, reason=None, **fields)
+                return self.pipe(recorded, _done_or_not_recorded(share_id))
             # Busy exactly: the driver's mailbox was full, so it never started.
             nothing_done = type(error) is Busy or isinstance(error, (ActorUnavailable, *harmless))
             if undo is not None and nothing_done:
@@ -474,6 +475,24 @@ class ShareManager(ManagerActor):
 
         attempt(0)
         return result
+
+
+def _done_or_not_recorded(share_id: str) -> Callable[[ActorFuture[Any]], Any]:
+    """The recorded share, or, if the database stayed away, a non-retryable error.
+
+    DatabaseUnavailable is retryable: a retry with the operation's key would
+    run the driver's work a second time, which already happened.
+    """
+
+    def check(recorded: ActorFuture[Any]) -> Any:
+        error = recorded.exception()
+        if isinstance(error, DatabaseUnavailable):
+            raise ShareStateNotRecorded(share_id, error.details.get("reason", str(error)))
+        if error is not None:
+            raise error
+        return recorded.value()
+
+    return check
 
 
 def _reraise(error: BaseException) -> Callable[[ActorFuture[Any]], Any]:

@@ -99,12 +99,31 @@ class SnapshotNotKnown(RegistryError):
         )
 
 
+class ShareStateNotRecorded(RegistryError):
+    """The driver did the work, but the share's new state could not be written.
+
+    Not retryable: running the change again would do the work twice. The
+    share keeps its transitional state until the next start's repair.
+    """
+
+    retryable = False
+
+    def __init__(self, share_id: str, reason: str) -> None:
+        super().__init__(
+            f"share {share_id!r}: the driver's work is done but its new state could not be"
+            f" recorded ({reason}); the share is repaired at the next start",
+            share_id=share_id,
+            reason=reason,
+        )
+
+
 register_error(
     ShareNotFound,
     ShareExists,
     QuotaExceeded,
     ShareNotAvailable,
     ShareInError,
+    ShareStateNotRecorded,
     SnapshotExists,
     SnapshotNotKnown,
 )
