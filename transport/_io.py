@@ -29,6 +29,17 @@ SocketFactory = Callable[[Any], Any]
 OnFrames = Callable[[list[bytes]], None]
 
 _STOP: Any = object()
+
+
+class _Reconnect:
+    """An outbox item: connect to `endpoint` again, in the loop that owns the socket."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+
 MONITORED = zmq.EVENT_HANDSHAKE_FAILED_AUTH
 """Socket events a loop passes to `on_event` (a refused CURVE handshake)."""
 _REPLY_SEND_PATIENCE = 5.0
@@ -149,6 +160,7 @@ class SocketLoop:
     """Interface of both loops."""
 
     socket: Any
+    name: str
 
     def __init__(self) -> None:
         self._parked = Parked()
@@ -206,6 +218,24 @@ class SocketLoop:
 
     def _send_now(self, frames: list[bytes]) -> None:
         self.socket.send_multipart(frames, zmq.NOBLOCK)
+
+    def reconnect(self, endpoint: str) -> None:
+        """Connect to `endpoint` again, e.g. after the server refused our CURVE key:
+        libzmq does not retry a refused handshake by itself."""
+        raise NotImplementedError
+
+    def _do_reconnect(self, endpoint: str) -> None:
+        # What waits was sent for requests that were refused and failed: it must
+        # not reach the server once a new handshake succeeds.
+        self._parked.discard()
+        try:
+            self.socket.disconnect(endpoint)
+        except zmq.ZMQError:
+            pass  # the refused session is gone already
+        try:
+            self.socket.connect(endpoint)
+        except zmq.ZMQError as exc:
+            log.warning("%s: reconnecting to %s failed: %s", self.name, endpoint, exc)
 
     def start(self) -> None:
         raise NotImplementedError
@@ -299,6 +329,9 @@ class GreenSocketLoop(SocketLoop):
                 item = None
             if item is _STOP:
                 return
+            if type(item) is _Reconnect:
+                self._do_reconnect(item.endpoint)
+                item = None
             if item is not None:
                 frames, expires = item
                 if expires is None:
@@ -322,6 +355,9 @@ class GreenSocketLoop(SocketLoop):
 
     def send(self, frames: list[bytes], expires: float | None = None) -> None:
         self._outbox.put((frames, expires))
+
+    def reconnect(self, endpoint: str) -> None:
+        self._outbox.put(_Reconnect(endpoint))
 
     def stop(self, linger: float = 1.0) -> None:
         import gevent
@@ -440,6 +476,11 @@ class ThreadSocketLoop(SocketLoop):
                 if item is _STOP:
                     stopping = True
                     break
+                if type(item) is _Reconnect:  # after what was queued before it
+                    self._flush(pending)
+                    pending.clear()
+                    self._do_reconnect(item.endpoint)
+                    continue
                 pending.append(item)
             self._flush(pending)
             pending.clear()
@@ -465,7 +506,13 @@ class ThreadSocketLoop(SocketLoop):
     def send(self, frames: list[bytes], expires: float | None = None) -> None:
         if expires is None:
             expires = time.monotonic() + _REPLY_SEND_PATIENCE
-        self._outbox.put((frames, expires) if frames is not _STOP else _STOP)
+        self._put((frames, expires) if frames is not _STOP else _STOP)
+
+    def reconnect(self, endpoint: str) -> None:
+        self._put(_Reconnect(endpoint))
+
+    def _put(self, item: Any) -> None:
+        self._outbox.put(item)
         with self._pipe_lock:
             if not self._pipe_open:
                 return

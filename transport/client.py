@@ -126,6 +126,7 @@ class RpcClient:
         self.reconnect_interval = reconnect_interval
         self.stats: Counter[str] = Counter()
         self._pending: dict[str, ClientFuture] = {}
+        self._refused = False  # the server refused our key: connect again with the next call
         self._ids = itertools.count(1)
         self._prefix = os.urandom(6).hex()
         self._lock = threading.Lock()
@@ -199,6 +200,9 @@ class RpcClient:
             return future
         with self._lock:
             self._pending[msg_id] = future
+        if self._refused:  # libzmq gave up on the session: a new handshake, paced by calls
+            self._refused = False
+            loop.reconnect(self.endpoint)
         loop.send([body], expires=future.deadline)
         return future
 
@@ -281,6 +285,7 @@ class RpcClient:
         if event.get("event") != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             return
         self.stats["auth_failures"] += 1
+        self._refused = True
         with self._lock:
             pending, self._pending = self._pending, {}
         error = AuthenticationFailed(self.endpoint, int(event.get("value") or 0))

@@ -284,12 +284,18 @@ def test_curve_accepts_allowed_keys_and_refuses_others(serve, connect, tmp_path,
     with pytest.raises(AuthenticationFailed, match="client_keys_dir") as refused:
         bad.call("b1", "record", {"note": "should never arrive"})
     assert refused.value.status == 400 and not refused.value.retryable
+    with pytest.raises(AuthenticationFailed):  # told again, not left to time out
+        bad.call("b1", "record", {"note": "nor this"}, timeout=10)
+    # Its key allowed now: the same client connects again and is served.
+    (allowed / "bad.key").write_text((keys / "bad.key").read_text())
+    assert bad.call("b1", "ping", timeout=10)["name"] == "h@b1"
+    (allowed / "bad.key").unlink()
     plain = connect(server.endpoint, timeout=1)
     with pytest.raises(DeadlineExceeded):
         plain.call("b1", "record", {"note": "nor this"})
     # nothing from the refused clients was dispatched
     assert service.call("b1", "status")["events"] == ["init_host", "encrypted"]
-    assert server.stats["call"] == 1
+    assert server.stats["call"] == 2  # "encrypted", and the ping once its key was allowed
 
 
 def test_binding_beyond_loopback_needs_curve_or_an_explicit_flag():
