@@ -60,6 +60,7 @@ class Parked:
     """
 
     RETRY_EVERY = 0.02  # seconds between retries while something is parked
+    ROUTED_PER_PEER = 1_000  # a server's bound per client: a few slow ones cannot take it all
 
     def __init__(
         self,
@@ -77,6 +78,12 @@ class Parked:
         self._total_bytes = 0
         self._next_retry = 0.0
         self.dropped = 0
+
+    def for_socket(self, socket_type: int) -> None:
+        """Fit the bounds to the socket: on a ROUTER each peer is one client of many."""
+        self.routed = socket_type == zmq.ROUTER
+        if self.routed:
+            self.per_peer = min(self.per_peer, self.ROUTED_PER_PEER)
 
     def __bool__(self) -> bool:
         return self._count > 0
@@ -274,7 +281,7 @@ class GreenSocketLoop(SocketLoop):
             if self._own_context:
                 self._context.term()
             raise
-        self._parked.routed = self.socket.type == zmq.ROUTER
+        self._parked.for_socket(self.socket.type)
         self._open_monitor()
         self._greenlets = [gevent.spawn(self._read), gevent.spawn(self._write)]
         if self._monitor is not None:
@@ -420,7 +427,7 @@ class ThreadSocketLoop(SocketLoop):
                 self._context.term()
             self._ready.set()
             return
-        self._parked.routed = self.socket.type == zmq.ROUTER
+        self._parked.for_socket(self.socket.type)
         try:
             self._open_monitor()
         except zmq.ZMQError as exc:

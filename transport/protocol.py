@@ -107,6 +107,8 @@ def encode(envelope: Envelope, limits: Limits = DEFAULT_LIMITS) -> bytes:
         body: bytes = msgpack.packb(envelope.to_map(), default=_default, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError(f"cannot encode {envelope.kind}: {exc}") from None
+    except Exception as exc:  # e.g. a model_dump() of the value that raised
+        raise ProtocolError(f"cannot encode {envelope.kind}: {type(exc).__name__}: {exc}") from None
     if len(body) > limits.max_message_bytes:
         raise MessageTooLarge(len(body), limits.max_message_bytes)
     return body

@@ -179,7 +179,8 @@ class RpcServer:
         Pings are still answered. `in_flight` says when every request taken
         before has been answered; then `stop()`.
         """
-        self.draining = True
+        with self._count_lock:  # a request is refused, or counted before this returns
+            self.draining = True
 
     def stop(self, linger: float = 1.0) -> None:
         """Stop reading, flush queued replies for up to `linger` seconds, close."""
@@ -232,7 +233,11 @@ class RpcServer:
             self.stats["pings"] += 1
             self._send(prefix, Envelope(PONG, envelope.id, info=self._info()))
             return
-        if self.draining:
+        with self._count_lock:  # checked and counted together: drain() cannot fall between
+            draining = self.draining
+            if not draining:
+                self.in_flight += 1
+        if draining:
             self.stats["refused_draining"] += 1
             self._reply_error(prefix, envelope, ServerDraining(self.endpoint))
             return
@@ -251,9 +256,9 @@ class RpcServer:
             future = self.dispatcher.dispatch(request)
         except Exception as exc:
             self._reply_error(prefix, envelope, exc)
+            with self._count_lock:  # after the answer is queued, as in _on_done
+                self.in_flight -= 1
             return
-        with self._count_lock:
-            self.in_flight += 1
         future.add_done_callback(lambda done: self._on_done(prefix, envelope, done))
 
     def _info(self) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from transport import (
     fanout,
     generate_keypair,
 )
+from transport.errors import ProtocolError
 
 
 @pytest.fixture(params=["tcp", "ipc"])
@@ -429,6 +430,13 @@ def test_parked_messages_keep_each_peers_order_bounds_and_expiry():
     unrouted.park([b"body-1"], expires=100.0)
     unrouted.park([b"body-2"], expires=100.0)
     assert unrouted.peers == 1 and unrouted.holds([b"body-3"])
+    # A server's socket (a ROUTER) holds at most 1,000 per client, as protocol.md says;
+    # a client's (a DEALER, one peer: its server) keeps its own bound.
+    server_side, client_side = Parked(), Parked()
+    server_side.for_socket(zmq.ROUTER)
+    client_side.for_socket(zmq.DEALER)
+    assert (server_side.routed, server_side.per_peer, server_side.total) == (True, 1_000, 50_000)
+    assert (client_side.routed, client_side.per_peer) == (False, 10_000)
 
 
 def test_a_green_reader_lets_the_others_run_during_a_long_burst():
@@ -483,3 +491,71 @@ def test_a_green_reader_lets_the_others_run_during_a_long_burst():
         sender.close(linger=0)
         loop.stop()
         context.term()
+
+
+class _Done:
+    """A completed reply future, as a dispatcher returns (transport-level tests only)."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        callback(self)
+
+    def exception(self) -> BaseException | None:
+        return None
+
+    def value(self) -> Any:
+        return self._value
+
+
+def test_a_drain_starting_while_a_call_is_dispatched_still_answers_it():
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+
+    class Slow:
+        def dispatch(self, request: Any) -> _Done:
+            inside.set()
+            assert release.wait(10)
+            return _Done({"echo": request.args})
+
+        def info(self) -> dict[str, Any]:
+            return {}
+
+    server = RpcServer(Slow(), "tcp://127.0.0.1:0", green=False).start()
+    try:
+        with RpcClient(server.endpoint, green=False, timeout=10) as client:
+            reply = client.call_async("t", "m", {"a": 1})
+            assert inside.wait(10)
+            server.drain()  # between the server's draining check and the dispatch's end
+            assert server.in_flight == 1  # counted already: a drain waits for it
+            release.set()
+            assert reply.result() == {"echo": {"a": 1}}
+    finally:
+        release.set()
+        server.stop()
+
+
+def test_a_result_whose_conversion_raises_is_an_error_reply_not_silence():
+    class Model:
+        def model_dump(self, mode: str = "json") -> Any:
+            raise RuntimeError("lazy field not loaded")
+
+    class Unsendable:
+        def dispatch(self, request: Any) -> _Done:
+            return _Done(Model())
+
+        def info(self) -> dict[str, Any]:
+            return {}
+
+    server = RpcServer(Unsendable(), "tcp://127.0.0.1:0", green=False).start()
+    try:
+        with (
+            RpcClient(server.endpoint, green=False, timeout=10) as client,
+            pytest.raises(ProtocolError, match="cannot encode reply: RuntimeError"),
+        ):
+            client.call("t", "m")
+        assert server.stats["unencodable_results"] == 1 and server.in_flight == 0
+    finally:
+        server.stop()
