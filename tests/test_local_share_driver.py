@@ -433,6 +433,34 @@ def test_setup_undoes_an_interrupted_revert(
     assert hidden_leftovers(root) == []
 
 
+def test_a_leftover_that_cannot_be_removed_does_not_stop_setup(
+    actors_service: Any, actors_runtime: str, root: Path, monkeypatch: Any, caplog: Any
+) -> None:
+    # rm fails on what a failed delete left (an immutable file, a mount point
+    # inside, EIO): logged, and the backend's other shares are served.
+    from actors.errors import ProcessExecutionError
+
+    stuck = root / "shares" / ".deleting.s9.abc"
+    (stuck / "pinned").mkdir(parents=True)
+    removable = root / "shares" / ".revert.s1.abc"
+    removable.mkdir()
+    remove = LocalShareDriver._remove
+
+    def refuse_pinned(self: LocalShareDriver, path: Path) -> None:
+        if path == stuck:
+            raise ProcessExecutionError(["rm"], 1, "", "rm: cannot remove: Operation not permitted")
+        remove(self, path)
+
+    monkeypatch.setattr(LocalShareDriver, "_remove", refuse_pinned)
+    h = actors_service(
+        {"s": {"manager": ShareProbe, "driver": LocalShareDriver, "options": {"root": str(root)}}},
+        host="h",
+    )
+    assert h.call("s", "create_share", share_id="s2", size_gb=1)["share_id"] == "s2"
+    assert stuck.is_dir() and not removable.exists()
+    assert any("cannot remove leftover" in r.getMessage() for r in caplog.records)
+
+
 # -- FakeShareDriver -------------------------------------------------------------------------
 @pytest.fixture
 def both(actors_service: Any, actors_runtime: str, root: Path) -> Any:

@@ -514,12 +514,24 @@ class LocalShareDriver(DriverActor):
         os.rename(path, doomed)
         self._remove(doomed)
 
+    def _clear_leftover(self, path: Path) -> None:
+        """Remove a leftover of an interrupted operation; one that resists is only logged.
+
+        Nothing refers to it any more (its share was deleted, its copy never
+        used): failing setup for it would leave every share of the backend
+        without a driver.
+        """
+        try:
+            self._remove(path)
+        except (OSError, ProcessExecutionError) as exc:
+            self.log.error("cannot remove leftover %s (remove it by hand): %s", path, exc)
+
     def _recover(self) -> None:
         """Finish or undo what an interrupted operation left behind (names start with '.')."""
         for entry in self.shares_dir.iterdir():
             name = entry.name
             if name.startswith((".revert.", ".deleting.")):
-                self._remove(entry)
+                self._clear_leftover(entry)
             elif name.startswith(".old."):
                 share_id = name.split(".")[2] if name.count(".") >= 3 else ""
                 share = self.shares_dir / share_id
@@ -532,14 +544,14 @@ class LocalShareDriver(DriverActor):
                     self.log.warning("undoing an interrupted revert of share %r", share_id)
                     os.rename(entry, share)
                 else:
-                    self._remove(entry)
+                    self._clear_leftover(entry)
         for entry in self.snapshots_dir.iterdir():
             if entry.name.startswith("."):
-                self._remove(entry)
+                self._clear_leftover(entry)
             elif entry.is_dir() and not entry.is_symlink():
                 for inner in entry.iterdir():
                     if inner.name.startswith((".tmp.", ".deleting.")):
-                        self._remove(inner)
+                        self._clear_leftover(inner)
         for entry in self.root.iterdir():
             if entry.name.startswith((".exports.", ".reflink-probe.")) and not entry.is_dir():
                 entry.unlink(missing_ok=True)
