@@ -312,10 +312,15 @@ def test_ensure_share_repairs_exports_and_reports_a_missing_dir(h: Any, root: Pa
     h.call("s", "create_share", share_id="s1", size_gb=1)
     h.call("s", "update_access", share_id="s1", rules=rules)
     ensure = {"share_id": "s1", "size_gb": 1, "rules": rules}
-    assert h.call("s", "ensure_share", **ensure) == {"share_id": "s1", "repaired": []}
+    path = f"{root}/shares/s1"
+    assert h.call("s", "ensure_share", **ensure) == {
+        "share_id": "s1",
+        "repaired": [],
+        "export_path": path,
+    }
 
     (root / "exports").write_text("")  # the line was lost
-    assert h.call("s", "ensure_share", **ensure) == {"share_id": "s1", "repaired": ["exports"]}
+    assert h.call("s", "ensure_share", **ensure)["repaired"] == ["exports"]
     assert exports(root) == [line]
 
     (root / "exports").write_text(f"{root}/shares/s1 *(rw,{OPTS})\n{line}\n")  # wrong + dup

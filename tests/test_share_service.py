@@ -292,6 +292,45 @@ def test_a_share_whose_new_state_cannot_be_recorded_is_not_made_twice(
     assert record.state == "failed" and record.idempotency_key == "k-s1"
     assert h.call("local", "get_share", share_id="s1")["state"] == "creating"
     assert (tmp_path / "root" / "shares" / "s1").is_dir()
+    # The next start repairs it: available, with the export path it never got.
+    monkeypatch.undo()
+    h.stop()
+    again = _start(actors_service, tmp_path / "root", tmp_path / "state")
+    deadline = time.monotonic() + 10
+    while (shown := again.call("local", "get_share", share_id="s1"))["state"] == "creating":
+        assert time.monotonic() < deadline
+        again.service.system.runtime.sleep(0.01)  # ensure_share runs after init_host
+    assert (shown["state"], shown["reason"]) == ("available", "recovered")
+    assert shown["export_path"] == str(tmp_path / "root" / "shares" / "s1")
+
+
+def test_a_manager_restarted_during_a_short_database_outage_waits_for_it(
+    actors_service, actors_runtime, tmp_path, monkeypatch
+):
+    # Its init_host reads the shares: raising at once would use up the restart
+    # intensity (here 1) within milliseconds and stop the whole service.
+    from actors.registry.api import DatabaseUnavailable
+    from actors.registry.shares import ShareStore
+
+    backend = {"manager": MANAGER, "driver": "actors.drivers.fake_share:FakeShareDriver"}
+    policy = {"max_restarts": 1, "backoff": {"initial": 0, "jitter": 0}}
+    h = actors_service(
+        {"fake": backend}, host="h", state_dir=tmp_path / "state", supervision=policy
+    )
+    h.call("fake", "create_share", share_id="s1", size_gb=1)
+    original, refused = ShareStore.shares, []
+
+    def shares(self: ShareStore, backend: str) -> Any:
+        if len(refused) < 3:  # the database answers from the fourth read on
+            refused.append(backend)
+            raise DatabaseUnavailable("registry", "not yet")
+        return original(self, backend)
+
+    monkeypatch.setattr(ShareStore, "shares", shares)
+    h.crash("fake")
+    h.wait_running("fake", timeout=20)
+    assert refused == ["h@fake"] * 3 and h.service.failed is None
+    assert h.call("fake", "get_share", share_id="s1")["state"] == "available"
 
 
 def test_share_manager_over_the_fake_driver_records_driver_failures(actors_service, tmp_path):
@@ -452,3 +491,21 @@ def _start_host(actors_service: Any, root: Path, state: Path, host: str) -> Serv
         "setup_backoff": {"initial": 0.02, "maximum": 0.05},
     }
     return actors_service({"local": backend}, host=host, state_dir=state)  # type: ignore[no-any-return]
+
+
+def test_a_share_keeps_at_most_max_snapshots(fake_shares, monkeypatch):
+    # get_share carries every snapshot: unbounded, a share would outgrow the message limit.
+    import actors.managers.share as share_module
+    from actors.registry.shares import TooManySnapshots
+
+    monkeypatch.setattr(share_module, "MAX_SNAPSHOTS", 2)
+    fake_shares.call("fake", "create_share", share_id="s1", size_gb=1)
+    for snap in ("a", "b"):
+        fake_shares.call("fake", "create_snapshot", share_id="s1", snapshot_id=snap)
+    with pytest.raises(TooManySnapshots, match="delete one first") as info:
+        fake_shares.call("fake", "create_snapshot", share_id="s1", snapshot_id="c")
+    assert info.value.limit == 2 and not info.value.retryable
+    shown = fake_shares.call("fake", "get_share", share_id="s1")
+    assert shown["state"] == "available" and [s["id"] for s in shown["snapshots"]] == ["a", "b"]
+    fake_shares.call("fake", "delete_snapshot", share_id="s1", snapshot_id="a")
+    fake_shares.call("fake", "create_snapshot", share_id="s1", snapshot_id="c")

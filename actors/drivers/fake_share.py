@@ -237,6 +237,10 @@ class FakeShareDriver(FakeDriver):
             if [tuple(pair) for pair in share["exports"]] != clients:
                 share["exports"] = clients
                 repaired.append("exports")
-            return {"share_id": share_id, "repaired": repaired}
+            return {
+                "share_id": share_id,
+                "repaired": repaired,
+                "export_path": self._export_path(share_id),
+            }
 
         return self._run("ensure_share", (share_id, size_gb, rules), body)  # type: ignore[no-any-return]

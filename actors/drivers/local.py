@@ -399,7 +399,7 @@ class LocalShareDriver(DriverActor):
         if self._export_lines_of(path) != wanted:
             self._set_export_lines(path, wanted[0] if wanted else None)
             repaired.append("exports")
-        return {"share_id": share_id, "repaired": repaired}
+        return {"share_id": share_id, "repaired": repaired, "export_path": str(path)}
 
     # -- paths ----------------------------------------------------------------------------
     def _share_path(self, share_id: str) -> Path:

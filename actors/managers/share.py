@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -44,11 +45,13 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ACCESS_LEVELS = ("rw", "ro")
 MAX_NAME_LENGTH = 255  # the column's length (PostgreSQL enforces it, SQLite would not)
 MAX_ACCESS_RULES = 256  # per share: every listing carries them
+MAX_SNAPSHOTS = 1000  # per share: get_share carries them all, under the message limit
 LIST_LIMIT = 1000  # shares per list_shares page at most ...
 PAGE_BYTES = 256 * 1024  # ... and about this much of them: under the message limit
 _TRANSITIONAL = ("creating", "extending", "shrinking", "reverting", "snapshotting", "updating")
 _ENSURE_RETRY = 1.0  # seconds before ensure_share asks a driver that is not ready again
 _DB_ATTEMPTS = 8  # retries of a bookkeeping write through an outage (backoff up to 5 s)
+_INIT_DB_PATIENCE = 30.0  # seconds init_host waits for the database to answer
 
 
 class ShareManagerOptions(BaseModel):
@@ -70,13 +73,32 @@ class ShareManager(ManagerActor):
         self.store = ShareStore(self.registry)
         # Queued before any request can reach the driver: the driver runs them first.
         # However many there are: past the mailbox bound too (DriverProxy.deliver).
-        shares = self.runtime.offload(self.store.shares, self.name, lane="system").result(
-            timeout=self.config.driver_timeout
-        )
+        shares = self._read_shares_at_start()
         self.ensured = 0
         for share in shares:
             if share["state"] != "deleting":
                 self._ensure(share)
+
+    def _read_shares_at_start(self) -> list[dict[str, Any]]:
+        """This backend's shares, waiting through a short database outage.
+
+        init_host runs before the manager takes requests, so it may wait here;
+        raising at once would make a restart during a few seconds' outage
+        burn through the restart intensity and stop the whole service. After
+        about 30 s it raises (the supervisor restarts the manager, later).
+        """
+        deadline = time.monotonic() + _INIT_DB_PATIENCE
+        delay = 0.2
+        while True:
+            read = self.runtime.offload(self.store.shares, self.name, lane="system")
+            try:
+                return read.result(timeout=self.config.driver_timeout)  # type: ignore[no-any-return]
+            except DatabaseUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                self.log.warning("cannot read the shares yet (again in %.1fs): %s", delay, exc)
+                self.runtime.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _ensure(self, share: dict[str, Any]) -> None:
         work = self.driver.deliver(
@@ -92,16 +114,20 @@ class ShareManager(ManagerActor):
             if error is not None:
                 self.log.error("share %s cannot be repaired: %s", share["id"], error)
                 return self._db(self.store.update, share["id"], state="error", reason=str(error))
-            repaired = finished.value().get("repaired") or []
+            ensured = finished.value()
+            repaired = ensured.get("repaired") or []
             if repaired:
                 self.log.warning("share %s repaired: %s", share["id"], ", ".join(repaired))
             if share["state"] == "snapshotting":
                 self._db(self.store.fail_pending_snapshots, share["id"], "interrupted by a restart")
+            fields: dict[str, Any] = {}
             if share["state"] in _TRANSITIONAL:
                 # Cut short by a crash: the data is there, the size is what the row says.
-                return self._db(
-                    self.store.update, share["id"], state="available", reason="recovered"
-                )
+                fields.update(state="available", reason="recovered")
+            if not share.get("export_path") and ensured.get("export_path"):
+                fields["export_path"] = ensured["export_path"]  # a create cut short: never set
+            if fields:
+                return self._db(self.store.update, share["id"], **fields)
             return None
 
         self.pipe(work, done)
@@ -228,7 +254,7 @@ class ShareManager(ManagerActor):
         held = self._transition(share_id, ("available",), "snapshotting")
 
         def snapshot(share: dict[str, Any]) -> Any:
-            recorded = self._db(self.store.add_snapshot, share_id, snapshot_id)
+            recorded = self._db(self.store.add_snapshot, share_id, snapshot_id, MAX_SNAPSHOTS)
 
             def copy(_: Any) -> Any:
                 copied = self._finish(

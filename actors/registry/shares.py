@@ -88,6 +88,17 @@ class SnapshotExists(RegistryError):
         super().__init__(f"snapshot {snapshot_id!r} exists already", snapshot_id=snapshot_id)
 
 
+class TooManySnapshots(RegistryError):
+    """The share has as many snapshots as it may keep (each is in every get_share)."""
+
+    def __init__(self, share_id: str, limit: int) -> None:
+        super().__init__(
+            f"share {share_id!r} has {limit} snapshots, the most it may keep: delete one first",
+            share_id=share_id,
+            limit=limit,
+        )
+
+
 class SnapshotNotKnown(RegistryError):
     """No snapshot with this id for this share."""
 
@@ -126,6 +137,7 @@ register_error(
     ShareStateNotRecorded,
     SnapshotExists,
     SnapshotNotKnown,
+    TooManySnapshots,
 )
 
 
@@ -269,7 +281,10 @@ class ShareStore:
             return bool(conn.execute(delete(ShareModel).where(ShareModel.id == share_id)).rowcount)
 
     # -- snapshots ---------------------------------------------------------------------
-    def add_snapshot(self, share_id: str, snapshot_id: str) -> dict[str, Any]:
+    def add_snapshot(
+        self, share_id: str, snapshot_id: str, limit: int | None = None
+    ) -> dict[str, Any]:
+        """Record a new snapshot ('creating'); TooManySnapshots if the share has `limit`."""
         now = self.registry._clock()
         with self.registry._transaction(write=True) as conn:
             if self._share_row(conn, share_id) is None:
@@ -279,6 +294,14 @@ class ShareStore:
             ).first()
             if exists is not None:
                 raise SnapshotExists(snapshot_id)
+            if limit is not None:
+                count = conn.execute(
+                    select(func.count())
+                    .select_from(ShareSnapshotModel)
+                    .where(ShareSnapshotModel.share_id == share_id)
+                ).scalar_one()
+                if count >= limit:
+                    raise TooManySnapshots(share_id, limit)
             try:
                 conn.execute(
                     insert(ShareSnapshotModel).values(
