@@ -319,14 +319,23 @@ def fanout(
     timeout: float = 10.0,
     **client_options: Any,
 ) -> dict[str, BaseException | None]:
-    """Cast to every endpoint; per endpoint, None once accepted or the error."""
-    clients = {ep: RpcClient(ep, timeout=timeout, **client_options) for ep in endpoints}
+    """Cast to every endpoint; per endpoint, None once accepted or the error.
+
+    An endpoint whose client cannot even be made (a malformed address) gets
+    that error as its outcome; the others are still cast to.
+    """
+    clients: dict[str, RpcClient] = {}
+    outcome: dict[str, BaseException | None] = {}
     try:
+        for ep in endpoints:
+            try:
+                clients[ep] = RpcClient(ep, timeout=timeout, **client_options)
+            except Exception as exc:  # e.g. zmq's "Invalid argument" for a bad endpoint
+                outcome[ep] = exc
         futures = {
             ep: client.call_async(target, method, args, timeout=timeout, _kind=CAST)
             for ep, client in clients.items()
         }
-        outcome: dict[str, BaseException | None] = {}
         for ep, future in futures.items():
             try:
                 future.result()

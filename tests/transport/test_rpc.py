@@ -233,6 +233,18 @@ def test_fanout_reaches_every_service_of_the_topic(serve, runtime_name, endpoint
     assert outcome == {ep: None for ep in endpoints}
     for i, (service, _) in enumerate(services):
         assert service.call(f"node{i}@b1", "status")["events"][-1] == "everyone"
+    # A malformed endpoint among them: its own outcome; the others are still reached.
+    outcome = fanout(
+        [endpoints[0], "tcp://no port here", endpoints[1]],
+        "shares",
+        "record",
+        {"note": "again"},
+        timeout=10,
+        green=runtime_name == "gevent",
+    )
+    assert outcome[endpoints[0]] is None and outcome[endpoints[1]] is None
+    assert outcome["tcp://no port here"] is not None
+    assert services[1][0].call("node1@b1", "status")["events"][-1] == "again"
 
 
 def test_client_reconnects_after_the_server_restarts(runtime_name, connect, tmp_path):
