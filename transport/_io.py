@@ -353,9 +353,11 @@ class GreenSocketLoop(SocketLoop):
                 sent += 1
                 if sent % 256 == 0:
                     gevent.sleep(0)  # a long burst of sends still lets the others run
-            # Retry only with nothing queued (what is queued goes first, or
-            # behind its peer's parked ones), and at most every RETRY_EVERY.
-            if self._outbox.empty():
+            # At most every RETRY_EVERY, also while more is queued: under a steady
+            # stream a peer that has room again must not wait until its parked
+            # replies expire (the thread loop retries on every pass too). Order
+            # holds: what is queued for a peer with parked ones goes behind them.
+            if parked:
                 now = time.monotonic()
                 if parked.due(now):
                     parked.retry(self._send_now, now)

@@ -571,3 +571,49 @@ def test_a_result_whose_conversion_raises_is_an_error_reply_not_silence():
         assert server.stats["unencodable_results"] == 1 and server.in_flight == 0
     finally:
         server.stop()
+
+
+def test_a_green_writer_retries_a_parked_peer_while_others_keep_it_busy():
+    """A peer that had no room gets its reply as soon as it has room again, not
+    after the steady stream to the other peers ends (or its reply expires)."""
+    import gevent
+    import zmq
+
+    from transport._io import GreenSocketLoop
+
+    class Socket:  # a ROUTER stand-in: peer A's pipe is full until `room`
+        type = zmq.ROUTER
+
+        def __init__(self) -> None:
+            self.room = False
+            self.sent: list[bytes] = []
+
+        def send_multipart(self, frames: list[bytes], flags: int = 0) -> None:
+            if frames[0] == b"A" and not self.room:
+                raise zmq.Again()
+            self.sent.append(frames[0])
+
+        def recv_multipart(self) -> list[bytes]:
+            gevent.sleep(3600)
+            raise AssertionError("not reached")
+
+        def close(self, linger: int = 0) -> None:
+            pass
+
+    sock = Socket()
+    loop = GreenSocketLoop(lambda context: sock, lambda frames: None, "test")
+    loop.start()
+    try:
+        loop.send([b"A", b"reply"])
+        gevent.sleep(0)  # the writer takes it: A has no room, so it is parked
+        assert sock.sent == [] and len(loop._parked) == 1
+        for _ in range(20_000):  # a steady stream to B, all queued at once
+            loop.send([b"B", b"reply"])
+        sock.room = True
+        deadline = time.monotonic() + 10
+        while len(sock.sent) < 20_001:
+            assert time.monotonic() < deadline
+            gevent.sleep(0.01)
+        assert sock.sent.index(b"A") < 20_000  # not only once B's stream was done
+    finally:
+        loop.stop(0.1)
