@@ -54,13 +54,16 @@ _tokens = itertools.count(1)
 class _TimerRef:
     """An actor's handle on one of its timers (cancellable, never leaked)."""
 
-    __slots__ = ("fired", "handle")
+    __slots__ = ("cancelled", "fired", "handle")
 
     def __init__(self) -> None:
         self.fired = False
+        self.cancelled = False
         self.handle: TimerHandle | None = None
 
     def cancel(self) -> None:
+        # Also for a firing already queued in the mailbox: _on_timer skips it.
+        self.cancelled = True
         if self.handle is not None:
             self.handle.cancel()
 
@@ -385,7 +388,7 @@ class CellMixin:
             msg.result.try_set(result)
 
     def _on_timer(self, msg: TimerFired) -> None:
-        if self._stopping:
+        if self._stopping or (msg.ref is not None and msg.ref.cancelled):
             return
         self.handling, self._handling_since = msg, self._now()
         try:
@@ -418,7 +421,7 @@ class CellMixin:
         def _fire() -> None:
             ref.fired = True
             self._timers.discard(ref)
-            self._post_quietly(TimerFired(fn))
+            self._post_quietly(TimerFired(fn, ref))
 
         ref.handle = self.system.runtime.call_later(delay, _fire)
         if not ref.fired:
@@ -428,7 +431,7 @@ class CellMixin:
     def call_repeatedly(self, interval: float, fn: Callable[[], Any]) -> TimerHandle:
         ref = _TimerRef()
         ref.handle = self.system.runtime.call_repeatedly(
-            interval, lambda: self._post_quietly(TimerFired(fn))
+            interval, lambda: self._post_quietly(TimerFired(fn, ref))
         )
         self._timers.add(ref)
         return ref

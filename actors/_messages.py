@@ -59,11 +59,12 @@ class Continuation:
 class TimerFired:
     """A timer set by the actor fell due; run `fn` in the mailbox."""
 
-    __slots__ = ("fn",)
+    __slots__ = ("fn", "ref")
     system = True
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
+    def __init__(self, fn: Callable[[], Any], ref: Any = None) -> None:
         self.fn = fn
+        self.ref = ref  # the actor's handle on the timer: cancelled after this was queued?
 
 
 class ChildExited:

@@ -83,7 +83,17 @@ class Scheduler:
     def start(self) -> None:
         for name, task in self.tasks.items():
             first = 0.0 if task.run_immediately else self.rng.uniform(0, task.fuzz) * task.spacing
-            self.actor.call_later(first, lambda n=name: self._run(n))
+            self.actor.call_later(first, self._runner(name))
+
+    def _runner(self, name: str) -> Callable[[], None]:
+        """The timer callback of task `name`, named after it (the harness's
+        `waiting_for(target, name)` and status dumps see that name)."""
+
+        def run() -> None:
+            self._run(name)
+
+        run.__name__ = run.__qualname__ = name
+        return run
 
     def _run(self, name: str) -> None:
         task = self.tasks[name]
@@ -91,6 +101,8 @@ class Scheduler:
         started = clock.monotonic()
         try:
             getattr(self.actor, name)()
+        except self.actor.fatal_exceptions:
+            raise  # the actor crashes, as for any handler: its supervisor decides
         except Exception:
             self.failures[name] += 1
             log.exception(
@@ -108,4 +120,4 @@ class Scheduler:
                 took,
                 task.spacing,
             )
-        self.actor.call_later(max(0.0, task.spacing - took), lambda: self._run(name))
+        self.actor.call_later(max(0.0, task.spacing - took), self._runner(name))

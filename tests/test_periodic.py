@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from actors import FakeDriver, ManagerActor
+from actors import FakeDriver, FatalError, ManagerActor
 from actors.periodic import collect_periodic_tasks, periodic_task
 
 
@@ -102,3 +102,29 @@ def test_disabled_and_overridden_tasks_are_not_scheduled():
     assert set(collect_periodic_tasks(Quiet)) == {"boom"}
     with pytest.raises(ValueError):
         periodic_task(spacing=0)
+
+
+class Doomed(ManagerActor):
+    @periodic_task(spacing=10, run_immediately=True)
+    def check_disk(self) -> None:
+        raise FatalError("disk is gone for good")
+
+
+def test_a_fatal_error_in_a_periodic_task_crashes_its_actor(actors_service, actors_clock):
+    # As in any handler: the supervisor decides, instead of a task that "keeps its schedule".
+    h = actors_service(
+        {"m": {"manager": Doomed, "driver": FakeDriver}},
+        clock=actors_clock,
+        supervision={"backoff": {"initial": 1.0, "jitter": 0}},
+    )
+    cell = h.service.system.directory.entry(h.service.route("m")).cell
+    actors_clock.advance(0)  # the first run falls due
+    assert cell.exited.wait(10) and "disk is gone" in cell.exit_reason
+
+
+def test_waiting_for_a_periodic_task_by_its_name(actors_service, actors_clock):
+    h = actors_service({"m": {"manager": Ticking, "driver": FakeDriver}}, clock=actors_clock)
+    h.advance(0)  # the immediate runs
+    with h.waiting_for("m", "tick", kind="timer"):
+        actors_clock.advance(10)
+    assert len(h.run_in("m", lambda m: m.ticks)) == 2

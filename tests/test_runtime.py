@@ -544,3 +544,103 @@ def test_green_future_waits_each_end_at_their_own_deadline():
     assert not waiters[0].ready()  # its deadline is still ahead
     long_wait.set("late but in time")
     assert waiters[0].get(timeout=5) == "late but in time"
+
+
+def test_a_timer_cancelled_after_its_firing_was_queued_does_not_run(runtime):
+    # Two timers fall due together; the first cancels the second, whose firing
+    # is already in the mailbox: it must not run.
+    clock = VirtualClock()
+    system = ActorSystem(get_runtime(runtime.name, clock=clock))
+
+    class Racer(BaseActor):
+        def __init__(self) -> None:
+            self.ran: list[str] = []
+
+        def on_start(self) -> None:
+            self.call_later(1, self._give_up)
+            self.retry = self.call_later(1, lambda: self.ran.append("retry"))
+
+        def _give_up(self) -> None:
+            self.ran.append("give up")
+            self.retry.cancel()
+
+        def runs(self) -> list[str]:
+            return self.ran
+
+    racer = system.spawn("racer", Racer())
+    assert racer.call("runs") == []
+    clock.advance(1)
+    assert racer.call("runs") == ["give up"]
+    assert system.stop(5)
+
+
+def test_clocks_skip_a_timer_cancelled_by_an_earlier_one_of_the_same_batch():
+    import time
+
+    from actors.runtime._clock import ThreadClock
+
+    clock, fired, held = VirtualClock(), [], {}
+    clock.call_later(1, lambda: held["victim"].cancel())  # runs first of the two
+    held["victim"] = clock.call_later(1, lambda: fired.append("victim"))
+    clock.advance(2)
+    assert fired == []
+    # The real clock: its thread is kept busy until both are due, then takes them together.
+    real, done, held = ThreadClock(), queue.Queue(), {}
+    real.call_later(0, lambda: time.sleep(0.3))
+    real.call_later(0.05, lambda: held["victim"].cancel())
+    held["victim"] = real.call_later(0.06, lambda: done.put("victim"))
+    real.call_later(0.4, lambda: done.put("end"))
+    assert done.get(timeout=5) == "end"
+
+
+def test_a_virtual_clock_logs_a_failing_callback_and_keeps_going(caplog):
+    clock = VirtualClock(start=0.0)
+    fired: list[str] = []
+
+    def fail() -> None:
+        raise RuntimeError("callback failed")
+
+    clock.call_later(1, fail)
+    clock.call_later(1, lambda: fired.append("same time"))
+    clock.call_later(3, lambda: fired.append("later"))
+    assert clock.advance(5) == 3
+    assert fired == ["same time", "later"] and clock.monotonic() == 5.0
+    assert any("timer callback failed" in r.getMessage() for r in caplog.records)
+
+
+def test_from_concurrent_of_a_cancelled_future_fails_with_cancelled_error(runtime):
+    import concurrent.futures
+
+    pending: concurrent.futures.Future[int] = concurrent.futures.Future()
+    adopted = runtime.from_concurrent(pending)
+    assert pending.cancel()
+    with pytest.raises(concurrent.futures.CancelledError):
+        adopted.get(timeout=5)
+
+
+def test_a_green_future_wakes_a_waiter_parked_in_another_threads_hub():
+    import threading
+    import time
+
+    import gevent
+
+    from actors.runtime._gevent import GreenFuture
+
+    future, parked, waited = GreenFuture(), threading.Event(), []
+
+    def other_thread() -> None:
+        def park() -> None:
+            parked.set()
+            started = time.monotonic()
+            assert future.get(timeout=30) == "done"
+            waited.append(time.monotonic() - started)
+
+        gevent.spawn(park).join()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    assert parked.wait(10)
+    gevent.sleep(0.05)  # it is parked on its own hub now
+    gevent.spawn(future.set, "done").join()  # completed from this thread's hub
+    thread.join(10)
+    assert waited and waited[0] < 10  # woken at once, not at its 30 s deadline

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -127,6 +128,8 @@ class ThreadClock:
                     continue
                 due = self._heap.pop_due(now)
             for timer in due:
+                if timer.cancelled:  # by an earlier callback of the same batch
+                    continue
                 try:
                     timer.callback()
                 except Exception:
@@ -137,7 +140,8 @@ class VirtualClock:
     """A clock that stands still until `advance()` moves it; for tests.
 
     `advance(seconds)` runs every timer that falls due, in due order, in the
-    caller's context, moving `monotonic()` to each timer's due time first.
+    caller's context, moving `monotonic()` to each timer's due time first. A
+    callback that raises is logged, as on the real clocks; the others still run.
     """
 
     def __init__(self, start: float = 1000.0) -> None:
@@ -166,9 +170,15 @@ class VirtualClock:
                 self._now = max(self._now, due_at)
                 due = self._heap.pop_due(self._now)
             for timer in due:
-                timer.callback()
+                if timer.cancelled:  # by an earlier callback of the same batch
+                    continue
+                try:
+                    timer.callback()
+                except Exception:
+                    logging.getLogger(__name__).exception("timer callback failed")
                 fired += 1
-        self._now = target
+        with self._lock:
+            self._now = target
         return fired
 
     def pending(self) -> int:

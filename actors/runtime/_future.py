@@ -7,6 +7,7 @@ future or put a message in a mailbox (pipe-to-self).
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import math
 import queue
@@ -205,6 +206,22 @@ class ActorFuture(pykka.Future[T], Generic[T]):
     def transfer_to(self, other: ActorFuture[Any]) -> None:
         """When this completes, complete `other` the same way."""
         self.add_done_callback(other._copy_from)
+
+
+def copy_concurrent(done: concurrent.futures.Future[Any], future: ActorFuture[Any]) -> None:
+    """Complete `future` as the finished concurrent future `done` ended.
+
+    A cancelled one fails it with CancelledError: asking `done` for its
+    exception would raise that instead, and `future` would never complete.
+    """
+    if done.cancelled():
+        future.try_set_exception(concurrent.futures.CancelledError())
+        return
+    error = done.exception()
+    if error is not None:
+        future.try_set_exception(error)
+    else:
+        future.try_set(done.result())
 
 
 def _run_callback(callback: Callable[[Any], None], future: ActorFuture[Any]) -> None:

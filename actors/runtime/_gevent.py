@@ -18,13 +18,14 @@ from typing import Any
 import gevent
 import gevent.event
 import pykka
+from gevent._hub_local import get_hub_if_exists as _hub_here
 from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
 from actors.errors import Overloaded
 from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime, _is_system
 from actors.runtime._clock import Clock, TimerHandle
-from actors.runtime._future import _PENDING, ActorFuture, Request, log
+from actors.runtime._future import _PENDING, ActorFuture, Request, copy_concurrent, log
 from actors.runtime._offload import OffloadLane, OffloadPool, lane_pool
 
 
@@ -68,15 +69,13 @@ class GreenFuture(ActorFuture[Any]):
 
     def _wake(self) -> None:
         # Each waiter is woken through its own hub (the waiting greenlet's),
-        # whichever greenlet completes the future.
+        # whichever greenlet completes the future: from another thread, through
+        # the thread-safe call that also wakes that hub's loop.
         waiters = self._waiters
         if waiters is not None:
             self._waiters = None
-            if type(waiters) is list:
-                for waiter in waiters:
-                    waiter.hub.loop.run_callback(waiter.switch, True)
-            else:
-                waiters.hub.loop.run_callback(waiters.switch, True)
+            for waiter in waiters if type(waiters) is list else (waiters,):
+                _wake_waiter(waiter)
 
     def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
         # ActorFuture._complete with _claim inlined: in the hub's thread there
@@ -94,7 +93,11 @@ class GreenFuture(ActorFuture[Any]):
                 self._wake()
             else:
                 self._waiters = None
-                waiters.hub.loop.run_callback(waiters.switch, True)
+                hub = waiters.hub
+                if hub is _hub_here():
+                    hub.loop.run_callback(waiters.switch, True)
+                else:  # parked in another thread's hub
+                    hub.loop.run_callback_threadsafe(waiters.switch, True)
         if callbacks:
             for callback in callbacks:
                 try:
@@ -102,6 +105,14 @@ class GreenFuture(ActorFuture[Any]):
                 except Exception:
                     log.exception("future callback %r raised", callback)
         return True
+
+
+def _wake_waiter(waiter: Any) -> None:
+    hub = waiter.hub
+    if hub is _hub_here():
+        hub.loop.run_callback(waiter.switch, True)
+    else:  # parked in another thread's hub: a plain callback would not wake its loop
+        hub.loop.run_callback_threadsafe(waiter.switch, True)
 
 
 class GreenRequest(Request, GreenFuture):
@@ -264,15 +275,8 @@ class GeventRuntime(Runtime):
         green = GreenFuture()
         loop = get_hub().loop
 
-        def complete(done: concurrent.futures.Future[Any]) -> None:
-            error = done.exception()
-            if error is not None:
-                green.try_set_exception(error)
-            else:
-                green.try_set(done.result())
-
         def relay(done: concurrent.futures.Future[Any]) -> None:
-            loop.run_callback_threadsafe(complete, done)
+            loop.run_callback_threadsafe(copy_concurrent, done, green)
 
         future.add_done_callback(relay)
         return green

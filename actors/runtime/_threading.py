@@ -17,7 +17,7 @@ import pykka
 from actors.errors import Overloaded
 from actors.runtime._base import BoundedInbox, Event, Runtime
 from actors.runtime._clock import Clock, ThreadClock
-from actors.runtime._future import ActorFuture, Request
+from actors.runtime._future import ActorFuture, Request, copy_concurrent
 from actors.runtime._offload import OffloadLane, lane_pool
 
 
@@ -135,15 +135,7 @@ class ThreadingRuntime(Runtime):
 
     def from_concurrent(self, future: concurrent.futures.Future[Any]) -> ActorFuture[Any]:
         adopted = ThreadFuture()
-
-        def done(f: concurrent.futures.Future[Any]) -> None:
-            error = f.exception()
-            if error is not None:
-                adopted.try_set_exception(error)
-            else:
-                adopted.try_set(f.result())
-
-        future.add_done_callback(done)
+        future.add_done_callback(lambda done: copy_concurrent(done, adopted))
         return adopted
 
     def offload(
