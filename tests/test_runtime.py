@@ -616,31 +616,3 @@ def test_from_concurrent_of_a_cancelled_future_fails_with_cancelled_error(runtim
     assert pending.cancel()
     with pytest.raises(concurrent.futures.CancelledError):
         adopted.get(timeout=5)
-
-
-def test_a_green_future_wakes_a_waiter_parked_in_another_threads_hub():
-    import threading
-    import time
-
-    import gevent
-
-    from actors.runtime._gevent import GreenFuture
-
-    future, parked, waited = GreenFuture(), threading.Event(), []
-
-    def other_thread() -> None:
-        def park() -> None:
-            parked.set()
-            started = time.monotonic()
-            assert future.get(timeout=30) == "done"
-            waited.append(time.monotonic() - started)
-
-        gevent.spawn(park).join()
-
-    thread = threading.Thread(target=other_thread)
-    thread.start()
-    assert parked.wait(10)
-    gevent.sleep(0.05)  # it is parked on its own hub now
-    gevent.spawn(future.set, "done").join()  # completed from this thread's hub
-    thread.join(10)
-    assert waited and waited[0] < 10  # woken at once, not at its 30 s deadline

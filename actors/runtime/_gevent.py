@@ -18,7 +18,6 @@ from typing import Any
 import gevent
 import gevent.event
 import pykka
-from gevent._hub_local import get_hub_if_exists as _hub_here
 from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
@@ -68,14 +67,18 @@ class GreenFuture(ActorFuture[Any]):
         return self._state != _PENDING
 
     def _wake(self) -> None:
-        # Each waiter is woken through its own hub (the waiting greenlet's),
-        # whichever greenlet completes the future: from another thread, through
-        # the thread-safe call that also wakes that hub's loop.
+        # Each waiter is woken through its own hub (the waiting greenlet's).
+        # Like every gevent primitive, a GreenFuture is completed in its
+        # waiters' thread: work done in another thread comes back through
+        # `GeventRuntime.from_concurrent` or `offload`, which hand it over.
         waiters = self._waiters
         if waiters is not None:
             self._waiters = None
-            for waiter in waiters if type(waiters) is list else (waiters,):
-                _wake_waiter(waiter)
+            if type(waiters) is list:
+                for waiter in waiters:
+                    waiter.hub.loop.run_callback(waiter.switch, True)
+            else:
+                waiters.hub.loop.run_callback(waiters.switch, True)
 
     def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
         # ActorFuture._complete with _claim inlined: in the hub's thread there
@@ -93,11 +96,7 @@ class GreenFuture(ActorFuture[Any]):
                 self._wake()
             else:
                 self._waiters = None
-                hub = waiters.hub
-                if hub is _hub_here():
-                    hub.loop.run_callback(waiters.switch, True)
-                else:  # parked in another thread's hub
-                    hub.loop.run_callback_threadsafe(waiters.switch, True)
+                waiters.hub.loop.run_callback(waiters.switch, True)
         if callbacks:
             for callback in callbacks:
                 try:
@@ -105,14 +104,6 @@ class GreenFuture(ActorFuture[Any]):
                 except Exception:
                     log.exception("future callback %r raised", callback)
         return True
-
-
-def _wake_waiter(waiter: Any) -> None:
-    hub = waiter.hub
-    if hub is _hub_here():
-        hub.loop.run_callback(waiter.switch, True)
-    else:  # parked in another thread's hub: a plain callback would not wake its loop
-        hub.loop.run_callback_threadsafe(waiter.switch, True)
 
 
 class GreenRequest(Request, GreenFuture):
