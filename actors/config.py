@@ -11,7 +11,7 @@ import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -242,6 +242,28 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ServiceConf
         return cls(**overrides)
     except pydantic.ValidationError as exc:
         raise config_error(exc, file) from None
+
+
+OptionsModel = TypeVar("OptionsModel", bound=BaseModel)
+
+
+def validate_options(
+    model: type[OptionsModel], raw: dict[str, Any], *, key: str, file: str | None = None
+) -> OptionsModel:
+    """A backend's driver or manager options, validated by their model.
+
+    A ConfigError names the file and the full key (`backends.fast.options.root`).
+    """
+    try:
+        return model.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors()
+        loc = ".".join(str(p) for p in errors[0].get("loc", ()))
+        reasons = "; ".join(
+            [str(errors[0].get("msg"))]
+            + [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors[1:]]
+        )
+        raise ConfigError(reasons, file=file, key=f"{key}.{loc}" if loc else key) from None
 
 
 def config_error(exc: pydantic.ValidationError, file: str | None) -> ConfigError:

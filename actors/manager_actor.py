@@ -15,10 +15,12 @@ import random
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 from actors._messages import Request
 from actors._operations import Operations
 from actors.actor import BaseActor
-from actors.config import BackendConfig
+from actors.config import BackendConfig, validate_options
 from actors.drivers.base import DriverActor, DriverOptions
 from actors.errors import ActorUnavailable, DriverNotReady, MethodNotAllowed
 from actors.periodic import PeriodicTask, Scheduler, collect_periodic_tasks
@@ -114,7 +116,21 @@ class ManagerActor(BaseActor):
     RPC_API_VERSION: ClassVar[str] = "1.0"
     rpc_methods: ClassVar[dict[str, RpcMethod]] = {}
 
+    Options: ClassVar[type[BaseModel] | None] = None
+    """The model of this manager's `manager_options`, if it has one: they are
+    then validated with the configuration (check-config, start, reload), and a
+    bad value fails there with its key, not in init_host."""
+
     periodic_tasks: ClassVar[dict[str, PeriodicTask]] = {}
+
+    @classmethod
+    def validate_options(
+        cls, raw: dict[str, Any], *, key: str = "manager_options", file: str | None = None
+    ) -> BaseModel | None:
+        """`raw` validated by `Options` (None without one); a ConfigError names the key."""
+        return (
+            None if cls.Options is None else validate_options(cls.Options, raw, key=key, file=file)
+        )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

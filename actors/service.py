@@ -76,8 +76,14 @@ class Service:
         runtime: str | Runtime | None = None,
         clock: Clock | None = None,
         config_file: str | Path | None = None,
+        config_overrides: dict[str, Any] | None = None,
     ) -> None:
-        self.config = config if config is not None else load_config(config_file)
+        """`config_overrides`: what was given besides `config_file` (actorsd's
+        --runtime, --metrics-bind); a reload of the file applies them again."""
+        self._config_overrides = dict(config_overrides or {})
+        self.config = (
+            config if config is not None else load_config(config_file, **self._config_overrides)
+        )
         self.config_file = str(config_file) if config_file is not None else None
         self._runtime = runtime if runtime is not None else self.config.runtime
         self._clock = clock
@@ -269,7 +275,7 @@ class Service:
         if self.system is None or self.actor is None:
             raise RuntimeError("start the service first")
         if config is None:
-            new = load_config(self.config_file)
+            new = load_config(self.config_file, **self._config_overrides)
         else:  # validated again: a model_copy(update=...) is not
             try:
                 new = type(config).model_validate(config.model_dump())
@@ -291,6 +297,9 @@ class Service:
                 },
             }
         )
+        # The whole new file must be valid, also what only a restart would apply:
+        # else the restart the reload asks for would fail.
+        plan_backends(new, file=self.config_file)
         plans = plan_backends(merged, file=self.config_file)  # raises before anything changes
         timeout = merged.default_timeout if timeout is None else timeout
         done = self.system.handle(self.name).ask("reconfigure", (merged, plans), timeout=timeout)

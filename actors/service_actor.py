@@ -65,6 +65,9 @@ def plan_backends(config: ServiceConfig, *, file: str | None = None) -> list[Bac
         options = driver_class.validate_options(
             bc.options, key=f"backends.{backend}.options", file=file
         )
+        manager_class.validate_options(
+            bc.manager_options, key=f"backends.{backend}.manager_options", file=file
+        )
         plans.append(
             BackendPlan(
                 backend, config.manager_name(backend), manager_class, driver_class, options, bc

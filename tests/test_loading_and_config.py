@@ -131,6 +131,30 @@ def test_driver_options_are_validated_when_the_backend_starts(tmp_path):
     assert err.value.file == str(path)
 
 
+def test_manager_options_are_validated_with_the_configuration(tmp_path):
+    # Not only in init_host: a bad value there made the manager crash and restart
+    # until the service gave up, and a reload that added it stopped a healthy daemon.
+    from actors.service_actor import plan_backends
+
+    path = _write(
+        tmp_path,
+        """
+        host = "h"
+        enabled_backends = ["s"]
+        [backends.s]
+        manager = "actors.managers.share:ShareManager"
+        driver = "actors.drivers.fake_share:FakeShareDriver"
+        manager_options = { quota_gb = "lots" }
+        """,
+    )
+    with pytest.raises(ConfigError) as err:
+        plan_backends(load_config(path), file=str(path))
+    assert err.value.key == "backends.s.manager_options.quota_gb"
+    assert err.value.file == str(path) and "quota_gb" not in err.value.reason  # said once
+    with pytest.raises(ConfigError):
+        Service.from_file(path).start()
+
+
 def test_bad_import_path_fails_start_with_load_error():
     from actors import ServiceConfig
 

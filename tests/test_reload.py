@@ -58,6 +58,48 @@ def test_a_reload_that_does_not_validate_changes_nothing(make_service, tmp_path)
     assert service.actor is not None and service.actor.managers() == ["h@a"]
 
 
+def test_a_reload_refuses_what_only_a_restart_would_apply_if_it_is_broken(make_service, tmp_path):
+    # A running backend whose new import path does not load, or a new backend
+    # with bad manager options: refused now, not at the restart the reload asks for.
+    from actors.errors import LoadError
+
+    service = make_service({"a": backend()})
+    path = tmp_path / "service.toml"
+    service.config_file = str(path)
+    path.write_text(
+        'host = "h"\nenabled_backends = ["a"]\n[backends.a]\n'
+        'manager = "tests.support:NoSuchManager"\ndriver = "actors.drivers.fake:FakeDriver"\n'
+    )
+    with pytest.raises(LoadError, match="NoSuchManager"):
+        service.reload()
+    path.write_text(
+        'host = "h"\nenabled_backends = ["a", "s"]\n'
+        '[backends.a]\nmanager = "tests.support:ResourceManager"\n'
+        'driver = "actors.drivers.fake:FakeDriver"\n'
+        '[backends.s]\nmanager = "actors.managers.share:ShareManager"\n'
+        'driver = "actors.drivers.fake_share:FakeShareDriver"\n'
+        "manager_options = { quota_gb = 0 }\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        service.reload()
+    assert err.value.key == "backends.s.manager_options.quota_gb"
+    assert service.actor is not None and service.actor.managers() == ["h@a"]
+
+
+def test_a_reload_of_the_file_keeps_the_overrides_given_at_start(tmp_path):
+    from actors import Service
+
+    path = tmp_path / "service.toml"
+    path.write_text(_toml(tmp_path, ["a"]))
+    service = Service(config_file=path, config_overrides={"runtime": "threading"}).start()
+    try:
+        assert service.config.runtime == "threading"
+        changes = service.reload()
+        assert changes["needs_restart"] == []  # not "runtime": the override still holds
+    finally:
+        assert service.stop(10)
+
+
 def _toml(tmp_path: Path, backends: list[str]) -> str:
     sections = "".join(
         f"""

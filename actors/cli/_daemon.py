@@ -97,7 +97,7 @@ def cli(
         if security is None and not allow_insecure and not is_loopback_endpoint(transport.bind):
             raise InsecureBind(transport.bind)  # before anything starts, like a taken port
         _check_endpoint_free(transport.bind)
-        service = Service(config, config_file=config_file)
+        service = Service(config, config_file=config_file, config_overrides=overrides)
     except TransportError as exc:  # ActorsError (config, load) and key files
         _fail(f"{type(exc).__name__}: {exc}")
         return
@@ -181,7 +181,7 @@ def cli(
         if reload_requested:
             reload_requested.clear()
             _reload(service, config_file, systemd)
-    grace = config.graceful_shutdown_timeout
+    grace = service.config.graceful_shutdown_timeout  # as reloaded, if it was
     click.echo(f"actorsd: draining (at most {grace:g}s; signal again to stop now)", err=True)
     systemd.stopping("draining in-flight requests")
     drained = service.drain(grace, abort=urgent)

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, overload
 
-import pydantic
 from pydantic import BaseModel, ConfigDict
 
 from actors.actor import BaseActor
-from actors.errors import ConfigError, DriverNotReady, MethodNotAllowed
+from actors.config import validate_options
+from actors.errors import DriverNotReady, MethodNotAllowed
 from actors.processutils import ProcessResult, execute
 from actors.supervision import Backoff
 
@@ -97,16 +97,7 @@ class DriverActor(BaseActor, abc.ABC):
         cls, raw: dict[str, Any], *, key: str = "options", file: str | None = None
     ) -> DriverOptions:
         """Validate raw options against `Options`; a ConfigError names the key."""
-        try:
-            return cls.Options.model_validate(raw)
-        except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ()))
-            reasons = "; ".join(
-                f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
-                for e in exc.errors()
-            )
-            raise ConfigError(reasons, file=file, key=f"{key}.{loc}" if loc else key) from None
+        return validate_options(cls.Options, raw, key=key, file=file)
 
     # -- the contract -----------------------------------------------------------------
     @abc.abstractmethod

@@ -64,6 +64,7 @@ class ShareManager(ManagerActor):
     """Shares, snapshots and access rules of one backend."""
 
     RPC_API_VERSION: ClassVar[str] = "1.1"  # 1.1: list_shares pages (limit, marker)
+    Options = ShareManagerOptions  # validated with the configuration
 
     # -- lifecycle ----------------------------------------------------------------------
     def init_host(self) -> None:
