@@ -7,6 +7,7 @@ Every problem is a `ConfigError` naming the file, the key and the reason.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import tomllib
@@ -19,6 +20,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -84,6 +86,11 @@ class TransportConfig(BaseModel):
             raise ValueError("set both server_secret_key and client_keys_dir, or neither")
         if not self.bind.startswith(("tcp://", "ipc://", "inproc://")):
             raise ValueError("bind must be a tcp://, ipc:// or inproc:// endpoint")
+        if self.bind.startswith("tcp://"):
+            _, _, port = self.bind.rpartition(":")
+            if port != "*" and not (port.isdigit() and int(port) <= 65535):
+                # ZeroMQ would wrap 70000 round to another port without a word.
+                raise ValueError(f"bind {self.bind!r} needs a port 0-65535 (or *) after ':'")
         return self
 
 
@@ -241,7 +248,25 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ServiceConf
     try:
         return cls(**overrides)
     except pydantic.ValidationError as exc:
-        raise config_error(exc, file) from None
+        error = config_error(exc, file)
+        source = _source_of(error.details.get("key"), overrides)
+        raise (config_error(exc, source) if source else error) from None
+    except SettingsError as exc:  # e.g. ACTORS_ENABLED_BACKENDS that is not JSON
+        raise ConfigError(str(exc), file="environment") from None
+
+
+def _source_of(key: str | None, overrides: dict[str, Any]) -> str | None:
+    """Where a bad value came from when it was not the file: an argument or ACTORS_*."""
+    if not key:
+        return None
+    parts = key.split(".")
+    if parts[0] in overrides:
+        return "arguments"
+    for depth in range(len(parts), 0, -1):
+        name = "ACTORS_" + "__".join(parts[:depth]).upper()
+        if name in os.environ:
+            return f"${name}"
+    return None
 
 
 OptionsModel = TypeVar("OptionsModel", bound=BaseModel)

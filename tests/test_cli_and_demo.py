@@ -432,3 +432,25 @@ def test_actorsctl_refuses_bad_arguments_before_connecting(args, error):
     done = CliRunner().invoke(cli, ["--endpoint", "tcp://127.0.0.1:9", "call", "files", "m", *args])
     assert done.exit_code == 2, done.output
     assert error in done.output
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--endpoint", "garbage", "ping"], "ZMQError: Invalid argument"),
+        (["--db", "garbage", "services"], "RegistryError: invalid registry database URL"),
+        (["--client-key", "/nonexistent", "--server-key", "/nonexistent", "ping"], "KeyFileError"),
+        (["keys", "generate", "/proc/no/such/dir", "--name", "x"], "FileNotFoundError"),
+    ],
+)
+def test_actorsctl_ordinary_mistakes_are_one_line_not_a_traceback(args, error):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "actorsctl"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(error) and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

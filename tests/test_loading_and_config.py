@@ -184,3 +184,28 @@ def test_a_manager_cannot_replace_the_framework_s_own_methods():
         class Sneaky(ManagerActor):
             def run_operation(self, *args: object) -> None:
                 pass
+
+
+def test_a_bad_environment_variable_is_named_not_the_file(tmp_path, monkeypatch):
+    path = _write(tmp_path, 'host = "h"\n')
+    monkeypatch.setenv("ACTORS_MAILBOX_CAPACITY", "0")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.file == "$ACTORS_MAILBOX_CAPACITY" and err.value.key == "mailbox_capacity"
+    monkeypatch.delenv("ACTORS_MAILBOX_CAPACITY")
+    monkeypatch.setenv("ACTORS_ENABLED_BACKENDS", "notjson")  # not even JSON: one line too
+    with pytest.raises(ConfigError, match="enabled_backends") as err:
+        load_config(path)
+    assert err.value.file == "environment"
+    monkeypatch.delenv("ACTORS_ENABLED_BACKENDS")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, mailbox_capacity=-1)
+    assert err.value.file == "arguments"
+
+
+@pytest.mark.parametrize("bind", ["tcp://127.0.0.1:70000", "tcp://127.0.0.1", "tcp://h:port"])
+def test_a_tcp_bind_needs_a_port_zeromq_would_not_wrap(tmp_path, bind):
+    # ZeroMQ binds port 70000 as 4464 without a word.
+    with pytest.raises(ConfigError, match="port 0-65535"):
+        load_config(transport={"bind": bind})
+    assert load_config(transport={"bind": "tcp://127.0.0.1:*"}).transport.bind.endswith(":*")

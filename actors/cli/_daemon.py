@@ -7,11 +7,13 @@ import signal
 import sys
 
 import click
+import pydantic
 import zmq
 
 from actors.cli._systemd import SystemdNotifier
-from actors.config import ServiceConfig, default_config, load_config
-from actors.errors import ActorsError, DeadlineExceeded
+from actors.cli.actorsd import EARLY_STOP
+from actors.config import ServiceConfig, TransportConfig, default_config, load_config
+from actors.errors import ActorsError, ConfigError, DeadlineExceeded
 from actors.metrics import serve_metrics
 from actors.service import Service
 from transport.errors import TransportError
@@ -62,7 +64,12 @@ def _check_endpoint_free(endpoint: str) -> None:
     default=None,
     help="serve Prometheus metrics at http://HOST:PORT/metrics (overrides metrics_bind)",
 )
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+)
 def cli(
     config_file: str | None,
     runtime: str | None,
@@ -86,8 +93,12 @@ def cli(
             else default_config(state_dir, **overrides)
         )
         transport = config.transport
-        if bind:
-            transport = transport.model_copy(update={"bind": bind})
+        if bind:  # validated like the file's (a port out of range, no scheme)
+            try:
+                transport = TransportConfig.model_validate({**transport.model_dump(), "bind": bind})
+            except pydantic.ValidationError as exc:
+                reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+                raise ConfigError(reason, key="--bind") from None
         security = None
         if transport.server_secret_key is not None and transport.client_keys_dir is not None:
             security = ServerSecurity(transport.server_secret_key, transport.client_keys_dir)
@@ -110,7 +121,7 @@ def cli(
             return
     try:
         service.start(defer_ready=True)
-    except TransportError as exc:
+    except (TransportError, OSError) as exc:  # OSError: e.g. a state_dir it cannot create
         if metrics is not None:
             metrics.stop()
         _fail(f"{type(exc).__name__}: {exc}")
@@ -133,6 +144,8 @@ def cli(
         return
     actor_runtime = service.system.runtime  # type: ignore[union-attr]
     stop, urgent = actor_runtime.event(), actor_runtime.event()
+    if EARLY_STOP:  # SIGTERM/SIGINT while starting: stop as soon as it serves
+        stop.set()
 
     def on_stop_signal(*_: object) -> None:  # the first asks for a drain, the second cuts it
         (urgent if stop.is_set() else stop).set()
@@ -193,6 +206,10 @@ def cli(
     if metrics is not None:
         metrics.stop()
     click.echo("actorsd: stopped" + ("" if ok else " (some actors had to be killed)"), err=True)
+    # Stopped: a signal now (a second Ctrl-C) must not turn exit 0 into a kill
+    # while the interpreter shuts down and restores the default handlers.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
     sys.exit(0)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import zmq
 
 import actors
 import actors.drivers.local
@@ -585,7 +586,26 @@ def check_config(path: str) -> None:
 
 
 def main() -> None:
-    cli(prog_name="actorsctl")
+    """Run the CLI; an ordinary mistake is one line and exit 1, never a traceback.
+
+    Remote errors are caught where each command calls; this also covers
+    what runs before any call: a malformed endpoint, a bad --config or
+    --db, a key file that is missing, a directory that cannot be written.
+    """
+    try:
+        cli.main(prog_name="actorsctl", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except (TransportError, zmq.ZMQError, OSError) as exc:
+        message = exc.message if isinstance(exc, TransportError) else str(exc)
+        click.echo(f"{type(exc).__name__}: {message}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
