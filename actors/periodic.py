@@ -79,8 +79,13 @@ class Scheduler:
         self.runs: dict[str, int] = dict.fromkeys(tasks, 0)
         self.failures: dict[str, int] = dict.fromkeys(tasks, 0)
         self.overruns: dict[str, int] = dict.fromkeys(tasks, 0)
+        self._started = False
 
     def start(self) -> None:
+        """Schedule every task; once only (a second call, e.g. a late delivery, does nothing)."""
+        if self._started:
+            return
+        self._started = True
         for name, task in self.tasks.items():
             first = 0.0 if task.run_immediately else self.rng.uniform(0, task.fuzz) * task.spacing
             self.actor.call_later(first, self._runner(name))

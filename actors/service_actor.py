@@ -24,7 +24,7 @@ from actors.actor import BaseActor
 from actors.capabilities import publish_reports
 from actors.config import BackendConfig, ServiceConfig
 from actors.drivers.base import DriverActor, DriverOptions
-from actors.errors import ActorsError, NotFound
+from actors.errors import ActorsError, LoadError, NotFound
 from actors.loading import load_object
 from actors.manager_actor import ManagerActor
 from actors.registry import Registry, ServiceRow
@@ -55,13 +55,24 @@ class BackendPlan:
     config: BackendConfig
 
 
+def _load(path: str, kind: type[Any], where: str) -> Any:
+    """load_object, its LoadError saying where the path was configured."""
+    try:
+        return load_object(path, kind=kind)
+    except LoadError as exc:
+        exc.message = f"{where}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+
+
 def plan_backends(config: ServiceConfig, *, file: str | None = None) -> list[BackendPlan]:
     """Load and validate every enabled backend; raise LoadError/ConfigError."""
     plans = []
     for backend in config.enabled_backends:
         bc = config.backends[backend]
-        manager_class = load_object(bc.manager, kind=ManagerActor)
-        driver_class: type[DriverActor] = load_object(bc.driver, kind=DriverActor)  # type: ignore[type-abstract]
+        where = f"{file}: backends.{backend}" if file else f"backends.{backend}"
+        manager_class = _load(bc.manager, ManagerActor, f"{where}.manager")
+        driver_class: type[DriverActor] = _load(bc.driver, DriverActor, f"{where}.driver")  # type: ignore[type-abstract]
         options = driver_class.validate_options(
             bc.options, key=f"backends.{backend}.options", file=file
         )

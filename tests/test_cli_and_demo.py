@@ -454,3 +454,22 @@ def test_actorsctl_ordinary_mistakes_are_one_line_not_a_traceback(args, error):
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(error) and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_actorsctl_refuses_what_it_could_only_get_wrong(tmp_path):
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "bin" / "actorsctl"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**_env(), "ACTORS_STATE_DIR": str(tmp_path / "state")},
+            cwd=tmp_path,
+        )
+
+    zero = ctl("--timeout", "0", "ping")
+    assert zero.returncode == 2 and "--timeout" in zero.stderr
+    # No registry where it looks: said so, and no empty database made there.
+    nothing = ctl("services")
+    assert nothing.returncode == 2 and "no registry at" in nothing.stderr
+    assert not (tmp_path / "state" / "registry.sqlite").exists()

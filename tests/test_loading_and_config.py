@@ -166,6 +166,7 @@ def test_bad_import_path_fails_start_with_load_error():
     with pytest.raises(LoadError) as err:
         Service(config).start()
     assert err.value.kind == "wrong_kind" and "DriverActor" in str(err.value)
+    assert str(err.value).startswith("backends.b1.driver: ")  # where it was configured
 
 
 def test_driver_contract_is_abstract():

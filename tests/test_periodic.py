@@ -128,3 +128,12 @@ def test_waiting_for_a_periodic_task_by_its_name(actors_service, actors_clock):
     with h.waiting_for("m", "tick", kind="timer"):
         actors_clock.advance(10)
     assert len(h.run_in("m", lambda m: m.ticks)) == 2
+
+
+def test_periodic_tasks_start_once_however_often_they_are_started(actors_service, actors_clock):
+    # A late delivery of start_periodic_tasks to a manager restarted meanwhile.
+    h = actors_service({"m": {"manager": Ticking, "driver": FakeDriver}}, clock=actors_clock)
+    h.run_in("m", lambda m: m.start_periodic_tasks())
+    h.advance(0)
+    h.advance(10)
+    assert len(h.run_in("m", lambda m: m.ticks)) == 2  # at 0 and 10, not twice each

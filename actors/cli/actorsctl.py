@@ -53,6 +53,13 @@ class Context:
         if self.db:
             return Registry(self.db)
         config = load_config(self.config_file) if self.config_file else default_config()
+        registry_file = Path(config.state_dir).expanduser() / "registry.sqlite"
+        if config.database_url is None and not registry_file.is_file():
+            # Opening it would create an empty database here, and say "no such table".
+            raise click.UsageError(
+                f"no registry at {registry_file}: run this where"
+                " the daemon keeps its state, or pass --config FILE or --db URL"
+            )
         url = config.database_url or sqlite_url_for(config.state_dir)
         return Registry(url, service_down_time=config.service_down_time)
 
@@ -91,7 +98,13 @@ class Context:
     help="service endpoint; else ACTORS_ENDPOINT, else where --config binds, "
     f"else {DEFAULT_ENDPOINT}",
 )
-@click.option("--timeout", default=30.0, show_default=True, help="deadline in seconds")
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="deadline in seconds",
+)
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--client-key", type=click.Path(), help="CURVE client secret key file")
 @click.option("--server-key", type=click.Path(), help="CURVE server public key file")
