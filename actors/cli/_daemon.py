@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -19,7 +20,7 @@ from actors.service import Service
 from transport.errors import TransportError
 from transport.protocol import Limits
 from transport.security import ServerSecurity
-from transport.server import BindError, InsecureBind, is_loopback_endpoint
+from transport.server import BindError, InsecureBind, RpcServer, is_loopback_endpoint
 
 
 def _fail(message: str) -> None:
@@ -193,7 +194,7 @@ def cli(
         systemd.watchdog()  # only while healthy: a hung loop makes systemd restart us
         if reload_requested:
             reload_requested.clear()
-            _reload(service, config_file, systemd)
+            _reload(service, config_file, systemd, server, log_level)
     grace = service.config.graceful_shutdown_timeout  # as reloaded, if it was
     click.echo(f"actorsd: draining (at most {grace:g}s; signal again to stop now)", err=True)
     systemd.stopping("draining in-flight requests")
@@ -213,7 +214,13 @@ def cli(
     sys.exit(0)
 
 
-def _reload(service: Service, config_file: str | None, systemd: SystemdNotifier) -> None:
+def _reload(
+    service: Service,
+    config_file: str | None,
+    systemd: SystemdNotifier,
+    server: RpcServer,
+    log_level: str,
+) -> None:
     """SIGHUP: read the file again and apply what can change; say what needs a restart."""
     if config_file is None:
         click.echo("actorsd: SIGHUP ignored: no --config file to reload", err=True)
@@ -232,8 +239,12 @@ def _reload(service: Service, config_file: str | None, systemd: SystemdNotifier)
             f"actorsd: reload refused, nothing changed: {type(exc).__name__}: {exc}", err=True
         )
     else:
-        if service.config.log_level:
-            logging.getLogger().setLevel(service.config.log_level)
+        # The file's level, or --log-level again if the file no longer sets one.
+        logging.getLogger().setLevel(service.config.log_level or log_level.upper())
+        # Requests over the wire without a timeout get the reloaded default too.
+        server.limits = dataclasses.replace(
+            server.limits, default_timeout=min(service.config.default_timeout, Limits.max_timeout)
+        )
         click.echo(
             f"actorsd: reloaded {config_file}: started {changes['started'] or 'none'},"
             f" stopped {changes['stopped'] or 'none'},"
