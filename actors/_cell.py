@@ -483,9 +483,7 @@ class CellMixin:
         crashed = self._crash_reason is not None
         try:
             self._stopping = True
-            for timer in list(self._timers):
-                timer.cancel()
-            self._timers.clear()
+            self._cancel_timers()
             if crashed:
                 # Callers hear of the crash now, not once the children have
                 # stopped (a driver may take its whole shutdown_timeout).
@@ -522,6 +520,11 @@ class CellMixin:
                 else ActorStopped(self.name, "stopped before it answered")
             )
             self._announce_exit()
+
+    def _cancel_timers(self) -> None:
+        for timer in list(self._timers):
+            timer.cancel()
+        self._timers.clear()
 
     def _announce_exit(self) -> None:
         # The parent hears of the exit before `exited` is set, so anyone who
@@ -583,10 +586,7 @@ class CellMixin:
         handling = self.handling  # read once: its own thread may still be changing it
         if isinstance(handling, Request):
             handling.try_set_exception(ActorCrashed(self.name, self._crash_reason))
-        # Its teardown will not run (it returns early once abandoned): cancel here.
-        for timer in list(self._timers):
-            timer.cancel()
-        self._timers.clear()
+        self._cancel_timers()  # its teardown will not (it returns early once abandoned)
         for name in reversed(list(self.children)):
             child = self.children.pop(name)
             if isinstance(child, CellMixin):

@@ -142,6 +142,11 @@ class _Tail:
                     self.dropped += len(first)
         except (OSError, ValueError):  # closed under us: the command was killed
             pass
+        finally:
+            try:
+                self.stream.close()  # at once, not when the Popen is collected
+            except OSError:
+                pass
 
     def text(self) -> str:
         data = b"".join(self.chunks)

@@ -324,13 +324,16 @@ def test_actorsd_patches_gevent_only_for_the_gevent_runtime(tmp_path, monkeypatc
     assert _runtime_from(["--config", str(config)]) is None  # reported later, properly
 
 
-def _actorsctl(*args: str) -> subprocess.CompletedProcess[str]:
+def _actorsctl(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "bin" / "actorsctl"), *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=_env(),
+        env={**_env(), **(env or {})},
+        cwd=cwd,
     )
 
 
@@ -444,13 +447,7 @@ def test_actorsctl_refuses_bad_arguments_before_connecting(args, error):
     ],
 )
 def test_actorsctl_ordinary_mistakes_are_one_line_not_a_traceback(args, error):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bin" / "actorsctl"), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_env(),
-    )
+    done = _actorsctl(*args)
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(error) and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -458,14 +455,7 @@ def test_actorsctl_ordinary_mistakes_are_one_line_not_a_traceback(args, error):
 
 def test_actorsctl_refuses_what_it_could_only_get_wrong(tmp_path):
     def ctl(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(ROOT / "bin" / "actorsctl"), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**_env(), "ACTORS_STATE_DIR": str(tmp_path / "state")},
-            cwd=tmp_path,
-        )
+        return _actorsctl(*args, env={"ACTORS_STATE_DIR": str(tmp_path / "state")}, cwd=tmp_path)
 
     zero = ctl("--timeout", "0", "ping")
     assert zero.returncode == 2 and "--timeout" in zero.stderr

@@ -485,8 +485,10 @@ class ThreadSocketLoop(SocketLoop):
                 if item is _STOP:
                     stopping = True
                     break
-                if type(item) is _Reconnect:  # after what was queued before it
-                    self._flush(pending)
+                if type(item) is _Reconnect:
+                    # What was queued before it belongs to refused requests:
+                    # dropped (and counted) like the parked ones _do_reconnect drops.
+                    self._dropped += len(pending)
                     pending.clear()
                     self._do_reconnect(item.endpoint)
                     continue
