@@ -27,4 +27,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_ask.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lowest .pytest_cache .mypy_cache .ruff_cache
