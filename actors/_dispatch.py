@@ -5,27 +5,65 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from actors._operations import Operations
+from actors.config import ServiceConfig
 from actors.errors import ActorsError, InvalidArguments, MethodNotAllowed
 from actors.registry.journal import OperationNotFound
 from actors.registry.models import OPERATION_STATES
 from actors.runtime import ActorFuture, offload_status
+from actors.service_actor import ServiceActor
+from actors.system import ActorHandle, ActorSystem
 from transport.dispatcher import Request
-
-if TYPE_CHECKING:
-    from actors.service import Service
-
 
 SERVICE_TARGET = "$service"
 """The target that names the service itself rather than one of its managers."""
 
 
+class DispatchedService(Protocol):
+    """What the dispatcher uses of the `Service` it serves.
+
+    A Protocol rather than `actors.service.Service`, which imports this module:
+    the dependency goes one way only.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> ServiceConfig: ...
+
+    @property
+    def system(self) -> ActorSystem | None: ...
+
+    @property
+    def actor(self) -> ServiceActor | None: ...
+
+    @property
+    def operations(self) -> Operations | None: ...
+
+    def route(self, target: str) -> str: ...
+
+    def handle(self, target: str) -> ActorHandle: ...
+
+    def submit_journaled(
+        self,
+        handle: ActorHandle,
+        method: str,
+        args: dict[str, Any],
+        *,
+        version: str | None,
+        key: str | None,
+    ) -> tuple[ActorFuture[Any], ActorFuture[Any]] | None: ...
+
+    def status(self) -> list[dict[str, Any]]: ...
+
+
 class ServiceDispatcher:
     """Routes wire requests to managers; never blocks the transport."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: DispatchedService) -> None:
         self.service = service
 
     def dispatch(self, request: Request) -> ActorFuture[Any]:

@@ -13,6 +13,10 @@ import ctypes
 import logging
 from typing import Any
 
+from actors.runtime import ActorFuture, Runtime
+
+__all__ = ["HeapTrimmer", "free_heap_bytes", "trim_heap"]
+
 log = logging.getLogger(__name__)
 
 TRIM_ABOVE = 32 << 20
@@ -78,3 +82,22 @@ def trim_heap(above: int = TRIM_ABOVE) -> bool | None:
     released = bool(_MALLOC_TRIM(0))
     log.debug("malloc_trim with %s free heap bytes: %s", free, released)
     return released
+
+
+class HeapTrimmer:
+    """The ServiceActor's periodic heap trim: one at a time, off the actors.
+
+    Connection churn leaves libzmq's freed per-peer buffers in malloc's heap;
+    without a trim now and then, resident memory stays at its high-water
+    mark. Called in the ServiceActor's mailbox every `memory_trim_interval`.
+    """
+
+    def __init__(self) -> None:
+        self._trimming: ActorFuture[Any] | None = None  # the trim under way
+
+    def trim(self, runtime: Runtime) -> ActorFuture[Any]:
+        """Run `trim_heap` on the system lane; asked while one runs, that one's future."""
+        if self._trimming is not None and not self._trimming.done():
+            return self._trimming  # one trim at a time, whatever the interval
+        self._trimming = runtime.offload(trim_heap, lane="system")
+        return self._trimming

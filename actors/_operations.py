@@ -33,9 +33,9 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from actors.errors import (
     ActorCrashed,
@@ -51,13 +51,11 @@ from actors.registry.journal import (
     OperationNotFound,
     OperationRecord,
 )
+from actors.rpc import RpcMethod
 from actors.runtime import ActorFuture, Runtime, check_admission
+from actors.system import ActorHandle
 from transport.errors import error_from_wire
 from transport.protocol import error_body
-
-if TYPE_CHECKING:
-    from actors.manager_actor import ManagerActor
-    from actors.system import ActorHandle
 
 __all__ = ["Operations", "error_data", "outcome_error"]
 
@@ -65,6 +63,19 @@ log = logging.getLogger("actors.operations")
 
 RUN_METHOD = "run_operation"
 """The ManagerActor method that runs a delivered operation (in-process only)."""
+
+
+class ManagerKind(Protocol):
+    """What the journal uses of a manager class (a ManagerActor subclass).
+
+    A Protocol rather than `ManagerActor`, whose module imports this one: the
+    dependency goes one way only.
+    """
+
+    @property
+    def rpc_methods(self) -> Mapping[str, RpcMethod]: ...
+
+    def check_request(self, name: str, method: str, version: str | None) -> None: ...
 
 
 def error_data(error: BaseException) -> dict[str, Any]:
@@ -150,7 +161,7 @@ class Operations:
     def in_flight(self) -> int:
         return len(self._inflight)
 
-    def is_journaled(self, manager_class: type[ManagerActor], method: str) -> bool:
+    def is_journaled(self, manager_class: ManagerKind, method: str) -> bool:
         info = manager_class.rpc_methods.get(method)
         return info is not None and info.journal
 
@@ -158,7 +169,7 @@ class Operations:
     def submit(
         self,
         handle: ActorHandle,
-        manager_class: type[ManagerActor],
+        manager_class: ManagerKind,
         method: str,
         args: dict[str, Any],
         *,

@@ -93,17 +93,17 @@ def test_reports_are_published_at_start_and_each_round_and_older_ones_dropped(
 def test_a_round_that_fails_half_way_still_ends_and_the_next_one_runs(
     actors_service, tmp_path, monkeypatch
 ):
-    import actors.service_actor as service_actor
+    from actors._capability_rounds import CapabilityRounds
 
-    real = service_actor.ServiceActor._report
+    real = CapabilityRounds._report
     failures = [RuntimeError("backend reloaded away")]
 
-    def report_once_broken(actor, name, capabilities):
+    def report_once_broken(rounds, name, capabilities):
         if failures:
             raise failures.pop()
-        return real(actor, name, capabilities)
+        return real(rounds, name, capabilities)
 
-    monkeypatch.setattr(service_actor.ServiceActor, "_report", report_once_broken)
+    monkeypatch.setattr(CapabilityRounds, "_report", report_once_broken)
     agent = actors_service(
         {"b1": backend()},
         host="ha",

@@ -63,7 +63,7 @@ def test_the_service_trims_every_interval_unless_disabled(
 def test_a_trim_round_runs_off_the_actors(actors_service, monkeypatch):
     ran_in: list[str] = []
     monkeypatch.setattr(
-        service_actor, "trim_heap", lambda: ran_in.append(threading.current_thread().name) or True
+        _heap, "trim_heap", lambda: ran_in.append(threading.current_thread().name) or True
     )
     h = actors_service({}, host="h", memory_trim_interval=0)
     assert h.run_in(h.service.name, lambda actor: actor.trim_memory()) is True

@@ -379,9 +379,9 @@ def test_recovery_reruns_idempotent_operations_and_interrupts_the_rest(
 def test_recovery_reads_page_by_page_and_leaves_other_hosts_alone(
     actors_service, actors_runtime, tmp_path, monkeypatch, caplog
 ):
-    import actors.service_actor
+    import actors._recovery
 
-    monkeypatch.setattr(actors.service_actor, "RECOVERY_PAGE", 3)
+    monkeypatch.setattr(actors._recovery, "RECOVERY_PAGE", 3)
     state = tmp_path / "recover"
     registry = Registry(sqlite_url_for(state))
     registry.upgrade()
@@ -471,9 +471,9 @@ def test_a_backend_away_while_its_page_was_read_is_recovered_by_a_later_pass(tmp
     import logging as _logging
     from types import SimpleNamespace
 
-    import actors.service_actor as service_actor
+    import actors._recovery as recovery_module
 
-    monkeypatch.setattr(service_actor, "RECOVERY_PAGE", 2)
+    monkeypatch.setattr(recovery_module, "RECOVERY_PAGE", 2)
     registry = Registry(sqlite_url_for(tmp_path / "state"))
     registry.upgrade()
     journal = Journal(registry)
@@ -491,42 +491,38 @@ def test_a_backend_away_while_its_page_was_read_is_recovered_by_a_later_pass(tmp
             pending.append(_Deferred(lambda: {"interrupted": len(args[0])}))
             return pending[-1]
 
-        class Recovering(service_actor.ServiceActor):
-            runtime = SimpleNamespace(offload=offload)  # type: ignore[assignment]
-            log = _logging.getLogger("test")  # type: ignore[assignment]
+        def pipe(future: Any, fn: Any) -> None:
+            future.callbacks.append(fn)
 
-            def pipe(self, future: Any, fn: Any) -> Any:
-                future.callbacks.append(fn)
-
-            def child(self, name: str) -> Any:
-                return SimpleNamespace(deliver=deliver)
-
-        actor = Recovering.__new__(Recovering)
-        actor.operations = SimpleNamespace(journal=journal)  # type: ignore[assignment]
-        actor.started_at = registry._clock()
-        actor.config = SimpleNamespace(host="h")  # type: ignore[assignment]
-        actor.plans = []
-        actor.unrecovered = {"h@x"}
-        actor._recovering = 0
-        actor._recovery_targets, actor._recovery_failed, actor._recovery_next = [], set(), None
-        actor._orphans_checked = True
+        # The ServiceActor as Recovery sees it, its mailbox run by hand.
+        service = SimpleNamespace(
+            runtime=SimpleNamespace(offload=offload),
+            log=_logging.getLogger("test"),
+            pipe=pipe,
+            child=lambda name: SimpleNamespace(deliver=deliver),
+            config=SimpleNamespace(host="h"),
+            plans=[SimpleNamespace(name="h@x")],
+        )
+        operations = SimpleNamespace(journal=journal)
+        recovery = recovery_module.Recovery(service, operations, registry.now())  # type: ignore[arg-type]
+        recovery._orphans_checked = True
 
         def run_all() -> None:
             while pending:
                 pending.pop(0).run()
 
-        actor._recover()
+        recovery.start()
         pending.pop(0).run()  # page 1 read: two operations handed over
         pending.pop(0).run()  # ... and taken; page 2 is being read
-        actor.unrecovered.discard("h@x")  # a reload removes the backend
+        recovery.forget("h@x")  # a reload removes the backend
         pending.pop(0).run()  # page 2 arrives while it is away: skipped
-        actor.unrecovered.add("h@x")  # another reload adds it back
+        recovery.expect("h@x")  # another reload adds it back
         run_all()
-        assert actor.unrecovered == {"h@x"}, "the pass skipped some: it must not count as done"
+        assert recovery.unrecovered == {"h@x"}, "the pass skipped some: it must not count as done"
         assert handed == ids[:2] + ids[4:]
-        actor._recover()  # the next registry round's pass
+        recovery.start()  # the next registry round's pass
         run_all()
-        assert actor.unrecovered == set()
+        assert recovery.unrecovered == set()
         assert set(handed) == set(ids)
     finally:
         journal.close(10)

@@ -436,6 +436,10 @@ class Registry:
         """Close the engine's pooled connections."""
         self._engine.dispose()
 
+    def now(self) -> datetime:
+        """The registry's clock, as UTC (the time rows are stamped with)."""
+        return self._clock()
+
     # -- internals ------------------------------------------------------------
 
     def _clock(self) -> datetime:

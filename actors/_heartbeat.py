@@ -1,0 +1,186 @@
+"""`Heartbeat`: the ServiceActor's registry rounds, which keep the process's rows alive.
+
+Every round registers the rows if needed (get-or-create) and then sends ONE
+heartbeat for every ready manager, in one transaction, off the actors (lane
+"system"). Rounds never overlap. An outage is logged once when it starts and
+once when it ends, and never stops RPC service.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from actors._service_view import ServiceView
+from actors.errors import ActorsError
+from actors.registry import Registry, ServiceRow
+from actors.runtime import ActorFuture
+
+__all__ = ["Heartbeat"]
+
+log = logging.getLogger(__name__)
+
+
+def _report_once(
+    registry: Registry,
+    rows: dict[str, ServiceRow],
+    ids: dict[str, int] | None,
+    ready: list[str],
+    stopped: list[int],
+) -> dict[str, int] | None:
+    """One registry round, in a worker thread: register if needed, then ONE heartbeat.
+
+    Rows of backends removed since the last round (`stopped`) are marked
+    stopped first: rounds never overlap, so no earlier round can heartbeat
+    them back up afterwards. Returns the ids, or None when the heartbeat
+    missed rows (deleted, or a database that was reset): the next round
+    registers again.
+    """
+    if stopped:
+        registry.mark(stopped, "stopped")
+    if ids is None:
+        registry.upgrade()
+        names = list(rows)
+        ids = dict(zip(names, registry.register([rows[n] for n in names]), strict=True))
+    touched = registry.heartbeat([ids[name] for name in ready])
+    return ids if touched == len(ready) else None
+
+
+class Heartbeat:
+    """Registers the service's rows and heartbeats its ready managers, one round at a time.
+
+    Runs in the ServiceActor's mailbox (its rounds' outcomes come back through
+    `pipe`). A manager whose driver is not ready, or that failed a start
+    phase, does not heartbeat, so others see it down. `on_reached` runs after
+    each round that reached the database (the journal's recovery waits for it).
+    """
+
+    def __init__(
+        self, service: ServiceView, registry: Registry, on_reached: Callable[[], None]
+    ) -> None:
+        self._service = service
+        self.registry = registry
+        self._on_reached = on_reached
+        self.endpoint: str | None = None
+        self.ids: dict[str, int] | None = None  # the rows' ids; None: register next round
+        self._reporting = False
+        self._report_again = False
+        self._generation = 0  # bumped when the rows must be registered again
+        self._round_generation = 0
+        self.round_in_flight: ActorFuture[Any] | None = None
+        """The offloaded work of the current round (Service.stop waits for it)."""
+        self._round_waiters: list[ActorFuture[Any]] = []
+        self._next_waiters: list[ActorFuture[Any]] = []
+        self._outage_since: float | None = None
+        self._rows_to_stop: list[int] = []  # rows of removed backends, for the next round
+        self._round_stopped: list[int] = []
+
+    @property
+    def available(self) -> bool:
+        """False from the round that found the registry unreachable until one reaches it."""
+        return self._outage_since is None
+
+    def register_now(self) -> None:
+        """Phase 1, in the caller's thread before the actors start: get-or-create the rows.
+
+        A database that does not answer is not fatal: the registry rounds
+        register once it does (the outage is logged by them).
+        """
+        try:
+            self.registry.upgrade()
+            rows = self._rows()
+            names = list(rows)
+            ids = self.registry.register([rows[n] for n in names])
+            self.ids = dict(zip(names, ids, strict=True))
+        except ActorsError as exc:
+            log.debug("registering at start failed (rounds retry): %s", exc)
+
+    def set_endpoint(self, endpoint: str) -> None:
+        """Where the transport listens; re-registers the rows with it."""
+        self.endpoint = endpoint
+        self.ids = None
+        self._generation += 1
+        self.report()
+
+    def backends_changed(self, stopped: list[str]) -> None:
+        """A reload added or removed backends: register the new set, mark removed rows stopped."""
+        if stopped and self.ids is not None:
+            # Marked by the next round, in order with every heartbeat.
+            self._rows_to_stop += [self.ids[n] for n in stopped if n in self.ids]
+        self.ids = None  # register the new set of rows in the next round
+        self._generation += 1
+        self.report()
+
+    def report(self) -> ActorFuture[Any]:
+        """Ask for a registry round (register if needed, one heartbeat), off the actors.
+
+        Rounds never overlap: asked while one runs, the next starts when it
+        ends. The future completes when a round that started after this call
+        has finished (whatever its outcome: failures are logged, not raised).
+        """
+        waiter = self._service.runtime.future()
+        self._next_waiters.append(waiter)
+        if self._reporting:
+            self._report_again = True
+        else:
+            self._start_round()
+        return waiter
+
+    def _start_round(self) -> None:
+        service = self._service
+        self._reporting = True
+        self._round_generation = self._generation
+        self._round_waiters, self._next_waiters = self._next_waiters, []
+        rows = self._rows()
+        ids = dict(self.ids) if self.ids is not None else None
+        ready = service.ready_managers() if service.serving else []  # none before phase 5
+        stopped, self._rows_to_stop = self._rows_to_stop, []
+        work = service.runtime.offload(
+            _report_once, self.registry, rows, ids, ready, stopped, lane="system"
+        )
+        self._round_stopped = stopped
+        self.round_in_flight = work
+        service.pipe(work, self._reported)
+
+    def _rows(self) -> dict[str, ServiceRow]:
+        config = self._service.config
+        return {
+            p.name: ServiceRow(
+                host=config.host,
+                binary=config.binary,
+                topic=config.topic,
+                backend=p.backend,
+                endpoint=self.endpoint,
+                rpc_version=p.manager_class.RPC_API_VERSION,
+            )
+            for p in self._service.plans
+        }
+
+    def _reported(self, done: Any) -> None:
+        """A round ended (in the mailbox): follow the outage, wake the waiters, maybe go again."""
+        service = self._service
+        self._reporting = False
+        error = done.exception()
+        if error is not None:
+            self._rows_to_stop += self._round_stopped  # not marked yet: the next round does
+            self.ids = None  # the database may come back empty: register again
+            if self._outage_since is None:
+                self._outage_since = service.clock.monotonic()
+                service.log.error("registry unavailable (RPC service goes on): %s", error)
+        else:
+            if self._round_generation == self._generation:  # else: re-register next round
+                self.ids = done.value()
+            if self._outage_since is not None:
+                service.log.warning(
+                    "registry available again after %.0fs",
+                    service.clock.monotonic() - self._outage_since,
+                )
+                self._outage_since = None
+            self._on_reached()
+        for waiter in self._round_waiters:
+            waiter.try_set(None)
+        self._round_waiters = []
+        if self._report_again:
+            self._report_again = False
+            self._start_round()
