@@ -133,7 +133,7 @@ class ServiceActor(BaseActor):
         self.plans = plans
         self.registry = registry
         self.operations = operations
-        self.started_at = registry._clock() if registry is not None else None
+        self.started_at = registry.now() if registry is not None else None
         # Managers whose operations from before this process have not been recovered.
         self.unrecovered: set[str] = {p.name for p in plans} if operations is not None else set()
         self._recovering = 0  # reads and hand-offs of recovery in progress
@@ -638,7 +638,7 @@ class ServiceActor(BaseActor):
         """
         assert self.operations is not None and self.registry is not None
         operations, plans = self.operations, [plan.name for plan in self.plans]
-        cutoff = self.registry._clock() - timedelta(seconds=older_than)
+        cutoff = self.registry.now() - timedelta(seconds=older_than)
         work = self.runtime.offload(
             functools.partial(
                 operations.journal.unfinished,

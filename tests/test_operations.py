@@ -503,7 +503,7 @@ def test_a_backend_away_while_its_page_was_read_is_recovered_by_a_later_pass(tmp
 
         actor = Recovering.__new__(Recovering)
         actor.operations = SimpleNamespace(journal=journal)  # type: ignore[assignment]
-        actor.started_at = registry._clock()
+        actor.started_at = registry.now()
         actor.config = SimpleNamespace(host="h")  # type: ignore[assignment]
         actor.plans = []
         actor.unrecovered = {"h@x"}
