@@ -492,3 +492,27 @@ def test_actorsctl_shows_a_service_error_it_has_no_class_for_by_its_own_name(cap
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == f"VolumeQuotaExceeded: {message}"
     assert lines[1:] == (["(retryable: the same request may succeed later)"] if retryable else [])
+
+
+def test_actorsctl_db_upgrade_migrates_the_applications_of_the_config(tmp_path):
+    """--db alone: the framework's tables; with --config, those of its managers too."""
+    import sqlite3
+
+    db = tmp_path / "registry.sqlite"
+    assert _actorsctl("--db", f"sqlite:///{db}", "db", "upgrade").returncode == 0
+    tables = {row[0] for row in sqlite3.connect(db).execute("SELECT name FROM sqlite_master")}
+    assert "services" in tables and "shares" not in tables
+    config = _config(
+        tmp_path,
+        f"""
+        enabled_backends = ["local"]
+        [backends.local]
+        manager = "share_service.manager:ShareManager"
+        driver = "share_service.drivers.local:LocalShareDriver"
+        options = {{ root = "{tmp_path / "shares"}" }}
+        """,
+    )
+    upgraded = _actorsctl("--db", f"sqlite:///{db}", "--config", str(config), "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    tables = {row[0] for row in sqlite3.connect(db).execute("SELECT name FROM sqlite_master")}
+    assert {"shares", "share_snapshots", "share_service_alembic_version"} <= tables

@@ -19,9 +19,9 @@ import zmq
 
 from actors import __version__
 from actors.client import TopicClient
-from actors.config import default_config, load_config
+from actors.config import ServiceConfig, default_config, load_config
 from actors.errors import ActorsError
-from actors.registry import Registry, sqlite_url_for
+from actors.registry import Migrations, Registry, sqlite_url_for
 from actors.registry.journal import Journal, OperationRecord
 from actors.registry.models import OPERATION_STATES
 from actors.service_actor import plan_backends
@@ -51,11 +51,23 @@ class Context:
             else None
         )
 
+    def config(self) -> ServiceConfig:
+        """The service configuration of --config, or the default service's."""
+        return load_config(self.config_file) if self.config_file else default_config()
+
+    def migrations(self) -> list[Migrations]:
+        """The migrations of the applications the configuration hosts (its managers'
+        `MIGRATIONS`); none when only --db names the database."""
+        if self.db and not self.config_file:
+            return []
+        plans = plan_backends(self.config(), file=self.config_file)
+        return [p.manager_class.MIGRATIONS for p in plans if p.manager_class.MIGRATIONS]
+
     def registry(self) -> Registry:
         """The registry named by --db, or by the database of --config (or ./state)."""
         if self.db:
             return Registry(self.db)
-        config = load_config(self.config_file) if self.config_file else default_config()
+        config = self.config()
         registry_file = Path(config.state_dir).expanduser() / "registry.sqlite"
         if config.database_url is None and not registry_file.is_file():
             # Opening it would create an empty database here, and say "no such table".
@@ -577,9 +589,14 @@ def db() -> None:
 @db.command("upgrade")
 @click.pass_obj
 def db_upgrade(ctx: Context) -> None:
-    """Apply the shipped migrations (the daemon also does this at start)."""
+    """Apply the shipped migrations (the daemon also does this at start): the
+    framework's, and those of the applications --config (or the default
+    service) hosts."""
+    migrations = ctx.migrations()
     registry = ctx.registry()
     try:
+        for each in migrations:
+            registry.add_migrations(each)
         _run(registry.upgrade)
     finally:
         registry.close()
