@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(BIN)/actorsd
 
 lint: $(STAMP)
-	$(BIN)/ruff check actors transport tests bench
-	$(BIN)/ruff format --check actors transport tests bench
+	$(BIN)/ruff check actors transport share_service tests bench
+	$(BIN)/ruff format --check actors transport share_service tests bench
 	$(BIN)/mypy
 
 test: lint

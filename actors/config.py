@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import tomllib
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -25,6 +26,7 @@ from pydantic_settings import (
 )
 
 from actors.errors import ConfigError
+from actors.loading import load_object
 from actors.runtime._offload import (
     DEFAULT_OPERATIONS_BACKLOG,
     DEFAULT_OPERATIONS_WORKERS,
@@ -34,7 +36,14 @@ from actors.runtime._offload import (
 )
 from actors.supervision import Backoff, SupervisionPolicy
 
-__all__ = ["BackendConfig", "ServiceConfig", "TransportConfig", "default_config", "load_config"]
+__all__ = [
+    "DEFAULT_SERVICE_GROUP",
+    "BackendConfig",
+    "ServiceConfig",
+    "TransportConfig",
+    "default_config",
+    "load_config",
+]
 
 _BACKEND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -228,6 +237,27 @@ class ServiceConfig(BaseSettings):
         return f"{self.host}@{backend}"
 
 
+def _default_service() -> Any:
+    """The default service's configuration function (see `default_config`)."""
+    named = os.environ.get("ACTORS_DEFAULT_SERVICE")
+    if named:
+        return load_object(named)
+    found = sorted(entry_points(group=DEFAULT_SERVICE_GROUP), key=lambda e: e.name)
+    if len(found) != 1:
+        which = ", ".join(f"{e.name} ({e.value})" for e in found) or "none is installed"
+        raise ConfigError(
+            f"no single default service ({which}): pass --config FILE,"
+            " or set ACTORS_DEFAULT_SERVICE=package.module:function",
+            key=DEFAULT_SERVICE_GROUP,
+        )
+    try:
+        return found[0].load()
+    except Exception as exc:  # an installed application that does not import
+        raise ConfigError(
+            f"cannot load the default service {found[0].value}: {exc}", key=DEFAULT_SERVICE_GROUP
+        ) from None
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> ServiceConfig:
     """Build and validate the configuration; raise ConfigError on any problem."""
     file = str(path) if path is not None else None
@@ -308,30 +338,24 @@ def config_error(exc: pydantic.ValidationError, file: str | None) -> ConfigError
     return ConfigError(reasons, file=file, key=key)
 
 
-def default_config(state_dir: str | Path = "state", **overrides: Any) -> ServiceConfig:
-    """The embedded default: the reference share service on a local directory.
+DEFAULT_SERVICE_GROUP = "actors.default_service"
+"""The entry point group naming the default service: a callable taking the
+state directory (a resolved Path) and returning configuration values."""
 
-    What `actorsd` runs with no `--config`: bound to tcp://127.0.0.1:5555,
-    backend `local` (ShareManager over LocalShareDriver) rooted in
-    `state_dir/shares`, its state in the SQLite registry in `state_dir`.
-    Environment variables still apply.
+
+def default_config(state_dir: str | Path = "state", **overrides: Any) -> ServiceConfig:
+    """The embedded default: what `actorsd` runs with no `--config`.
+
+    The framework ships no service of its own: the values come from the
+    default service, named by `ACTORS_DEFAULT_SERVICE` (`package.module:function`)
+    or else by the one entry point of the `actors.default_service` group an
+    installed application provides (the share service's is
+    `share_service.defaults:default_service`). Bound to tcp://127.0.0.1:5555,
+    its state (the SQLite registry) in `state_dir`. Environment variables still
+    apply; `overrides` win over everything.
     """
     state = Path(state_dir).resolve()
-    backends = {
-        "local": BackendConfig(
-            manager="actors.managers.share:ShareManager",
-            driver="actors.drivers.local:LocalShareDriver",
-            options={"root": str(state / "shares")},
-            manager_options={"quota_gb": 100},
-        )
-    }
-    values: dict[str, Any] = {
-        "state_dir": state,
-        "topic": "shares",
-        "enabled_backends": ["local"],
-        "backends": backends,
-        **overrides,
-    }
+    values: dict[str, Any] = {"state_dir": state, **_default_service()(state), **overrides}
     try:
         return ServiceConfig(**values)
     except pydantic.ValidationError as exc:

@@ -26,6 +26,7 @@ from actors.errors import ActorUnavailable, DriverNotReady, MethodNotAllowed
 from actors.periodic import PeriodicTask, Scheduler, collect_periodic_tasks
 from actors.registry.api import Registry
 from actors.registry.journal import OperationRecord
+from actors.registry.schema import Migrations
 from actors.rpc import RpcMethod, bind_validated, check_version, collect_rpc_methods, rpc
 from actors.runtime import ActorFuture
 from actors.supervision import ChildSpec, SupervisionPolicy
@@ -122,6 +123,11 @@ class ManagerActor(BaseActor):
     bad value fails there with its key, not in init_host."""
 
     periodic_tasks: ClassVar[dict[str, PeriodicTask]] = {}
+
+    MIGRATIONS: ClassVar[Migrations | None] = None
+    """The Alembic migrations of tables this manager keeps in the registry
+    database, if any (`actors.registry.Migrations`): a service hosting it
+    applies them at start, after the framework's own."""
 
     @classmethod
     def validate_options(

@@ -157,6 +157,7 @@ class Service:
                 max_connections=database_connections(config),
             )
         if self.registry is not None:
+            self._add_migrations(plans, upgrade=False)
             # The schema first: the journal writes from the first request on. If the
             # database is down, the registry rounds retry (and log the outage).
             with contextlib.suppress(ActorsError):
@@ -174,6 +175,22 @@ class Service:
             self.failed = exc
             raise
         self._each_backend(managers, "ping", timeout, "did not start", rpc=True)
+
+    def _add_migrations(self, plans: list[BackendPlan], *, upgrade: bool) -> None:
+        """Have the registry migrate the tables of the applications hosted here, too
+        (`ManagerActor.MIGRATIONS`); with `upgrade`, apply those new to it now
+        (a reload that brings a new application)."""
+        registry = self.registry
+        if registry is None:
+            return
+        known = registry.migrations
+        for plan in plans:
+            if plan.manager_class.MIGRATIONS is not None:
+                registry.add_migrations(plan.manager_class.MIGRATIONS)
+        if upgrade and registry.migrations != known:
+            # As at start: a database that does not answer is retried by the rounds.
+            with contextlib.suppress(ActorsError):
+                registry.upgrade()
 
     def _abandon_start(self) -> None:
         """A start that failed part-way: stop what it started, close what it opened."""
@@ -301,6 +318,7 @@ class Service:
         # else the restart the reload asks for would fail.
         plan_backends(new, file=self.config_file)
         plans = plan_backends(merged, file=self.config_file)  # raises before anything changes
+        self._add_migrations(plans, upgrade=True)
         timeout = merged.default_timeout if timeout is None else timeout
         done = self.system.handle(self.name).ask("reconfigure", (merged, plans), timeout=timeout)
         try:

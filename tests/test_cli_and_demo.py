@@ -463,3 +463,56 @@ def test_actorsctl_refuses_what_it_could_only_get_wrong(tmp_path):
     nothing = ctl("services")
     assert nothing.returncode == 2 and "no registry at" in nothing.stderr
     assert not (tmp_path / "state" / "registry.sqlite").exists()
+
+
+@pytest.mark.parametrize("retryable", [False, True])
+def test_actorsctl_shows_a_service_error_it_has_no_class_for_by_its_own_name(capsys, retryable):
+    """actorsctl imports no service: such an error arrives as RemoteError, and is
+    printed as the service named it, its retryability from the wire's flag."""
+    from actors.cli import actorsctl
+    from transport.errors import RemoteError, error_from_wire
+
+    message = "h@b quota of 100 GB exceeded: 10 GB used, 500 GB more asked"
+    wire = {
+        "type": "VolumeQuotaExceeded",  # no class of that name anywhere
+        "message": message,
+        "details": {"backend": "h@b", "quota_gb": 100},
+        "retryable": retryable,
+    }
+    error = error_from_wire(wire)
+    assert isinstance(error, RemoteError)
+    assert actorsctl.describe_error(error) == ("VolumeQuotaExceeded", message, retryable)
+
+    def call() -> None:
+        raise error
+
+    with pytest.raises(SystemExit) as exited:
+        actorsctl._run(call)
+    assert exited.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"VolumeQuotaExceeded: {message}"
+    assert lines[1:] == (["(retryable: the same request may succeed later)"] if retryable else [])
+
+
+def test_actorsctl_db_upgrade_migrates_the_applications_of_the_config(tmp_path):
+    """--db alone: the framework's tables; with --config, those of its managers too."""
+    import sqlite3
+
+    db = tmp_path / "registry.sqlite"
+    assert _actorsctl("--db", f"sqlite:///{db}", "db", "upgrade").returncode == 0
+    tables = {row[0] for row in sqlite3.connect(db).execute("SELECT name FROM sqlite_master")}
+    assert "services" in tables and "shares" not in tables
+    config = _config(
+        tmp_path,
+        f"""
+        enabled_backends = ["local"]
+        [backends.local]
+        manager = "share_service.manager:ShareManager"
+        driver = "share_service.drivers.local:LocalShareDriver"
+        options = {{ root = "{tmp_path / "shares"}" }}
+        """,
+    )
+    upgraded = _actorsctl("--db", f"sqlite:///{db}", "--config", str(config), "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    tables = {row[0] for row in sqlite3.connect(db).execute("SELECT name FROM sqlite_master")}
+    assert {"shares", "share_snapshots", "share_service_alembic_version"} <= tables

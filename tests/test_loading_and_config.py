@@ -142,8 +142,8 @@ def test_manager_options_are_validated_with_the_configuration(tmp_path):
         host = "h"
         enabled_backends = ["s"]
         [backends.s]
-        manager = "actors.managers.share:ShareManager"
-        driver = "actors.drivers.fake_share:FakeShareDriver"
+        manager = "share_service.manager:ShareManager"
+        driver = "share_service.drivers.fake:FakeShareDriver"
         manager_options = { quota_gb = "lots" }
         """,
     )

@@ -16,9 +16,9 @@ import pytest
 
 import actors._dispatch as dispatch
 from actors import Busy, ConfigError, Overloaded, load_config
-from actors.registry.shares import ShareStore
 from actors.runtime import Runtime, configure_offload, offload_status
 from actors.runtime._offload import DEFAULT_QUEUE, DEFAULT_WORKERS
+from share_service.store import ShareStore
 from tests.daemon import start_actorsd
 from tests.support import backend
 from transport.client import RpcClient
@@ -27,8 +27,8 @@ from transport.errors import error_from_wire
 HOLD = 30.0  # how long a held call waits for its release at most (a test bug otherwise)
 JOURNALED = backend("tests.support:JournaledManager")
 SHARES = {
-    "manager": "actors.managers.share:ShareManager",
-    "driver": "actors.drivers.fake_share:FakeShareDriver",
+    "manager": "share_service.manager:ShareManager",
+    "driver": "share_service.drivers.fake:FakeShareDriver",
 }
 
 

@@ -76,8 +76,8 @@ def test_a_reload_refuses_what_only_a_restart_would_apply_if_it_is_broken(make_s
         'host = "h"\nenabled_backends = ["a", "s"]\n'
         '[backends.a]\nmanager = "tests.support:ResourceManager"\n'
         'driver = "actors.drivers.fake:FakeDriver"\n'
-        '[backends.s]\nmanager = "actors.managers.share:ShareManager"\n'
-        'driver = "actors.drivers.fake_share:FakeShareDriver"\n'
+        '[backends.s]\nmanager = "share_service.manager:ShareManager"\n'
+        'driver = "share_service.drivers.fake:FakeShareDriver"\n'
         "manager_options = { quota_gb = 0 }\n"
     )
     with pytest.raises(ConfigError) as err:

@@ -1,4 +1,10 @@
-"""`actorsctl`: talk to running services over ZeroMQ, and manage keys."""
+"""`actorsctl`: talk to running services over ZeroMQ, and manage keys.
+
+It imports no service: an error type it does not know (a service's own, such
+as the share service's `QuotaExceeded`) arrives as `RemoteError` carrying the
+remote type name, message, details and `retryable` flag, and is shown by that
+name exactly as the service raised it.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +12,21 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import zmq
 
-import actors
-import actors.drivers.local
-import actors.managers.share  # noqa: F401
 from actors import __version__
 from actors.client import TopicClient
-from actors.config import default_config, load_config
+from actors.config import ServiceConfig, default_config, load_config
 from actors.errors import ActorsError
-from actors.registry import Registry, sqlite_url_for
+from actors.registry import Migrations, Registry, sqlite_url_for
 from actors.registry.journal import Journal, OperationRecord
 from actors.registry.models import OPERATION_STATES
 from actors.service_actor import plan_backends
 from transport.client import RpcClient, fanout
-from transport.errors import TransportError
+from transport.errors import RemoteError, TransportError
 from transport.security import ClientSecurity, generate_keypair
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
@@ -48,11 +51,23 @@ class Context:
             else None
         )
 
+    def config(self) -> ServiceConfig:
+        """The service configuration of --config, or the default service's."""
+        return load_config(self.config_file) if self.config_file else default_config()
+
+    def migrations(self) -> list[Migrations]:
+        """The migrations of the applications the configuration hosts (its managers'
+        `MIGRATIONS`); none when only --db names the database."""
+        if self.db and not self.config_file:
+            return []
+        plans = plan_backends(self.config(), file=self.config_file)
+        return [p.manager_class.MIGRATIONS for p in plans if p.manager_class.MIGRATIONS]
+
     def registry(self) -> Registry:
         """The registry named by --db, or by the database of --config (or ./state)."""
         if self.db:
             return Registry(self.db)
-        config = load_config(self.config_file) if self.config_file else default_config()
+        config = self.config()
         registry_file = Path(config.state_dir).expanduser() / "registry.sqlite"
         if config.database_url is None and not registry_file.is_file():
             # Opening it would create an empty database here, and say "no such table".
@@ -220,12 +235,43 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def describe_error(exc: TransportError) -> tuple[str, str, bool]:
+    """(type name, message, retryable) of an error, as the service sent it.
+
+    A type this process does not know arrives as `RemoteError`: its name and
+    message are the remote ones, and whether a retry can succeed is the
+    wire's `retryable` flag, never a guess from a local class.
+    """
+    if isinstance(exc, RemoteError):
+        return (
+            str(exc.details.get("type_name", "RemoteError")),
+            str(exc.details.get("remote_message", exc.message)),
+            bool(exc.retryable),
+        )
+    return type(exc).__name__, exc.message, bool(exc.retryable)
+
+
+def _error_line(exc: BaseException) -> str:
+    if isinstance(exc, TransportError):
+        name, message, _ = describe_error(exc)
+        return f"{name}: {message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _fail(exc: TransportError) -> NoReturn:
+    """Print `TypeName: message` (and, for a retryable error, that a retry may work); exit 1."""
+    name, message, retryable = describe_error(exc)
+    click.echo(f"{name}: {message}", err=True)
+    if retryable:
+        click.echo("(retryable: the same request may succeed later)", err=True)
+    sys.exit(1)
+
+
 def _run(fn: Any) -> Any:
     try:
         return fn()
     except TransportError as exc:
-        click.echo(f"{type(exc).__name__}: {exc.message}", err=True)
-        sys.exit(1)
+        _fail(exc)
 
 
 _arg_options = [
@@ -370,9 +416,7 @@ def fanout_cmd(
     rows = [
         {
             "endpoint": ep,
-            "result": "accepted"
-            if err is None
-            else f"{type(err).__name__}: {getattr(err, 'message', err)}",
+            "result": "accepted" if err is None else _error_line(err),
         }
         for ep, err in outcome.items()
     ]
@@ -545,9 +589,14 @@ def db() -> None:
 @db.command("upgrade")
 @click.pass_obj
 def db_upgrade(ctx: Context) -> None:
-    """Apply the shipped migrations (the daemon also does this at start)."""
+    """Apply the shipped migrations (the daemon also does this at start): the
+    framework's, and those of the applications --config (or the default
+    service) hosts."""
+    migrations = ctx.migrations()
     registry = ctx.registry()
     try:
+        for each in migrations:
+            registry.add_migrations(each)
         _run(registry.upgrade)
     finally:
         registry.close()
@@ -615,9 +664,10 @@ def main() -> None:
     except click.Abort:
         click.echo("Aborted!", err=True)
         sys.exit(1)
-    except (TransportError, zmq.ZMQError, OSError) as exc:
-        message = exc.message if isinstance(exc, TransportError) else str(exc)
-        click.echo(f"{type(exc).__name__}: {message}", err=True)
+    except TransportError as exc:
+        _fail(exc)
+    except (zmq.ZMQError, OSError) as exc:
+        click.echo(f"{type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
 
 

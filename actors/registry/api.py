@@ -23,8 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy import (
     URL,
@@ -48,6 +46,7 @@ from sqlalchemy.sql.dml import Insert
 
 from actors.errors import ActorsError
 from actors.registry.models import ServiceModel
+from actors.registry.schema import FRAMEWORK_MIGRATIONS, Migrations, apply_migrations
 from transport.errors import register_error
 
 try:  # psycopg is only needed for PostgreSQL URLs.
@@ -57,6 +56,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 __all__ = [
     "CONNECT_TIMEOUT",
+    "DATABASE_ERRORS",
     "MIGRATIONS_DIR",
     "STATEMENT_TIMEOUT",
     "DatabaseUnavailable",
@@ -65,11 +65,12 @@ __all__ = [
     "ServiceNotRegistered",
     "ServiceRecord",
     "ServiceRow",
+    "is_database_error",
     "sqlite_url_for",
 ]
 
-# Where the Alembic scripts live: shipped inside the package, no alembic.ini.
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Where the framework's Alembic scripts live: shipped inside the package, no alembic.ini.
+MIGRATIONS_DIR = FRAMEWORK_MIGRATIONS.script_location
 
 # Seconds: PostgreSQL connect timeout (also the pool checkout timeout) and the
 # per-statement limit on PostgreSQL / lock wait on SQLite, so no call hangs.
@@ -92,16 +93,27 @@ PG_TCP_SETTINGS: dict[str, int] = {
 # States that mark() may set; 'starting' is set by register() only.
 MARKABLE_STATES = frozenset({"up", "down", "stopped"})
 
-# Connection execution option asking for a write transaction (BEGIN IMMEDIATE on SQLite).
+# Connection execution option asking for a write transaction (BEGIN IMMEDIATE on
+# SQLite). Set it through `Registry.transaction(write=True)` or `Registry.connect(write=True)`.
 _WRITE = "actors_registry_write"
 
 # Arbitrary constant key of the PostgreSQL advisory lock held while migrating.
 _MIGRATION_LOCK = 0x61637472  # "actr"
 
-_DB_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeout, sqlite3.Error)
+# What the database layer raises when the database cannot be reached or used.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeout, sqlite3.Error)
 if psycopg is not None:
-    _DB_ERRORS += (psycopg.Error,)
-_BACKUP_ERRORS: tuple[type[BaseException], ...] = (*_DB_ERRORS, OSError)
+    DATABASE_ERRORS += (psycopg.Error,)
+_BACKUP_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, OSError)
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """Whether `exc` came from the database (connection, pool, driver), not from our code.
+
+    Such an error means "the database is unavailable now": wrap it with
+    `Registry.unavailable(exc)` to get the retryable `DatabaseUnavailable`.
+    """
+    return isinstance(exc, DATABASE_ERRORS)
 
 
 _ALEMBIC_LOCK = threading.Lock()
@@ -210,6 +222,7 @@ class Registry:
             raise ValueError(f"max_connections must be at least 2, not {max_connections!r}")
         self.service_down_time = float(service_down_time)
         self._now = now or _utc_now
+        self._migrations: list[Migrations] = []
         self._url = _parse_url(url)
         self.url = self._url.render_as_string(hide_password=True)
         self._dialect = self._url.get_backend_name()
@@ -240,11 +253,27 @@ class Registry:
 
     # -- schema -------------------------------------------------------------
 
-    def upgrade(self) -> None:
-        """Bring the schema to the newest shipped migration; a no-op when it is.
+    def add_migrations(self, migrations: Migrations) -> None:
+        """Have `upgrade()` also apply an application's migrations (after the framework's).
 
-        Runs in one transaction on this engine. Concurrent upgrades from several
-        daemons are serialised (PostgreSQL advisory lock, SQLite write lock).
+        For an application's own tables (see `ManagerActor.MIGRATIONS`); the
+        same `Migrations` added twice is applied once.
+        """
+        if migrations not in self._migrations:
+            self._migrations.append(migrations)
+
+    @property
+    def migrations(self) -> tuple[Migrations, ...]:
+        """What `upgrade()` applies, in order: the framework's, then each added one."""
+        return (FRAMEWORK_MIGRATIONS, *self._migrations)
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest shipped migrations; a no-op when it is.
+
+        The framework's tables first, then those of every application added
+        with `add_migrations`, each to its own head, all in one transaction on
+        this engine. Concurrent upgrades from several daemons are serialised
+        (PostgreSQL advisory lock, SQLite write lock).
         """
         # Alembic keeps its migration context in module globals: two upgrades
         # in one process at once (several services, or a test starting the
@@ -253,14 +282,11 @@ class Registry:
             self._upgrade_locked()
 
     def _upgrade_locked(self) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-        with self._transaction(write=True) as conn:
+        with self.transaction(write=True) as conn:
             if self._dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-            config.attributes["connection"] = conn
             try:
-                command.upgrade(config, "head")
+                apply_migrations(conn, self.migrations)
             except CommandError as exc:
                 raise RegistryError(
                     f"cannot upgrade registry database {self.url}: {exc}",
@@ -280,8 +306,8 @@ class Registry:
         """
         if not rows:
             return []
-        now = self._clock()
-        with self._transaction(write=True) as conn:
+        now = self.now()
+        with self.transaction(write=True) as conn:
             return [conn.execute(self._upsert(row, now)).scalar_one() for row in rows]
 
     def heartbeat(self, ids: list[int]) -> int:
@@ -293,7 +319,7 @@ class Registry:
         """
         if not ids:
             return 0
-        now = self._clock()
+        now = self.now()
         statement = (
             sql_update(ServiceModel)
             .where(
@@ -308,7 +334,7 @@ class Registry:
                 state="up",
             )
         )
-        with self._transaction(write=True) as conn:
+        with self.transaction(write=True) as conn:
             return conn.execute(statement).rowcount
 
     def mark(self, ids: list[int], state: str) -> None:
@@ -320,9 +346,9 @@ class Registry:
         statement = (
             sql_update(ServiceModel)
             .where(ServiceModel.id.in_(ids), ServiceModel.deleted_at.is_(None))
-            .values(state=state, updated_at=self._clock())
+            .values(state=state, updated_at=self.now())
         )
-        with self._transaction(write=True) as conn:
+        with self.transaction(write=True) as conn:
             conn.execute(statement)
 
     def mark_process(self, host: str, binary: str, topic: str, state: str) -> None:
@@ -337,9 +363,9 @@ class Registry:
                 ServiceModel.topic == topic,
                 ServiceModel.deleted_at.is_(None),
             )
-            .values(state=state, updated_at=self._clock())
+            .values(state=state, updated_at=self.now())
         )
-        with self._transaction(write=True) as conn:
+        with self.transaction(write=True) as conn:
             conn.execute(statement)
 
     def set_disabled(
@@ -358,9 +384,9 @@ class Registry:
         statement = (
             sql_update(ServiceModel)
             .where(*where)
-            .values(disabled=disabled, disabled_reason=reason, updated_at=self._clock())
+            .values(disabled=disabled, disabled_reason=reason, updated_at=self.now())
         )
-        with self._transaction(write=True) as conn:
+        with self.transaction(write=True) as conn:
             if conn.execute(statement).rowcount == 0:
                 raise ServiceNotRegistered(host, backend)
             return self._select(conn, *where)
@@ -374,12 +400,12 @@ class Registry:
             where.append(ServiceModel.topic == topic)
         if host is not None:
             where.append(ServiceModel.host == host)
-        with self._transaction(write=False) as conn:
+        with self.transaction(write=False) as conn:
             return self._select(conn, *where)
 
     def up_endpoints(self, topic: str) -> list[str]:
         """The distinct endpoints of the up services of `topic`, sorted."""
-        with self._transaction(write=False) as conn:
+        with self.transaction(write=False) as conn:
             records = self._select(
                 conn,
                 ServiceModel.deleted_at.is_(None),
@@ -414,8 +440,8 @@ class Registry:
         partial = target.with_name(f".{target.name}.partial-{os.getpid()}-{threading.get_ident()}")
         try:
             raw = self._engine.raw_connection()  # autocommit: VACUUM runs outside a transaction
-        except _DB_ERRORS as exc:
-            raise DatabaseUnavailable(self.url, self._reason(exc)) from exc
+        except DATABASE_ERRORS as exc:
+            raise self.unavailable(exc) from exc
         try:
             cursor = raw.cursor()
             try:
@@ -436,27 +462,52 @@ class Registry:
         """Close the engine's pooled connections."""
         self._engine.dispose()
 
+    # -- for code built on the registry's database ---------------------------
+
     def now(self) -> datetime:
-        """The registry's clock, as UTC (the time rows are stamped with)."""
-        return self._clock()
+        """The registry's clock: timezone-aware UTC (the injected `now`, if any).
 
-    # -- internals ------------------------------------------------------------
-
-    def _clock(self) -> datetime:
+        Timestamps written to the registry's database come from it, so that
+        tests with their own clock see consistent ages.
+        """
         now = self._now()
         return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Connection]:
-        """One connection and one transaction; database errors become DatabaseUnavailable."""
+    def transaction(self, *, write: bool) -> Iterator[Connection]:
+        """One connection and one transaction, committed when the block ends.
+
+        `write=True` takes the write lock up front on SQLite (BEGIN IMMEDIATE),
+        so a read-then-write transaction cannot fail half-way for a lock; ask
+        for it whenever the block may write. Database errors become the
+        retryable `DatabaseUnavailable`; any other exception rolls back and
+        goes through as it is.
+        """
         try:
-            with self._engine.connect() as conn:
-                if write:
-                    conn.execution_options(**{_WRITE: True})
-                with conn.begin():
-                    yield conn
-        except _DB_ERRORS as exc:
-            raise DatabaseUnavailable(self.url, self._reason(exc)) from exc
+            with self.connect(write=write) as conn, conn.begin():
+                yield conn
+        except DATABASE_ERRORS as exc:
+            raise self.unavailable(exc) from exc
+
+    def connect(self, *, write: bool) -> Connection:
+        """A connection of the registry's engine, for a caller that holds one across
+        transactions (the journal's writer does). `write` as for `transaction`.
+
+        Errors are not translated here: wrap them with `unavailable()`.
+        """
+        conn = self._engine.connect()
+        if write:
+            conn.execution_options(**{_WRITE: True})
+        return conn
+
+    def unavailable(self, exc: BaseException) -> DatabaseUnavailable:
+        """The `DatabaseUnavailable` for a database error (see `is_database_error`).
+
+        Its reason is the driver's message on one line, the password scrubbed.
+        """
+        return DatabaseUnavailable(self.url, self._reason(exc))
+
+    # -- internals ------------------------------------------------------------
 
     def _reason(self, exc: BaseException) -> str:
         """The driver's message, on one line, with the password scrubbed."""
@@ -505,7 +556,7 @@ class Registry:
         ).returning(ServiceModel.id)
 
     def _select(self, conn: Connection, *where: ColumnElement[bool]) -> list[ServiceRecord]:
-        now = self._clock()
+        now = self.now()
         table = ServiceModel.__table__
         rows = conn.execute(select(*table.columns).where(*where).order_by(ServiceModel.id))
         return [self._record(row._mapping, now) for row in rows]

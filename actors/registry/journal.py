@@ -60,9 +60,7 @@ from sqlalchemy.pool import NullPool
 
 from actors.registry._ids import new_operation_id
 from actors.registry.api import (
-    _DB_ERRORS,
-    _WRITE,
-    DatabaseUnavailable,
+    DATABASE_ERRORS,
     Registry,
     RegistryError,
 )
@@ -368,7 +366,7 @@ class Journal:
             if value is not None and len(value) > 255:
                 raise ValueError(f"{what} is longer than 255 characters")
         args_json = _to_json("args", args)
-        now = self._registry._clock()
+        now = self._registry.now()
         op_id = op_id or new_operation_id()
         stamp = self._bind_time(now)
         record = OperationRecord(
@@ -465,7 +463,7 @@ class Journal:
             statement = statement.where(OperationModel.state == state)
         if target is not None:
             statement = statement.where(OperationModel.target == target)
-        with self._registry._transaction(write=False) as conn:
+        with self._registry.transaction(write=False) as conn:
             records = [_record(row._mapping) for row in conn.execute(statement.limit(limit))]
         return records[::-1] if newest else records
 
@@ -508,7 +506,7 @@ class Journal:
             )
         if limit is not None:
             statement = statement.limit(limit)
-        with self._registry._transaction(write=False) as conn:
+        with self._registry.transaction(write=False) as conn:
             return [_record(row._mapping) for row in conn.execute(statement)]
 
     def unfinished_counts(self, created_before: datetime | None = None) -> dict[str, int]:
@@ -520,18 +518,18 @@ class Journal:
         )
         if created_before is not None:
             statement = statement.where(OperationModel.created_at < created_before)
-        with self._registry._transaction(write=False) as conn:
+        with self._registry.transaction(write=False) as conn:
             return {target: int(count) for target, count in conn.execute(statement)}
 
     def prune(self, older_than: timedelta) -> int:
         """Delete finished operations that finished more than `older_than` ago; return how many."""
-        cutoff = self._registry._clock() - older_than
+        cutoff = self._registry.now() - older_than
         statement = delete(OperationModel).where(
             OperationModel.state.in_(FINISHED_STATES),
             OperationModel.finished_at.is_not(None),
             OperationModel.finished_at < cutoff,
         )
-        with self._registry._transaction(write=True) as conn:
+        with self._registry.transaction(write=True) as conn:
             return conn.execute(statement).rowcount
 
     # -- the writer ---------------------------------------------------------------
@@ -630,7 +628,7 @@ class Journal:
         connection is discarded. Database errors become DatabaseUnavailable.
         """
         if not self._hold:
-            with self._registry._transaction(write=True) as shared:
+            with self._registry.transaction(write=True) as shared:
                 yield shared
             return
         registry = self._registry
@@ -639,9 +637,8 @@ class Journal:
                 self._release()
             conn = self._conn
             if conn is None:
-                conn = registry.engine.connect()
+                conn = registry.connect(write=True)
                 self._conn, self._conn_opened = conn, time.monotonic()
-                conn.execution_options(**{_WRITE: True})
                 self._conn_identity = self._file_identity()
             try:
                 with conn.begin():
@@ -649,8 +646,8 @@ class Journal:
             except BaseException:
                 self._release(invalidate=True)
                 raise
-        except _DB_ERRORS as exc:
-            raise DatabaseUnavailable(registry.url, registry._reason(exc)) from exc
+        except DATABASE_ERRORS as exc:
+            raise registry.unavailable(exc) from exc
 
     def _checkpoint(self, conn: Connection) -> None:
         """Fold the WAL into the database file before letting go idle.
@@ -672,7 +669,7 @@ class Journal:
                 cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 cursor.close()
-        except _DB_ERRORS:
+        except DATABASE_ERRORS:
             log.warning("journal WAL checkpoint failed", exc_info=True)
 
     def _file_identity(self) -> tuple[int, int] | None:
@@ -832,7 +829,7 @@ class Journal:
         if self._dialect == "postgresql":
             before_query = before_query.with_for_update()
         before = {row.id: row.state for row in conn.execute(before_query)}
-        now = self._registry._clock()
+        now = self._registry.now()
         changing = [request for _, request in states if before.get(request.op_id) in UNFINISHED]
         if changing:
             conn.execute(_UPDATE_STATE_MANY, [self._params(request, now) for request in changing])
@@ -864,7 +861,7 @@ class Journal:
         }
 
     def _update(self, conn: Connection, request: _SetState) -> OperationRecord | Exception:
-        params = self._params(request, self._registry._clock())
+        params = self._params(request, self._registry.now())
         row = conn.execute(_UPDATE_STATE, params).first()
         if row is not None:
             return _record(row._mapping)
@@ -878,7 +875,7 @@ class Journal:
     # -- internals ------------------------------------------------------------------
 
     def _one(self, *where: Any) -> OperationRecord | None:
-        with self._registry._transaction(write=False) as conn:
+        with self._registry.transaction(write=False) as conn:
             row = conn.execute(select(*_COLUMNS).where(*where)).first()
         return None if row is None else _record(row._mapping)
 

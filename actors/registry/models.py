@@ -13,12 +13,10 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -37,8 +35,6 @@ __all__ = [
     "Base",
     "OperationModel",
     "ServiceModel",
-    "ShareModel",
-    "ShareSnapshotModel",
     "UTCDateTime",
 ]
 
@@ -160,36 +156,3 @@ class OperationModel(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class ShareModel(Base):
-    """A share of the reference share service (actors/managers/share.py)."""
-
-    __tablename__ = "shares"
-    __table_args__ = (Index("ix_shares_backend", "backend"),)
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    backend: Mapped[str] = mapped_column(String(255))
-    name: Mapped[str | None] = mapped_column(String(255))
-    size_gb: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str | None] = mapped_column(Text)
-    export_path: Mapped[str | None] = mapped_column(Text)
-    access_rules: Mapped[Any] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class ShareSnapshotModel(Base):
-    """A snapshot of a share."""
-
-    __tablename__ = "share_snapshots"
-    __table_args__ = (Index("ix_share_snapshots_share_id", "share_id"),)
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    share_id: Mapped[str] = mapped_column(String(64), ForeignKey("shares.id", ondelete="CASCADE"))
-    state: Mapped[str] = mapped_column(String(16))
-    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
-    reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,4 +1,4 @@
-"""`LocalShareDriver`: file shares as directories on the local host.
+"""`LocalShareDriver`: the share service's shares as directories on the local host.
 
 Layout under the configured `root`::
 
@@ -19,7 +19,7 @@ a share is never left half reverted.
 root (another process, or an earlier incarnation still running) fails its
 setup, and retries, rather than undo work in progress.
 
-Ids must match `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`, and the driver refuses to
+Ids follow the share service's one rule (`share_service.ids`), and the driver refuses to
 work on a share or snapshot path that is a symbolic link: nothing it deletes,
 copies or replaces can be outside `root`.
 
@@ -30,169 +30,36 @@ does.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import shutil
 import uuid
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
-from actors._statelock import LockFile
-from actors.drivers.base import DriverActor, DriverOptions, operation
-from actors.errors import ActorsError, InvalidArguments, ProcessExecutionError
-from transport.errors import register_error
-
-__all__ = [
-    "InvalidAccessRule",
-    "LocalShareDriver",
-    "LocalShareOptions",
-    "ShareBroken",
-    "ShareNotFoundOnHost",
-    "ShareTooSmall",
-    "SnapshotNotFound",
-    "UnsafeShareId",
-    "UnsafeSnapshotId",
-]
-
-GIB = 1024**3
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-# Clients of /etc/exports: IP addresses, networks (CIDR), host names, wildcards
-# (`*`, `*.example.com`) and netgroups (`@group`). No whitespace, parentheses,
-# commas, quotes or comment signs: nothing that could change the line's meaning.
-_SAFE_CLIENT = re.compile(r"^[A-Za-z0-9*?@][A-Za-z0-9*?.:/_@-]{0,254}$")
-_ACCESS_LEVELS = ("rw", "ro")
-_EXPORT_OPTIONS = "sync,no_subtree_check"
-
-
-# -- errors ---------------------------------------------------------------------------------
-class UnsafeShareId(ActorsError):
-    """A share id that could escape the driver's root, or whose path is a symlink."""
-
-    def __init__(
-        self, share_id: str, reason: str = "use 1-64 letters, digits, '-' and '_'"
-    ) -> None:
-        super().__init__(
-            f"unsafe share id {share_id!r}: {reason}", share_id=share_id, reason=reason
-        )
-
-
-class UnsafeSnapshotId(ActorsError):
-    """A snapshot id that could escape the driver's root, or whose path is a symlink."""
-
-    def __init__(
-        self, snapshot_id: str, reason: str = "use 1-64 letters, digits, '-' and '_'"
-    ) -> None:
-        super().__init__(
-            f"unsafe snapshot id {snapshot_id!r}: {reason}", snapshot_id=snapshot_id, reason=reason
-        )
-
-
-class ShareNotFoundOnHost(ActorsError):
-    """The share's directory does not exist on this host."""
-
-    def __init__(self, share_id: str) -> None:
-        super().__init__(f"share {share_id!r} does not exist on this host", share_id=share_id)
-
-
-class SnapshotNotFound(ActorsError):
-    """The snapshot does not exist on this host."""
-
-    def __init__(self, share_id: str, snapshot_id: str) -> None:
-        super().__init__(
-            f"snapshot {snapshot_id!r} of share {share_id!r} does not exist",
-            share_id=share_id,
-            snapshot_id=snapshot_id,
-        )
-
-
-class ShareTooSmall(ActorsError):
-    """A shrink would leave less room than the share already uses."""
-
-    def __init__(self, share_id: str, used_bytes: int, requested_gb: int) -> None:
-        super().__init__(
-            f"share {share_id!r} uses {used_bytes} bytes, more than {requested_gb} GiB",
-            share_id=share_id,
-            used_bytes=used_bytes,
-            requested_gb=requested_gb,
-        )
-
-
-class InvalidAccessRule(ActorsError):
-    """An access rule the exports file cannot express safely."""
-
-    def __init__(self, rule: Any, reason: str) -> None:
-        super().__init__(f"invalid access rule {rule!r}: {reason}", rule=rule, reason=reason)
-
-
-class ShareBroken(ActorsError):
-    """The share cannot be served and cannot be repaired by the driver (data is missing)."""
-
-    def __init__(self, share_id: str, reason: str) -> None:
-        super().__init__(
-            f"share {share_id!r} is broken: {reason}", share_id=share_id, reason=reason
-        )
-
-
-register_error(
+from actors.drivers import DriverActor, DriverOptions, LockFile, operation
+from actors.errors import ProcessExecutionError
+from share_service.drivers._common import (
+    GIB,
+    check_share_id,
+    check_size,
+    check_snapshot_id,
+    normalize_rules,
+)
+from share_service.errors import (
+    ShareBroken,
+    ShareNotFoundOnHost,
+    ShareTooSmall,
+    SnapshotNotFound,
     UnsafeShareId,
     UnsafeSnapshotId,
-    ShareNotFoundOnHost,
-    SnapshotNotFound,
-    ShareTooSmall,
-    InvalidAccessRule,
-    ShareBroken,
 )
+from share_service.ids import is_safe_id
 
+__all__ = ["LocalShareDriver", "LocalShareOptions"]
 
-# -- validation helpers (shared with the fake driver) ----------------------------------------
-def check_share_id(share_id: Any) -> str:
-    """`share_id` if it is a safe id, else UnsafeShareId."""
-    if not isinstance(share_id, str) or not _SAFE_ID.fullmatch(share_id):
-        raise UnsafeShareId(str(share_id))
-    return share_id
-
-
-def check_snapshot_id(snapshot_id: Any) -> str:
-    """`snapshot_id` if it is a safe id, else UnsafeSnapshotId."""
-    if not isinstance(snapshot_id, str) or not _SAFE_ID.fullmatch(snapshot_id):
-        raise UnsafeSnapshotId(str(snapshot_id))
-    return snapshot_id
-
-
-def normalize_rules(rules: Iterable[Any]) -> list[tuple[str, str]]:
-    """Validated `(client, level)` pairs, in order; identical duplicates merged.
-
-    Raises InvalidAccessRule for a malformed rule, a client that is not a safe
-    exports client, an unknown level, or one client given two levels.
-    """
-    seen: dict[str, str] = {}
-    for rule in rules:
-        if not isinstance(rule, dict):
-            raise InvalidAccessRule(repr(rule), "a rule is a map with access_to and access_level")
-        client = rule.get("access_to")
-        level = rule.get("access_level")
-        if not isinstance(client, str) or not client:
-            raise InvalidAccessRule(rule, "access_to must be a non-empty string")
-        if not _SAFE_CLIENT.fullmatch(client):
-            raise InvalidAccessRule(
-                rule, "access_to may hold only letters, digits and . : / _ - * ? @"
-            )
-        if "/" in client:
-            try:
-                ipaddress.ip_network(client, strict=False)
-            except ValueError:
-                raise InvalidAccessRule(rule, "access_to is not a valid network") from None
-        if level not in _ACCESS_LEVELS:
-            raise InvalidAccessRule(rule, "access_level must be 'rw' or 'ro'")
-        if seen.get(client, level) != level:
-            raise InvalidAccessRule(rule, f"client {client!r} is given two access levels")
-        seen[client] = level
-    return list(seen.items())
+_EXPORT_OPTIONS = "sync,no_subtree_check"
 
 
 # -- the driver ------------------------------------------------------------------------------
@@ -446,10 +313,7 @@ class LocalShareDriver(DriverActor):
 
     # -- host work ------------------------------------------------------------------------
     def _check_size(self, op: str, size_gb: int) -> None:
-        if isinstance(size_gb, bool) or not isinstance(size_gb, int) or size_gb <= 0:
-            raise InvalidArguments(
-                self.name, op, f"size must be a positive integer of GiB: {size_gb!r}"
-            )
+        check_size(self.name, op, size_gb)
 
     def _copy(self, source: Path, target: Path) -> None:
         """`cp -a` source to target (which must not exist yet): target becomes the copy."""
@@ -536,7 +400,7 @@ class LocalShareDriver(DriverActor):
                 share_id = name.split(".")[2] if name.count(".") >= 3 else ""
                 share = self.shares_dir / share_id
                 if (
-                    _SAFE_ID.fullmatch(share_id)
+                    is_safe_id(share_id)
                     and not share.exists()
                     and not share.is_symlink()
                     and not entry.is_symlink()

@@ -10,17 +10,17 @@ from typing import Any
 import pytest
 
 from actors import InvalidArguments
-from actors.registry.shares import (
+from actors.testing import ServiceHarness
+from share_service.errors import (
     QuotaExceeded,
     ShareExists,
     ShareNotAvailable,
     ShareNotFound,
     SnapshotNotKnown,
 )
-from actors.testing import ServiceHarness
 
-MANAGER = "actors.managers.share:ShareManager"
-LOCAL = "actors.drivers.local:LocalShareDriver"
+MANAGER = "share_service.manager:ShareManager"
+LOCAL = "share_service.drivers.local:LocalShareDriver"
 
 
 def _start(actors_service: Any, root: Path, state: Path, quota: int | None = 10) -> ServiceHarness:
@@ -72,7 +72,7 @@ def test_bad_requests_are_refused_with_clear_errors(shares):
 
 
 def test_list_shares_pages_by_marker(fake_shares, monkeypatch):
-    import actors.managers.share as share_module
+    import share_service.manager as share_module
 
     h = fake_shares
     for i in range(5):
@@ -99,7 +99,7 @@ def test_list_shares_pages_by_marker(fake_shares, monkeypatch):
 
 def test_inputs_that_every_listing_would_carry_are_bounded(fake_shares, monkeypatch):
     """A huge name or rule, or endless rules, would make list_shares too large to send."""
-    import actors.managers.share as share_module
+    import share_service.manager as share_module
 
     h = fake_shares
     with pytest.raises(InvalidArguments, match="at most 255"):
@@ -139,7 +139,7 @@ def test_shrink_is_refused_below_the_space_the_data_uses(shares):
     made = shares.call("local", "create_share", share_id="s1", size_gb=4)
     with open(Path(made["export_path"]) / "big", "wb") as f:
         f.truncate(2 * 1024**3 + 1)  # 2 GiB and a byte (sparse: costs no disk)
-    from actors.drivers.local import ShareTooSmall
+    from share_service.errors import ShareTooSmall
 
     with pytest.raises(ShareTooSmall):
         shares.call("local", "shrink_share", share_id="s1", new_size_gb=2)
@@ -169,7 +169,7 @@ def test_snapshot_revert_and_delete_are_real_copies(shares):
 def test_a_share_in_error_cannot_be_snapshotted(shares, tmp_path):
     made = shares.call("local", "create_share", share_id="s1", size_gb=1)
     assert shares.service.registry is not None
-    from actors.registry.shares import ShareStore
+    from share_service.store import ShareStore
 
     ShareStore(shares.service.registry).update("s1", state="error", reason="disk failed")
     with pytest.raises(ShareNotAvailable) as caught:
@@ -270,9 +270,10 @@ def test_a_share_whose_new_state_cannot_be_recorded_is_not_made_twice(
     # The driver made the share; the database then stayed away through every
     # retry of the bookkeeping. DatabaseUnavailable (retryable) would free the
     # operation's key, and a retry with it would run create_share again.
-    import actors.managers.share as share_module
+    import share_service.manager as share_module
     from actors.registry.api import DatabaseUnavailable
-    from actors.registry.shares import ShareStateNotRecorded, ShareStore
+    from share_service.errors import ShareStateNotRecorded
+    from share_service.store import ShareStore
 
     h = _start(actors_service, tmp_path / "root", tmp_path / "state")
     original = ShareStore.update
@@ -310,9 +311,9 @@ def test_a_manager_restarted_during_a_short_database_outage_waits_for_it(
     # Its init_host reads the shares: raising at once would use up the restart
     # intensity (here 1) within milliseconds and stop the whole service.
     from actors.registry.api import DatabaseUnavailable
-    from actors.registry.shares import ShareStore
+    from share_service.store import ShareStore
 
-    backend = {"manager": MANAGER, "driver": "actors.drivers.fake_share:FakeShareDriver"}
+    backend = {"manager": MANAGER, "driver": "share_service.drivers.fake:FakeShareDriver"}
     policy = {"max_restarts": 1, "backoff": {"initial": 0, "jitter": 0}}
     h = actors_service(
         {"fake": backend}, host="h", state_dir=tmp_path / "state", supervision=policy
@@ -335,9 +336,9 @@ def test_a_manager_restarted_during_a_short_database_outage_waits_for_it(
 
 def test_share_manager_over_the_fake_driver_records_driver_failures(actors_service, tmp_path):
     from actors.drivers.fake import FakeController
-    from actors.drivers.local import ShareBroken
+    from share_service.errors import ShareBroken
 
-    backend = {"manager": MANAGER, "driver": "actors.drivers.fake_share:FakeShareDriver"}
+    backend = {"manager": MANAGER, "driver": "share_service.drivers.fake:FakeShareDriver"}
     h = actors_service({"fake": backend}, host="h", state_dir=tmp_path / "state")
     FakeController.for_backend("h@fake").fail("create_share", ShareBroken("s1", "disk gone"))
     with pytest.raises(ShareBroken, match="disk gone"):
@@ -350,7 +351,7 @@ def test_share_manager_over_the_fake_driver_records_driver_failures(actors_servi
 
 @pytest.fixture
 def fake_shares(actors_service, actors_runtime, tmp_path) -> ServiceHarness:
-    backend = {"manager": MANAGER, "driver": "actors.drivers.fake_share:FakeShareDriver"}
+    backend = {"manager": MANAGER, "driver": "share_service.drivers.fake:FakeShareDriver"}
     return actors_service({"fake": backend}, host="h", state_dir=tmp_path / "state")  # type: ignore[no-any-return]
 
 
@@ -397,7 +398,7 @@ def test_a_change_refused_by_a_full_driver_mailbox_leaves_the_share_as_it_was(
 
     backend = {
         "manager": MANAGER,
-        "driver": "actors.drivers.fake_share:FakeShareDriver",
+        "driver": "share_service.drivers.fake:FakeShareDriver",
         "mailbox_capacity": 1,
     }
     h = actors_service({"fake": backend}, host="h", state_dir=tmp_path / "state")
@@ -425,7 +426,8 @@ def test_a_change_refused_by_a_full_driver_mailbox_leaves_the_share_as_it_was(
 
 
 def test_a_share_in_error_is_refused_without_retry(fake_shares):
-    from actors.registry.shares import ShareInError, ShareStore
+    from share_service.errors import ShareInError
+    from share_service.store import ShareStore
 
     fake_shares.call("fake", "create_share", share_id="s1", size_gb=1)
     assert fake_shares.service.registry is not None
@@ -436,7 +438,7 @@ def test_a_share_in_error_is_refused_without_retry(fake_shares):
 
 
 def test_a_snapshot_is_not_deleted_under_a_busy_share(fake_shares):
-    from actors.registry.shares import ShareStore
+    from share_service.store import ShareStore
 
     fake_shares.call("fake", "create_share", share_id="s1", size_gb=1)
     fake_shares.call("fake", "create_snapshot", share_id="s1", snapshot_id="snap")
@@ -495,8 +497,8 @@ def _start_host(actors_service: Any, root: Path, state: Path, host: str) -> Serv
 
 def test_a_share_keeps_at_most_max_snapshots(fake_shares, monkeypatch):
     # get_share carries every snapshot: unbounded, a share would outgrow the message limit.
-    import actors.managers.share as share_module
-    from actors.registry.shares import TooManySnapshots
+    import share_service.manager as share_module
+    from share_service.errors import TooManySnapshots
 
     monkeypatch.setattr(share_module, "MAX_SNAPSHOTS", 2)
     fake_shares.call("fake", "create_share", share_id="s1", size_gb=1)

@@ -2,7 +2,7 @@
 
 For tests of share managers, ours and our users': same operations, same
 arguments, same return shapes and same errors as
-`actors.drivers.local.LocalShareDriver`, with no files touched. Every
+`share_service.drivers.local.LocalShareDriver`, with no files touched. Every
 operation runs through `FakeDriver._run`, so the backend's `FakeController`
 programs it (`delay`, `fail`, `hang`/`release`, `fail_setup`) and records it
 (`calls`, `ops()`, `max_in_flight`).
@@ -13,7 +13,7 @@ like host state would: `resources[share_id]` is a dict with `share_id`,
 pairs currently exported) and `snapshots` (snapshot id -> its `used_bytes`).
 Tests may edit it to stage host conditions::
 
-    from actors.drivers.fake_share import FakeShareDriver, set_used_bytes
+    from share_service.drivers.fake import FakeShareDriver, set_used_bytes
 
     def test_shrink_below_usage(actors_service):
         h = actors_service({"shares": {"manager": ShareManager, "driver": FakeShareDriver}})
@@ -34,19 +34,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from actors.drivers.base import operation
+from actors.drivers import operation
 from actors.drivers.fake import FakeController, FakeDriver, FakeDriverOptions
-from actors.drivers.local import (
+from share_service.drivers._common import (
     GIB,
+    check_share_id,
+    check_size,
+    check_snapshot_id,
+    normalize_rules,
+)
+from share_service.errors import (
     ShareBroken,
     ShareNotFoundOnHost,
     ShareTooSmall,
     SnapshotNotFound,
-    check_share_id,
-    check_snapshot_id,
-    normalize_rules,
 )
-from actors.errors import InvalidArguments
 
 __all__ = ["FakeShareDriver", "FakeShareOptions", "set_used_bytes"]
 
@@ -99,10 +101,7 @@ class FakeShareDriver(FakeDriver):
         return share
 
     def _check_size(self, op: str, size_gb: int) -> None:
-        if isinstance(size_gb, bool) or not isinstance(size_gb, int) or size_gb <= 0:
-            raise InvalidArguments(
-                self.name, op, f"size must be a positive integer of GiB: {size_gb!r}"
-            )
+        check_size(self.name, op, size_gb)
 
     # -- shares ---------------------------------------------------------------------------
     @operation(idempotent=True)

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from actors import DriverNotReady, ManagerActor, rpc
-from actors.drivers.fake_share import FakeShareDriver, set_used_bytes
-from actors.drivers.local import (
+from share_service.drivers.fake import FakeShareDriver, set_used_bytes
+from share_service.drivers.local import LocalShareDriver
+from share_service.errors import (
     InvalidAccessRule,
-    LocalShareDriver,
     ShareBroken,
     ShareNotFoundOnHost,
     ShareTooSmall,

@@ -1,12 +1,16 @@
-"""Create the shares and share_snapshots tables: the reference share service's state.
+"""Create the shares and share_snapshots tables, or adopt them.
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-24
+Revision ID: s0001
+Revises:
+Create Date: 2026-12-10
 
 A share belongs to one backend (`host@backend`); its id is unique across the
 deployment. Access rules are kept with the share (a JSON list), snapshots in
 their own table.
+
+Registries made while the share service was part of the framework have these
+tables already (the framework's retired migration 0003 made them, with this
+very shape): they are adopted as they are, shares and all.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "s0001"
+down_revision: str | None = None
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 
 
 def upgrade() -> None:
+    existing = sa.inspect(op.get_bind())
+    if existing.has_table("shares") and existing.has_table("share_snapshots"):
+        return  # made by the framework's former 0003: adopted
     op.create_table(
         "shares",
         sa.Column("id", sa.String(64), primary_key=True),

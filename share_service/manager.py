@@ -1,9 +1,12 @@
 """`ShareManager`: the reference share service, in the style of manila's share manager.
 
+Built on the framework's public API only, as a user's service would be.
+
 Shares live on a driver (LocalShareDriver: directories under a root;
 FakeShareDriver: in memory, for tests). Their state (creating, available,
 extending, shrinking, reverting, deleting, error) is kept in the registry
-database, so a restarted service knows every share; `init_host` runs the
+database, in the share service's own tables (`share_service.tables`, migrated
+at start through `MIGRATIONS`), so a restarted service knows every share; `init_host` runs the
 driver's `ensure_share` for each, repairing what it can and marking the rest
 error with the reason.
 
@@ -24,24 +27,23 @@ shares; none by default).
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.drivers.local import ShareTooSmall, SnapshotNotFound
+from actors import ManagerActor, rpc
 from actors.errors import ActorUnavailable, Busy, DriverNotReady, InvalidArguments
-from actors.manager_actor import ManagerActor
-from actors.registry.api import DatabaseUnavailable
-from actors.registry.shares import ShareStateNotRecorded, ShareStore
-from actors.rpc import rpc
+from actors.registry import DatabaseUnavailable
 from actors.runtime import ActorFuture, OffloadLane
+from share_service.errors import ShareStateNotRecorded, ShareTooSmall, SnapshotNotFound
+from share_service.ids import ID_RULE, is_safe_id
+from share_service.store import ShareStore
+from share_service.tables import MIGRATIONS
 
 __all__ = ["ShareManager", "ShareManagerOptions"]
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ACCESS_LEVELS = ("rw", "ro")
 MAX_NAME_LENGTH = 255  # the column's length (PostgreSQL enforces it, SQLite would not)
 MAX_ACCESS_RULES = 256  # per share: every listing carries them
@@ -65,6 +67,7 @@ class ShareManager(ManagerActor):
 
     RPC_API_VERSION: ClassVar[str] = "1.1"  # 1.1: list_shares pages (limit, marker)
     Options = ShareManagerOptions  # validated with the configuration
+    MIGRATIONS = MIGRATIONS  # the shares' tables, migrated when a service hosting it starts
 
     # -- lifecycle ----------------------------------------------------------------------
     def init_host(self) -> None:
@@ -532,13 +535,9 @@ def _reraise(error: BaseException) -> Callable[[ActorFuture[Any]], Any]:
 
 
 def _check_id(target: str, method: str, what: str, value: str) -> None:
-    if not SAFE_ID.fullmatch(value):
+    if not is_safe_id(value):
         shown = repr(value) if len(value) <= 80 else f"{value[:80]!r}... ({len(value)} characters)"
-        raise InvalidArguments(
-            target,
-            method,
-            f"{what} {shown} must be 1-64 letters, digits, '-' or '_' (not '-' or '_' first)",
-        )
+        raise InvalidArguments(target, method, f"{what} {shown} must be {ID_RULE}")
 
 
 def _check_size(target: str, method: str, what: str, value: int) -> None:

@@ -1,1 +1,0 @@
-"""Reference managers built on the framework (the share service)."""
