@@ -202,7 +202,7 @@ def test_a_request_given_up_before_a_server_came_is_never_sent(serve, tmp_path):
             cancelled.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await cancelled
-            service, _ = await asyncio.to_thread(serve, endpoint)
+            await asyncio.to_thread(serve, endpoint)
             await client.call("b1", "record", {"note": "served"})
             assert (await client.call("b1", "status"))["events"] == ["init_host", "served"]
 
