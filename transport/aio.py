@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections import Counter
+from collections import Counter, deque
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,7 +37,18 @@ from transport.errors import AuthenticationFailed, ConnectionClosed, TransportEr
 from transport.protocol import CALL, CAST, DEFAULT_LIMITS, PING, Limits
 from transport.security import ClientSecurity
 
-__all__ = ["AsyncRpcClient", "async_fanout"]
+__all__ = ["AsyncRpcClient", "InFlightLimit", "async_fanout"]
+
+
+class InFlightLimit(TransportError):
+    """`start_call` found `max_in_flight` requests in flight on this client."""
+
+    retryable = True
+
+    def __init__(self, endpoint: str, limit: int) -> None:
+        super().__init__(
+            f"{limit} requests are in flight to {endpoint} already", endpoint=endpoint, limit=limit
+        )
 
 
 class AsyncRpcClient:
@@ -70,7 +81,7 @@ class AsyncRpcClient:
         self._ids = itertools.count(1)
         self._prefix = os.urandom(6).hex()
         self._refused = False  # the server refused our key: connect again with the next call
-        self._room = asyncio.Semaphore(max_in_flight)
+        self._waiters: deque[asyncio.Future[None]] = deque()  # calls waiting for room
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -129,6 +140,30 @@ class AsyncRpcClient:
         info = await self._request(PING, self.endpoint, "ping", None, timeout, None, None)
         return info or {}  # type: ignore[no-any-return]
 
+    def start_call(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        version: str | None = None,
+        key: str | None = None,
+    ) -> asyncio.Future[Any]:
+        """Send a call now; await the returned future later (as `RpcClient.call_async`).
+
+        Many calls in flight without a task each. Cancelling the future forgets
+        the call. Raises InFlightLimit when `max_in_flight` calls are in flight
+        (`call` waits for room instead).
+        """
+        if len(self._pending) >= self.max_in_flight:
+            raise InFlightLimit(self.endpoint, self.max_in_flight)
+        timeout = self.timeout if timeout is None else timeout
+        loop = self._loop if self._loop is not None else self._start()
+        return self._submit(
+            CALL, target, method, args, timeout, version, key, loop.time() + timeout
+        )
+
     async def _request(
         self,
         kind: str,
@@ -140,39 +175,79 @@ class AsyncRpcClient:
         key: str | None,
     ) -> Any:
         timeout = self.timeout if timeout is None else timeout
-        msg_id = f"{self._prefix}-{next(self._ids)}"
-        body = request_body(kind, msg_id, target, method, args, timeout, version, key, self.limits)
         loop = self._loop if self._loop is not None else self._start()
         deadline = loop.time() + timeout
-        if self._room.locked():  # max_in_flight reached: wait for room, within the deadline
+        if len(self._pending) >= self.max_in_flight:
+            await self._wait_for_room(loop, deadline, target, method, timeout)
+        return await self._submit(kind, target, method, args, timeout, version, key, deadline)
+
+    def _submit(
+        self,
+        kind: str,
+        target: str,
+        method: str,
+        args: dict[str, Any] | None,
+        timeout: float,
+        version: str | None,
+        key: str | None,
+        deadline: float,
+    ) -> asyncio.Future[Any]:
+        """Send one request; its future fails at `deadline` (loop time) if no reply came."""
+        msg_id = f"{self._prefix}-{next(self._ids)}"
+        body = request_body(kind, msg_id, target, method, args, timeout, version, key, self.limits)
+        if self._closed:
+            raise ConnectionClosed(self.endpoint)
+        assert self._loop is not None
+        reply: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[msg_id] = reply
+        timer = self._loop.call_at(deadline, _expire, reply, target, method, timeout)
+        if self._refused:  # libzmq gave up on the session: a new handshake, paced by calls
+            self._reconnect()
+        sent: asyncio.Future[Any] = self._socket.send(body)  # type: ignore[assignment]
+        if sent.done():
+            if (failed := sent.exception()) is not None:
+                reply.set_exception(failed)
+            reply.add_done_callback(lambda _: self._finished(msg_id, timer, None))
+        else:  # no live connection yet: it waits in pyzmq's send queue
+            sent.add_done_callback(lambda done: _send_failed(done, reply))
+            reply.add_done_callback(lambda _: self._finished(msg_id, timer, sent))
+        return reply
+
+    def _finished(
+        self, msg_id: str, timer: asyncio.TimerHandle, sent: asyncio.Future[Any] | None
+    ) -> None:
+        """A request ended (reply, error, deadline, cancellation): forget it, free its room."""
+        timer.cancel()
+        self._pending.pop(msg_id, None)
+        if sent is not None:
+            sent.cancel()  # still queued: never sent once its caller gave up
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    async def _wait_for_room(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        deadline: float,
+        target: str,
+        method: str,
+        timeout: float,
+    ) -> None:
+        """Wait until fewer than max_in_flight requests are in flight, within the deadline."""
+        while len(self._pending) >= self.max_in_flight:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
             try:
                 async with asyncio.timeout_at(deadline):
-                    await self._room.acquire()
+                    await waiter
             except TimeoutError:
                 raise timeout_error(target, method, timeout) from None
-        else:
-            await self._room.acquire()  # at once
-        try:
-            if self._closed:
-                raise ConnectionClosed(self.endpoint)
-            reply: asyncio.Future[Any] = loop.create_future()
-            self._pending[msg_id] = reply
-            timer = loop.call_at(deadline, _expire, reply, target, method, timeout)
-            try:
-                if self._refused:  # libzmq gave up on the session: a new handshake, paced by calls
-                    self._reconnect()
-                sent: asyncio.Future[Any] = self._socket.send(body)  # type: ignore[assignment]
-                if not sent.done():  # no live connection yet: it waits in pyzmq's send queue
-                    reply.add_done_callback(lambda _: sent.cancel())  # never sent once given up
-                    sent.add_done_callback(lambda done: _send_failed(done, reply))
-                elif (failed := sent.exception()) is not None:
-                    raise failed
-                return await reply
             finally:
-                timer.cancel()
-                self._pending.pop(msg_id, None)
-        finally:
-            self._room.release()
+                if not waiter.done():
+                    waiter.cancel()
 
     # -- replies ------------------------------------------------------------------------
     def _start(self) -> asyncio.AbstractEventLoop:
@@ -187,14 +262,21 @@ class AsyncRpcClient:
         return loop
 
     async def _read(self) -> None:
+        """Replies to their futures. After each awaited message, what else has
+        arrived is read without waiting (no future per message: the cost of
+        many in flight)."""
         recv = self._socket.recv_multipart
+        drain = zmq.Socket.shadow(self._socket.underlying).recv_multipart
         on_frames = self._on_frames
         while True:
             try:
-                frames = await recv()
+                on_frames(await recv())
+                while True:
+                    on_frames(drain(zmq.NOBLOCK))
+            except zmq.Again:
+                continue
             except zmq.ZMQError:  # the socket was closed
                 return
-            on_frames(frames)
 
     def _on_frames(self, frames: list[bytes]) -> None:
         envelope = read_reply(frames, self.limits, self.stats)
