@@ -38,6 +38,7 @@ from transport import (
     async_fanout,
     generate_keypair,
 )
+from transport.aio import InFlightLimit
 
 THREADS = get_runtime("threading")
 
@@ -115,6 +116,10 @@ def test_many_tasks_share_one_connection(serve, endpoint_for):
                 )
             )
             assert [r["id"] for r in results] == [f"r{i}" for i in range(500)]
+            # Futures without a task each (the shape of RpcClient.call_async).
+            futures = [client.start_call("b1", "get", {"resource_id": f"r{i}"}) for i in range(500)]
+            assert [(await f)["id"] for f in futures] == [f"r{i}" for i in range(500)]
+            assert not client._pending and not client.stats
 
     run(main())
 
@@ -286,6 +291,9 @@ def test_requests_beyond_max_in_flight_wait_within_their_deadline(serve, endpoin
             await wait_until(fake, lambda c: "manager.hold" in c.ops())
             with pytest.raises(DeadlineExceeded):  # no room before its deadline
                 await client.call("b1", "ping", timeout=0.2)
+            with pytest.raises(InFlightLimit) as full:  # start_call cannot wait: told at once
+                client.start_call("b1", "ping")
+            assert full.value.retryable and full.value.limit == 1
             waiting = asyncio.create_task(client.call("b1", "ping"))
             fake.release()
             assert await held == "released"
