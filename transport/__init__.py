@@ -1,5 +1,6 @@
 """The transport layer: wire protocol, ZeroMQ server and client. Knows no actors."""
 
+from transport.aio import AsyncRpcClient, async_fanout
 from transport.client import ClientFuture, RpcClient, fanout
 from transport.dispatcher import Dispatcher, ReplyFuture, Request
 from transport.errors import (
@@ -16,6 +17,7 @@ from transport.security import ClientSecurity, ServerSecurity, generate_keypair
 from transport.server import BindError, InsecureBind, RpcServer
 
 __all__ = [
+    "AsyncRpcClient",
     "AuthenticationFailed",
     "BindError",
     "ClientFuture",
@@ -33,6 +35,7 @@ __all__ = [
     "RpcServer",
     "ServerSecurity",
     "TransportError",
+    "async_fanout",
     "fanout",
     "generate_keypair",
     "register_error",

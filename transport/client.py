@@ -20,30 +20,16 @@ from typing import Any
 
 import zmq
 
+from transport._calls import (
+    configure_dealer,
+    read_reply,
+    reply_outcome,
+    request_body,
+    timeout_error,
+)
 from transport._io import SocketLoop, make_loop, running_under_gevent
-from transport.errors import (
-    AuthenticationFailed,
-    ConnectionClosed,
-    ProtocolError,
-    RequestTimeout,
-    TransportError,
-    error_from_wire,
-    lookup_error,
-)
-from transport.protocol import (
-    ACK,
-    CALL,
-    CAST,
-    DEFAULT_LIMITS,
-    ERROR,
-    PING,
-    PONG,
-    REPLY,
-    Envelope,
-    Limits,
-    decode,
-    encode,
-)
+from transport.errors import AuthenticationFailed, ConnectionClosed, TransportError
+from transport.protocol import CALL, CAST, DEFAULT_LIMITS, PING, Limits
 from transport.security import ClientSecurity
 
 __all__ = ["ClientFuture", "RpcClient", "fanout"]
@@ -86,20 +72,10 @@ class ClientFuture:
         if not self._event.wait(max(0.0, remaining)):
             if self._forget is not None:
                 self._forget(self)  # a late reply will now be dropped
-            raise _timeout_error(self.target, self.method, self.timeout)
+            raise timeout_error(self.target, self.method, self.timeout)
         if self._error is not None:
             raise self._error
         return self._value
-
-
-def _timeout_error(target: str, method: str, timeout: float) -> TransportError:
-    cls = lookup_error("DeadlineExceeded")
-    if cls is not None:
-        return cls.from_wire(
-            f"{target}.{method} did not complete within {timeout:g}s",
-            {"target": target, "method": method, "timeout": timeout},
-        )
-    return RequestTimeout(target, method, timeout)
 
 
 class RpcClient:
@@ -139,25 +115,14 @@ class RpcClient:
         self._loop.start()
 
     def _make_socket(self, context: Any) -> Any:
-        sock = context.socket(zmq.DEALER)
-        try:
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IMMEDIATE, 1)
-            sock.setsockopt(zmq.SNDHWM, 10_000)
-            sock.setsockopt(zmq.RCVHWM, 10_000)
-            sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes + 4096)
-            sock.setsockopt(zmq.RECONNECT_IVL, int(self.reconnect_interval * 1000))
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-            ms = int(self.heartbeat * 1000)
-            sock.setsockopt(zmq.HEARTBEAT_IVL, ms)
-            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ms * 3)
-            if self.security is not None:
-                self.security.apply(sock)
-            sock.connect(self.endpoint)
-        except BaseException:
-            sock.close(linger=0)
-            raise
-        return sock
+        return configure_dealer(
+            context.socket(zmq.DEALER),
+            self.endpoint,
+            limits=self.limits,
+            security=self.security,
+            heartbeat=self.heartbeat,
+            reconnect_interval=self.reconnect_interval,
+        )
 
     def _event(self) -> Any:
         if self.green:
@@ -183,17 +148,7 @@ class RpcClient:
         msg_id = f"{self._prefix}-{next(self._ids)}"
         future = ClientFuture(self._event(), msg_id, target, method, timeout)
         future._forget = self._forget
-        envelope = Envelope(
-            _kind,
-            msg_id,
-            target=target,
-            method=method,
-            args=args or {},
-            timeout=timeout,
-            version=version,
-            key=key,
-        )
-        body = encode(envelope, self.limits)
+        body = request_body(_kind, msg_id, target, method, args, timeout, version, key, self.limits)
         loop = self._loop
         if loop is None:
             future._resolve(error=ConnectionClosed(self.endpoint))
@@ -258,27 +213,16 @@ class RpcClient:
 
     # -- replies ------------------------------------------------------------------------
     def _on_frames(self, frames: list[bytes]) -> None:
-        if len(frames) != 1:
-            self.stats["bad_frames"] += 1
-            return
-        try:
-            envelope = decode(frames[0], self.limits, lenient=True)
-        except ProtocolError:
-            self.stats["bad_replies"] += 1
+        envelope = read_reply(frames, self.limits, self.stats)
+        if envelope is None:
             return
         with self._lock:
             future = self._pending.pop(envelope.id, None)
         if future is None:
             self.stats["late_replies"] += 1  # its caller gave up: drop it
             return
-        if envelope.kind == REPLY:
-            future._resolve(envelope.result)
-        elif envelope.kind == ERROR:
-            future._resolve(error=error_from_wire(envelope.error))
-        elif envelope.kind in (ACK, PONG):
-            future._resolve(envelope.info)
-        else:
-            future._resolve(error=ProtocolError(f"unexpected reply kind {envelope.kind!r}"))
+        value, error = reply_outcome(envelope)
+        future._resolve(value, error)
 
     def _on_socket_event(self, event: dict[str, Any]) -> None:
         """In the socket's loop: the server refused our CURVE key."""

@@ -1,0 +1,122 @@
+"""What every client of the protocol does the same way, whatever its I/O.
+
+`RpcClient` (threads, gevent) and `AsyncRpcClient` (asyncio) share these: the
+DEALER's socket options, the request's envelope, how a reply frame becomes a
+value or an error, and the error a passed deadline raises. One copy, so the
+two clients cannot drift apart on the wire.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import zmq
+
+from transport.errors import (
+    ProtocolError,
+    RequestTimeout,
+    TransportError,
+    error_from_wire,
+    lookup_error,
+)
+from transport.protocol import ACK, ERROR, PONG, REPLY, Envelope, Limits, decode, encode
+from transport.security import ClientSecurity
+
+__all__ = ["configure_dealer", "read_reply", "reply_outcome", "request_body", "timeout_error"]
+
+
+def configure_dealer(
+    sock: Any,
+    endpoint: str,
+    *,
+    limits: Limits,
+    security: ClientSecurity | None,
+    heartbeat: float,
+    reconnect_interval: float,
+) -> Any:
+    """Set a client DEALER's options (docs/protocol.md §16) and connect it.
+
+    IMMEDIATE: requests are only queued to a live connection. The socket is
+    closed if anything fails.
+    """
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.SNDHWM, 10_000)
+        sock.setsockopt(zmq.RCVHWM, 10_000)
+        sock.setsockopt(zmq.MAXMSGSIZE, limits.max_message_bytes + 4096)
+        sock.setsockopt(zmq.RECONNECT_IVL, int(reconnect_interval * 1000))
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        ms = int(heartbeat * 1000)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, ms)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ms * 3)
+        if security is not None:
+            security.apply(sock)
+        sock.connect(endpoint)
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    return sock
+
+
+def request_body(
+    kind: str,
+    msg_id: str,
+    target: str,
+    method: str,
+    args: dict[str, Any] | None,
+    timeout: float,
+    version: str | None,
+    key: str | None,
+    limits: Limits,
+) -> bytes:
+    """The encoded request; raises ProtocolError/MessageTooLarge before anything is sent."""
+    envelope = Envelope(
+        kind,
+        msg_id,
+        target=target,
+        method=method,
+        args=args or {},
+        timeout=timeout,
+        version=version,
+        key=key,
+    )
+    return encode(envelope, limits)
+
+
+def read_reply(frames: list[bytes], limits: Limits, stats: Counter[str]) -> Envelope | None:
+    """The envelope of one reply message, or None (counted in `stats`) if unreadable."""
+    if len(frames) != 1:
+        stats["bad_frames"] += 1
+        return None
+    try:
+        return decode(frames[0], limits, lenient=True)
+    except ProtocolError:
+        stats["bad_replies"] += 1
+        return None
+
+
+def reply_outcome(envelope: Envelope) -> tuple[Any, BaseException | None]:
+    """(value, error) that a reply envelope carries: a result, an ack's or pong's info,
+    or the remote error rebuilt through the allowlist."""
+    kind = envelope.kind
+    if kind == REPLY:
+        return envelope.result, None
+    if kind == ERROR:
+        return None, error_from_wire(envelope.error)
+    if kind in (ACK, PONG):
+        return envelope.info, None
+    return None, ProtocolError(f"unexpected reply kind {kind!r}")
+
+
+def timeout_error(target: str, method: str, timeout: float) -> TransportError:
+    """What a caller whose deadline passed gets: DeadlineExceeded if `actors.errors`
+    is loaded (it registers it), else RequestTimeout."""
+    cls = lookup_error("DeadlineExceeded")
+    if cls is not None:
+        return cls.from_wire(
+            f"{target}.{method} did not complete within {timeout:g}s",
+            {"target": target, "method": method, "timeout": timeout},
+        )
+    return RequestTimeout(target, method, timeout)
