@@ -38,6 +38,11 @@ def _path_for(obj: Any, registered: list[str]) -> str:
     return name
 
 
+def _loop_ended(cell: Any) -> Callable[[], bool]:
+    """Whether the thread or greenlet running `cell` has finished."""
+    return lambda: not cell.loop_alive()
+
+
 class ServiceHarness:
     """A ServiceActor in this process, served on inproc://, with a client bound to it.
 
@@ -144,9 +149,9 @@ class ServiceHarness:
             if not cell.exited.wait(max(0.0, deadline - time.monotonic())):
                 leaks.append(f"{cell.name} (not stopped)")
                 continue
-            while cell.loop_alive() and time.monotonic() < deadline:  # type: ignore[attr-defined]
-                system.runtime.sleep(0.01)  # a thread finishing its last handler
-            if cell.loop_alive():  # type: ignore[attr-defined]
+            try:  # a thread finishing its last handler
+                wait_until(_loop_ended(cell), timeout=max(0.0, deadline - time.monotonic()))
+            except WaitTimeout:
                 leaks.append(f"{cell.name} (its thread/greenlet still runs)")
         leaks += [
             f"{s.get('name')} ({s['state']})"
