@@ -8,14 +8,16 @@ from typing import Any
 
 import pytest
 
-from actors import FakeController, Service, ServiceConfig, VirtualClock
-from actors.runtime import RUNTIME_NAMES, Runtime, get_runtime
+from actors import FakeController, Service, VirtualClock
+from actors.runtime import Runtime, get_runtime
+from actors.testing import ServiceHarness
 from tests.support import backend
 
 
-@pytest.fixture(params=RUNTIME_NAMES)
-def runtime_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture
+def runtime_name(actors_runtime: str) -> str:
+    """The plugin's `actors_runtime`: each test on both (`--actors-runtime` narrows it)."""
+    return actors_runtime
 
 
 @pytest.fixture
@@ -38,9 +40,15 @@ def _fresh_fakes() -> Iterator[None]:
 
 
 @pytest.fixture
-def make_service(runtime_name: str) -> Iterator[Callable[..., Service]]:
-    """Start services on the test's runtime; every one is stopped afterwards."""
-    started: list[Service] = []
+def make_service(
+    actors_service: Callable[..., ServiceHarness], runtime_name: str
+) -> Callable[..., Service]:
+    """Services on the test's runtime, without a transport: the plugin's harness underneath.
+
+    Started, stopped and leak-checked by `actors_service`. Unlike it, every
+    service of a test shares the state directory (ACTORS_STATE_DIR above), so
+    a second service finds the first one's journal.
+    """
 
     def make(
         backends: dict[str, dict[str, Any]] | None = None,
@@ -49,23 +57,19 @@ def make_service(runtime_name: str) -> Iterator[Callable[..., Service]]:
         start: bool = True,
         **overrides: Any,
     ) -> Service:
-        backends = backends if backends is not None else {"b1": backend()}
-        config = ServiceConfig(
-            host="h",
+        overrides.setdefault("host", "h")
+        harness = actors_service(
+            backends if backends is not None else {"b1": backend()},
             runtime=runtime_name,
-            enabled_backends=list(backends),
-            backends=backends,
+            clock=clock,
+            start=start,
+            transport=False,
+            state_dir=None,
             **overrides,
         )
-        service = Service(config, clock=clock)
-        started.append(service)
-        return service.start(timeout=10) if start else service
+        return harness.service
 
-    yield make
-    for service in started:
-        assert service.stop(timeout=10), f"{service.name} did not stop cleanly"
-        leftovers = [s for s in service.status() if s.get("state") in ("running", "stopping")]
-        assert not leftovers, f"actors left running: {leftovers}"
+    return make
 
 
 @pytest.fixture
@@ -79,8 +83,8 @@ def make_harness(actors_service: Callable[..., Any], actors_runtime: str) -> Cal
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
+def clock(actors_clock: VirtualClock) -> VirtualClock:
+    return actors_clock
 
 
 @pytest.fixture

@@ -6,10 +6,13 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
+
+from actors.testing import wait_until
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,26 +47,25 @@ def start_actorsd(
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             cwd=cwd,
         )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def endpoint() -> str | None:
         for line in log.read_text().splitlines():
             if "listening on" in line:
-                return proc, line.split("listening on ", 1)[1].split(";")[0].split(" ")[0]
+                return line.split("listening on ", 1)[1].split(";")[0].split(" ")[0]
         if proc.poll() is not None:
-            break
-        time.sleep(0.05)  # polling a log file: there is nothing to wait on
-    proc.kill()
-    raise AssertionError(f"actorsd did not start:\n{log.read_text()}")
+            raise AssertionError("actorsd exited")  # no use waiting on
+        return None
+
+    try:  # polling a log file: there is nothing to wait on
+        return proc, wait_until(endpoint, timeout=30, interval=0.05, message="actorsd to listen")
+    except AssertionError:  # a WaitTimeout too
+        proc.kill()
+        raise AssertionError(f"actorsd did not start:\n{log.read_text()}") from None
 
 
-def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)  # polling the daemon's journal over RPC
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(predicate: Callable[[], T], what: str, timeout: float = 30.0) -> T:
+    """`wait_until` at a daemon's pace: polling its log or its journal over RPC."""
+    return wait_until(predicate, timeout, interval=0.05, message=what)
 
 
 @contextlib.contextmanager

@@ -105,7 +105,7 @@ class HoldingManager(ResourceManager):
         call = FakeCall("manager.hold", (), {}, self.name)
         fake._begin(call)
         try:
-            if not fake._gate(self.runtime).wait(30):
+            if not fake._wait_released(self.runtime, 30):
                 raise TimeoutError("never released")
         finally:
             fake._end(call, "succeeded")

@@ -7,7 +7,6 @@ until the test releases it, so which calls run, wait or are refused is known.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import actors._dispatch as dispatch
 from actors import Busy, ConfigError, Overloaded, load_config
 from actors.runtime import Runtime, configure_offload, offload_status
 from actors.runtime._offload import DEFAULT_QUEUE, DEFAULT_WORKERS
+from actors.testing import wait_until
 from share_service.store import ShareStore
 from tests.daemon import start_actorsd
 from tests.support import backend
@@ -357,10 +357,8 @@ def test_a_worker_that_dies_in_its_own_bookkeeping_frees_the_lane_and_fails_its_
         pool.submit(lambda e=event: (e.set(), release.wait(10)), (), lambda ok, value: None)
     assert all(e.wait(10) for e in warm)
     release.set()
-    deadline = time.monotonic() + 10
-    while len(pool._idle) < 2 and time.monotonic() < deadline:  # no event marks "parked"
-        time.sleep(0.001)
-    assert len(pool._idle) == 2
+    # No event marks "parked".
+    wait_until(lambda: len(pool._idle) == 2, interval=0.001, message="both workers to park")
     pool._tasks = FailingOnce()
     failed = threading.Event()
     outcomes: list[tuple[bool, Any]] = []
@@ -376,9 +374,8 @@ def test_a_worker_that_dies_in_its_own_bookkeeping_frees_the_lane_and_fails_its_
     pool.submit(str, (1,), record)  # wakes one idle worker, which dies taking it
     assert failed.wait(10)  # the other worker was woken and ran it
     assert outcomes == [(True, "1")]
-    deadline = time.monotonic() + 10  # it re-raises as it dies: let it, within this test
-    while time.monotonic() < deadline and ours() >= before:
-        time.sleep(0.001)
+    # It re-raises as it dies: let it, within this test.
+    wait_until(lambda: ours() < before, interval=0.001, message="the failed worker to end")
     ran = threading.Event()
     pool.submit(ran.set, (), lambda ok, value: None)
     assert ran.wait(10)  # the lock is free and the other worker took the call

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from actors import ActorSystem, BaseActor, ProcessExecutionError, ProcessTimeout, execute
+from actors.testing import wait_until
 
 
 def test_success_captures_output_and_uses_no_shell():
@@ -59,10 +60,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path):
         execute("sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait", timeout=0.5)
     assert err.value.timeout == 0.5 and err.value.retryable
     grandchild = int(pidfile.read_text())
-    deadline = time.monotonic() + 5
-    while not _gone(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _gone(grandchild), "the background child of the timed-out command survived"
+    wait_until(lambda: _gone(grandchild), timeout=5, message="the timed-out command's child to die")
 
 
 class Runner(BaseActor):
@@ -119,17 +117,17 @@ def test_a_caller_killed_while_waiting_kills_the_command(tmp_path):
 
     caller = gevent.spawn(run)
     assert running.wait(5)
-    deadline = time.monotonic() + 5
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        assert time.monotonic() < deadline, "the command did not start"
-        gevent.sleep(0.01)  # polling a file the command writes: nothing to wait on
+    # Polling a file the command writes: nothing to wait on.
+    wait_until(
+        lambda: pidfile.exists() and pidfile.read_text().strip(),
+        timeout=5,
+        message="the command to start",
+    )
     caller.kill(block=True, timeout=10)
     assert caller.dead
     _assert_dies(int(pidfile.read_text()))
 
 
 def _assert_dies(pid: int) -> None:
-    deadline = time.monotonic() + 5
-    while not _gone(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)  # polling /proc: a process of another group has no event for us
-    assert _gone(pid), f"process {pid} survived"
+    # Polling /proc: a process of another group has no event for us.
+    wait_until(lambda: _gone(pid), timeout=5, message=f"process {pid} to die")

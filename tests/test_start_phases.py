@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 
+from actors.testing import wait_until
 from tests import support
 from tests.support import backend
 
@@ -20,11 +20,12 @@ def _clear_phases() -> None:
 
 
 def _wait_for_phase(service, entry: str) -> None:
-    deadline = time.monotonic() + 10
-    while entry not in support.PHASES:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{entry!r} never happened: {support.PHASES}")
-        service.system.runtime.sleep(0.01)  # the periodic task runs on the actors' schedule
+    # The periodic task runs on the actors' schedule.
+    wait_until(
+        lambda: entry in support.PHASES,
+        timeout=10,
+        message=lambda: f"{entry!r} to happen (so far: {support.PHASES})",
+    )
 
 
 def test_phases_run_in_order_rows_then_init_host_then_transport_then_rpc_then_timers(

@@ -68,7 +68,9 @@ class FakeController:
     _delays: dict[str, float] = field(default_factory=dict)
     _failures: dict[str, deque[BaseException]] = field(default_factory=dict)
     _hangs: dict[str, int] = field(default_factory=dict)
-    _gates: list[Event] = field(default_factory=list)
+    _gates: deque[Event] = field(default_factory=deque)
+    _permits: int = 0
+    _open: bool = False
     _setup_failures: deque[BaseException] = field(default_factory=deque)
     _results: dict[str, Any] = field(default_factory=dict)
     _waiters: list[_Waiter] = field(default_factory=list)
@@ -87,13 +89,17 @@ class FakeController:
 
     @classmethod
     def forget(cls, backend: str | None = None) -> None:
-        """Drop one controller (or all), releasing anything they hold."""
+        """Drop one controller (or all), letting every call it holds go, now and later.
+
+        For the end of a test: an operation still hanging (or about to) must
+        not keep a thread or greenlet alive after it.
+        """
         with _registry_lock:
             names = [backend] if backend else list(cls._registry)
             for name in names:
                 ctl = cls._registry.pop(name, None)
                 if ctl is not None:
-                    ctl.release()
+                    ctl._open_gates()
 
     # -- programming --------------------------------------------------------------
     def delay(self, op: str, seconds: float) -> None:
@@ -107,7 +113,11 @@ class FakeController:
             self._failures.setdefault(op, deque()).extend([error] * times)
 
     def hang(self, op: str, times: int = 1) -> None:
-        """Make the next `times` calls of `op` block until `release()`."""
+        """Make the next `times` calls of `op` block until a `release()` lets each go.
+
+        A hung call waits at most `hang_timeout` seconds, then fails with
+        DeadlineExceeded.
+        """
         with self._lock:
             self._hangs[op] = self._hangs.get(op, 0) + times
 
@@ -130,14 +140,39 @@ class FakeController:
             value = self._results.get(op)
         return value(*args, **kwargs) if callable(value) else value
 
-    def release(self) -> None:
-        """Let every hanging operation go on."""
+    def release(self, times: int = 1) -> None:
+        """Let `times` hung calls go on, counted like a semaphore's releases.
+
+        Each release lets exactly one hung call through: the oldest one
+        hanging now, or, if none hangs yet, the next one to reach its hang.
+        So a test may release as soon as it has started the call, without
+        waiting for the driver to get there (a release is never lost).
+        """
+        if times < 0:
+            raise ValueError(f"times must not be negative, not {times}")
         with self._lock:
-            gates, self._gates = self._gates, []
+            gates = [self._gates.popleft() for _ in range(min(times, len(self._gates)))]
+            self._permits += times - len(gates)
         for gate in gates:
             gate.set()
+        self._changed()
+
+    def _open_gates(self) -> None:
+        """Let every hung call go, and every later hang pass (see `forget`)."""
+        with self._lock:
+            gates, self._gates = list(self._gates), deque()
+            self._open = True
+        for gate in gates:
+            gate.set()
+        self._changed()
 
     # -- observing ----------------------------------------------------------------
+    @property
+    def hung(self) -> int:
+        """How many calls are blocked in a hang now, waiting for a `release()`."""
+        with self._lock:
+            return len(self._gates)
+
     def ops(self) -> list[str]:
         """Names of the operations run so far, in order."""
         with self._lock:
@@ -189,11 +224,30 @@ class FakeController:
             self.in_flight -= 1
         self._changed()
 
-    def _gate(self, runtime: Runtime) -> Event:
+    def _wait_released(self, runtime: Runtime, timeout: float) -> bool:
+        """Block a hung call until a release lets it go; False after `timeout`.
+
+        A release given before the call got here is taken at once.
+        """
         gate = runtime.event()
         with self._lock:
+            if self._open:
+                return True
+            if self._permits > 0:
+                self._permits -= 1
+                return True
             self._gates.append(gate)
-        return gate
+        self._changed()
+        if gate.wait(timeout):
+            return True
+        with self._lock:
+            if gate in self._gates:  # timed out: no later release is spent on this call
+                self._gates.remove(gate)
+                timed_out = True
+            else:  # a release took it just as the wait ended
+                timed_out = False
+        self._changed()
+        return not timed_out
 
     def _setup(self) -> None:
         with self._lock:
@@ -267,7 +321,7 @@ class FakeDriver(DriverActor):
         try:
             if delay:
                 self.runtime.sleep(delay)
-            if hang and not ctl._gate(self.runtime).wait(ctl.hang_timeout):
+            if hang and not ctl._wait_released(self.runtime, ctl.hang_timeout):
                 raise DeadlineExceeded(self.name, op, ctl.hang_timeout)
             if error is not None:
                 raise error

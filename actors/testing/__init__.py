@@ -8,7 +8,8 @@ See docs/testing.md.
 from actors.drivers.fake import FakeController, FakeDriver
 from actors.runtime import VirtualClock
 from actors.testing._harness import LeakError, ServiceHarness
-from actors.testing._recorder import Fault, Received, Recorder, WaitTimeout
+from actors.testing._recorder import Fault, Received, Recorder
+from actors.testing._wait import WaitTimeout, wait_until
 
 __all__ = [
     "FakeController",
@@ -20,4 +21,5 @@ __all__ = [
     "ServiceHarness",
     "VirtualClock",
     "WaitTimeout",
+    "wait_until",
 ]

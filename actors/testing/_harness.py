@@ -17,7 +17,8 @@ from actors.loading import register_object, unregister_object
 from actors.registry.journal import OperationRecord
 from actors.runtime import VirtualClock
 from actors.service import Service
-from actors.testing._recorder import Fault, Received, Recorder, WaitTimeout
+from actors.testing._recorder import Fault, Received, Recorder
+from actors.testing._wait import WaitTimeout, wait_until
 from transport.client import RpcClient
 
 __all__ = ["LeakError", "ServiceHarness"]
@@ -35,6 +36,11 @@ def _path_for(obj: Any, registered: list[str]) -> str:
     name = register_object(obj)
     registered.append(name)
     return name
+
+
+def _loop_ended(cell: Any) -> Callable[[], bool]:
+    """Whether the thread or greenlet running `cell` has finished."""
+    return lambda: not cell.loop_alive()
 
 
 class ServiceHarness:
@@ -106,7 +112,11 @@ class ServiceHarness:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop everything; raise LeakError if an actor is still running."""
+        """Stop everything; raise LeakError if an actor is still running.
+
+        Safe on a harness that was never started, or whose service the test
+        stopped already.
+        """
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -118,6 +128,7 @@ class ServiceHarness:
         finally:
             for name in self._registered:
                 unregister_object(name)
+            self._registered.clear()
         leaks = self._leaks(grace=1.0)
         if leaks or not stopped:
             raise LeakError(f"actors still running after stop: {leaks or 'stop timed out'}")
@@ -138,10 +149,15 @@ class ServiceHarness:
             if not cell.exited.wait(max(0.0, deadline - time.monotonic())):
                 leaks.append(f"{cell.name} (not stopped)")
                 continue
-            while cell.loop_alive() and time.monotonic() < deadline:  # type: ignore[attr-defined]
-                system.runtime.sleep(0.01)  # a thread finishing its last handler
-            if cell.loop_alive():  # type: ignore[attr-defined]
+            try:  # a thread finishing its last handler
+                wait_until(_loop_ended(cell), timeout=max(0.0, deadline - time.monotonic()))
+            except WaitTimeout:
                 leaks.append(f"{cell.name} (its thread/greenlet still runs)")
+        leaks += [
+            f"{s.get('name')} ({s['state']})"
+            for s in self.service.status()
+            if s.get("state") in ("running", "stopping")
+        ]
         return leaks
 
     def __enter__(self) -> ServiceHarness:
@@ -199,15 +215,17 @@ class ServiceHarness:
 
     def wait_operation(self, op_id: str, timeout: float = 10.0) -> OperationRecord:
         """Wait until a journaled operation is finished; returns its record."""
-        deadline = time.monotonic() + timeout
-        while True:
-            record = self.operation(op_id)
-            if record is not None and record.finished:
-                return record
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(f"operation {op_id} is not finished: {record}")
-            assert self.service.system is not None
-            self.service.system.runtime.sleep(0.01)  # polls the database: no event to wait on
+
+        def finished() -> OperationRecord | None:
+            record = self.operation(op_id)  # the database: no event to wait on
+            return record if record is not None and record.finished else None
+
+        def what() -> str:
+            return f"operation {op_id} to finish (now: {self.operation(op_id)})"
+
+        record = wait_until(finished, timeout, message=what)
+        assert record is not None  # wait_until returns a true value
+        return record
 
     def hook(self, target: str, method: str) -> Callable[..., Any]:
         """A function that calls `method` on `target` like a client would."""

@@ -11,12 +11,9 @@ from typing import Any
 from actors._cell import DROP
 from actors._messages import Cast, ChildExited, Continuation, Crash, Request, Stop, TimerFired
 from actors.runtime import Runtime
+from actors.testing._wait import WaitTimeout
 
-__all__ = ["Fault", "Received", "Recorder", "WaitTimeout"]
-
-
-class WaitTimeout(AssertionError):
-    """A test waited for something that did not happen; says what the actor was doing."""
+__all__ = ["Fault", "Received", "Recorder"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,9 @@ class Recorder:
             raise WaitTimeout(
                 f"{self.name} did not receive {what} within {timeout:g}s.\n"
                 f"  actor now: {self._status()}\n"
-                f"  last messages: {[(m.kind, m.method) for m in recent]}"
+                f"  last messages: {[(m.kind, m.method) for m in recent]}",
+                what=f"{self.name} to receive {what}",
+                timeout=timeout,
             )
         assert waiter.match is not None
         return waiter.match

@@ -6,8 +6,8 @@ Registered through the `pytest11` entry point `actors`. Fixtures:
   with `--actors-runtime=gevent|threading`);
 - `actors_clock`: a fresh VirtualClock;
 - `actors_service`: a factory `actors_service(backends, **options)` returning a
-  started `ServiceHarness`; every one is stopped after the test, and the test
-  fails if an actor is still running.
+  started `ServiceHarness` (`start=False`: not started yet); every one is
+  stopped after the test, and the test fails if an actor is still running.
 """
 
 from __future__ import annotations
@@ -57,12 +57,14 @@ def actors_service(
     )
     started: list[ServiceHarness] = []
 
-    def make(backends: dict[str, dict[str, Any]], **options: Any) -> ServiceHarness:
+    def make(
+        backends: dict[str, dict[str, Any]], *, start: bool = True, **options: Any
+    ) -> ServiceHarness:
         options.setdefault("runtime", runtime)
         options.setdefault("state_dir", tmp_path / f"state{len(started)}")
         harness = ServiceHarness(backends, **options)
         started.append(harness)
-        return harness.start()
+        return harness.start() if start else harness
 
     yield make
     errors = []

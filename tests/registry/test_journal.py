@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import timedelta
@@ -39,6 +38,7 @@ from actors.registry import (
 from actors.registry import journal as journal_module
 from actors.registry.api import MIGRATIONS_DIR, RegistryError
 from actors.registry.models import Base
+from actors.testing import wait_until
 from tests.registry.conftest import T0, Clock
 
 WAIT = 15.0  # seconds: the deadline of every wait on a future
@@ -518,10 +518,11 @@ def test_an_idle_journal_folds_the_wal_into_the_database_file(
         other.execute("SELECT count(*) FROM operations").fetchall()  # opened, then idle
         journal = Journal(registry)
         ids = [journal.accept("t", "m", i).result(WAIT).id for i in range(5)]
-        deadline = time.monotonic() + WAIT
-        while journal._conn is not None:
-            assert time.monotonic() < deadline, "the idle writer kept its connection"
-            time.sleep(0.01)
+        wait_until(
+            lambda: journal._conn is None,
+            timeout=WAIT,
+            message="the idle writer to let go of its connection",
+        )
         # The database file alone, copied without its WAL, has every row.
         alone = tmp_path / "alone.sqlite"
         alone.write_bytes(database.read_bytes())

@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ import pytest
 
 from actors.registry import Registry
 from actors.registry.api import DatabaseUnavailable
-from actors.testing import ServiceHarness
+from actors.testing import ServiceHarness, wait_until
 from tests.support import backend
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg (PostgreSQL driver) is not installed")
@@ -315,18 +314,6 @@ def _assert_unreachable(pg: PostgresServer) -> None:
         pg.connect(timeout=2).close()
 
 
-def _until(
-    h: ServiceHarness, what: str, condition: Callable[[], bool], timeout: float = 10.0
-) -> None:
-    """Poll `condition` (no event to wait on) until it holds, at most `timeout` seconds."""
-    assert h.service.system is not None
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        h.service.system.runtime.sleep(0.02)  # lets gevent's hub run
-
-
 # -- the tests -------------------------------------------------------------------------------------
 
 
@@ -443,10 +430,10 @@ def test_a_service_started_during_an_outage_registers_once_postgres_is_back(
     assert row.is_up and row.state == "up" and row.backend == "b1"
 
     # Crash recovery ran after the first good round: nothing is left to recover.
-    _until(
-        h,
-        "crash recovery ran",
+    wait_until(
         lambda: h.run_in(h.service.name, lambda actor: (set(actor.unrecovered),)) == (set(),),
+        interval=0.02,
+        message="crash recovery to run",
     )
     assert h.call("b1", "provision", resource_id="r1") == {"id": "r1", "size": 1}
     assert h.service.operations is not None

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from actors import InvalidArguments
-from actors.testing import ServiceHarness
+from actors.testing import ServiceHarness, wait_until
 from share_service.errors import (
     QuotaExceeded,
     ShareExists,
@@ -226,15 +225,14 @@ def test_ensure_share_after_a_restart_repairs_or_marks_error(actors_service, tmp
     os.rename(lost["export_path"], tmp_path / "elsewhere")
     (root / "exports").write_text("")
     second = _start(actors_service, root, state)
-    deadline_states = {}
-    for _ in range(500):
-        deadline_states = {
-            s["id"]: s["state"] for s in second.call("local", "list_shares")["shares"]
-        }
-        if deadline_states.get("lost") == "error":
-            break
-        second.service.system.runtime.sleep(0.01)  # ensure_share runs after init_host
-    assert deadline_states == {"kept": "available", "lost": "error"}
+
+    def states() -> dict[str, str]:
+        return {s["id"]: s["state"] for s in second.call("local", "list_shares")["shares"]}
+
+    wait_until(  # ensure_share runs after init_host
+        lambda: states().get("lost") == "error", message=lambda: f"lost in error: {states()}"
+    )
+    assert states() == {"kept": "available", "lost": "error"}
     assert "missing" in (second.call("local", "get_share", share_id="lost")["reason"] or "")
     assert any(x.startswith(kept["export_path"] + " ") for x in _exports(root))  # repaired
 
@@ -297,10 +295,12 @@ def test_a_share_whose_new_state_cannot_be_recorded_is_not_made_twice(
     monkeypatch.undo()
     h.stop()
     again = _start(actors_service, tmp_path / "root", tmp_path / "state")
-    deadline = time.monotonic() + 10
-    while (shown := again.call("local", "get_share", share_id="s1"))["state"] == "creating":
-        assert time.monotonic() < deadline
-        again.service.system.runtime.sleep(0.01)  # ensure_share runs after init_host
+
+    def repaired() -> dict[str, Any] | None:
+        shown = again.call("local", "get_share", share_id="s1")
+        return shown if shown["state"] != "creating" else None
+
+    shown = wait_until(repaired, message="s1 to be repaired")  # ensure_share runs after init_host
     assert (shown["state"], shown["reason"]) == ("available", "recovered")
     assert shown["export_path"] == str(tmp_path / "root" / "shares" / "s1")
 
@@ -412,10 +412,11 @@ def test_a_change_refused_by_a_full_driver_mailbox_leaves_the_share_as_it_was(
         fake.wait_until(lambda f: f.in_flight == 1, runtime)  # the driver is busy with s1
         queued = h.service.ask("fake", "extend_share", {"share_id": "s2", "new_size_gb": 2})
         driver = h.service.system.handle("h@fake/driver")
-        deadline = time.monotonic() + 10
-        while driver.status()["mailbox"] < 1:  # s2's change reaches the driver: slot taken
-            assert time.monotonic() < deadline, "the second change never reached the driver"
-            runtime.sleep(0.005)
+        wait_until(  # s2's change reaches the driver: slot taken
+            lambda: driver.status()["mailbox"] >= 1,
+            interval=0.005,
+            message="the second change to reach the driver",
+        )
         with pytest.raises(Busy):
             h.call("fake", "extend_share", share_id="s3", new_size_gb=2)
         assert h.call("fake", "get_share", share_id="s3")["state"] == "available"
@@ -474,12 +475,15 @@ def test_one_service_per_state_directory_and_one_driver_per_root(
         other.call("local", "create_share", share_id="s2", size_gb=1)
     assert sorted(p.name for p in (root / "shares").iterdir()) == ["s1"]
     first.stop()  # lets go of both locks: the waiting driver's setup retries and wins
-    for _ in range(500):
+
+    def created() -> bool:
         try:
             other.call("local", "create_share", share_id="s2", size_gb=1)
-            break
         except DriverNotReady:
-            other.service.system.runtime.sleep(0.02)  # its setup retries with backoff
+            return False  # its setup retries with backoff
+        return True
+
+    wait_until(created, interval=0.02, message="the waiting driver to take the lock")
     assert (root / "shares" / "s2").is_dir()
     again = Service(first.service.config).start()  # the state lock is free again
     again.stop()

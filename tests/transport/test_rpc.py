@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from actors import (
 )
 from actors.errors import Busy, InvalidArguments, NotFound
 from actors.rpc import rpc
+from actors.testing import wait_until
 from tests.support import ResourceManager, backend
 from transport import (
     AuthenticationFailed,
@@ -190,10 +190,12 @@ def test_a_late_reply_is_dropped_not_given_to_the_next_caller(
     fake.wait_until(lambda c: c.in_flight == 0, runtime)
     # The late reply to 'get' is on its way; until it is in, every caller gets
     # its own answer (a status reply may overtake it on the threading runtime).
-    deadline = time.monotonic() + 10
-    while client.stats["late_replies"] < 1:
+
+    def late_reply_in() -> bool:
         assert client.call("b1", "ping")["name"] == "h@b1"
-        assert time.monotonic() < deadline, "the late reply never arrived"
+        return bool(client.stats["late_replies"] >= 1)
+
+    wait_until(late_reply_in, message="the late reply")
     assert client.call("b1", "status")["status_calls"] == 1
     assert client.stats["late_replies"] == 1
 
@@ -358,10 +360,12 @@ def test_a_client_that_never_reads_does_not_hold_up_anyone_else(
         for _ in range(30_000):
             flooder.send(ping)  # and never a recv
         client = connect(server.endpoint, timeout=5)
-        deadline = time.monotonic() + 30
-        while server.stats["pings"] < 30_000:  # all of them read and answered (or parked)
-            assert time.monotonic() < deadline, server.stats
+
+        def all_read() -> bool:  # all of them read and answered (or parked)
             assert client.ping()["managers"] == ["h@b1"]  # others are answered meanwhile
+            return bool(server.stats["pings"] >= 30_000)
+
+        wait_until(all_read, timeout=30, message=lambda: f"30000 pings read: {server.stats}")
         assert client.call("b1", "status")["status_calls"] == 1
         loop = server._loop
         assert loop is not None
@@ -388,15 +392,10 @@ def test_requests_to_a_server_that_is_not_there_wait_in_one_bounded_line(runtime
         futures = [client.call_async("b1", "ping", {}) for _ in range(3_000)]
         loop = client._loop
         assert loop is not None
-        deadline = time.monotonic() + 10
-        while len(loop._parked) < 3_000:  # the writer parks them as it takes them
-            assert time.monotonic() < deadline, len(loop._parked)
-            if runtime_name == "gevent":
-                import gevent
-
-                gevent.sleep(0.01)  # the client's writer greenlet runs in this hub
-            else:
-                time.sleep(0.01)
+        wait_until(  # the writer parks them as it takes them (on gevent: in this hub)
+            lambda: len(loop._parked) >= 3_000,
+            message=lambda: f"3000 parked sends, not {len(loop._parked)}",
+        )
         assert loop._parked.peers == 1
     finally:
         client.close()
@@ -610,10 +609,7 @@ def test_a_green_writer_retries_a_parked_peer_while_others_keep_it_busy():
         for _ in range(20_000):  # a steady stream to B, all queued at once
             loop.send([b"B", b"reply"])
         sock.room = True
-        deadline = time.monotonic() + 10
-        while len(sock.sent) < 20_001:
-            assert time.monotonic() < deadline
-            gevent.sleep(0.01)
+        wait_until(lambda: len(sock.sent) >= 20_001, message="every send written")
         assert sock.sent.index(b"A") < 20_000  # not only once B's stream was done
     finally:
         loop.stop(0.1)
