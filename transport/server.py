@@ -94,6 +94,7 @@ class RpcServer:
         allow_insecure: bool = False,
         heartbeat: float = 5.0,
         high_water_mark: int = 10_000,
+        receive_high_water_mark: int = 100,
         max_peer_bytes: int = 32 << 20,
         max_held_bytes: int = 256 << 20,
     ) -> None:
@@ -107,6 +108,10 @@ class RpcServer:
         self.security = security
         self.heartbeat = heartbeat
         self.high_water_mark = high_water_mark
+        # Messages libzmq holds per client before it stops reading that client's
+        # connection (TCP then holds the sender back; nothing is lost). Low, as a
+        # message's size is bounded only per frame: this is what bounds the bytes.
+        self.receive_high_water_mark = receive_high_water_mark
         self.max_peer_bytes, self.max_held_bytes = max_peer_bytes, max_held_bytes
         """Request bytes held (dispatched, not yet answered) per client and in all."""
         self.held_bytes = 0
@@ -167,7 +172,7 @@ class RpcServer:
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             sock.setsockopt(zmq.LINGER, 1000)
             sock.setsockopt(zmq.SNDHWM, self.high_water_mark)
-            sock.setsockopt(zmq.RCVHWM, self.high_water_mark)
+            sock.setsockopt(zmq.RCVHWM, self.receive_high_water_mark)
             # Room for the envelope around a maximal body; ZeroMQ drops a peer
             # that sends more, before we ever see it.
             sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes + 4096)
