@@ -85,6 +85,14 @@ def serve(kind: str, parent: int) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if kind == "raw":
         return _serve_raw(parent)
+    if kind == "grpc":
+        from bench._bench_peers import serve_grpc
+
+        return serve_grpc(parent, _report)
+    if kind == "oslo":
+        from bench._bench_peers import serve_oslo
+
+        return serve_oslo(parent, f"bench-rpc-{parent}", _report)
     return _serve_service(kind, parent)
 
 
@@ -327,6 +335,7 @@ class Bench:
         self.seconds, self.repeats, self.warmup, self.quiet = seconds, repeats, warmup, quiet
         self.results: dict[str, Result] = {}
         self.servers: dict[str, dict[str, Any]] = {}
+        self.skipped: dict[str, str] = {}
         self._next_value = 0
 
     def measure(
@@ -415,10 +424,48 @@ def bench_raw(bench: Bench) -> None:
     bench.servers["raw"] = server.final
 
 
-def run_all(bench: Bench) -> None:
+PEERS = {"grpc": "grpcio unary, msgpack", "oslo": "oslo.messaging RPC, RabbitMQ"}
+
+
+def bench_peer(bench: Bench, kind: str) -> None:
+    """A peer a user would pick instead; skipped, with a line saying why, if it cannot run."""
+    from bench import _bench_peers as peers
+
+    missing = peers.peer_missing(kind)
+    if missing is not None:
+        bench.skipped[kind] = missing
+        print(f"  skipped {PEERS[kind]}: {missing}", file=sys.stderr, flush=True)
+        return
+    server = ServerProcess(kind)
+    try:
+        rounds = peers.grpc_rounds if kind == "grpc" else peers.oslo_rounds
+        sequential, pipelined, close = rounds(server.endpoint, PIPELINE, _check)
+        try:
+            pid = server.proc.pid
+            label = PEERS[kind]
+            bench.measure(f"{kind}_seq", f"{label}, sequential", sequential, 1, pid)
+            pipe_label = f"{label}, {PIPELINE} in flight"
+            bench.measure(f"{kind}_pipe", pipe_label, pipelined, PIPELINE, pid)
+        finally:
+            close()
+        server.stop()  # first: a server still consuming would declare its queues again
+        bench.servers[kind] = server.final
+    finally:
+        server.kill()
+        if kind == "oslo":
+            try:
+                peers.remove_oslo_leftovers(server.endpoint)
+            except Exception as exc:
+                print(f"  could not remove the oslo exchange/queues: {exc}", file=sys.stderr)
+
+
+def run_all(bench: Bench, with_peers: bool = True) -> None:
     bench_raw(bench)
     bench_service(bench, "gevent")
     bench_service(bench, "threading")
+    if with_peers:
+        bench_peer(bench, "grpc")
+        bench_peer(bench, "oslo")
 
 
 RATIOS = [
@@ -427,6 +474,14 @@ RATIOS = [
     ("gevent_vs_raw_pipe", "gevent_pipe", "raw_pipe"),
     ("threading_vs_raw_seq", "threading_seq", "raw_seq"),
     ("threading_vs_raw_pipe", "threading_pipe", "raw_pipe"),
+    ("gevent_vs_grpc_seq", "gevent_seq", "grpc_seq"),
+    ("gevent_vs_grpc_pipe", "gevent_pipe", "grpc_pipe"),
+    ("threading_vs_grpc_seq", "threading_seq", "grpc_seq"),
+    ("threading_vs_grpc_pipe", "threading_pipe", "grpc_pipe"),
+    ("gevent_vs_oslo_seq", "gevent_seq", "oslo_seq"),
+    ("gevent_vs_oslo_pipe", "gevent_pipe", "oslo_pipe"),
+    ("threading_vs_oslo_seq", "threading_seq", "oslo_seq"),
+    ("threading_vs_oslo_pipe", "threading_pipe", "oslo_pipe"),
 ]
 
 
@@ -439,6 +494,7 @@ def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
             "denominator": results[den].label,
         }
         for key, num, den in RATIOS
+        if num in results and den in results
     ]
 
 
@@ -461,6 +517,7 @@ def report(bench: Bench, as_json: bool) -> None:
         "repeats": bench.repeats,
         "pipeline": PIPELINE,
         "servers": bench.servers,
+        "skipped": bench.skipped,
     }
     if as_json:
         print(json.dumps({"meta": meta, "results": rows, "ratios": ratio_rows}, indent=2))
@@ -486,6 +543,8 @@ def report(bench: Bench, as_json: bool) -> None:
         )
     print("(client cpu / server cpu: CPU µs per round trip in each process, all threads)")
     print()
+    for kind, why in bench.skipped.items():
+        print(f"skipped {PEERS[kind]}: {why}")
     print(f"{'ratio':<100} {'value':>6}")
     for r in ratio_rows:
         name = f"{r['numerator']} / {r['denominator']}"
@@ -498,11 +557,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per scenario")
     parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument("--no-peers", action="store_true", help="skip grpcio and oslo.messaging")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warmup = args.warmup if args.warmup is not None else min(0.5, args.seconds / 2)
     bench = Bench(args.seconds, args.repeats, warmup, quiet=args.json)
-    run_all(bench)
+    run_all(bench, with_peers=not args.no_peers)
     report(bench, args.json)
     return 0
 

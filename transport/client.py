@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -27,7 +28,8 @@ from transport._calls import (
     request_body,
     timeout_error,
 )
-from transport._io import SocketLoop, make_loop, running_under_gevent
+from transport._direct import DirectSocket
+from transport._io import GreenSocketLoop, Shape, SocketLoop, running_under_gevent
 from transport.errors import AuthenticationFailed, ConnectionClosed, TransportError
 from transport.protocol import CALL, CAST, DEFAULT_LIMITS, PING, Limits
 from transport.security import ClientSecurity
@@ -39,10 +41,13 @@ class ClientFuture:
     """The pending outcome of one request."""
 
     __slots__ = (
+        "_done",
         "_error",
         "_event",
         "_forget",
+        "_read",
         "_value",
+        "_wait",
         "deadline",
         "id",
         "method",
@@ -50,29 +55,52 @@ class ClientFuture:
         "timeout",
     )
 
-    def __init__(self, event: Any, msg_id: str, target: str, method: str, timeout: float) -> None:
+    def __init__(
+        self,
+        event: Any,
+        msg_id: str,
+        target: str,
+        method: str,
+        timeout: float,
+        wait: Callable[[Callable[[], bool], float], bool] | None = None,
+        read: Callable[[], None] | None = None,
+    ) -> None:
         self._forget: Any = None
-        self._event = event
+        self._event = event  # set when done, for waiters that wait on it (green clients)
+        self._wait = wait  # or: wait(done, deadline) reads replies itself (threaded clients)
+        self._read = read  # and read() takes in what is there without waiting
+        self._done = False
         self._value: Any = None
         self._error: BaseException | None = None
         self.id, self.target, self.method, self.timeout = msg_id, target, method, timeout
         self.deadline = time.monotonic() + timeout
 
     def done(self) -> bool:
-        return bool(self._event.is_set())
+        if not self._done and self._read is not None:
+            self._read()  # a threaded client: take in the replies that are there
+        return self._done
+
+    def _is_done(self) -> bool:
+        return self._done
 
     def _resolve(self, value: Any = None, error: BaseException | None = None) -> None:
-        if not self._event.is_set():
+        if not self._done:
             self._value, self._error = value, error
-            self._event.set()
+            self._done = True
+            if self._event is not None:
+                self._event.set()
 
     def result(self) -> Any:
         """Wait until the reply or the deadline; return the value or raise the error."""
-        remaining = self.deadline - time.monotonic()
-        if not self._event.wait(max(0.0, remaining)):
-            if self._forget is not None:
-                self._forget(self)  # a late reply will now be dropped
-            raise timeout_error(self.target, self.method, self.timeout)
+        if not self._done:
+            if self._wait is not None:
+                self._wait(self._is_done, self.deadline)
+            else:
+                self._event.wait(max(0.0, self.deadline - time.monotonic()))
+            if not self._done:
+                if self._forget is not None:
+                    self._forget(self)  # a late reply will now be dropped
+                raise timeout_error(self.target, self.method, self.timeout)
         if self._error is not None:
             raise self._error
         return self._value
@@ -107,9 +135,19 @@ class RpcClient:
         self._prefix = os.urandom(6).hex()
         self._lock = threading.Lock()
         # inproc:// endpoints need the server's context (RpcServer.context).
-        self._loop: SocketLoop | None = make_loop(
-            self.green, self._make_socket, self._on_frames, f"rpc-client {endpoint}", context
-        )
+        # A reply is one frame; anything larger is dropped as it is read.
+        shape = Shape(max_frames=1, max_bytes=limits.max_message_bytes + 4096)
+        name = f"rpc-client {endpoint}"
+        self._direct: DirectSocket | None = None
+        self._loop: SocketLoop | None
+        if self.green:
+            self._loop = GreenSocketLoop(
+                self._make_socket, self._on_frames, name, context, shape, self._on_oversized
+            )
+        else:  # the calling threads use the socket themselves: no I/O thread
+            self._loop = self._direct = DirectSocket(
+                self._make_socket, self._on_frames, name, context, shape, self._on_oversized
+            )
         if security is not None:  # a refused key fails what waits at once, not at its deadline
             self._loop.on_event = self._on_socket_event
         self._loop.start()
@@ -129,7 +167,7 @@ class RpcClient:
             import gevent.event
 
             return gevent.event.Event()
-        return threading.Event()
+        return None  # threaded: the caller reads its reply itself (DirectSocket.wait)
 
     # -- requests -------------------------------------------------------------------
     def call_async(
@@ -146,7 +184,16 @@ class RpcClient:
         """Send a request and return its future at once (pipelining)."""
         timeout = self.timeout if timeout is None else timeout
         msg_id = f"{self._prefix}-{next(self._ids)}"
-        future = ClientFuture(self._event(), msg_id, target, method, timeout)
+        direct = self._direct
+        future = ClientFuture(
+            self._event(),
+            msg_id,
+            target,
+            method,
+            timeout,
+            None if direct is None else direct.wait,
+            None if direct is None else direct.read_ready,
+        )
         future._forget = self._forget
         body = request_body(_kind, msg_id, target, method, args, timeout, version, key, self.limits)
         loop = self._loop
@@ -212,6 +259,9 @@ class RpcClient:
             self._pending.pop(future.id, None)
 
     # -- replies ------------------------------------------------------------------------
+    def _on_oversized(self, frames: list[bytes], count: int, size: int) -> None:
+        self.stats["bad_frames"] += 1
+
     def _on_frames(self, frames: list[bytes]) -> None:
         envelope = read_reply(frames, self.limits, self.stats)
         if envelope is None:
@@ -240,12 +290,12 @@ class RpcClient:
     def close(self) -> None:
         """Close the connection; requests still in flight fail with ConnectionClosed."""
         loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.stop(0.1)
-        with self._lock:
+        with self._lock:  # first, so a caller reading replies sees its future end
             pending, self._pending = self._pending, {}
         for future in pending.values():
             future._resolve(error=ConnectionClosed(self.endpoint))
+        if loop is not None:
+            loop.stop(0.1)
 
     def __enter__(self) -> RpcClient:
         return self

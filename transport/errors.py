@@ -133,6 +133,20 @@ class ServerDraining(TransportError):
         )
 
 
+class ServerOverloaded(TransportError):
+    """The server holds as many request bytes as it takes (from this peer, or in all)."""
+
+    retryable = True
+
+    def __init__(self, endpoint: str, scope: str, limit: int) -> None:
+        super().__init__(
+            f"{endpoint} holds {scope} request bytes up to its limit ({limit}); retry later",
+            endpoint=endpoint,
+            scope=scope,
+            limit=limit,
+        )
+
+
 class RemoteError(TransportError):
     """An error whose type is not on the client's allowlist, carried as data."""
 
@@ -187,5 +201,11 @@ def error_from_wire(data: Any) -> TransportError:
 
 
 register_error(
-    ProtocolError, MessageTooLarge, RequestTimeout, ConnectionClosed, ServerDraining, RemoteError
+    ProtocolError,
+    MessageTooLarge,
+    RequestTimeout,
+    ConnectionClosed,
+    ServerDraining,
+    ServerOverloaded,
+    RemoteError,
 )

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 
 import zmq
 
-from transport._io import SocketLoop, make_loop, running_under_gevent
+from transport._io import Shape, SocketLoop, make_loop, running_under_gevent
 from transport._ratelimit import RateLimitedLog
 from transport.dispatcher import Dispatcher, Request
-from transport.errors import ProtocolError, ServerDraining, TransportError
+from transport.errors import ProtocolError, ServerDraining, ServerOverloaded, TransportError
 from transport.protocol import (
     ACK,
     CALL,
@@ -94,6 +94,9 @@ class RpcServer:
         allow_insecure: bool = False,
         heartbeat: float = 5.0,
         high_water_mark: int = 10_000,
+        receive_high_water_mark: int = 100,
+        max_peer_bytes: int = 32 << 20,
+        max_held_bytes: int = 256 << 20,
     ) -> None:
         if security is None and not allow_insecure and not is_loopback_endpoint(endpoint):
             raise InsecureBind(endpoint)
@@ -105,6 +108,14 @@ class RpcServer:
         self.security = security
         self.heartbeat = heartbeat
         self.high_water_mark = high_water_mark
+        # Messages libzmq holds per client before it stops reading that client's
+        # connection (TCP then holds the sender back; nothing is lost). Low, as a
+        # message's size is bounded only per frame: this is what bounds the bytes.
+        self.receive_high_water_mark = receive_high_water_mark
+        self.max_peer_bytes, self.max_held_bytes = max_peer_bytes, max_held_bytes
+        """Request bytes held (dispatched, not yet answered) per client and in all."""
+        self.held_bytes = 0
+        self._peer_bytes: dict[bytes, int] = {}
         self.stats: Counter[str] = Counter()
         self.draining = False
         self.in_flight = 0
@@ -124,8 +135,16 @@ class RpcServer:
             self._context = zmq_green.Context()
         else:
             self._context = zmq.Context()
+        # [identity, body] or [identity, b"", body]; larger messages are dropped as read.
+        shape = Shape(max_frames=3, max_bytes=self.limits.max_message_bytes + 4096 + 256)
         self._loop = make_loop(
-            self.green, self._make_socket, self._on_frames, "rpc-server", self._context
+            self.green,
+            self._make_socket,
+            self._on_frames,
+            "rpc-server",
+            self._context,
+            shape,
+            self._on_oversized,
         )
         try:
             self._loop.start()
@@ -153,7 +172,7 @@ class RpcServer:
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             sock.setsockopt(zmq.LINGER, 1000)
             sock.setsockopt(zmq.SNDHWM, self.high_water_mark)
-            sock.setsockopt(zmq.RCVHWM, self.high_water_mark)
+            sock.setsockopt(zmq.RCVHWM, self.receive_high_water_mark)
             # Room for the envelope around a maximal body; ZeroMQ drops a peer
             # that sends more, before we ever see it.
             sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes + 4096)
@@ -195,6 +214,16 @@ class RpcServer:
             self._context = None
 
     # -- incoming ----------------------------------------------------------------------
+    def _on_oversized(self, frames: list[bytes], count: int, size: int) -> None:
+        """A message over the frame or byte bound, dropped as it was read: answer it."""
+        self.stats["messages"] += 1
+        head = frames[:2] if len(frames) > 2 and frames[1] == b"" else frames[:1]
+        if count > 3:
+            error = ProtocolError(f"expected one body frame, got {count - 1}")
+        else:
+            error = ProtocolError(f"message of {size} bytes is over the limit")
+        self._bad("bad_frames", head, error, "")
+
     def _on_frames(self, frames: list[bytes]) -> None:
         self.stats["messages"] += 1
         if len(frames) == 2:
@@ -233,13 +262,29 @@ class RpcServer:
             self.stats["pings"] += 1
             self._send(prefix, Envelope(PONG, envelope.id, info=self._info()))
             return
+        size = len(body)
         with self._count_lock:  # checked and counted together: drain() cannot fall between
             draining = self.draining
-            if not draining:
+            held = self._peer_bytes.get(identity, 0)
+            over = (
+                "this client's"
+                if held + size > self.max_peer_bytes
+                else "all clients'"
+                if self.held_bytes + size > self.max_held_bytes
+                else ""
+            )
+            if not draining and not over:
                 self.in_flight += 1
+                self._peer_bytes[identity] = held + size
+                self.held_bytes += size
         if draining:
             self.stats["refused_draining"] += 1
             self._reply_error(prefix, envelope, ServerDraining(self.endpoint))
+            return
+        if over:
+            self.stats["refused_overloaded"] += 1
+            limit = self.max_peer_bytes if over == "this client's" else self.max_held_bytes
+            self._reply_error(prefix, envelope, ServerOverloaded(self.endpoint, over, limit))
             return
         request = Request(
             target=envelope.target or "",
@@ -256,10 +301,9 @@ class RpcServer:
             future = self.dispatcher.dispatch(request)
         except Exception as exc:
             self._reply_error(prefix, envelope, exc)
-            with self._count_lock:  # after the answer is queued, as in _on_done
-                self.in_flight -= 1
+            self._release(identity, size)  # after the answer is queued, as in _on_done
             return
-        future.add_done_callback(lambda done: self._on_done(prefix, envelope, done))
+        future.add_done_callback(lambda done: self._on_done(prefix, envelope, done, size))
 
     def _info(self) -> dict[str, Any]:
         try:
@@ -273,7 +317,18 @@ class RpcServer:
         self._send(prefix, Envelope(ERROR, msg_id, error=error_body(error)))
 
     # -- outgoing ----------------------------------------------------------------------
-    def _on_done(self, prefix: list[bytes], envelope: Envelope, done: Any) -> None:
+    def _release(self, identity: bytes, size: int) -> None:
+        """A request is answered: it no longer counts as in flight or as held bytes."""
+        with self._count_lock:
+            self.in_flight -= 1
+            self.held_bytes -= size
+            left = self._peer_bytes[identity] - size
+            if left:
+                self._peer_bytes[identity] = left
+            else:
+                del self._peer_bytes[identity]
+
+    def _on_done(self, prefix: list[bytes], envelope: Envelope, done: Any, size: int) -> None:
         try:
             error = done.exception()
             if error is not None:
@@ -289,8 +344,7 @@ class RpcServer:
         finally:
             # Only once the answer is queued: a drain that sees zero in flight
             # then stops the socket after it, so the answer is still sent.
-            with self._count_lock:
-                self.in_flight -= 1
+            self._release(prefix[0], size)
 
     def _reply_error(self, prefix: list[bytes], envelope: Envelope, error: BaseException) -> None:
         self.stats["error_replies"] += 1

@@ -1,0 +1,250 @@
+"""What every socket loop shares: reading one message within bounds, the outbox, parking.
+
+A loop owns one ZeroMQ socket. Whatever it reads goes to `on_frames`; what it
+is given to send waits in a bounded outbox (in messages and in bytes) until the
+loop writes it, and a peer with no room gets its messages parked (`Parked`)
+instead of holding up everyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from transport._parked import Parked
+
+log = logging.getLogger("transport.io")
+
+SocketFactory = Callable[[Any], Any]
+"""Given a context, return a configured, bound or connected socket."""
+OnFrames = Callable[[list[bytes]], None]
+OnOversized = Callable[[list[bytes], int, int], None]
+"""Given the first frames kept, how many frames and bytes the dropped message had."""
+
+MONITORED = zmq.EVENT_HANDSHAKE_FAILED_AUTH
+"""Socket events a loop passes to `on_event` (a refused CURVE handshake)."""
+REPLY_SEND_PATIENCE = 5.0
+"""Seconds a reply may wait for room at a slow or vanished peer before it is dropped."""
+READ_BATCH = 256
+"""Messages read in one go before the others (writers, actors) get a turn."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The largest message a loop takes in; anything larger is dropped as it is read.
+
+    ZeroMQ's MAXMSGSIZE bounds each frame, not the number of frames: a message
+    of a thousand frames would otherwise be copied whole into Python first.
+    Frames past the bounds are received without a copy and let go at once.
+    """
+
+    max_frames: int = 64
+    max_bytes: int = 4 << 20
+
+
+def recv_message(sock: Any, shape: Shape, flags: int = zmq.NOBLOCK) -> tuple[list[bytes], int, int]:
+    """Read one message: (the frames kept, how many frames it had, its size in bytes).
+
+    Raises zmq.Again when nothing is ready. When the count or the size is over
+    `shape`, only the frames read before that are kept (the caller drops it).
+    """
+    first: bytes = sock.recv(flags)
+    if not sock.get(zmq.RCVMORE):
+        return [first], 1, len(first)
+    frames = [first]
+    count, size = 1, len(first)
+    max_frames, max_bytes = shape.max_frames, shape.max_bytes
+    while True:
+        count += 1
+        if count <= max_frames and size <= max_bytes:
+            frame: Any = sock.recv()  # the rest of a message is there already
+            frames.append(frame)
+        else:
+            frame = sock.recv(copy=False)  # over a bound: counted, never kept
+        size += len(frame)
+        if not sock.get(zmq.RCVMORE):
+            return frames, count, size
+
+
+class _Reconnect:
+    """An outbox item: connect to `endpoint` again, in the loop that owns the socket."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+
+class Outbox:
+    """Messages given to a loop and not yet written: a FIFO bounded in messages and bytes.
+
+    Beyond a bound a new message is refused (the caller counts it as dropped):
+    replies nobody can write fast enough must not grow without limit.
+    """
+
+    def __init__(self, max_messages: int = 100_000, max_bytes: int = 256 << 20) -> None:
+        self.max_messages, self.max_bytes = max_messages, max_bytes
+        self._items: deque[Any] = deque()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def put(self, frames: list[bytes], expires: float) -> bool:
+        """Queue frames; False (not queued) when a bound would be passed."""
+        size = sum(map(len, frames))
+        if len(self._items) >= self.max_messages or self.bytes + size > self.max_bytes:
+            return False
+        self.bytes += size
+        self._items.append((frames, expires, size))
+        return True
+
+    def put_control(self, item: Any) -> None:
+        """Queue a control item (a reconnect, a stop); not counted against the bounds."""
+        self._items.append((item, 0.0, 0))
+
+    def get(self) -> tuple[Any, float]:
+        """The oldest item and its expiry; raises IndexError when empty."""
+        item, expires, size = self._items.popleft()
+        self.bytes -= size
+        return item, expires
+
+    def take_all(self) -> deque[tuple[Any, float, int]]:
+        """Everything queued, oldest first (items, expiries, sizes), leaving it empty."""
+        items, self._items = self._items, deque()
+        self.bytes = 0
+        return items
+
+
+class SocketLoop:
+    """Interface and shared parts of the loops."""
+
+    socket: Any
+    name: str
+
+    def __init__(self, shape: Shape | None = None, on_oversized: OnOversized | None = None) -> None:
+        self._parked = Parked()
+        self._dropped = 0
+        self.shape = shape or Shape()
+        self.oversized = 0
+        """Messages dropped as they were read for being over `shape`."""
+        self._on_oversized = on_oversized
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
+        """Set before start(): gets the socket's monitor events (see MONITORED)."""
+        self._monitor: Any = None
+
+    def _open_monitor(self) -> None:
+        if self.on_event is not None:
+            self._monitor = self.socket.get_monitor_socket(MONITORED)
+
+    def _on_monitor_frames(self, frames: list[bytes]) -> None:
+        from zmq.utils.monitor import parse_monitor_message
+
+        try:
+            event = parse_monitor_message(frames)
+        except Exception:  # a malformed event: nothing to act on
+            return
+        assert self.on_event is not None
+        try:
+            self.on_event(dict(event))
+        except Exception:
+            log.exception("socket event handler failed")
+
+    def _close_monitor(self) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            try:
+                self.socket.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            monitor.close(linger=0)
+
+    def _read_ready(self, on_frames: OnFrames, limit: int = READ_BATCH) -> int:
+        """Read and hand on up to `limit` messages that are ready; how many were read.
+
+        Raises zmq.ZMQError (other than EAGAIN) for the caller to judge.
+        """
+        sock, shape = self.socket, self.shape
+        n = 0
+        while n < limit:
+            try:
+                frames, count, size = recv_message(sock, shape)
+            except zmq.Again:
+                break
+            n += 1
+            try:
+                if count > shape.max_frames or size > shape.max_bytes:
+                    self.oversized += 1
+                    if self._on_oversized is not None:
+                        self._on_oversized(frames, count, size)
+                else:
+                    on_frames(frames)
+            except Exception:
+                log.exception("%s: handling a message failed", self.name)
+        return n
+
+    @property
+    def dropped_sends(self) -> int:
+        """Messages dropped: expired before their peer had room, unroutable, or over a bound."""
+        return self._dropped + self._parked.dropped
+
+    def _send_or_park(self, frames: list[bytes], expires: float, now: float) -> None:
+        """Send without waiting; a peer with no room gets its message parked, not the others.
+
+        Raises zmq.ZMQError (other than EAGAIN) for the caller to judge.
+        """
+        parked = self._parked
+        if parked and parked.holds(frames):
+            parked.park(frames, expires)  # behind that peer's waiting ones
+        elif now >= expires:
+            self._dropped += 1  # its deadline passed before it could be sent
+        else:
+            try:
+                self.socket.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                parked.park(frames, expires)
+
+    def _send_now(self, frames: list[bytes]) -> None:
+        self.socket.send_multipart(frames, zmq.NOBLOCK)
+
+    def _do_reconnect(self, endpoint: str) -> None:
+        # What waits was sent for requests that were refused and failed: it must
+        # not reach the server once a new handshake succeeds.
+        self._parked.discard()
+        try:
+            self.socket.disconnect(endpoint)
+        except zmq.ZMQError:
+            pass  # the refused session is gone already
+        try:
+            self.socket.connect(endpoint)
+        except zmq.ZMQError as exc:
+            log.warning("%s: reconnecting to %s failed: %s", self.name, endpoint, exc)
+
+    def reconnect(self, endpoint: str) -> None:
+        """Connect to `endpoint` again, e.g. after the server refused our CURVE key:
+        libzmq does not retry a refused handshake by itself."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def send(self, frames: list[bytes], expires: float | None = None) -> None:
+        """Queue frames; drop them if not sent by `expires` (monotonic seconds)."""
+        raise NotImplementedError
+
+    def stop(self, linger: float = 1.0) -> None:
+        raise NotImplementedError
+
+
+def default_expiry(expires: float | None) -> float:
+    """A message's expiry: its own, or REPLY_SEND_PATIENCE from now."""
+    return time.monotonic() + REPLY_SEND_PATIENCE if expires is None else expires
