@@ -44,7 +44,7 @@ from actors.rpc import rpc
 from actors.testing._harness import ServiceHarness
 from actors.testing._recorder import WaitTimeout
 
-__all__ = ["DriverContract", "DriverUnderTest"]
+__all__ = ["DriverContract", "DriverUnderTest", "wait_driver_ready"]
 
 
 class _Probe(ManagerActor):
@@ -112,34 +112,37 @@ class DriverUnderTest:
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Wait until the driver (its current incarnation) finished setup."""
-        system = self.harness.service.system
-        assert system is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            heard = system.runtime.event()
+        wait_driver_ready(self.harness, self.name, timeout)
 
-            def listener(name: str, heard: Any = heard) -> None:
-                if name == self.name:
-                    heard.set()
 
-            system.add_ready_listener(listener)  # before the check: no readiness is missed
-            try:
-                entry = system.directory.entry(self.name)
-                health = system.health.get(self.name)
-                if (
-                    entry is not None
-                    and health is not None
-                    and health[0] is entry.cell
-                    and health[1]
-                ):
-                    return  # this incarnation, not a crashed one, finished setup
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not heard.wait(remaining):
-                    raise WaitTimeout(
-                        f"{self.name} not ready within {timeout:g}s: {self.harness.status()}"
-                    )
-            finally:
-                system.remove_ready_listener(listener)
+def wait_driver_ready(harness: ServiceHarness, name: str, timeout: float = 10.0) -> None:
+    """Wait until the current incarnation of driver `name` finished setup.
+
+    A crashed incarnation's readiness does not count: after `harness.crash`,
+    this waits for the restarted driver's setup. WaitTimeout past `timeout`.
+    """
+    system = harness.service.system
+    assert system is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        heard = system.runtime.event()
+
+        def listener(ready: str, heard: Any = heard) -> None:
+            if ready == name:
+                heard.set()
+
+        system.add_ready_listener(listener)  # before the check: no readiness is missed
+        try:
+            entry = system.directory.entry(name)
+            current = entry.cell if entry is not None else None
+            health = system.health.get(name)
+            if current is not None and health is not None and health == (current, True):
+                return  # this incarnation, not a crashed one, finished setup
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not heard.wait(remaining):
+                raise WaitTimeout(f"{name} not ready within {timeout:g}s: {harness.status()}")
+        finally:
+            system.remove_ready_listener(listener)
 
 
 class DriverContract:
