@@ -131,3 +131,6 @@ class Greeter:
 
     def secret(self) -> str:
         return "not listed, never reachable"
+
+
+greeter = Greeter("hey")  # a plain object as a manager: used as it is, no options

@@ -179,21 +179,30 @@ def test_a_factory_that_does_not_say_what_it_makes_needs_its_operations_listed(
 
 
 # -- a plain manager ---------------------------------------------------------------------------
-def test_a_plain_manager_exposes_only_its_listed_methods(actors_service: Any) -> None:
+@pytest.mark.parametrize(
+    ("manager", "options", "greeting"),
+    [
+        ("tests.plain_drivers:Greeter", {"greeting": "hi"}, "hi"),  # a plain class
+        ("tests.plain_drivers:greeter", {}, "hey"),  # a plain object
+    ],
+)
+def test_a_plain_manager_exposes_only_its_listed_methods(
+    actors_service: Any, manager: str, options: dict[str, Any], greeting: str
+) -> None:
     h = actors_service(
         {
             "g": {
-                "manager": "tests.plain_drivers:Greeter",
+                "manager": manager,
                 "rpc_methods": ["greet", "work"],
-                "manager_options": {"greeting": "hi"},
+                "manager_options": options,
                 **FORMS["object"],
             }
         }
     )
-    assert h.call("g", "greet", name="ann") == "hi, ann"
+    assert h.call("g", "greet", name="ann") == f"{greeting}, ann"
     assert h.call("g", "work", n=4) == 8  # through its driver, the reply when it is done
     assert h.run_in("g", lambda manager: manager.wrapped.started) is True
-    for name in ("secret", "init_host", "__init__", "driver"):
+    for name in ("secret", "init_host", "__init__", "driver", "greeting"):
         with pytest.raises(MethodNotAllowed):
             h.call("g", name)
     with pytest.raises(InvalidArguments):
