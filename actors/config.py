@@ -53,8 +53,22 @@ class BackendConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    manager: str = Field(description="import path of the ManagerActor subclass")
-    driver: str = Field(description="import path of the DriverActor subclass")
+    manager: str = Field(
+        description="import path of the manager: a ManagerActor subclass, or a plain"
+        " module, object, factory or class whose RPC methods `rpc_methods` lists"
+    )
+    driver: str = Field(
+        description="import path of the driver: a DriverActor subclass, or a module,"
+        " object, factory or class with listed operations (see `driver_operations`)"
+    )
+    driver_operations: list[str] | None = Field(
+        None,
+        description="operations of a driver that is not a DriverActor, besides those it"
+        " declares (@operation marks, a driver kind's abstract base class)",
+    )
+    rpc_methods: list[str] | None = Field(
+        None, description="the methods a manager that is not a ManagerActor exposes to RPC"
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="driver options")
     manager_options: dict[str, Any] = Field(
         default_factory=dict, description="options of the manager (its own model validates them)"

@@ -124,6 +124,11 @@ class ManagerActor(BaseActor):
 
     periodic_tasks: ClassVar[dict[str, PeriodicTask]] = {}
 
+    DRIVER_KIND: ClassVar[type | None] = None
+    """The abstract base class of the drivers this manager is written against
+    (ShareManager: `ShareDriver`), if any: a backend's driver must serve all of
+    its operations, which is checked with the configuration, not at the first call."""
+
     MIGRATIONS: ClassVar[Migrations | None] = None
     """The Alembic migrations of tables this manager keeps in the registry
     database, if any (`actors.registry.Migrations`): a service hosting it

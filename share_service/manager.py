@@ -2,8 +2,10 @@
 
 Built on the framework's public API only, as a user's service would be.
 
-Shares live on a driver (LocalShareDriver: directories under a root;
-FakeShareDriver: in memory, for tests). Their state (creating, available,
+Shares live on a driver, any implementation of the `ShareDriver` contract
+(`share_service.drivers.base`), which the manager is written against
+(LocalShareDriver: directories under a root; FakeShareDriver: in memory, for
+tests). Their state (creating, available,
 extending, shrinking, reverting, deleting, error) is kept in the registry
 database, in the share service's own tables (`share_service.tables`, migrated
 at start through `MIGRATIONS`), so a restarted service knows every share; `init_host` runs the
@@ -37,6 +39,7 @@ from actors import ManagerActor, rpc
 from actors.errors import ActorUnavailable, Busy, DriverNotReady, InvalidArguments
 from actors.registry import DatabaseUnavailable
 from actors.runtime import ActorFuture, OffloadLane
+from share_service.drivers.base import ShareDriver
 from share_service.errors import ShareStateNotRecorded, ShareTooSmall, SnapshotNotFound
 from share_service.ids import ID_RULE, is_safe_id
 from share_service.store import ShareStore
@@ -67,6 +70,7 @@ class ShareManager(ManagerActor):
 
     RPC_API_VERSION: ClassVar[str] = "1.1"  # 1.1: list_shares pages (limit, marker)
     Options = ShareManagerOptions  # validated with the configuration
+    DRIVER_KIND = ShareDriver  # its backend's driver must serve ShareDriver's operations
     MIGRATIONS = MIGRATIONS  # the shares' tables, migrated when a service hosting it starts
 
     # -- lifecycle ----------------------------------------------------------------------

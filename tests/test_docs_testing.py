@@ -15,12 +15,21 @@ BLOCK = re.compile(r"<!-- file: (?P<name>[\w./]+) -->\s*```python\n(?P<code>.*?)
 
 def test_the_worked_example_passes(pytester: pytest.Pytester) -> None:
     files = {m["name"]: m["code"] for m in BLOCK.finditer(DOC.read_text())}
-    assert {"notes_backend.py", "test_notes.py"} <= set(files)
+    assert {
+        "notes_backend.py",
+        "test_notes.py",
+        "notes_kind.py",
+        "notes_contract.py",
+        "test_notes_conformance.py",
+        "test_share_conformance.py",
+    } <= set(files)
     for name, code in files.items():
         pytester.makepyfile(**{name.removesuffix(".py"): code})
     pytester.syspathinsert()
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=8)
+    # 8 of the notes example; the conformance suites on both runtimes: the notes
+    # contract (5 + 3 tests) for 2 drivers, the share contract (5 + 17) for 2.
+    result.assert_outcomes(passed=8 + 2 * 2 * (5 + 3) + 2 * 2 * (5 + 17))
 
 
 def test_a_leaking_test_fails(pytester: pytest.Pytester) -> None:

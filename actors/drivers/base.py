@@ -26,7 +26,7 @@ from actors.errors import DriverNotReady, MethodNotAllowed
 from actors.processutils import ProcessResult, execute
 from actors.supervision import Backoff
 
-__all__ = ["DriverActor", "DriverOptions", "Operation", "operation"]
+__all__ = ["DriverActor", "DriverOptions", "Operation", "collect_operations", "operation"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +59,28 @@ def operation(fn: F | None = None, /, *, idempotent: bool = False) -> F | Callab
     return mark(fn) if fn is not None else mark
 
 
+def collect_operations(cls: type) -> dict[str, Operation]:
+    """The operations of `cls`: its `@operation` methods along its MRO.
+
+    A method overriding an operation without the mark is no longer one,
+    except when the overridden method is abstract: an abstract base class
+    (such as a driver kind's, `ShareDriver`) declares its operations once, and
+    the classes implementing it inherit the declarations.
+    """
+    found: dict[str, Operation] = {}
+    declared: set[str] = set()  # declared by an abstract method: implementations keep them
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            info = getattr(value, _MARK, None)
+            if isinstance(info, Operation):
+                found[name] = info
+                if getattr(value, "__isabstractmethod__", False):
+                    declared.add(name)
+            elif name in found and name not in declared:
+                del found[name]
+    return found
+
+
 class DriverOptions(BaseModel):
     """Options of a driver; subclass it per driver. Unknown keys are errors."""
 
@@ -71,18 +93,13 @@ class DriverActor(BaseActor, abc.ABC):
     Options: ClassVar[type[DriverOptions]] = DriverOptions
     setup_backoff: ClassVar[Backoff] = Backoff(initial=0.5, maximum=60.0)
     operations: ClassVar[dict[str, Operation]] = {}
+    stands_in: ClassVar[bool] = False
+    """True for a driver that serves any operation name (FakeDriver): it may
+    stand in for a driver of any kind a manager asks for."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        found: dict[str, Operation] = {}
-        for klass in reversed(cls.__mro__):
-            for name, value in vars(klass).items():
-                info = getattr(value, _MARK, None)
-                if isinstance(info, Operation):
-                    found[name] = info
-                elif name in found:
-                    del found[name]
-        cls.operations = found
+        cls.operations = collect_operations(cls)
 
     def __init__(self, options: DriverOptions, *, host: str, backend: str) -> None:
         self.options = options

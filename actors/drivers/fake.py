@@ -270,6 +270,7 @@ class FakeDriver(DriverActor):
 
     Options = FakeDriverOptions
     options: FakeDriverOptions
+    stands_in = True  # any public name is a stand-in operation (see resolve_call)
 
     @property
     def controller(self) -> FakeController:

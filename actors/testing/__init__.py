@@ -2,6 +2,8 @@
 
 The pytest plugin (`actors.testing.plugin`, registered through the `pytest11`
 entry point) provides fixtures; `ServiceHarness` is the object they hand out.
+`actors.testing.conformance` holds the mechanism of driver conformance suites
+(`DriverContract`); it imports pytest, so it is not imported here.
 See docs/testing.md.
 """
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from actors.drivers import operation
 from actors.drivers.fake import FakeController, FakeDriver, FakeDriverOptions
 from share_service.drivers._common import (
     GIB,
@@ -43,6 +42,7 @@ from share_service.drivers._common import (
     check_snapshot_id,
     normalize_rules,
 )
+from share_service.drivers.base import ShareDriver
 from share_service.errors import (
     ShareBroken,
     ShareNotFoundOnHost,
@@ -65,7 +65,7 @@ class FakeShareOptions(FakeDriverOptions):
     reflink: Literal["auto", "always", "never"] = "auto"
 
 
-class FakeShareDriver(FakeDriver):
+class FakeShareDriver(FakeDriver, ShareDriver):
     """In-memory shares, snapshots and exports; see the module docstring."""
 
     Options = FakeShareOptions
@@ -104,7 +104,6 @@ class FakeShareDriver(FakeDriver):
         check_size(self.name, op, size_gb)
 
     # -- shares ---------------------------------------------------------------------------
-    @operation(idempotent=True)
     def create_share(self, share_id: str, size_gb: int) -> dict[str, Any]:
         def body() -> dict[str, Any]:
             check_share_id(share_id)
@@ -124,7 +123,6 @@ class FakeShareDriver(FakeDriver):
 
         return self._run("create_share", (share_id, size_gb), body)  # type: ignore[no-any-return]
 
-    @operation(idempotent=True)
     def delete_share(self, share_id: str) -> bool:
         def body() -> bool:
             check_share_id(share_id)
@@ -132,7 +130,6 @@ class FakeShareDriver(FakeDriver):
 
         return self._run("delete_share", (share_id,), body)  # type: ignore[no-any-return]
 
-    @operation(idempotent=True)
     def extend_share(self, share_id: str, new_size_gb: int) -> dict[str, Any]:
         def body() -> dict[str, Any]:
             self._check_size("extend_share", new_size_gb)
@@ -142,7 +139,6 @@ class FakeShareDriver(FakeDriver):
 
         return self._run("extend_share", (share_id, new_size_gb), body)  # type: ignore[no-any-return]
 
-    @operation
     def shrink_share(self, share_id: str, new_size_gb: int) -> dict[str, Any]:
         def body() -> dict[str, Any]:
             self._check_size("shrink_share", new_size_gb)
@@ -154,7 +150,6 @@ class FakeShareDriver(FakeDriver):
 
         return self._run("shrink_share", (share_id, new_size_gb), body)  # type: ignore[no-any-return]
 
-    @operation(idempotent=True)
     def get_usage(self, share_id: str) -> dict[str, Any]:
         def body() -> dict[str, Any]:
             return {"share_id": share_id, "used_bytes": self._share(share_id)["used_bytes"]}
@@ -162,7 +157,6 @@ class FakeShareDriver(FakeDriver):
         return self._run("get_usage", (share_id,), body)  # type: ignore[no-any-return]
 
     # -- snapshots ------------------------------------------------------------------------
-    @operation(idempotent=True)
     def create_snapshot(self, share_id: str, snapshot_id: str) -> dict[str, Any]:
         def body() -> dict[str, Any]:
             share = self._share(share_id)
@@ -177,7 +171,6 @@ class FakeShareDriver(FakeDriver):
 
         return self._run("create_snapshot", (share_id, snapshot_id), body)  # type: ignore[no-any-return]
 
-    @operation(idempotent=True)
     def delete_snapshot(self, share_id: str, snapshot_id: str) -> bool:
         def body() -> bool:
             check_share_id(share_id)
@@ -189,7 +182,6 @@ class FakeShareDriver(FakeDriver):
 
         return self._run("delete_snapshot", (share_id, snapshot_id), body)  # type: ignore[no-any-return]
 
-    @operation
     def revert_to_snapshot(self, share_id: str, snapshot_id: str) -> dict[str, Any]:
         def body() -> dict[str, Any]:
             share = self._share(share_id)
@@ -206,7 +198,6 @@ class FakeShareDriver(FakeDriver):
         return self._run("revert_to_snapshot", (share_id, snapshot_id), body)  # type: ignore[no-any-return]
 
     # -- access ---------------------------------------------------------------------------
-    @operation(idempotent=True)
     def update_access(self, share_id: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
         def body() -> dict[str, Any]:
             check_share_id(share_id)
@@ -221,7 +212,6 @@ class FakeShareDriver(FakeDriver):
 
         return self._run("update_access", (share_id, rules), body)  # type: ignore[no-any-return]
 
-    @operation(idempotent=True)
     def ensure_share(
         self, share_id: str, size_gb: int, rules: list[dict[str, Any]]
     ) -> dict[str, Any]:

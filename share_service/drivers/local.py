@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from actors.drivers import DriverActor, DriverOptions, LockFile, operation
+from actors.drivers import DriverActor, DriverOptions, LockFile
 from actors.errors import ProcessExecutionError
 from share_service.drivers._common import (
     GIB,
@@ -47,6 +47,7 @@ from share_service.drivers._common import (
     check_snapshot_id,
     normalize_rules,
 )
+from share_service.drivers.base import ShareDriver
 from share_service.errors import (
     ShareBroken,
     ShareNotFoundOnHost,
@@ -72,8 +73,11 @@ class LocalShareOptions(DriverOptions):
     du_timeout: float = Field(600.0, gt=0, description="deadline of one du, in seconds")
 
 
-class LocalShareDriver(DriverActor):
-    """Shares are directories under `root`; see the module docstring."""
+class LocalShareDriver(DriverActor, ShareDriver):
+    """Shares are directories under `root`; see the module docstring.
+
+    Its operations are `ShareDriver`'s (declared there, with their idempotency).
+    """
 
     Options = LocalShareOptions
     options: LocalShareOptions
@@ -152,14 +156,12 @@ class LocalShareDriver(DriverActor):
         }
 
     # -- shares ---------------------------------------------------------------------------
-    @operation(idempotent=True)
     def create_share(self, share_id: str, size_gb: int) -> dict[str, Any]:
         path = self._share_path(share_id)
         self._check_size("create_share", size_gb)
         path.mkdir(exist_ok=True)
         return {"share_id": share_id, "export_path": str(path), "size_gb": size_gb}
 
-    @operation(idempotent=True)
     def delete_share(self, share_id: str) -> bool:
         path = self._share_path(share_id)
         snapshots = self._snapshots_of(share_id)  # refuses a symlink before anything is removed
@@ -170,13 +172,11 @@ class LocalShareDriver(DriverActor):
                 self._discard(doomed, share_id)
         return existed
 
-    @operation(idempotent=True)
     def extend_share(self, share_id: str, new_size_gb: int) -> dict[str, Any]:
         self._check_size("extend_share", new_size_gb)
         self._existing_share(share_id)
         return {"share_id": share_id, "size_gb": new_size_gb}
 
-    @operation
     def shrink_share(self, share_id: str, new_size_gb: int) -> dict[str, Any]:
         self._check_size("shrink_share", new_size_gb)
         used = self._du(self._existing_share(share_id))
@@ -184,12 +184,10 @@ class LocalShareDriver(DriverActor):
             raise ShareTooSmall(share_id, used, new_size_gb)
         return {"share_id": share_id, "size_gb": new_size_gb}
 
-    @operation(idempotent=True)
     def get_usage(self, share_id: str) -> dict[str, Any]:
         return {"share_id": share_id, "used_bytes": self._du(self._existing_share(share_id))}
 
     # -- snapshots ------------------------------------------------------------------------
-    @operation(idempotent=True)
     def create_snapshot(self, share_id: str, snapshot_id: str) -> dict[str, Any]:
         share = self._existing_share(share_id)
         target = self._snapshot_path(share_id, snapshot_id)
@@ -210,7 +208,6 @@ class LocalShareDriver(DriverActor):
             "size_bytes": self._du(target),
         }
 
-    @operation(idempotent=True)
     def delete_snapshot(self, share_id: str, snapshot_id: str) -> bool:
         check_share_id(share_id)
         path = self._snapshot_path(share_id, snapshot_id)
@@ -219,7 +216,6 @@ class LocalShareDriver(DriverActor):
         self._discard(path, snapshot_id)
         return True
 
-    @operation
     def revert_to_snapshot(self, share_id: str, snapshot_id: str) -> dict[str, Any]:
         share = self._existing_share(share_id)
         snapshot = self._snapshot_path(share_id, snapshot_id)
@@ -243,7 +239,6 @@ class LocalShareDriver(DriverActor):
         return {"share_id": share_id, "snapshot_id": snapshot_id, "export_path": str(share)}
 
     # -- access ---------------------------------------------------------------------------
-    @operation(idempotent=True)
     def update_access(self, share_id: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
         path = self._share_path(share_id)
         clients = normalize_rules(rules)
@@ -252,7 +247,6 @@ class LocalShareDriver(DriverActor):
         self._set_export_lines(path, self._export_line(path, clients) if clients else None)
         return {"share_id": share_id, "exports": len(clients)}
 
-    @operation(idempotent=True)
     def ensure_share(
         self, share_id: str, size_gb: int, rules: list[dict[str, Any]]
     ) -> dict[str, Any]:
