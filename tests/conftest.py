@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from actors import FakeController, Service, VirtualClock
-from actors.runtime import Runtime, get_runtime
-from actors.testing import ServiceHarness
+from actors import Service
+from actors.runtime import Runtime, VirtualClock, get_runtime
+from actors.testing import FakeController, ServiceHarness
 from tests.support import backend
 
 

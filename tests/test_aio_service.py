@@ -14,17 +14,11 @@ from typing import Any
 
 import pytest
 
-from actors import (
-    DeadlineExceeded,
-    FakeController,
-    MethodNotAllowed,
-    NotFound,
-    Service,
-    ServiceConfig,
-)
+from actors import DeadlineExceeded, MethodNotAllowed, NotFound, Service, ServiceConfig
 from actors.aio import AsyncService, AsyncTopicClient, wrap_future
 from actors.registry import Registry
 from actors.runtime import get_runtime
+from actors.testing import FakeController
 from tests.support import backend
 
 THREADS = get_runtime("threading")

@@ -36,8 +36,8 @@ def test_a_leaking_test_fails(pytester: pytest.Pytester) -> None:
     """The fixture fails a test that leaves an actor running."""
     pytester.makepyfile(
         test_leak="""
-        from actors import FakeDriver, ManagerActor, rpc
-        from actors.testing import ServiceHarness
+        from actors import ManagerActor, rpc
+        from actors.testing import FakeDriver, ServiceHarness
 
         class Stuck(ManagerActor):
             def on_stop(self):

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from actors import FakeController
-from actors.testing import ServiceHarness
+from actors.testing import FakeController, ServiceHarness
 
 RESOURCE = "tests.support:ResourceManager"
 FAKE = "actors.drivers.fake:FakeDriver"

@@ -6,16 +6,9 @@ import textwrap
 
 import pytest
 
-from actors import (
-    ConfigError,
-    DriverActor,
-    FakeDriver,
-    LoadError,
-    ManagerActor,
-    Service,
-    load_config,
-    load_object,
-)
+from actors import ConfigError, DriverActor, LoadError, ManagerActor, Service, load_config
+from actors.loading import load_object
+from actors.testing import FakeDriver
 from tests.support import ResourceManager, backend
 
 

@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from actors import DeadlineExceeded, DriverNotReady, FakeController
+from actors import DeadlineExceeded, DriverNotReady
 from actors.runtime import ActorFuture, get_runtime
+from actors.testing import FakeController
 from tests.support import backend
 
 

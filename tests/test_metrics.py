@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors import ActorCrashed, ConfigError, FakeController, load_config, serve_metrics
-from actors.metrics import MetricsServer
+from actors import ActorCrashed, ConfigError, load_config
+from actors.metrics import MetricsServer, serve_metrics
+from actors.testing import FakeController
 from tests.support import backend
 from transport import RpcClient
 

@@ -6,8 +6,9 @@ import logging
 
 import pytest
 
-from actors import FakeDriver, FatalError, ManagerActor
+from actors import FatalError, ManagerActor
 from actors.periodic import collect_periodic_tasks, periodic_task
+from actors.testing import FakeDriver
 
 
 class Ticking(ManagerActor):

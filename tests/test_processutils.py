@@ -7,7 +7,10 @@ import time
 
 import pytest
 
-from actors import ActorSystem, BaseActor, ProcessExecutionError, ProcessTimeout, execute
+from actors import ProcessExecutionError, ProcessTimeout
+from actors.actor import BaseActor
+from actors.processutils import execute
+from actors.system import ActorSystem
 from actors.testing import wait_until
 
 

@@ -6,8 +6,11 @@ import queue
 
 import pytest
 
-from actors import ActorSystem, BaseActor, Busy, FakeController, VirtualClock
-from actors.runtime import get_runtime
+from actors import Busy
+from actors.actor import BaseActor
+from actors.runtime import VirtualClock, get_runtime
+from actors.system import ActorSystem
+from actors.testing import FakeController
 from tests.support import backend
 
 

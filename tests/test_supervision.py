@@ -11,17 +11,23 @@ from actors import (
     ActorCrashed,
     ActorsError,
     ActorStopped,
-    ActorSystem,
     ActorUnavailable,
-    Backoff,
-    BaseActor,
     EscalationError,
-    FakeController,
     FatalError,
     ManagerActor,
     rpc,
 )
-from actors.supervision import ChildSpec, RestartType, Strategy, SupervisionPolicy, Supervisor
+from actors.actor import BaseActor
+from actors.supervision import (
+    Backoff,
+    ChildSpec,
+    RestartType,
+    Strategy,
+    SupervisionPolicy,
+    Supervisor,
+)
+from actors.system import ActorSystem
+from actors.testing import FakeController
 from tests.support import backend
 
 # -- the decision logic on its own ------------------------------------------------

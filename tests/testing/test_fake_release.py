@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from actors import DeadlineExceeded, FakeController
-from actors.testing import ServiceHarness
+from actors import DeadlineExceeded
+from actors.testing import FakeController, ServiceHarness
 
 
 @pytest.fixture

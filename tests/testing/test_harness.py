@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from actors import DeadlineExceeded, FakeDriver, ManagerActor, rpc
-from actors.testing import WaitTimeout
+from actors import DeadlineExceeded, ManagerActor, rpc
+from actors.testing import FakeDriver, WaitTimeout
 from tests.support import backend
 
 

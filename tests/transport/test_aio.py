@@ -16,7 +16,6 @@ import pytest
 
 from actors import (
     DeadlineExceeded,
-    FakeController,
     InvalidArguments,
     MethodNotAllowed,
     NotFound,
@@ -26,6 +25,7 @@ from actors import (
     UnsupportedVersion,
 )
 from actors.runtime import get_runtime
+from actors.testing import FakeController
 from tests.support import backend
 from transport import (
     AsyncRpcClient,

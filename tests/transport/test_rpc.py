@@ -9,7 +9,6 @@ import pytest
 
 from actors import (
     DeadlineExceeded,
-    FakeController,
     MethodNotAllowed,
     RemoteError,
     Service,
@@ -18,7 +17,7 @@ from actors import (
 )
 from actors.errors import Busy, InvalidArguments, NotFound
 from actors.rpc import rpc
-from actors.testing import wait_until
+from actors.testing import FakeController, wait_until
 from tests.support import ResourceManager, backend
 from transport import (
     AuthenticationFailed,
