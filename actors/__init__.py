@@ -31,6 +31,10 @@ from actors.errors import (
     UnsupportedVersion,
 )
 
+# `rpc` is also the name of its module: once anything imports `actors.rpc`, that
+# module would shadow a lazily loaded decorator here. So it is imported now.
+from actors.rpc import rpc
+
 if TYPE_CHECKING:
     from actors.actor import BaseActor
     from actors.config import BackendConfig, ServiceConfig, load_config
@@ -41,7 +45,6 @@ if TYPE_CHECKING:
     from actors.metrics import MetricsServer, ServiceCollector, serve_metrics
     from actors.periodic import periodic_task
     from actors.processutils import ProcessResult, execute
-    from actors.rpc import rpc
     from actors.runtime import (
         ActorFuture,
         OffloadLane,
@@ -73,7 +76,6 @@ _LAZY = {
     "periodic_task": "actors.periodic",
     "ProcessResult": "actors.processutils",
     "execute": "actors.processutils",
-    "rpc": "actors.rpc",
     "ActorFuture": "actors.runtime",
     "OffloadLane": "actors.runtime",
     "Runtime": "actors.runtime",

@@ -48,14 +48,41 @@ class RpcMethod:
 
     def describe(self) -> dict[str, Any]:
         params = [p for p in self.signature.parameters.values() if p.name != "self"]
+        hints = _hints(self) or {}
         return {
             "name": self.name,
             "since": f"{self.since[0]}.{self.since[1]}",
             "params": [p.name for p in params],
+            "parameters": [_describe_param(p, hints.get(p.name)) for p in params],
             "journal": self.journal,
             "idempotent": self.idempotent,
             "doc": (inspect.getdoc(self.function) or "").split("\n")[0],
         }
+
+
+def _describe_param(param: inspect.Parameter, hint: Any) -> dict[str, Any]:
+    """A parameter as data: name, type (as written in Python), required, default."""
+    described: dict[str, Any] = {
+        "name": param.name,
+        "type": _type_name(hint),
+        "required": param.default is param.empty,
+    }
+    if param.default is not param.empty:
+        default = param.default
+        described["default"] = (
+            default
+            if isinstance(default, str | int | float | bool)
+            else (None if default is None else repr(default))
+        )
+    return described
+
+
+def _type_name(hint: Any) -> str:
+    if hint is None:
+        return "Any"
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 _VERSION = re.compile(r"([0-9]{1,6})\.([0-9]{1,6})", re.ASCII)
@@ -318,10 +345,11 @@ def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..
         for name, value in kwargs.items():
             kind = numbers.get(name)
             if kind is not None and isinstance(value, bool | str | bytes | bytearray):
+                wanted = "an integer" if kind is int else "a number"
                 raise InvalidArguments(
                     target,
                     method.name,
-                    f"{name}: expected {kind.__name__}, got {type(value).__name__}",
+                    f"{name}: expected {wanted}, got {_A_TYPE.get(type(value), 'bytes')}",
                 )
         if validated is method.function:
             try:
@@ -341,9 +369,19 @@ def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..
     return _fast_caller(method, full_hints, function, slow) or slow
 
 
+_A_TYPE = {bool: "a boolean", str: "a string"}
+
+
 def _summarize(exc: pydantic.ValidationError) -> str:
+    """pydantic's errors in this module's one style: `name: expected ..., got ...`."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err.get("loc", ()))
-        parts.append(f"{loc}: {err.get('msg')}")
+        msg = str(err.get("msg", ""))
+        if msg.startswith("Input should be "):  # "Input should be a valid integer, got ..."
+            msg = msg.replace("a valid integer", "an integer").replace("a valid ", "a ")
+            msg = "expected " + msg.removeprefix("Input should be ")
+        elif msg == "Field required":
+            msg = "required, missing"
+        parts.append(f"{loc}: {msg[:1].lower()}{msg[1:]}")
     return "; ".join(parts)

@@ -442,7 +442,7 @@ def _run(fn: Any, hint: Any = None) -> Any:
 
 
 def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(word, choices, n=2, cutoff=0.75)
     return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
 
 
@@ -557,7 +557,7 @@ def render_describe(described: dict[str, Any]) -> str:
     lines = [f"{described.get('name')}  (RPC API {described.get('rpc_version')})"]
     for method in described.get("methods", []):
         params = []
-        for p in method.get("params", []):
+        for p in method.get("parameters", method.get("params", [])):
             if not isinstance(p, dict):  # an older service: names only
                 params.append(str(p))
                 continue
