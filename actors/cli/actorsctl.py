@@ -136,7 +136,7 @@ class Context:
         """A client of the endpoint, once something answers there (else exit 69 at once)."""
         endpoint = endpoint or self.endpoint
         _session.endpoint = endpoint
-        probe(endpoint, min(PROBE_TIMEOUT, self.timeout))
+        _run(lambda: probe(endpoint, min(PROBE_TIMEOUT, self.timeout)))
         return RpcClient(endpoint, timeout=self.timeout, green=False, security=self.security)
 
 
@@ -175,9 +175,9 @@ def probe(endpoint: str, timeout: float) -> None:
 
 _EPILOG = f"""\b
 Arguments of call, cast and fanout (as httpie writes them):
-  --arg name=text     a string: --arg share_id=123 sends "123"
-  --arg size_gb:=10   a JSON value: numbers, true/false/null, [...], {{...}}
-  '{{"k": 1}}'          (or --json '{{...}}') a JSON object of arguments;
+  --arg name=text     a string: share_id=123 sends "123"
+  --arg name:=json    a JSON value: size_gb:=10, force:=true, tags:='["a"]'
+  '{{"k": 1}}'          a JSON object of arguments (or --json '{{...}}');
                       --arg values are added to it
 \b
 Output: --output table|json (-o), before or after the command. With json,
@@ -442,8 +442,8 @@ def _run(fn: Any, hint: Any = None) -> Any:
 
 
 def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=2, cutoff=0.75)
-    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def _call_hints(client: RpcClient, target: str, method: str, exc: TransportError) -> list[str]:
