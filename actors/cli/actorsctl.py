@@ -136,8 +136,14 @@ class Context:
         """A client of the endpoint, once something answers there (else exit 69 at once)."""
         endpoint = endpoint or self.endpoint
         _session.endpoint = endpoint
-        _run(lambda: probe(endpoint, min(PROBE_TIMEOUT, self.timeout)))
-        return RpcClient(endpoint, timeout=self.timeout, green=False, security=self.security)
+        # Made first: a malformed endpoint or a bad key file is the error to report.
+        client = RpcClient(endpoint, timeout=self.timeout, green=False, security=self.security)
+        try:
+            _run(lambda: probe(endpoint, min(PROBE_TIMEOUT, self.timeout)))
+        except SystemExit:
+            client.close()
+            raise
+        return client
 
 
 class NothingAnswers(TransportError):
