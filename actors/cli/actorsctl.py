@@ -480,8 +480,18 @@ _ARG_HELP = "argument: name=text (a string) or name:=json (a JSON value); repeat
 _arg_options = [
     click.option("--arg", "pairs", multiple=True, help=_ARG_HELP),
     click.option("--json", "raw_json", help="arguments as a JSON object"),
-    click.option("--rpc-version", default=None, help="RPC API version, e.g. 1.0"),
-    click.option("--key", default=None, help="idempotency key"),
+    click.option(
+        "--rpc-version",
+        default=None,
+        help="the RPC API version the call is written for (MAJOR.MINOR, e.g. 1.0); "
+        "refused if the service cannot serve it",
+    ),
+    click.option(
+        "--key",
+        default=None,
+        help="idempotency key: a retry with the same key gets the first outcome "
+        "instead of running again",
+    ),
 ]
 
 
