@@ -13,11 +13,13 @@ equals the server's and V's minor is not above the server's.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import keyword
 import re
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -46,6 +48,31 @@ class RpcMethod:
     journal: bool = False
     idempotent: bool = False
 
+    def check_arguments(self, target: str, args: dict[str, Any]) -> None:
+        """Raise InvalidArguments if `args` would be refused, without running anything.
+
+        For journaled methods: a request the method would refuse is answered
+        at once instead of being recorded as a failed operation. What this
+        cannot model (a signature pydantic cannot build) is left to the call.
+        """
+        model = _arguments_model(self)
+        if model is None:
+            return
+        numbers = _numbers(_hints(self) or {})
+        for name, value in args.items():
+            kind = numbers.get(name)
+            if kind is not None and isinstance(value, bool | str | bytes | bytearray):
+                wanted = "an integer" if kind is int else "a number"
+                raise InvalidArguments(
+                    target,
+                    self.name,
+                    f"{name}: expected {wanted}, got {_A_TYPE.get(type(value), 'bytes')}",
+                )
+        try:
+            model.model_validate(args)
+        except pydantic.ValidationError as exc:
+            raise InvalidArguments(target, self.name, _summarize(exc)) from None
+
     def describe(self) -> dict[str, Any]:
         params = [p for p in self.signature.parameters.values() if p.name != "self"]
         hints = _hints(self) or {}
@@ -58,6 +85,35 @@ class RpcMethod:
             "idempotent": self.idempotent,
             "doc": (inspect.getdoc(self.function) or "").split("\n")[0],
         }
+
+
+@functools.cache
+def _arguments_model(method: RpcMethod) -> type[pydantic.BaseModel] | None:
+    """A model of the method's keyword arguments (None when it cannot be built)."""
+    if method.validated is method.function:  # @rpc(validate=False)
+        return None
+    hints = _hints(method, extras=True)
+    if hints is None:
+        return None
+    fields: dict[str, Any] = {}
+    for name, param in method.signature.parameters.items():
+        if name == "self":
+            continue
+        if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+            return None  # *args, **kwargs: left to the call
+        default = ... if param.default is param.empty else param.default
+        fields[name] = (hints.get(name, Any), default)
+    config = pydantic.ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, protected_namespaces=()
+    )
+    try:
+        with warnings.catch_warnings():  # a parameter named like a BaseModel attribute
+            warnings.simplefilter("ignore")
+            return pydantic.create_model(  # type: ignore[call-overload, no-any-return]
+                f"{method.name}_arguments", __config__=config, **fields
+            )
+    except Exception:  # a hint pydantic cannot model
+        return None
 
 
 def _describe_param(param: inspect.Parameter, hint: Any) -> dict[str, Any]:
