@@ -174,3 +174,15 @@ def test_actorsctl_does_not_import_the_registry_stack_to_call():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_usage_error_is_json_once_json_was_asked_for():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "actorsctl"), "-o", "json", "call", "b", "m",
+         "--arg", "bad"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 2
+    error = json.loads(done.stderr)["error"]
+    assert error["type"] == "BadParameter" and "name:=json" in error["message"]

@@ -945,6 +945,8 @@ def main() -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
+        if _session.output == "json":  # once --output json was read, usage errors too
+            _fail_local(type(exc).__name__, exc.format_message(), exc.exit_code)
         exc.show()
         sys.exit(exc.exit_code)
     except click.Abort:
