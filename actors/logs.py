@@ -216,7 +216,11 @@ class DrainingHandler(logging.Handler):
         if len(self._records) >= self.capacity:
             self._dropped += 1  # approximate under races; only ever reported
             return
-        record.msg, record.args = record.getMessage(), None  # its arguments may change later
+        try:  # its arguments may change once the caller goes on: the text now
+            record.msg, record.args = record.getMessage(), None
+        except Exception:  # a format that does not fit its arguments: logging's report
+            self.handleError(record)
+            return
         self._records.append(record)  # atomic: no lock
         self._signal()
 

@@ -172,3 +172,16 @@ def test_gevent_starts_never_hang_while_worker_threads_log(tmp_path):
     assert outcome["starts"] == 24 and outcome["hangs"] == 0
     log = (tmp_path / "log.txt").read_text()
     assert "alembic" in log and "stress.native" in log
+
+
+def test_a_bad_format_is_reported_as_logging_does_and_never_raises(logger, monkeypatch):
+    reported: list[logging.LogRecord] = []
+    output = _Lines()
+    handler = DrainingHandler(output)
+    monkeypatch.setattr(handler, "handleError", reported.append)
+    logger.addHandler(handler)
+    logger.info("%d apples", "three")  # the caller goes on
+    logger.info("fine")
+    handler.close()
+    assert [r.msg for r in reported] == ["%d apples"]
+    assert output.lines == ["INFO tests.logs: fine"]
