@@ -45,12 +45,13 @@ class _Lines(logging.Handler):
 @pytest.fixture
 def logger() -> Iterator[logging.Logger]:
     log = logging.getLogger("tests.logs")
-    log.propagate, log.level = False, logging.DEBUG
+    saved = list(log.handlers)  # pytest's capture handlers: this test's handlers only
+    log.handlers, log.propagate, log.level = [], False, logging.DEBUG
     yield log
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
-    log.propagate = True
+    log.handlers, log.propagate = saved, True
 
 
 def _actor_record(message: str, level: int = logging.INFO) -> logging.LogRecord:
