@@ -45,13 +45,12 @@ class _Lines(logging.Handler):
 @pytest.fixture
 def logger() -> Iterator[logging.Logger]:
     log = logging.getLogger("tests.logs")
-    saved = list(log.handlers)  # pytest's capture handlers: this test's handlers only
-    log.handlers, log.propagate, log.level = [], False, logging.DEBUG
+    log.propagate, log.level = False, logging.DEBUG
     yield log
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
-    log.handlers, log.propagate = saved, True
+    log.propagate = True
 
 
 def _actor_record(message: str, level: int = logging.INFO) -> logging.LogRecord:
@@ -175,14 +174,15 @@ def test_gevent_starts_never_hang_while_worker_threads_log(tmp_path):
     assert "alembic" in log and "stress.native" in log
 
 
-def test_a_bad_format_is_reported_as_logging_does_and_never_raises(logger, monkeypatch):
+def test_a_bad_format_is_reported_as_logging_does_and_never_raises(monkeypatch):
     reported: list[logging.LogRecord] = []
     output = _Lines()
     handler = DrainingHandler(output)
     monkeypatch.setattr(handler, "handleError", reported.append)
-    logger.addHandler(handler)
-    logger.info("%d apples", "three")  # the caller goes on
-    logger.info("fine")
+    bad = logging.LogRecord("tests.logs", logging.INFO, __file__, 1, "%d apples", ("three",), None)
+    good = logging.LogRecord("tests.logs", logging.INFO, __file__, 1, "fine", (), None)
+    handler.handle(bad)  # returns: the caller goes on
+    handler.handle(good)
     handler.close()
     assert [r.msg for r in reported] == ["%d apples"]
     assert output.lines == ["INFO tests.logs: fine"]
