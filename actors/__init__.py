@@ -9,11 +9,15 @@ The rest lives in named submodules:
 - `actors.supervision`, `actors.system`, `actors.actor`: supervision and the actor core;
 - `actors.registry`: the service registry and the operation journal;
 - `actors.client`, `actors.aio`: clients that find services through the registry;
-- `actors.metrics`, `actors.processutils`, `actors.loading`.
+- `actors.metrics`, `actors.processutils`, `actors.loading`, `actors.logs`.
 """
 
-from actors.config import BackendConfig, ServiceConfig, load_config
-from actors.drivers.base import DriverActor, DriverOptions, operation
+# Only the errors are imported eagerly: importing them registers the types
+# that RPC errors are rebuilt as. The other names load on first use, so that
+# `import actors` (and so actorsctl) does not pay for SQLAlchemy, Alembic and
+# the runtimes when it needs none of them: BENCHMARKS.md, "actorsctl start-up".
+from typing import TYPE_CHECKING, Any
+
 from actors.errors import (
     ActorCrashed,
     ActorsError,
@@ -38,10 +42,42 @@ from actors.errors import (
     StateDirInUse,
     UnsupportedVersion,
 )
-from actors.manager_actor import ManagerActor
-from actors.periodic import periodic_task
+
+# `rpc` is also the name of its module: once anything imports `actors.rpc`, that
+# module would shadow a lazily loaded decorator here. So it is imported now.
 from actors.rpc import rpc
-from actors.service import Service
+
+if TYPE_CHECKING:
+    from actors.config import BackendConfig, ServiceConfig, load_config
+    from actors.drivers.base import DriverActor, DriverOptions, operation
+    from actors.manager_actor import ManagerActor
+    from actors.periodic import periodic_task
+    from actors.service import Service
+
+_LAZY = {
+    "BackendConfig": "actors.config",
+    "ServiceConfig": "actors.config",
+    "load_config": "actors.config",
+    "DriverActor": "actors.drivers.base",
+    "DriverOptions": "actors.drivers.base",
+    "operation": "actors.drivers.base",
+    "ManagerActor": "actors.manager_actor",
+    "periodic_task": "actors.periodic",
+    "Service": "actors.service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module the first time the name is used."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'actors' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

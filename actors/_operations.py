@@ -187,6 +187,8 @@ class Operations:
         name = handle.name
         try:
             manager_class.check_request(name, method, version)
+            # Refused arguments are answered now, not recorded as a failed operation.
+            manager_class.rpc_methods[method].check_arguments(name, args)
             handle.check_room(reserved=self._undelivered.get(name, 0))
             check_admission()  # the blocking steps of changes under way are bounded here
             pending = self.journal.accept(name, method, args, key, op_id=op_id)

@@ -58,7 +58,9 @@ class MethodNotAllowed(ActorsError):
 
     def __init__(self, target: str, method: str) -> None:
         super().__init__(
-            f"{target!r} exposes no RPC method {method!r}", target=target, method=method
+            f"unknown method {method!r} on {target!r} (it exposes no RPC method of that name)",
+            target=target,
+            method=method,
         )
 
 

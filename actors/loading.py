@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from actors.errors import LoadError
@@ -53,12 +55,15 @@ def load_object(path: str, *, kind: type | None = None) -> Any:
         module_name, _, attr_path = module_name.rpartition(".")
     if not module_name or not attr_path:
         raise LoadError(path, "bad_path", "expected 'package.module:Name' or 'package.module.Name'")
+    _refuse_the_running_program(path, module_name)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
-            raise LoadError(path, "module_not_found", f"no module named {missing!r}") from exc
+            raise LoadError(
+                path, "module_not_found", f"no module named {missing!r}{_script_hint(module_name)}"
+            ) from exc
         raise LoadError(path, "import_failed", f"importing {module_name!r} failed: {exc}") from exc
     except Exception as exc:
         raise LoadError(
@@ -75,3 +80,38 @@ def load_object(path: str, *, kind: type | None = None) -> Any:
     if kind is not None and not (isinstance(obj, type) and issubclass(obj, kind)):
         raise LoadError(path, "wrong_kind", f"{attr_path!r} is not a subclass of {kind.__name__}")
     return obj
+
+
+_OWN_MODULE = (
+    "; put the classes a configuration names in a module of their own that"
+    " the program imports (see the README, Embedding)"
+)
+
+
+def _refuse_the_running_program(path: str, module_name: str) -> None:
+    """Refuse a path into the module run as `python -m module_name`.
+
+    That module is `__main__`, not `module_name`: importing it by name would
+    run its code a second time (a second service, a second `with` block).
+    """
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name == module_name and module_name not in sys.modules:
+        raise LoadError(
+            path,
+            "running_program",
+            f"{module_name!r} is the program being run (python -m {module_name}): "
+            f"importing it again would run it twice{_OWN_MODULE}",
+        )
+
+
+def _script_hint(module_name: str) -> str:
+    """A hint when the missing module is the script being run (`python myapp/volumes.py`)."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not main_file:
+        return ""
+    tail = Path(*module_name.split("."))
+    script = Path(main_file).resolve().with_suffix("")
+    if script.parts[-len(tail.parts) :] == tail.parts:
+        return f" (it is the script being run, not importable as {module_name!r}){_OWN_MODULE}"
+    return ""

@@ -13,11 +13,13 @@ equals the server's and V's minor is not above the server's.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import keyword
 import re
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -46,16 +48,97 @@ class RpcMethod:
     journal: bool = False
     idempotent: bool = False
 
+    def check_arguments(self, target: str, args: dict[str, Any]) -> None:
+        """Raise InvalidArguments if `args` would be refused, without running anything.
+
+        For journaled methods: a request the method would refuse is answered
+        at once instead of being recorded as a failed operation. What this
+        cannot model (a signature pydantic cannot build) is left to the call.
+        """
+        model = _arguments_model(self)
+        if model is None:
+            return
+        numbers = _numbers(_hints(self) or {})
+        for name, value in args.items():
+            kind = numbers.get(name)
+            if kind is not None and isinstance(value, bool | str | bytes | bytearray):
+                wanted = "an integer" if kind is int else "a number"
+                raise InvalidArguments(
+                    target,
+                    self.name,
+                    f"{name}: expected {wanted}, got {_A_TYPE.get(type(value), 'bytes')}",
+                )
+        try:
+            model.model_validate(args)
+        except pydantic.ValidationError as exc:
+            raise InvalidArguments(target, self.name, _summarize(exc)) from None
+
     def describe(self) -> dict[str, Any]:
         params = [p for p in self.signature.parameters.values() if p.name != "self"]
+        hints = _hints(self) or {}
         return {
             "name": self.name,
             "since": f"{self.since[0]}.{self.since[1]}",
             "params": [p.name for p in params],
+            "parameters": [_describe_param(p, hints.get(p.name)) for p in params],
             "journal": self.journal,
             "idempotent": self.idempotent,
             "doc": (inspect.getdoc(self.function) or "").split("\n")[0],
         }
+
+
+@functools.cache
+def _arguments_model(method: RpcMethod) -> type[pydantic.BaseModel] | None:
+    """A model of the method's keyword arguments (None when it cannot be built)."""
+    if method.validated is method.function:  # @rpc(validate=False)
+        return None
+    hints = _hints(method, extras=True)
+    if hints is None:
+        return None
+    fields: dict[str, Any] = {}
+    for name, param in method.signature.parameters.items():
+        if name == "self":
+            continue
+        if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+            return None  # *args, **kwargs: left to the call
+        default = ... if param.default is param.empty else param.default
+        fields[name] = (hints.get(name, Any), default)
+    config = pydantic.ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, protected_namespaces=()
+    )
+    try:
+        with warnings.catch_warnings():  # a parameter named like a BaseModel attribute
+            warnings.simplefilter("ignore")
+            return pydantic.create_model(  # type: ignore[call-overload, no-any-return]
+                f"{method.name}_arguments", __config__=config, **fields
+            )
+    except Exception:  # a hint pydantic cannot model
+        return None
+
+
+def _describe_param(param: inspect.Parameter, hint: Any) -> dict[str, Any]:
+    """A parameter as data: name, type (as written in Python), required, default."""
+    described: dict[str, Any] = {
+        "name": param.name,
+        "type": _type_name(hint),
+        "required": param.default is param.empty,
+    }
+    if param.default is not param.empty:
+        default = param.default
+        described["default"] = (
+            default
+            if isinstance(default, str | int | float | bool)
+            else (None if default is None else repr(default))
+        )
+    return described
+
+
+def _type_name(hint: Any) -> str:
+    if hint is None:
+        return "Any"
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 _VERSION = re.compile(r"([0-9]{1,6})\.([0-9]{1,6})", re.ASCII)
@@ -318,10 +401,11 @@ def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..
         for name, value in kwargs.items():
             kind = numbers.get(name)
             if kind is not None and isinstance(value, bool | str | bytes | bytearray):
+                wanted = "an integer" if kind is int else "a number"
                 raise InvalidArguments(
                     target,
                     method.name,
-                    f"{name}: expected {kind.__name__}, got {type(value).__name__}",
+                    f"{name}: expected {wanted}, got {_A_TYPE.get(type(value), 'bytes')}",
                 )
         if validated is method.function:
             try:
@@ -341,9 +425,19 @@ def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..
     return _fast_caller(method, full_hints, function, slow) or slow
 
 
+_A_TYPE = {bool: "a boolean", str: "a string"}
+
+
 def _summarize(exc: pydantic.ValidationError) -> str:
+    """pydantic's errors in this module's one style: `name: expected ..., got ...`."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err.get("loc", ()))
-        parts.append(f"{loc}: {err.get('msg')}")
+        msg = str(err.get("msg", ""))
+        if msg.startswith("Input should be "):  # "Input should be a valid integer, got ..."
+            msg = msg.replace("a valid integer", "an integer").replace("a valid ", "a ")
+            msg = "expected " + msg.removeprefix("Input should be ")
+        elif msg == "Field required":
+            msg = "required, missing"
+        parts.append(f"{loc}: {msg[:1].lower()}{msg[1:]}")
     return "; ".join(parts)

@@ -151,6 +151,8 @@ class Service:
         self.system.on_root_exit = self._on_root_exit
         if config.registry and self.registry is None:
             url = config.database_url or sqlite_url_for(config.state_dir)
+            if config.database_url is None:  # said once: a directory appears where it runs
+                log.info("state (registry and journal) in %s", Path(config.state_dir).resolve())
             self.registry = Registry(
                 url,
                 service_down_time=config.service_down_time,

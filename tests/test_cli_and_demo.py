@@ -299,7 +299,7 @@ def test_curve_end_to_end_with_generated_keys(tmp_path):
             timeout=60,
             env=_env(),
         )
-        assert plain.returncode == 1 and "DeadlineExceeded" in plain.stderr
+        assert plain.returncode == 75 and "DeadlineExceeded" in plain.stderr  # retryable
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
@@ -423,7 +423,8 @@ def test_actorsctl_reaches_where_the_config_binds(tmp_path):
         (["[1, 2]"], "Invalid value for ARGS: must be a JSON object"),
         (["{nope"], "Invalid value for ARGS: not valid JSON"),
         (["--json", "3"], "Invalid value for --json: must be a JSON object"),
-        (["--arg", "novalue"], "expected key=value"),
+        (["--arg", "novalue"], "expected name=text or name:=json"),
+        (["--arg", "size:=ten"], "size:= takes a JSON value"),
     ],
 )
 def test_actorsctl_refuses_bad_arguments_before_connecting(args, error):
@@ -488,7 +489,7 @@ def test_actorsctl_shows_a_service_error_it_has_no_class_for_by_its_own_name(cap
 
     with pytest.raises(SystemExit) as exited:
         actorsctl._run(call)
-    assert exited.value.code == 1
+    assert exited.value.code == (75 if retryable else 1)
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == f"VolumeQuotaExceeded: {message}"
     assert lines[1:] == (["(retryable: the same request may succeed later)"] if retryable else [])

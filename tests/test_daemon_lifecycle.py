@@ -204,7 +204,7 @@ def test_actorsd_serves_metrics_and_refuses_a_taken_metrics_port(tmp_path, runti
     proc, endpoint = start_actorsd(None, log, runtime, cwd=tmp_path, extra=extra)
     try:
         [url] = [line.split("metrics on ")[1] for line in log.read_text().splitlines()
-                 if line.startswith("actorsd:") and "metrics on " in line]  # fmt: skip
+                 if " actorsd: " in line and "metrics on " in line]  # fmt: skip
         with RpcClient(endpoint, timeout=10) as client:
             client.call("local", "create_share", {"share_id": "s1", "size_gb": 1})
         with urllib.request.urlopen(url, timeout=10) as reply:

@@ -33,7 +33,7 @@ def test_the_readme_share_session(tmp_path):
             return done.stdout
 
         made = ok(
-            "call", "local", "create_share", "--arg", "share_id=projects", "--arg", "size_gb=10"
+            "call", "local", "create_share", "--arg", "share_id=projects", "--arg", "size_gb:=10"
         )
         assert "available" in made and "projects" in made
         export = tmp_path / "state" / "shares" / "shares" / "projects"
@@ -48,7 +48,8 @@ def test_the_readme_share_session(tmp_path):
             "--json", '{"rule": {"access_to": "10.0.0.0/24", "access_level": "rw"}}',
         )  # fmt: skip
         listed = ok("call", "local", "list_shares")
-        assert listed.splitlines()[0].split()[:4] == ["ID", "BACKEND", "NAME", "SIZE_GB"]
+        assert listed.splitlines()[0] == "shares:"  # a nested list is a labelled table
+        assert listed.splitlines()[1].split()[:4] == ["ID", "BACKEND", "NAME", "SIZE_GB"]
         assert "projects" in listed and "COUNT" not in listed and "count  1" in listed
         shown = json.loads(ok("--output", "json", "call", "local", "get_share", "--arg",
                               "share_id=projects"))  # fmt: skip
@@ -57,7 +58,7 @@ def test_the_readme_share_session(tmp_path):
         services = ok("services")
         assert "local" in services and " up " in services
         refused = _ctl(endpoint, tmp_path, "call", "local", "create_share", "--arg",
-                       "share_id=huge", "--arg", "size_gb=500")  # fmt: skip
+                       "share_id=huge", "--arg", "size_gb:=500")  # fmt: skip
         assert refused.returncode == 1 and refused.stderr.startswith("QuotaExceeded:")
         exports = (tmp_path / "state" / "shares" / "exports").read_text()
         assert f"{export.resolve()} 10.0.0.0/24(rw,sync,no_subtree_check)" in exports

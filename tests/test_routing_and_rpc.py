@@ -79,7 +79,7 @@ def test_arguments_are_validated_against_type_hints(make_harness):
     assert service.call("b1", "create", {"resource_id": "r", "size": 2})["size"] == 2
     # A number is a number: lax coercion would take True for 1 and "3" for 3.
     for wrong in (True, "3", b"3"):
-        with pytest.raises(InvalidArguments, match="size: expected int"):
+        with pytest.raises(InvalidArguments, match="size: expected an integer"):
             service.call("b1", "create", {"resource_id": "r2", "size": wrong})
 
 

@@ -140,7 +140,7 @@ def test_exact_types_skip_pydantic_and_others_are_coerced_or_refused(monkeypatch
     assert fast(size=3, label="x") == (3, 0.5, "x", False, None, None)
     assert fast(ratio=2) == (1, 2.0, None, False, None, None)  # int -> float, by pydantic
     assert fast(meta={"a": "1"}) == (1, 0.5, None, False, None, {"a": 1})
-    with pytest.raises(InvalidArguments, match="size: expected int, got bool"):
+    with pytest.raises(InvalidArguments, match="size: expected an integer, got a boolean"):
         fast(size=True)
     with pytest.raises(InvalidArguments, match=r"(?i)unexpected"):
         fast(sizes=1)

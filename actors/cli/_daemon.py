@@ -11,21 +11,30 @@ import click
 import pydantic
 import zmq
 
+from actors import __version__
 from actors.cli._systemd import SystemdNotifier
 from actors.cli.actorsd import EARLY_STOP
 from actors.config import ServiceConfig, TransportConfig, default_config, load_config
 from actors.errors import ActorsError, ConfigError, DeadlineExceeded
-from actors.metrics import serve_metrics
+from actors.logs import FORMATS, configure_logging, quiet_libraries
 from actors.service import Service
 from transport.errors import TransportError
 from transport.protocol import Limits
 from transport.security import ServerSecurity
 from transport.server import BindError, InsecureBind, RpcServer, is_loopback_endpoint
 
+log = logging.getLogger("actorsd")
+
+EXIT_CONFIG = 2
+"""Bad configuration, or an endpoint or state directory in use: restarting will not help
+(docs/actorsd.service has RestartPreventExitStatus=2)."""
+
 
 def _fail(message: str) -> None:
+    """Refuse to start: one plain line on stderr, exit 2."""
+    logging.shutdown()  # what was logged before comes first
     click.echo(f"actorsd: {message}", err=True)
-    sys.exit(2)
+    sys.exit(EXIT_CONFIG)
 
 
 def _check_endpoint_free(endpoint: str) -> None:
@@ -50,6 +59,7 @@ def _check_endpoint_free(endpoint: str) -> None:
 
 
 @click.command()
+@click.version_option(__version__, prog_name="actorsd")
 @click.option("--config", "config_file", type=click.Path(), help="TOML configuration file")
 @click.option("--runtime", type=click.Choice(["gevent", "threading"]), default=None)
 @click.option("--bind", default=None, help="override transport.bind")
@@ -71,6 +81,16 @@ def _check_endpoint_free(endpoint: str) -> None:
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
 )
+@click.option(
+    "--log-format",
+    envvar="ACTORS_LOG_FORMAT",
+    default="auto",
+    show_default=True,
+    type=click.Choice(FORMATS),
+    help="text (with timestamps), journald (<N> priority prefix, no timestamp), json (one "
+    "object a line); auto: journald when stderr is the journal, else text. "
+    "Env: ACTORS_LOG_FORMAT",
+)
 def cli(
     config_file: str | None,
     runtime: str | None,
@@ -79,11 +99,14 @@ def cli(
     insecure: bool,
     metrics_bind: str | None,
     log_level: str,
+    log_format: str,
 ) -> None:
-    """Run a service until SIGTERM or SIGINT."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """Run a service until SIGTERM or SIGINT.
+
+    Exit codes: 0 clean stop; 1 the service gave up (its supervisor escalated);
+    2 bad configuration, or an endpoint or state directory in use.
+    """
+    configure_logging(log_level, log_format)
     overrides: dict[str, object] = {"runtime": runtime} if runtime else {}
     if metrics_bind:
         overrides["metrics_bind"] = metrics_bind
@@ -105,6 +128,7 @@ def cli(
             security = ServerSecurity(transport.server_secret_key, transport.client_keys_dir)
         if config.log_level:
             logging.getLogger().setLevel(config.log_level)
+            quiet_libraries(logging.getLogger().level)
         allow_insecure = insecure or transport.allow_insecure
         if security is None and not allow_insecure and not is_loopback_endpoint(transport.bind):
             raise InsecureBind(transport.bind)  # before anything starts, like a taken port
@@ -116,7 +140,15 @@ def cli(
     metrics = None
     if config.metrics_bind:  # bound before anything starts, like the transport's port
         try:
+            from actors.metrics import serve_metrics  # needs the `metrics` extra
+
             metrics = serve_metrics(service, config.metrics_bind)
+        except ImportError as exc:
+            _fail(
+                "metrics_bind needs prometheus_client:"
+                f" pip install 'service-actors[metrics]' ({exc})"
+            )
+            return
         except OSError as exc:  # the port is taken, the address is not ours
             _fail(f"cannot serve metrics on {config.metrics_bind}: {exc.strerror or exc}")
             return
@@ -158,7 +190,7 @@ def cli(
 
     def dump(*_: object) -> None:  # SIGUSR1: what every actor is doing, in the log
         for status in service.status():
-            logging.getLogger("actorsd").warning("status %s", status)
+            log.warning("status %s", status)
 
     if actor_runtime.name == "gevent":
         import gevent
@@ -174,20 +206,22 @@ def cli(
         signal.signal(signal.SIGHUP, on_reload_signal)
     service.ready()  # phases 4 and 5, now that the transport accepts requests
     managers = service.actor.managers() if service.actor else []
-    click.echo(
-        f"actorsd: {service.name} listening on {server.endpoint}"
-        f"{' (CURVE)' if security else ''}; backends: {', '.join(managers) or 'none'}"
-        f"{f'; metrics on {metrics.url}' if metrics else ''}",
-        err=True,
+    log.info(
+        "%s listening on %s%s; backends: %s%s",
+        service.name,
+        server.endpoint,
+        " (CURVE)" if security else "",
+        ", ".join(managers) or "none",
+        f"; metrics on {metrics.url}" if metrics else "",
     )
     for name, error in service.backend_errors.items():
-        click.echo(f"actorsd: backend {name} failed to start: {error}", err=True)
+        log.error("backend %s failed to start: %s", name, error)
     systemd = SystemdNotifier()
     systemd.ready(f"serving {len(managers)} backend(s) on {server.endpoint}")
     tick = min(1.0, systemd.watchdog_interval or 1.0)
     while not stop.wait(tick):
         if service.failed is not None:
-            click.echo(f"actorsd: service gave up: {service.failed}", err=True)
+            log.critical("service gave up: %s", service.failed)
             systemd.stopping(f"gave up: {service.failed}")
             service.stop()
             sys.exit(1)
@@ -196,17 +230,15 @@ def cli(
             reload_requested.clear()
             _reload(service, config_file, systemd, server, log_level)
     grace = service.config.graceful_shutdown_timeout  # as reloaded, if it was
-    click.echo(f"actorsd: draining (at most {grace:g}s; signal again to stop now)", err=True)
+    log.info("draining (at most %gs; signal again to stop now)", grace)
     systemd.stopping("draining in-flight requests")
     drained = service.drain(grace, abort=urgent)
     if not drained:
-        click.echo(
-            "actorsd: stopping with work in flight (it is journaled as interrupted)", err=True
-        )
+        log.warning("stopping with work in flight (it is journaled as interrupted)")
     ok = service.stop()
     if metrics is not None:
         metrics.stop()
-    click.echo("actorsd: stopped" + ("" if ok else " (some actors had to be killed)"), err=True)
+    log.info("stopped%s", "" if ok else " (some actors had to be killed)")
     # Stopped: a signal now (a second Ctrl-C) must not turn exit 0 into a kill
     # while the interpreter shuts down and restores the default handlers.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -223,33 +255,33 @@ def _reload(
 ) -> None:
     """SIGHUP: read the file again and apply what can change; say what needs a restart."""
     if config_file is None:
-        click.echo("actorsd: SIGHUP ignored: no --config file to reload", err=True)
+        log.warning("SIGHUP ignored: no --config file to reload")
         return
-    systemd.notify("RELOADING=1")
+    systemd.reloading()
     try:
         changes = service.reload()
     except DeadlineExceeded as exc:  # the service actor is still applying it
-        click.echo(
-            f"actorsd: reload still running after the deadline, it may be partly applied"
-            f" (see actorsctl status): {exc}",
-            err=True,
+        log.error(
+            "reload still running after the deadline, it may be partly applied"
+            " (see actorsctl status): %s",
+            exc,
         )
     except TransportError as exc:  # ConfigError, LoadError, ActorsError: nothing changed
-        click.echo(
-            f"actorsd: reload refused, nothing changed: {type(exc).__name__}: {exc}", err=True
-        )
+        log.error("reload refused, nothing changed: %s: %s", type(exc).__name__, exc)
     else:
         # The file's level, or --log-level again if the file no longer sets one.
         logging.getLogger().setLevel(service.config.log_level or log_level.upper())
+        quiet_libraries(logging.getLogger().level)
         # Requests over the wire without a timeout get the reloaded default too.
         server.limits = dataclasses.replace(
             server.limits, default_timeout=min(service.config.default_timeout, Limits.max_timeout)
         )
-        click.echo(
-            f"actorsd: reloaded {config_file}: started {changes['started'] or 'none'},"
-            f" stopped {changes['stopped'] or 'none'},"
-            f" needs a restart: {changes['needs_restart'] or 'nothing'}",
-            err=True,
+        log.info(
+            "reloaded %s: started %s, stopped %s, needs a restart: %s",
+            config_file,
+            changes["started"] or "none",
+            changes["stopped"] or "none",
+            changes["needs_restart"] or "nothing",
         )
     systemd.notify("READY=1")
 

@@ -3,7 +3,8 @@
 systemd passes a datagram socket in `$NOTIFY_SOCKET` (a path, or an abstract
 name starting with '@'), and with `WatchdogSec=` the interval in
 `$WATCHDOG_USEC` (for the process in `$WATCHDOG_PID`, when set). The daemon
-sends `READY=1` once it serves, `WATCHDOG=1` at half the interval while it is
+sends `READY=1` once it serves, `RELOADING=1` (with `MONOTONIC_USEC`) when
+SIGHUP makes it re-read its configuration, `WATCHDOG=1` at half the interval while it is
 healthy, `STATUS=...` for `systemctl status`, and `STOPPING=1` when it begins
 to stop. Outside systemd every call is a no-op. A failed send is logged once
 and never stops the daemon.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 __all__ = ["SystemdNotifier"]
@@ -59,6 +61,12 @@ class SystemdNotifier:
 
     def ready(self, status: str) -> bool:
         return self.notify("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
+
+    def reloading(self) -> bool:
+        """RELOADING=1 with MONOTONIC_USEC (CLOCK_MONOTONIC now), which systemd >= 253
+        needs to match the reload with the READY=1 that ends it."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
 
     def stopping(self, status: str) -> bool:
         return self.notify("STOPPING=1", f"STATUS={status}")

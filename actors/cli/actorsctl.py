@@ -8,28 +8,51 @@ name exactly as the service raised it.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import socket
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import zmq
 
 from actors import __version__
-from actors.client import TopicClient
-from actors.config import ServiceConfig, default_config, load_config
-from actors.errors import ActorsError
-from actors.registry import Migrations, Registry, sqlite_url_for
-from actors.registry.journal import Journal, OperationRecord
-from actors.registry.models import OPERATION_STATES
-from actors.service_actor import plan_backends
 from transport.client import RpcClient, fanout
 from transport.errors import RemoteError, TransportError
 from transport.security import ClientSecurity, generate_keypair
 
+if TYPE_CHECKING:  # the registry stack loads only in the commands that use it (issue #20)
+    from actors.config import ServiceConfig
+    from actors.registry import Migrations, Registry
+    from actors.registry.journal import OperationRecord
+
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+
+# Exit codes (sysexits(3) where one fits); listed in `actorsctl --help`.
+EXIT_OK = 0
+EXIT_FAILED = 1  # the service refused or failed the request, or a local error
+EXIT_USAGE = 2  # a mistake on the command line
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: nothing answers at the endpoint
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: a retryable error (busy, deadline): try again later
+
+PROBE_TIMEOUT = 1.0
+"""How long a connection to the endpoint may take before it counts as nothing answering."""
+
+OPERATION_STATES = ("accepted", "running", "succeeded", "failed", "interrupted")
+"""The journal's states (actors.registry.models.OPERATION_STATES, not imported: see #20)."""
+
+
+class _Session:
+    """What error reporting needs to know about this run: the output format, the endpoint."""
+
+    output = "table"
+    endpoint: str | None = None
+
+
+_session = _Session()
 
 
 class Context:
@@ -43,7 +66,8 @@ class Context:
         db: str | None = None,
         config_file: str | None = None,
     ) -> None:
-        self._endpoint, self.timeout, self.output = endpoint, timeout, output
+        self._endpoint, self.timeout = endpoint, timeout
+        self.output = _session.output = output
         self.db, self.config_file = db, config_file
         self.security = (
             ClientSecurity(Path(client_key), Path(server_key))
@@ -53,6 +77,8 @@ class Context:
 
     def config(self) -> ServiceConfig:
         """The service configuration of --config, or the default service's."""
+        from actors.config import default_config, load_config
+
         return load_config(self.config_file) if self.config_file else default_config()
 
     def migrations(self) -> list[Migrations]:
@@ -60,11 +86,15 @@ class Context:
         `MIGRATIONS`); none when only --db names the database."""
         if self.db and not self.config_file:
             return []
+        from actors.service_actor import plan_backends
+
         plans = plan_backends(self.config(), file=self.config_file)
         return [p.manager_class.MIGRATIONS for p in plans if p.manager_class.MIGRATIONS]
 
     def registry(self) -> Registry:
         """The registry named by --db, or by the database of --config (or ./state)."""
+        from actors.registry import Registry, sqlite_url_for
+
         if self.db:
             return Registry(self.db)
         config = self.config()
@@ -86,6 +116,9 @@ class Context:
         if os.environ.get("ACTORS_ENDPOINT"):
             return os.environ["ACTORS_ENDPOINT"]
         if self.config_file:
+            from actors.config import load_config
+            from actors.errors import ActorsError
+
             try:
                 bind = load_config(self.config_file).transport.bind
             except ActorsError as exc:
@@ -100,12 +133,76 @@ class Context:
         return DEFAULT_ENDPOINT
 
     def client(self, endpoint: str | None = None) -> RpcClient:
-        return RpcClient(
-            endpoint or self.endpoint, timeout=self.timeout, green=False, security=self.security
-        )
+        """A client of the endpoint, once something answers there (else exit 69 at once)."""
+        endpoint = endpoint or self.endpoint
+        _session.endpoint = endpoint
+        # Made first: a malformed endpoint or a bad key file is the error to report.
+        client = RpcClient(endpoint, timeout=self.timeout, green=False, security=self.security)
+        try:
+            _run(lambda: probe(endpoint, min(PROBE_TIMEOUT, self.timeout)))
+        except SystemExit:
+            client.close()
+            raise
+        return client
 
 
-@click.group()
+class NothingAnswers(TransportError):
+    """No connection could be made to the endpoint: no service listens there."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(f"nothing answers at {endpoint} ({reason})", endpoint=endpoint)
+
+
+def probe(endpoint: str, timeout: float) -> None:
+    """Raise NothingAnswers unless a connection to a tcp:// or ipc:// endpoint can be made.
+
+    ZeroMQ would queue the request and wait out the whole deadline; a plain
+    connection attempt says within a second that no one listens. Other
+    schemes, and addresses this does not parse, are left to ZeroMQ.
+    """
+    scheme, sep, rest = endpoint.partition("://")
+    try:
+        if sep and scheme == "tcp" and ";" not in rest:
+            host, _, port = rest.rpartition(":")
+            if not port.isdigit():
+                return
+            host = host.strip("[]")
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        elif sep and scheme == "ipc" and not rest.startswith("@"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(rest)
+    except TimeoutError:
+        raise NothingAnswers(endpoint, f"no connection within {timeout:g}s") from None
+    except OSError as exc:
+        raise NothingAnswers(endpoint, exc.strerror or str(exc)) from None
+
+
+_EPILOG = f"""\b
+Arguments of call, cast and fanout (as httpie writes them):
+  --arg name=text     a string: share_id=123 sends "123"
+  --arg name:=json    a JSON value: size_gb:=10, force:=true, tags:='["a"]'
+  '{{"k": 1}}'          a JSON object of arguments (or --json '{{...}}');
+                      --arg values are added to it
+\b
+Output: --output table|json (-o), before or after the command. With json,
+errors too are JSON, on stderr: {{"error": {{"type", "message", ...}}}}.
+\b
+Exit codes:
+  {EXIT_OK}   done
+  {EXIT_FAILED}   the service refused or failed the request (an error that a retry
+      will not fix), or a local error (a key file, a directory)
+  {EXIT_USAGE}   a mistake on the command line
+  {EXIT_UNAVAILABLE}  nothing answers at the endpoint (no daemon listening there)
+  {EXIT_TEMPFAIL}  retryable (busy, overloaded, deadline passed): the same request may
+      succeed later
+\b
+Start with `actorsctl ping`, then `actorsctl call TARGET describe` to see
+what a backend (TARGET: host@backend, or just backend) offers."""
+
+
+@click.group(epilog=_EPILOG, context_settings={"max_content_width": 100})
 @click.version_option(__version__, prog_name="actorsctl")
 @click.option(
     "--endpoint",
@@ -120,12 +217,26 @@ class Context:
     type=click.FloatRange(min=0, min_open=True),
     help="deadline in seconds",
 )
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="how results (and errors) print; also accepted after the command",
+)
 @click.option("--client-key", type=click.Path(), help="CURVE client secret key file")
 @click.option("--server-key", type=click.Path(), help="CURVE server public key file")
-@click.option("--db", envvar="ACTORS_DATABASE_URL", help="registry database URL")
 @click.option(
-    "--config", "config_file", type=click.Path(), help="service config (for its registry)"
+    "--db",
+    envvar="ACTORS_DATABASE_URL",
+    help="registry database URL (services, service, db, op, ops); else ACTORS_DATABASE_URL",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(),
+    help="the daemon's config file: its registry, and where it listens",
 )
 @click.pass_context
 def cli(
@@ -138,7 +249,11 @@ def cli(
     db: str | None,
     config_file: str | None,
 ) -> None:
-    """Control and inspect service-actors services."""
+    """Control and inspect service-actors daemons (actorsd).
+
+    Calls go to --endpoint over ZeroMQ; services, service, db, op and ops
+    read the registry database instead (--config or --db).
+    """
     if bool(client_key) != bool(server_key):
         raise click.UsageError("--client-key and --server-key go together")
     ctx.obj = Context(endpoint, timeout, output, client_key, server_key, db, config_file)
@@ -167,7 +282,10 @@ def connect_address(bind: str) -> str | None:
 def _parse_args(
     pairs: tuple[str, ...], raw_json: str | None, positional: str | None = None
 ) -> dict[str, Any]:
-    """The call's arguments: a JSON object (`--json` or positional), then `--arg` pairs."""
+    """The call's arguments: a JSON object (`--json` or positional), then `--arg` pairs.
+
+    As in httpie: `name=text` is the string `text`; `name:=json` is a JSON value.
+    """
     if raw_json and positional:
         raise click.UsageError("give the JSON arguments once: as ARGS or with --json, not both")
     hint = "--json" if raw_json else "ARGS"
@@ -183,12 +301,22 @@ def _parse_args(
         args.update(loaded)
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        is_json = key.endswith(":")
+        key = key.removesuffix(":")
         if not sep or not key:
-            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--arg")
+            raise click.BadParameter(
+                f"expected name=text or name:=json, got {pair!r}", param_hint="--arg"
+            )
+        if not is_json:
+            args[key] = value
+            continue
         try:
             args[key] = json.loads(value)
-        except json.JSONDecodeError:
-            args[key] = value
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(
+                f"{key}:= takes a JSON value ({exc}); for a string write {key}={value}",
+                param_hint="--arg",
+            ) from None
     return args
 
 
@@ -212,10 +340,10 @@ def render_table(value: Any) -> str:
         return "\n".join(line.rstrip() for line in lines)
     if isinstance(value, dict):
         listing = [k for k, v in value.items() if isinstance(v, list) and v and _rows(v)]
-        if len(listing) == 1:  # e.g. {"shares": [...], "count": 2}: the rows as a table
-            rest = {k: v for k, v in value.items() if k != listing[0]}
-            table = render_table(value[listing[0]])
-            return table + ("\n\n" + render_table(rest) if rest else "")
+        if listing:  # e.g. {"shares": [...], "count": 2}: each list as a table, labelled
+            rest = {k: v for k, v in value.items() if k not in listing}
+            parts = [f"{k}:\n{render_table(value[k])}" for k in listing]
+            return "\n\n".join(parts + ([render_table(rest)] if rest else []))
         width = max((len(str(k)) for k in value), default=0)
         return "\n".join(f"{str(k).ljust(width)}  {_cell(v)}" for k, v in value.items())
     if value is None:
@@ -258,27 +386,112 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _fail(exc: TransportError) -> NoReturn:
-    """Print `TypeName: message` (and, for a retryable error, that a retry may work); exit 1."""
+def exit_code(exc: TransportError) -> int:
+    """69 when nothing answers, 75 for a retryable error, else 1 (see --help)."""
+    if isinstance(exc, NothingAnswers):
+        return EXIT_UNAVAILABLE
+    return EXIT_TEMPFAIL if describe_error(exc)[2] else EXIT_FAILED
+
+
+def _fail(exc: TransportError, hints: list[str] | None = None) -> NoReturn:
+    """Report a failed request on stderr and exit with its code (1, 69 or 75).
+
+    Text: `TypeName: message`, then hint lines (a retryable error says so).
+    With --output json: one JSON object, {"error": {...}}.
+    """
     name, message, retryable = describe_error(exc)
-    click.echo(f"{name}: {message}", err=True)
+    endpoint = _session.endpoint
+    if isinstance(exc, RemoteError):
+        details = {k: v for k, v in exc.details.items() if k not in ("type_name", "traceback")}
+    else:
+        details = dict(exc.details)
+    timed_out = name in ("DeadlineExceeded", "RequestTimeout")
+    if timed_out and endpoint and endpoint not in message:
+        message = f"{message} (endpoint {endpoint})"
+    code = exit_code(exc)
+    hints = list(hints or [])
     if retryable:
-        click.echo("(retryable: the same request may succeed later)", err=True)
-    sys.exit(1)
+        hints.append("(retryable: the same request may succeed later)")
+    if _session.output == "json":
+        error = {
+            "type": name,
+            "message": message,
+            "retryable": retryable,
+            "details": details,
+            "hints": hints,
+            "exit_code": code,
+        }
+        click.echo(json.dumps({"error": error}, sort_keys=True, default=str), err=True)
+    else:
+        click.echo(f"{name}: {message}", err=True)
+        for hint in hints:
+            click.echo(hint, err=True)
+    sys.exit(code)
 
 
-def _run(fn: Any) -> Any:
+def _fail_local(name: str, message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """A local failure (no request was answered): one line, or JSON with --output json."""
+    if _session.output == "json":
+        error = {"type": name, "message": message, "exit_code": code}
+        click.echo(json.dumps({"error": error}, sort_keys=True), err=True)
+    else:
+        click.echo(f"{name}: {message}", err=True)
+    sys.exit(code)
+
+
+def _run(fn: Any, hint: Any = None) -> Any:
+    """`fn()`, or on a TransportError exit as `_fail` says; `hint(exc)` may add hint lines."""
     try:
         return fn()
     except TransportError as exc:
-        _fail(exc)
+        _fail(exc, hint(exc) if hint is not None else None)
 
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _call_hints(client: RpcClient, target: str, method: str, exc: TransportError) -> list[str]:
+    """Close names for a mistyped method or target, asked of the service (best effort)."""
+    name = describe_error(exc)[0]
+    try:
+        if name == "MethodNotAllowed":
+            described = client.call(target, "describe", {}, timeout=5)
+            methods = sorted(m["name"] for m in described.get("methods", []))
+            return [
+                f"{_suggest(method, methods)}{target} has: {', '.join(methods)}"
+                f" (`actorsctl call {target} describe` says more)"
+            ]
+        if name == "NotFound":
+            managers = sorted(client.ping(timeout=5).get("managers", []))
+            backends = sorted({m.partition("@")[2] for m in managers if "@" in m})
+            return [
+                f"{_suggest(target, managers + backends)}targets here: "
+                f"{', '.join(managers) or 'none'} (or just the backend name)"
+            ]
+    except (TransportError, AttributeError, KeyError, TypeError):
+        pass
+    return []
+
+
+_ARG_HELP = "argument: name=text (a string) or name:=json (a JSON value); repeat"
 
 _arg_options = [
-    click.option("--arg", "pairs", multiple=True, help="argument as key=value (JSON values)"),
+    click.option("--arg", "pairs", multiple=True, help=_ARG_HELP),
     click.option("--json", "raw_json", help="arguments as a JSON object"),
-    click.option("--rpc-version", default=None, help="RPC API version, e.g. 1.0"),
-    click.option("--key", default=None, help="idempotency key"),
+    click.option(
+        "--rpc-version",
+        default=None,
+        help="the RPC API version the call is written for (MAJOR.MINOR, e.g. 1.0); "
+        "refused if the service cannot serve it",
+    ),
+    click.option(
+        "--key",
+        default=None,
+        help="idempotency key: a retry with the same key gets the first outcome "
+        "instead of running again",
+    ),
 ]
 
 
@@ -317,10 +530,15 @@ def call(
     """Call METHOD on TARGET (host@backend or backend) and print the result.
 
     ARGS, if given, is a JSON object of arguments, like --json; --arg pairs
-    are added to it.
+    are added to it. `actorsctl call TARGET describe` lists TARGET's methods.
+
+    \b
+    actorsctl call local create_share --arg share_id=projects --arg size_gb:=10
     """
     args = _parse_args(pairs, raw_json, positional_json)
     if topic is not None:
+        from actors.client import TopicClient
+
         registry = ctx.registry()
         try:
             with TopicClient(
@@ -340,8 +558,36 @@ def call(
         _emit(ctx, result)
         return
     with ctx.client() as client:
-        result = _run(lambda: client.call(target, method, args, version=rpc_version, key=key))
+        result = _run(
+            lambda: client.call(target, method, args, version=rpc_version, key=key),
+            lambda exc: _call_hints(client, target, method, exc),
+        )
+    if method == "describe" and ctx.output != "json" and isinstance(result, dict):
+        click.echo(render_describe(result))
+        return
     _emit(ctx, result)
+
+
+def render_describe(described: dict[str, Any]) -> str:
+    """A manager's methods, one a line: name(param: type = default, ...) and its summary."""
+    lines = [f"{described.get('name')}  (RPC API {described.get('rpc_version')})"]
+    for method in described.get("methods", []):
+        params = []
+        for p in method.get("parameters", method.get("params", [])):
+            if not isinstance(p, dict):  # an older service: names only
+                params.append(str(p))
+                continue
+            text = f"{p['name']}: {p.get('type', 'Any')}"
+            if not p.get("required", True):
+                text += f" = {p.get('default')}"
+            params.append(text)
+        flags = [f for f in ("journal", "idempotent") if method.get(f)]
+        lines.append(
+            f"  {method['name']}({', '.join(params)})"
+            + (f"  [{', '.join(flags)}]" if flags else "")
+            + (f"\n      {method['doc']}" if method.get("doc") else "")
+        )
+    return "\n".join(lines)
 
 
 @cli.command()
@@ -367,7 +613,10 @@ def cast(
     """
     args = _parse_args(pairs, raw_json, positional_json)
     with ctx.client() as client:
-        ack = _run(lambda: client.cast(target, method, args, version=rpc_version, key=key))
+        ack = _run(
+            lambda: client.cast(target, method, args, version=rpc_version, key=key),
+            lambda exc: _call_hints(client, target, method, exc),
+        )
     _emit(ctx, ack)
 
 
@@ -381,7 +630,7 @@ def cast(
     multiple=True,
     help="endpoint of a service of the topic (repeat)",
 )
-@click.option("--arg", "pairs", multiple=True, help="argument as key=value (JSON values)")
+@click.option("--arg", "pairs", multiple=True, help=_ARG_HELP)
 @click.option("--json", "raw_json", help="arguments as a JSON object")
 @click.pass_obj
 def fanout_cmd(
@@ -402,8 +651,7 @@ def fanout_cmd(
         finally:
             registry.close()
         if not endpoints:
-            click.echo(f"no service of topic {topic!r} is up", err=True)
-            sys.exit(1)
+            _fail_local("NothingAnswers", f"no service of topic {topic!r} is up", EXIT_UNAVAILABLE)
     outcome = fanout(
         list(endpoints),
         topic,
@@ -421,8 +669,10 @@ def fanout_cmd(
         for ep, err in outcome.items()
     ]
     _emit(ctx, rows)
-    if any(err is not None for err in outcome.values()):
-        sys.exit(1)
+    errors = [err for err in outcome.values() if err is not None]
+    if errors:  # 75 if every failure may pass on a retry, else 1
+        retryable = all(isinstance(e, TransportError) and e.retryable for e in errors)
+        sys.exit(EXIT_TEMPFAIL if retryable else EXIT_FAILED)
 
 
 @cli.command()
@@ -452,7 +702,7 @@ def status(ctx: Context) -> None:
 @click.argument("endpoint", required=False)
 @click.pass_obj
 def ping(ctx: Context, endpoint: str | None) -> None:
-    """Round trip to a service; prints what it says about itself."""
+    """Round trip to a service; prints what it says about itself (its targets, too)."""
     with ctx.client(endpoint) as client:
         info = _run(lambda: client.ping())
     _emit(ctx, info)
@@ -486,6 +736,8 @@ def services(ctx: Context, topic: str | None) -> None:
 
 def _journal_read(ctx: Context, read: Any) -> Any:
     """Run `read(journal)` against the registry's operation journal."""
+    from actors.registry.journal import Journal
+
     registry = ctx.registry()
     journal = Journal(registry)
     try:
@@ -502,8 +754,7 @@ def op(ctx: Context, op_id: str) -> None:
     """One journaled operation: state, arguments, result or error, timestamps."""
     record = _journal_read(ctx, lambda journal: journal.get(op_id))
     if record is None:
-        click.echo(f"OperationNotFound: no operation {op_id!r} in the journal", err=True)
-        sys.exit(1)
+        _fail_local("OperationNotFound", f"no operation {op_id!r} in the journal")
     _emit(ctx, record.as_data())
 
 
@@ -533,11 +784,17 @@ def ops(ctx: Context, state: str | None, target: str | None, limit: int, newest:
             "key": r.idempotency_key or "",
             "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             "took": _took(r),
-            "reason": (r.reason or "")[:60],
+            "reason": _clip(r.reason or "", 60),
         }
         for r in records
     ]
     _emit(ctx, rows)
+
+
+def _clip(text: str, width: int) -> str:
+    """`text` on one line, at most `width` characters; a cut one ends with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _took(record: OperationRecord) -> str:
@@ -634,12 +891,15 @@ def keys_generate(directory: str, name: str) -> None:
 @click.argument("path", type=click.Path())
 def check_config(path: str) -> None:
     """Validate a configuration file: keys, backends, import paths, driver options."""
+    from actors.config import load_config
+    from actors.errors import ActorsError
+    from actors.service_actor import plan_backends
+
     try:
         config = load_config(path)
         plans = plan_backends(config, file=path)
     except ActorsError as exc:
-        click.echo(f"{type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
+        _fail_local(type(exc).__name__, str(exc))
     click.echo(
         json.dumps(
             {"host": config.host, "runtime": config.runtime, "backends": [p.name for p in plans]}
@@ -647,8 +907,34 @@ def check_config(path: str) -> None:
     )
 
 
+def _set_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None and isinstance(ctx.obj, Context):
+        ctx.obj.output = _session.output = value
+
+
+def _accept_output_after(group: click.Group) -> None:
+    """Give every command `--output/-o` too, so it may follow the command's name."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_output_after(command)
+        else:
+            command.params.append(
+                click.Option(
+                    ["--output", "-o"],
+                    type=click.Choice(["table", "json"]),
+                    default=None,
+                    expose_value=False,
+                    callback=_set_output,
+                    help="table or json (as before the command)",
+                )
+            )
+
+
+_accept_output_after(cli)
+
+
 def main() -> None:
-    """Run the CLI; an ordinary mistake is one line and exit 1, never a traceback.
+    """Run the CLI; an ordinary mistake is one line and an exit code, never a traceback.
 
     Remote errors are caught where each command calls; this also covers
     what runs before any call: a malformed endpoint, a bad --config or
@@ -659,16 +945,17 @@ def main() -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
+        if _session.output == "json":  # once --output json was read, usage errors too
+            _fail_local(type(exc).__name__, exc.format_message(), exc.exit_code)
         exc.show()
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("Aborted!", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     except TransportError as exc:
         _fail(exc)
     except (zmq.ZMQError, OSError) as exc:
-        click.echo(f"{type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
+        _fail_local(type(exc).__name__, str(exc))
 
 
 if __name__ == "__main__":
