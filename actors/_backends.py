@@ -2,7 +2,7 @@
 
 For each enabled backend, the manager and driver are loaded by import path
 (a manager or driver that is not a ManagerActor or DriverActor is wrapped in
-one: see actors/_plain_manager.py and actors/drivers/_plain.py) and their
+one: see actors/_plain_manager.py and actors/_plain_driver.py) and their
 options validated, before any actor starts (and again before a
 reload changes anything), so a mistake is reported with where it was made.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from actors._plain_driver import driver_class_for
 from actors._plain_manager import manager_class_for
 from actors.config import BackendConfig, ServiceConfig
-from actors.drivers._plain import driver_class_for
 from actors.drivers.base import DriverActor, DriverOptions, collect_operations
 from actors.errors import LoadError
 from actors.loading import load_object

@@ -44,12 +44,12 @@ from actors.errors import (
     OperationInProgress,
     OperationInterrupted,
 )
-from actors.registry._ids import new_operation_id
 from actors.registry.journal import (
     InvalidTransition,
     Journal,
     OperationNotFound,
     OperationRecord,
+    new_operation_id,
 )
 from actors.rpc import RpcMethod
 from actors.runtime import ActorFuture, Runtime, check_admission

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pydantic
 
-from actors.drivers._plain import (
+from actors._plain_driver import (
     PlainOptions,
     Wrapped,
     build,

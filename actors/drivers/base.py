@@ -26,7 +26,14 @@ from actors.errors import DriverNotReady, MethodNotAllowed
 from actors.processutils import ProcessResult, execute
 from actors.supervision import Backoff
 
-__all__ = ["DriverActor", "DriverOptions", "Operation", "collect_operations", "operation"]
+__all__ = [
+    "DriverActor",
+    "DriverOptions",
+    "Operation",
+    "collect_operations",
+    "operation",
+    "operation_info",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +64,12 @@ def operation(fn: F | None = None, /, *, idempotent: bool = False) -> F | Callab
         return func
 
     return mark(fn) if fn is not None else mark
+
+
+def operation_info(obj: Any) -> Operation | None:
+    """What `@operation` recorded on `obj`, or None if it is not an operation."""
+    info = getattr(obj, _MARK, None)
+    return info if isinstance(info, Operation) else None
 
 
 def collect_operations(cls: type) -> dict[str, Operation]:

@@ -78,6 +78,7 @@ __all__ = [
     "JournalClosed",
     "OperationNotFound",
     "OperationRecord",
+    "new_operation_id",
 ]
 
 log = logging.getLogger(__name__)

@@ -36,8 +36,13 @@ from pydantic import BaseModel, ConfigDict
 
 from actors.actor import BaseActor
 from actors.config import validate_options
-from actors.drivers.base import _MARK as _OPERATION_MARK
-from actors.drivers.base import DriverActor, DriverOptions, Operation, collect_operations
+from actors.drivers.base import (
+    DriverActor,
+    DriverOptions,
+    Operation,
+    collect_operations,
+    operation_info,
+)
 from actors.errors import ConfigError, DriverNotReady, LoadError, MethodNotAllowed
 
 __all__ = [
@@ -185,8 +190,7 @@ def declared_operations(obj: Any, form: Form) -> dict[str, Operation]:
         return {
             name: info
             for name, value in vars(obj).items()
-            if isinstance(info := getattr(value, _OPERATION_MARK, None), Operation)
-            and not name.startswith("_")
+            if (info := operation_info(value)) is not None and not name.startswith("_")
         }
     made = declared_return_type(obj)
     return collect_operations(made) if made is not None else {}
