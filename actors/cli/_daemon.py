@@ -12,8 +12,8 @@ import pydantic
 import zmq
 
 from actors import __version__
+from actors.cli._signals import EARLY_STOP
 from actors.cli._systemd import SystemdNotifier
-from actors.cli.actorsd import EARLY_STOP
 from actors.config import ServiceConfig, TransportConfig, default_config, load_config
 from actors.errors import ActorsError, ConfigError, DeadlineExceeded
 from actors.logs import FORMATS, configure_logging, quiet_libraries

@@ -9,9 +9,10 @@ configuration or an endpoint that cannot be bound, with a one-line reason;
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import tomllib
+
+from actors.cli._signals import hold_signals_while_starting
 
 
 def _option(argv: list[str], name: str) -> str | None:
@@ -44,25 +45,8 @@ def _runtime_from(argv: list[str]) -> str | None:
     return None
 
 
-EARLY_STOP: list[int] = []
-"""SIGTERM/SIGINT received while starting: the daemon stops once it serves."""
-
-
-def _hold_signals_while_starting() -> None:
-    """First thing, before the slow imports: no signal kills a starting daemon.
-
-    SIGHUP and SIGUSR1 would terminate it (their default action) and SIGINT
-    would raise KeyboardInterrupt anywhere; they are ignored, or for
-    SIGTERM/SIGINT remembered, until the daemon's own handlers replace these.
-    """
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda received, _frame: EARLY_STOP.append(received))
-    for signum in (signal.SIGHUP, signal.SIGUSR1):
-        signal.signal(signum, signal.SIG_IGN)
-
-
 def main(argv: list[str] | None = None) -> int:
-    _hold_signals_while_starting()
+    hold_signals_while_starting()
     args = sys.argv[1:] if argv is None else argv
     # gevent must patch the standard library before anything else imports it.
     if _runtime_from(args) in (None, "gevent"):
