@@ -268,6 +268,12 @@ class RpcClient:
         future = self.call_async(self.endpoint, "ping", timeout=timeout, _kind=PING)
         return self._wait(future) or {}  # type: ignore[no-any-return]
 
+    def poll_events(self) -> None:
+        """Take in the connection's news now (threaded clients read it only while
+        someone waits), so `connected` is current; never waits."""
+        if self._direct is not None and self._loop is not None:
+            self._direct.read_ready()
+
     def _wait(self, future: ClientFuture) -> Any:
         """The result of one request; forgotten either way, so a late reply is dropped."""
         try:

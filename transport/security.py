@@ -125,8 +125,10 @@ class ClientSecurity:
 
     def for_server(self, server_public_key: bytes | str) -> ClientSecurity:
         """This client's keypair with `server_public_key` (z85) as the server's."""
-        key = server_public_key.encode() if isinstance(server_public_key, str) else server_public_key
-        return ClientSecurity(self.secret_key_file, None, key)
+        key = server_public_key
+        return ClientSecurity(
+            self.secret_key_file, None, key.encode() if isinstance(key, str) else key
+        )
 
     def server_key(self) -> bytes:
         """The server's public key (z85)."""
