@@ -39,7 +39,11 @@ from transport.errors import AuthenticationFailed, ConnectionLost, RequestTimeou
 from transport.protocol import CAST
 from transport.security import ClientSecurity
 
-__all__ = ["TopicClient", "client_security_for"]
+__all__ = ["CONNECT_GRACE", "TopicClient", "client_security_for"]
+
+CONNECT_GRACE = 1.0
+"""Seconds a request waits for any of its candidates to connect before it is sent
+to one whose connection is not up yet (it then waits for it within its deadline)."""
 
 
 def client_security_for(
@@ -148,8 +152,21 @@ class TopicClient:
         """The service the next request would go to: `target` (host@backend) or the best."""
         return self._pick(target, set())[0]
 
-    def _pick(self, target: str | None, lost: set[str]) -> tuple[ServiceRecord, _Peer]:
-        choices = [(r, p) for r, p in self.routable(target) if r.endpoint not in lost]
+    def _pick(
+        self, target: str | None, lost: set[str], deadline: float | None = None
+    ) -> tuple[ServiceRecord, _Peer]:
+        choices = self._choices(target, lost)
+        if choices and choices[0][1].client.connected is None:
+            # None is connected yet (a new client, or only newcomers left): give the
+            # connections a moment rather than send to what may be a dead endpoint.
+            end = time.monotonic() + CONNECT_GRACE
+            if deadline is not None:
+                end = min(end, deadline)
+            while time.monotonic() < end and not any(p.client.connected for _, p in choices):
+                for _, peer in choices:
+                    if peer.client.wait_connected(min(0.02, max(0.0, end - time.monotonic()))):
+                        break
+            choices = self._choices(target, lost)
         if not choices:
             which = f"{target} (of topic {self.topic!r})" if target else f"of topic {self.topic!r}"
             raise NotFound.from_wire(
@@ -158,6 +175,9 @@ class TopicClient:
                 {"target": target or self.topic},
             )
         return choices[0]
+
+    def _choices(self, target: str | None, lost: set[str]) -> list[tuple[ServiceRecord, _Peer]]:
+        return [(r, p) for r, p in self.routable(target) if r.endpoint not in lost]
 
     # -- requests ------------------------------------------------------------------
     def call(
@@ -216,7 +236,7 @@ class TopicClient:
         failure: ConnectionLost | None = None
         while True:
             try:
-                record, peer = self._pick(target, lost)
+                record, peer = self._pick(target, lost, deadline)
             except NotFound:
                 if failure is None:
                     raise

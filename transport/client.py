@@ -145,6 +145,7 @@ class RpcClient:
         self.stats: Counter[str] = Counter()
         self._pending: dict[str, ClientFuture] = {}
         self._refused = False  # the server refused our key: connect again with the next call
+        self._connected_event = self._event()  # green clients: set at the first handshake
         self.connected: bool | None = None
         """True once a handshake succeeded, False once that connection dropped
         (until the next handshake), None before the first: see `_on_socket_event`."""
@@ -268,6 +269,20 @@ class RpcClient:
         future = self.call_async(self.endpoint, "ping", timeout=timeout, _kind=PING)
         return self._wait(future) or {}  # type: ignore[no-any-return]
 
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait at most `timeout` for the first handshake (or the connection's loss);
+        True once connected. Returns at once if that is known already."""
+        deadline = time.monotonic() + timeout
+        if self._direct is not None and self._loop is not None:
+            self._direct.wait(lambda: self.connected is not None, deadline)
+        else:
+            while self.connected is None and self._loop is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._connected_event.wait(remaining)
+        return bool(self.connected)
+
     def poll_events(self) -> None:
         """Take in the connection's news now (threaded clients read it only while
         someone waits), so `connected` is current; never waits."""
@@ -306,6 +321,8 @@ class RpcClient:
         kind = event.get("event")
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.connected = True
+            if self._connected_event is not None:
+                self._connected_event.set()
             return
         if kind == zmq.EVENT_DISCONNECTED:
             if self.connected:  # a live connection dropped: what was in flight is lost
