@@ -8,8 +8,10 @@ once (ConnectionLost) and sends keyed requests to another host.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ import pytest
 
 from actors.client import TopicClient
 from actors.registry import Registry
-from tests.daemon import start_actorsd, wait_for
+from tests.daemon import ROOT, start_actorsd, wait_for
 from transport.errors import AuthenticationFailed, ConnectionLost
 from transport.security import ClientSecurity, generate_keypair
 
@@ -130,6 +132,27 @@ def test_hosts_publish_their_keys_calls_spread_and_reports_arrive(cluster: Clust
                 ),
                 f"capability reports from all hosts at {host}",
             )
+
+
+def test_actorsctl_takes_each_hosts_key_from_the_registry(cluster: Cluster) -> None:
+    def actorsctl(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "bin" / "actorsctl"), "--timeout", "10", "--db",
+             cluster.url, "--client-key", str(cluster.keys / "operator.key_secret"),
+             "--output", "json", *args],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    listed = json.loads(actorsctl("services", "--topic", "cluster"))
+    assert sorted((r["host"], r["status"]) for r in listed) == [(h, "up") for h in HOSTS]
+    assert json.loads(actorsctl("call", "--topic", "cluster", "h2@b1", "ping"))["name"] == "h2@b1"
+    report = {"service": "x@y", "timestamp": 1.0, "capabilities": {}}
+    sent = json.loads(
+        actorsctl("fanout", "cluster", "update_capabilities", json.dumps({"report": report}))
+    )
+    assert len(sent) == 3 and {r["result"] for r in sent} == {"accepted"}
 
 
 def test_a_wrong_or_missing_key_is_an_immediate_error(cluster: Cluster) -> None:

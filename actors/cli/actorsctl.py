@@ -26,7 +26,7 @@ from actors.registry.journal import Journal, OperationRecord
 from actors.registry.models import OPERATION_STATES
 from actors.service_actor import plan_backends
 from transport.client import RpcClient, fanout
-from transport.errors import RemoteError, TransportError
+from transport.errors import AuthenticationFailed, RemoteError, TransportError
 from transport.security import ClientSecurity, generate_keypair
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
@@ -45,9 +45,11 @@ class Context:
     ) -> None:
         self._endpoint, self.timeout, self.output = endpoint, timeout, output
         self.db, self.config_file = db, config_file
+        # The server key of --server-key is for --endpoint; services found in the
+        # registry are reached with the key their row publishes.
         self.security = (
-            ClientSecurity(Path(client_key), Path(server_key))
-            if client_key and server_key
+            ClientSecurity(Path(client_key), Path(server_key) if server_key else None)
+            if client_key
             else None
         )
 
@@ -139,8 +141,8 @@ def cli(
     config_file: str | None,
 ) -> None:
     """Control and inspect service-actors services."""
-    if bool(client_key) != bool(server_key):
-        raise click.UsageError("--client-key and --server-key go together")
+    if server_key and not client_key:
+        raise click.UsageError("--server-key needs --client-key (this client's keypair)")
     ctx.obj = Context(endpoint, timeout, output, client_key, server_key, db, config_file)
 
 
@@ -395,24 +397,34 @@ def fanout_cmd(
 ) -> None:
     """Cast METHOD to every manager of TOPIC on each service endpoint (ARGS as for `call`)."""
     args = _parse_args(pairs, raw_json, positional_json)
-    if not endpoints:  # the up services of the topic, from the registry
+    keys: dict[str, str | None] = {ep: None for ep in endpoints}  # endpoint -> its server key
+    if not endpoints:  # the up services of the topic, from the registry, with their keys
         registry = ctx.registry()
         try:
-            endpoints = tuple(_run(lambda: registry.up_endpoints(topic)))
+            records = _run(lambda: registry.services(topic=topic))
         finally:
             registry.close()
-        if not endpoints:
+        keys = {r.endpoint: r.server_key for r in records if r.is_up and r.endpoint}
+        if not keys:
             click.echo(f"no service of topic {topic!r} is up", err=True)
             sys.exit(1)
-    outcome = fanout(
-        list(endpoints),
-        topic,
-        method,
-        args,
-        timeout=ctx.timeout,
-        green=False,
-        security=ctx.security,
-    )
+    outcome: dict[str, BaseException | None] = {}
+    for server_key in set(keys.values()):  # one fanout per server key (CURVE) or none
+        group = sorted(ep for ep, k in keys.items() if k == server_key)
+        if server_key is None:  # no CURVE published: --server-key's, if given
+            has_key = ctx.security is not None and ctx.security.server_public_key_file
+            security = ctx.security if has_key else None
+        elif ctx.security is None:
+            for ep in group:
+                outcome[ep] = AuthenticationFailed(
+                    ep, 0, f"{ep} uses CURVE (its key is in the registry): pass --client-key"
+                )
+            continue
+        else:
+            security = ctx.security.for_server(server_key)
+        outcome.update(
+            fanout(group, topic, method, args, timeout=ctx.timeout, green=False, security=security)
+        )
     rows = [
         {
             "endpoint": ep,
