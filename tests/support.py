@@ -249,3 +249,10 @@ class ClusterManager(JournaledManager):
     @rpc
     def capabilities(self) -> dict[str, Any]:
         return {"reports": self.store.reports, "dropped": self.store.dropped}
+
+    @rpc
+    def nap(self, seconds: float) -> Any:
+        """A long call that leaves the mailbox free: answered after `seconds`."""
+        import time
+
+        return self.runtime.offload(time.sleep, seconds)

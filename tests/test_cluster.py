@@ -209,10 +209,10 @@ def test_sigkill_under_keyed_calls_fails_none_and_in_flight_calls_learn_at_once(
 
     lost: list[tuple[BaseException, float]] = []
 
-    def held_call() -> None:  # an unkeyed call in flight on h3 (it holds h3's mailbox)
+    def held_call() -> None:  # an unkeyed call in flight on h3
         with cluster.client() as client:
             try:
-                client.call("hold", target="h3@b1", timeout=30)
+                client.call("nap", {"seconds": 20}, target="h3@b1", timeout=30)
             except BaseException as exc:
                 lost.append((exc, time.monotonic()))
 
@@ -240,3 +240,70 @@ def test_sigkill_under_keyed_calls_fails_none_and_in_flight_calls_learn_at_once(
             lambda: "h3@b1" in {client.call("ping")["name"] for _ in range(9)},
             "h3 back in the topic's routing",
         )
+
+
+def test_a_silent_host_is_routed_around_within_its_heartbeat_timeout(cluster: Cluster) -> None:
+    """SIGSTOP: the host's connections stay open but nothing answers (a cut link)."""
+    lost: list[tuple[BaseException, float]] = []
+
+    def held_call() -> None:
+        with cluster.client() as client:
+            try:
+                client.call("nap", {"seconds": 20}, target="h2@b1", timeout=30)
+            except BaseException as exc:
+                lost.append((exc, time.monotonic()))
+
+    with cluster.client() as client:
+        assert client.call("ping", target="h2@b1")["name"] == "h2@b1"
+        holder = threading.Thread(target=held_call)
+        holder.start()
+        time.sleep(0.3)  # the hold reaches h2 (nothing to wait on from here)
+        cluster.procs["h2"].send_signal(signal.SIGSTOP)
+        silenced = time.monotonic()
+        try:
+            holder.join(10)
+            ((error, when),) = lost
+            # heartbeat 0.5 s: the connection is dropped after three unanswered intervals
+            assert isinstance(error, ConnectionLost) and when - silenced < 2.0, when - silenced
+            wait_for(
+                lambda: client.routable() and all(r.host != "h2" for r, _ in client.routable()),
+                "h2 out of the routing",
+            )
+            keyed = [
+                client.call("provision", {"resource_id": f"s{n}"}, key=f"silent-{n}")["id"]
+                for n in range(20)
+            ]
+            assert len(keyed) == 20
+        finally:
+            cluster.procs["h2"].send_signal(signal.SIGCONT)
+        wait_for(
+            lambda: "h2@b1" in {client.call("ping")["name"] for _ in range(9)},
+            "h2 back in the routing once it answers again",
+        )
+
+
+def test_a_wildcard_bind_needs_advertise_which_goes_into_the_registry(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "bin" / "actorsd"), "--runtime", "threading"]
+    refused = subprocess.run(
+        [*command, "--bind", "tcp://0.0.0.0:0", "--insecure"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    reasons = [line for line in refused.stderr.splitlines() if line.startswith("actorsd:")]
+    assert refused.returncode == 2 and len(reasons) == 1, refused.stderr
+    assert "listens on every interface: set transport.advertise" in reasons[0]
+    assert not (tmp_path / "state").exists()  # refused before anything started
+
+    proc, bound = start_actorsd(
+        None, tmp_path / "actorsd.log", "threading", cwd=tmp_path,
+        bind="tcp://0.0.0.0:0", extra=("--insecure", "--advertise", "tcp://127.0.0.1"),
+    )  # fmt: skip
+    try:
+        port = bound.rsplit(":", 1)[1]
+        with Registry(f"sqlite:///{tmp_path / 'state' / 'registry.sqlite'}") as registry:
+            wait_for(
+                lambda: {r.endpoint for r in registry.services()} == {f"tcp://127.0.0.1:{port}"},
+                "the advertised endpoint in the registry",
+            )
+    finally:
+        proc.kill()
+        proc.wait(10)
