@@ -200,10 +200,8 @@ def test_sigkill_under_keyed_calls_fails_none_and_in_flight_calls_learn_at_once(
             while not stop.is_set():
                 n += 1
                 try:
-                    result = client.call(
-                        "provision", {"resource_id": f"r{n}"}, key=f"stream-{n}", timeout=10
-                    )
-                    done.append(result["id"])
+                    result = client.call("shaped", {"tag": f"r{n}"}, key=f"stream-{n}", timeout=10)
+                    done.append(result["pair"][0])
                 except BaseException as exc:
                     failures.append(exc)
 
@@ -270,7 +268,7 @@ def test_a_silent_host_is_routed_around_within_its_heartbeat_timeout(cluster: Cl
                 "h2 out of the routing",
             )
             keyed = [
-                client.call("provision", {"resource_id": f"s{n}"}, key=f"silent-{n}")["id"]
+                client.call("shaped", {"tag": f"s{n}"}, key=f"silent-{n}")["pair"][0]
                 for n in range(20)
             ]
             assert len(keyed) == 20
