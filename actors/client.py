@@ -35,7 +35,7 @@ from actors.errors import NotFound
 from actors.registry import Registry, ServiceRecord
 from actors.registry.api import DatabaseUnavailable
 from transport.client import RpcClient
-from transport.errors import AuthenticationFailed, ConnectionLost, RequestTimeout
+from transport.errors import AuthenticationFailed, ConnectionLost, RequestTimeout, TransportError
 from transport.protocol import CAST
 from transport.security import ClientSecurity
 
@@ -149,8 +149,25 @@ class TopicClient:
         return [(record, peer) for *_, record, peer in ranked]
 
     def pick(self, target: str | None = None) -> ServiceRecord:
-        """The service the next request would go to: `target` (host@backend) or the best."""
-        return self._pick(target, set())[0]
+        """An up service of the topic by the registry alone: `target` or a random one.
+
+        Opens no connection (AsyncTopicClient uses it with clients of its own);
+        `call` and `cast` route by the rule above instead.
+        """
+        up = [r for r in self._records() if r.is_up and r.endpoint]
+        if target is not None:
+            up = [r for r in up if f"{r.host}@{r.backend}" == target]
+        if not up:
+            raise self._none_up(target, lost=False)
+        return self._rng.choice(up)
+
+    def _none_up(self, target: str | None, *, lost: bool) -> TransportError:
+        which = f"{target} (of topic {self.topic!r})" if target else f"of topic {self.topic!r}"
+        return NotFound.from_wire(
+            f"no service {which} is up in the registry (none heartbeats, or it is disabled)"
+            + (", or its connection is down" if lost else ""),
+            {"target": target or self.topic},
+        )
 
     def _pick(
         self, target: str | None, lost: set[str], deadline: float | None = None
@@ -168,12 +185,7 @@ class TopicClient:
                         break
             choices = self._choices(target, lost)
         if not choices:
-            which = f"{target} (of topic {self.topic!r})" if target else f"of topic {self.topic!r}"
-            raise NotFound.from_wire(
-                f"no service {which} is up in the registry (none heartbeats, or it is disabled)"
-                + (", or its connection is down" if lost else ""),
-                {"target": target or self.topic},
-            )
+            raise self._none_up(target, lost=bool(lost))
         return choices[0]
 
     def _choices(self, target: str | None, lost: set[str]) -> list[tuple[ServiceRecord, _Peer]]:
