@@ -110,7 +110,7 @@ def test_migration_0002_from_0001_and_back(make_registry: Callable[..., Registry
     with registry.engine.begin() as conn:  # a row as 0001 knows it (newer columns: none yet)
         conn.execute(
             text(
-                "INSERT INTO services (host, binary, topic, backend, rpc_version, state,"
+                'INSERT INTO services (host, "binary", topic, backend, rpc_version, state,'
                 " created_at, updated_at) VALUES ('h1', 'volume', 'volume', 'b1', '1.0',"
                 " 'up', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
             )
