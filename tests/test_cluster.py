@@ -148,6 +148,10 @@ def test_actorsctl_takes_each_hosts_key_from_the_registry(cluster: Cluster) -> N
     listed = json.loads(actorsctl("services", "--topic", "cluster"))
     assert sorted((r["host"], r["status"]) for r in listed) == [(h, "up") for h in HOSTS]
     assert json.loads(actorsctl("call", "--topic", "cluster", "h2@b1", "ping"))["name"] == "h2@b1"
+    ack = json.loads(
+        actorsctl("cast", "--topic", "cluster", "--key", "c-1", "any", "shaped", '{"tag": "t"}')
+    )
+    assert set(ack) == {"operation"}
     report = {"service": "x@y", "timestamp": 1.0, "capabilities": {}}
     sent = json.loads(
         actorsctl("fanout", "cluster", "update_capabilities", json.dumps({"report": report}))

@@ -351,6 +351,12 @@ def call(
 @click.argument("method")
 @_json_argument
 @_with_args
+@click.option(
+    "--topic",
+    default=None,
+    help="send to TARGET (host@backend, or 'any': one service) among the services of this"
+    " topic in the registry; with --key, sent again to another if its connection is lost",
+)
 @click.pass_obj
 def cast(
     ctx: Context,
@@ -361,6 +367,7 @@ def cast(
     raw_json: str | None,
     rpc_version: str | None,
     key: str | None,
+    topic: str | None,
 ) -> None:
     """Send METHOD to TARGET without waiting for a result (waits for acceptance).
 
@@ -368,6 +375,25 @@ def cast(
     (see `op ID`).
     """
     args = _parse_args(pairs, raw_json, positional_json)
+    if topic is not None:
+        registry = ctx.registry()
+        try:
+            with TopicClient(
+                registry, topic, timeout=ctx.timeout, green=False, security=ctx.security
+            ) as topic_client:
+                ack = _run(
+                    lambda: topic_client.cast(
+                        method,
+                        args,
+                        target=None if target == "any" else target,
+                        version=rpc_version,
+                        key=key,
+                    )
+                )
+        finally:
+            registry.close()
+        _emit(ctx, ack)
+        return
     with ctx.client() as client:
         ack = _run(lambda: client.cast(target, method, args, version=rpc_version, key=key))
     _emit(ctx, ack)
