@@ -221,7 +221,7 @@ class RpcClient:
             future._resolve(error=ConnectionClosed(self.endpoint))
             return future
         if direct is not None:  # take in the connection's news first: a drop that
-            direct.read_ready()  # happened before this request must not fail it
+            direct.read_events()  # happened before this request must not fail it
         with self._lock:
             self._pending[msg_id] = future
         if self._refused:  # libzmq gave up on the session: a new handshake, paced by calls
