@@ -16,6 +16,7 @@ from actors._service_view import ServiceView
 from actors.capabilities import publish_reports
 from actors.registry import Registry
 from actors.runtime import ActorFuture
+from transport.security import ClientSecurity
 
 __all__ = ["CapabilityRounds"]
 
@@ -114,12 +115,14 @@ class CapabilityRounds:
         if self.registry is None or config.capability_topic is None:  # reloaded away
             result.try_set({"receivers": 0, "failed": 0, "reports": 0})
             return
+        key = config.transport.client_secret_key  # this daemon's own keypair, if any
         work = service.runtime.offload(
             publish_reports,
             self.registry,
             config.capability_topic,
             reports,
-            config.default_timeout,
+            min(config.default_timeout, config.capability_interval),
+            None if key is None else ClientSecurity(key),
             lane="system",
         )
 

@@ -63,6 +63,7 @@ class Heartbeat:
         self.registry = registry
         self._on_reached = on_reached
         self.endpoint: str | None = None
+        self.server_key: str | None = None  # the CURVE public key of the server at endpoint
         self.ids: dict[str, int] | None = None  # the rows' ids; None: register next round
         self._reporting = False
         self._report_again = False
@@ -73,6 +74,7 @@ class Heartbeat:
         self._round_waiters: list[ActorFuture[Any]] = []
         self._next_waiters: list[ActorFuture[Any]] = []
         self._outage_since: float | None = None
+        self._round_started = 0.0  # when the current round began (an outage began by then)
         self._rows_to_stop: list[int] = []  # rows of removed backends, for the next round
         self._round_stopped: list[int] = []
 
@@ -96,9 +98,10 @@ class Heartbeat:
         except ActorsError as exc:
             log.debug("registering at start failed (rounds retry): %s", exc)
 
-    def set_endpoint(self, endpoint: str) -> None:
-        """Where the transport listens; re-registers the rows with it."""
+    def set_endpoint(self, endpoint: str, server_key: str | None = None) -> None:
+        """Where the transport is reached (and its CURVE key); re-registers the rows with it."""
         self.endpoint = endpoint
+        self.server_key = server_key
         self.ids = None
         self._generation += 1
         self.report()
@@ -130,6 +133,7 @@ class Heartbeat:
     def _start_round(self) -> None:
         service = self._service
         self._reporting = True
+        self._round_started = service.clock.monotonic()
         self._round_generation = self._generation
         self._round_waiters, self._next_waiters = self._next_waiters, []
         rows = self._rows()
@@ -153,6 +157,8 @@ class Heartbeat:
                 backend=p.backend,
                 endpoint=self.endpoint,
                 rpc_version=p.manager_class.RPC_API_VERSION,
+                server_key=self.server_key,
+                down_after=config.service_down_time,
             )
             for p in self._service.plans
         }
@@ -165,9 +171,14 @@ class Heartbeat:
         if error is not None:
             self._rows_to_stop += self._round_stopped  # not marked yet: the next round does
             self.ids = None  # the database may come back empty: register again
-            if self._outage_since is None:
-                self._outage_since = service.clock.monotonic()
-                service.log.error("registry unavailable (RPC service goes on): %s", error)
+            if self._outage_since is None:  # counted from the round that found it, not
+                self._outage_since = self._round_started  # from when that round gave up
+                service.log.error(
+                    "registry unavailable (RPC service goes on): %s (found %.1fs after the"
+                    " round that met it began)",
+                    error,
+                    service.clock.monotonic() - self._round_started,
+                )
         else:
             if self._round_generation == self._generation:  # else: re-register next round
                 self.ids = done.value()

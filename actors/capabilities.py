@@ -26,8 +26,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from actors.registry import Registry
-from transport.client import fanout
+from actors.client import client_security_for
+from actors.registry import Registry, ServiceRecord
+from transport.client import RpcClient
+from transport.errors import TransportError
+from transport.protocol import CAST
+from transport.security import ClientSecurity
 
 __all__ = ["CapabilityStore", "publish_reports"]
 
@@ -76,21 +80,51 @@ class CapabilityStore:
 
 
 def publish_reports(
-    registry: Registry, topic: str, reports: list[dict[str, Any]], timeout: float
+    registry: Registry,
+    topic: str,
+    reports: list[dict[str, Any]],
+    timeout: float,
+    security: ClientSecurity | None = None,
 ) -> dict[str, int]:
     """Cast each report to every up service of `topic`; blocking (run it off the actors).
 
-    Returns {"receivers": n, "failed": m}: casts refused or unanswered are
-    counted and logged, never raised (the next interval publishes again).
+    Each receiver is reached with the CURVE key its registry row publishes
+    and `security` (this daemon's client keypair). Returns {"receivers": n,
+    "failed": m}: casts refused or unanswered are counted and logged, never
+    raised (the next interval publishes again). Every wait ends by `timeout`.
     """
-    endpoints = sorted(
-        {r.endpoint for r in registry.services(topic=topic) if r.is_up and r.endpoint}
-    )
+    receivers: dict[str, ServiceRecord] = {}
+    for record in registry.services(topic=topic):
+        if record.is_up and record.endpoint:
+            receivers.setdefault(record.endpoint, record)
     failed = 0
-    for report in reports:
-        outcome = fanout(endpoints, topic, METHOD, {"report": report}, timeout=timeout, green=False)
-        for endpoint, error in outcome.items():
-            if error is not None:
-                failed += 1
-                log.warning("capability report to %s failed: %s", endpoint, error)
-    return {"receivers": len(endpoints), "failed": failed}
+    clients: dict[str, RpcClient] = {}
+    try:
+        for endpoint, record in sorted(receivers.items()):
+            try:
+                clients[endpoint] = RpcClient(
+                    endpoint,
+                    timeout=timeout,
+                    green=False,
+                    security=client_security_for(security, record),
+                )
+            except Exception as exc:  # no keypair for a CURVE server, a malformed address
+                failed += len(reports)
+                log.warning("capability reports to %s not sent: %s", endpoint, exc)
+        for report in reports:
+            futures = {
+                endpoint: client.call_async(
+                    topic, METHOD, {"report": report}, timeout=timeout, _kind=CAST
+                )
+                for endpoint, client in clients.items()
+            }
+            for endpoint, future in futures.items():
+                try:
+                    future.result()
+                except TransportError as exc:
+                    failed += 1
+                    log.warning("capability report to %s failed: %s", endpoint, exc)
+    finally:
+        for client in clients.values():
+            client.close()
+    return {"receivers": len(receivers), "failed": failed}

@@ -1,68 +1,286 @@
-"""`TopicClient`: call services found in the registry, by topic.
+"""`TopicClient`: call services found in the registry, by topic, routing around failure.
 
-A client names a topic, and either any up service of it or one `host@backend`;
-the registry says where that service listens. Connections are reused.
+A client names a topic, and either any routable service of it or one
+`host@backend`; the registry says where each service listens and which CURVE
+key its server has. The client keeps one connection per endpoint and watches
+each: a peer whose connection dropped (it closed, or ZMTP heartbeats went
+unanswered) is never sent to until it is back, and what was in flight to it
+fails at once with `ConnectionLost` instead of at its deadline.
+
+Routing rule (docs/operations.md, "Across hosts"):
+
+- a service is routable when its row is not disabled or stopped, has an
+  endpoint, and either heartbeats within its `service_down_time` or our
+  connection to it is live (a host that lost its database path but answers
+  stays routable);
+- if the registry cannot be read, the services last read are used;
+- connected peers first, then peers not yet known either way; never one known
+  disconnected; among them the one with the fewest requests outstanding.
+
+Failover: a request that is safe to repeat (it has an idempotency `key`, or
+the caller says the method is `idempotent`) and fails with `ConnectionLost`
+is sent again to another live peer within the caller's original deadline.
+Anything else gets the `ConnectionLost` (retryable: whether it ran is unknown).
 """
 
 from __future__ import annotations
 
 import random
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from actors.errors import NotFound
 from actors.registry import Registry, ServiceRecord
+from actors.registry.api import DatabaseUnavailable
 from transport.client import RpcClient
+from transport.errors import AuthenticationFailed, ConnectionLost, RequestTimeout, TransportError
+from transport.protocol import CAST
+from transport.security import ClientSecurity
 
-__all__ = ["TopicClient"]
+__all__ = ["CONNECT_GRACE", "TopicClient", "client_security_for"]
+
+CONNECT_GRACE = 1.0
+"""Seconds a request waits for any of its candidates to connect before it is sent
+to one whose connection is not up yet (it then waits for it within its deadline)."""
+
+
+def client_security_for(
+    security: ClientSecurity | None, record: ServiceRecord
+) -> ClientSecurity | None:
+    """The security to reach `record`'s server: our keypair, its published key.
+
+    Raises AuthenticationFailed at once when the server publishes a CURVE key
+    and we have no keypair (it would only be a timeout later).
+    """
+    if record.server_key is None:
+        return security if security is not None and security.server_public_key_file else None
+    if security is None:
+        raise AuthenticationFailed(
+            record.endpoint or "?",
+            0,
+            f"{record.host}@{record.backend} at {record.endpoint} uses CURVE (its key is"
+            " in the registry) and this client has no keypair: pass a client secret key",
+        )
+    return security.for_server(record.server_key)
+
+
+@dataclass
+class _Peer:
+    """One endpoint: its connection and how many of our requests wait on it."""
+
+    client: RpcClient
+    server_key: str | None
+    outstanding: int = 0
 
 
 class TopicClient:
-    """Calls to the up services of one topic, located through the registry."""
+    """Calls to the services of one topic, located through the registry (see the module)."""
 
-    def __init__(self, registry: Registry, topic: str, **client_options: Any) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        topic: str,
+        *,
+        security: ClientSecurity | None = None,
+        timeout: float = 60.0,
+        **client_options: Any,
+    ) -> None:
+        """`security`: this client's keypair (its server key, if any, is used only for
+        rows that publish none); `client_options` go to each RpcClient (e.g.
+        `heartbeat=1.0` to notice a cut link within about 3 s, `green=`)."""
         self.registry = registry
         self.topic = topic
+        self.security = security
+        self.timeout = timeout
         self.client_options = client_options
-        self._clients: dict[str, RpcClient] = {}
+        self._peers: dict[str, _Peer] = {}
+        self._last_records: list[ServiceRecord] = []
+        self._lock = threading.Lock()
         self._rng = random.Random()
+        self.failovers = 0
+        """Requests sent again to another peer after their connection was lost."""
+
+    # -- where to send -------------------------------------------------------------
+    def _records(self) -> list[ServiceRecord]:
+        """The topic's services; the last ones read while the registry is unavailable."""
+        try:
+            records = self.registry.services(topic=self.topic)
+        except DatabaseUnavailable:
+            return self._last_records
+        self._last_records = records
+        return records
+
+    def _peer(self, record: ServiceRecord) -> _Peer:
+        assert record.endpoint is not None
+        with self._lock:
+            peer = self._peers.get(record.endpoint)
+            if peer is not None and peer.server_key != record.server_key:  # new key: reconnect
+                del self._peers[record.endpoint]
+                peer.client.close()
+                peer = None
+            if peer is None:
+                client = RpcClient(
+                    record.endpoint,
+                    timeout=self.timeout,
+                    security=client_security_for(self.security, record),
+                    **self.client_options,
+                )
+                peer = self._peers[record.endpoint] = _Peer(client, record.server_key)
+            return peer
+
+    def routable(self, target: str | None = None) -> list[tuple[ServiceRecord, _Peer]]:
+        """The services a request may go to now, best first (see the module's rule)."""
+        ranked: list[tuple[int, int, float, ServiceRecord, _Peer]] = []
+        for record in self._records():
+            if record.endpoint is None or record.disabled or record.state == "stopped":
+                continue
+            if target is not None and f"{record.host}@{record.backend}" != target:
+                continue
+            peer = self._peer(record)
+            peer.client.poll_events()
+            connected = peer.client.connected
+            if connected is False or not (record.is_up or connected):
+                continue
+            rank = 0 if connected else 1
+            ranked.append((rank, peer.outstanding, self._rng.random(), record, peer))
+        ranked.sort(key=lambda item: item[:3])
+        return [(record, peer) for *_, record, peer in ranked]
 
     def pick(self, target: str | None = None) -> ServiceRecord:
-        """An up service of the topic: `target` (host@backend) or any of them."""
-        up = [r for r in self.registry.services(topic=self.topic) if r.is_up and r.endpoint]
+        """An up service of the topic by the registry alone: `target` or a random one.
+
+        Opens no connection (AsyncTopicClient uses it with clients of its own);
+        `call` and `cast` route by the rule above instead.
+        """
+        up = [r for r in self._records() if r.is_up and r.endpoint]
         if target is not None:
             up = [r for r in up if f"{r.host}@{r.backend}" == target]
         if not up:
-            which = f"{target} (of topic {self.topic!r})" if target else f"of topic {self.topic!r}"
-            raise NotFound.from_wire(
-                f"no service {which} is up in the registry (none heartbeats, or it is disabled)",
-                {"target": target or self.topic},
-            )
+            raise self._none_up(target, lost=False)
         return self._rng.choice(up)
 
-    def _client(self, endpoint: str) -> RpcClient:
-        client = self._clients.get(endpoint)
-        if client is None:
-            client = self._clients[endpoint] = RpcClient(endpoint, **self.client_options)
-        return client
+    def _none_up(self, target: str | None, *, lost: bool) -> TransportError:
+        which = f"{target} (of topic {self.topic!r})" if target else f"of topic {self.topic!r}"
+        return NotFound.from_wire(
+            f"no service {which} is up in the registry (none heartbeats, or it is disabled)"
+            + (", or its connection is down" if lost else ""),
+            {"target": target or self.topic},
+        )
 
+    def _pick(
+        self, target: str | None, lost: set[str], deadline: float | None = None
+    ) -> tuple[ServiceRecord, _Peer]:
+        choices = self._choices(target, lost)
+        if choices and choices[0][1].client.connected is None:
+            # None is connected yet (a new client, or only newcomers left): give the
+            # connections a moment rather than send to what may be a dead endpoint.
+            end = time.monotonic() + CONNECT_GRACE
+            if deadline is not None:
+                end = min(end, deadline)
+            while time.monotonic() < end and not any(p.client.connected for _, p in choices):
+                for _, peer in choices:
+                    if peer.client.wait_connected(min(0.02, max(0.0, end - time.monotonic()))):
+                        break
+            choices = self._choices(target, lost)
+        if not choices:
+            raise self._none_up(target, lost=bool(lost))
+        return choices[0]
+
+    def _choices(self, target: str | None, lost: set[str]) -> list[tuple[ServiceRecord, _Peer]]:
+        return [(r, p) for r, p in self.routable(target) if r.endpoint not in lost]
+
+    # -- requests ------------------------------------------------------------------
     def call(
         self,
         method: str,
         args: dict[str, Any] | None = None,
         *,
         target: str | None = None,
-        **call_options: Any,
+        key: str | None = None,
+        idempotent: bool = False,
+        timeout: float | None = None,
+        version: str | None = None,
     ) -> Any:
-        """Call `method` on `target` (host@backend) or on any up service of the topic."""
-        record = self.pick(target)
-        assert record.endpoint is not None
-        name = f"{record.host}@{record.backend}"
-        return self._client(record.endpoint).call(name, method, args, **call_options)
+        """Call `method` on `target` (host@backend) or on the best service of the topic.
+
+        With a `key` or `idempotent=True`, a call whose connection is lost is
+        sent again to another live service within the same deadline.
+        """
+        return self._request(method, args, target, key, idempotent, timeout, version, None)
+
+    def cast(
+        self,
+        method: str,
+        args: dict[str, Any] | None = None,
+        *,
+        target: str | None = None,
+        key: str | None = None,
+        idempotent: bool = False,
+        timeout: float | None = None,
+        version: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Cast to one service of the topic; returns once a service accepted it.
+
+        For a journaled method the acceptance comes after the journal commit
+        ({"operation": id}); with a `key`, a cast whose connection is lost
+        before that is sent again to another service.
+        """
+        result = self._request(method, args, target, key, idempotent, timeout, version, CAST)
+        return result  # type: ignore[no-any-return]
+
+    def _request(
+        self,
+        method: str,
+        args: dict[str, Any] | None,
+        target: str | None,
+        key: str | None,
+        idempotent: bool,
+        timeout: float | None,
+        version: str | None,
+        kind: str | None,
+    ) -> Any:
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        repeatable = key is not None or idempotent
+        lost: set[str] = set()
+        failure: ConnectionLost | None = None
+        while True:
+            try:
+                record, peer = self._pick(target, lost, deadline)
+            except NotFound:
+                if failure is None:
+                    raise
+                raise failure from None  # every peer it could go to was lost under it
+            name = f"{record.host}@{record.backend}"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimeout(name, method, timeout)
+            options: dict[str, Any] = {"timeout": remaining, "version": version, "key": key}
+            if kind is not None:
+                options["_kind"] = kind
+            with self._lock:
+                peer.outstanding += 1
+            try:
+                future = peer.client.call_async(name, method, args, **options)
+                return peer.client._wait(future)
+            except ConnectionLost as exc:
+                if not repeatable or target is not None:
+                    raise
+                failure = exc
+                assert record.endpoint is not None
+                lost.add(record.endpoint)
+                self.failovers += 1
+            finally:
+                with self._lock:
+                    peer.outstanding -= 1
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        with self._lock:
+            peers, self._peers = list(self._peers.values()), {}
+        for peer in peers:
+            peer.client.close()
 
     def __enter__(self) -> TopicClient:
         return self

@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from actors._advertise import advertised_endpoint
 from actors.errors import ConfigError
 from actors.loading import load_object
 from actors.runtime._offload import (
@@ -98,8 +99,18 @@ class TransportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bind: str = Field("tcp://127.0.0.1:5555", description="ZeroMQ endpoint to bind")
+    advertise: str | None = Field(
+        None,
+        description="endpoint published in the registry for other hosts (a port of 0 or"
+        " none: the bound one); required with a wildcard bind (0.0.0.0, *, [::])",
+    )
     server_secret_key: Path | None = Field(None, description="CURVE secret key file")
     client_keys_dir: Path | None = Field(None, description="directory of allowed client keys")
+    client_secret_key: Path | None = Field(
+        None,
+        description="this daemon's own CURVE client keypair (secret key file), for its"
+        " outgoing requests (capability reports) to servers that use CURVE",
+    )
     allow_insecure: bool = Field(False, description="allow binding beyond loopback without CURVE")
     max_message_bytes: int = Field(1 << 20, ge=1024)
 
@@ -109,6 +120,11 @@ class TransportConfig(BaseModel):
             raise ValueError("set both server_secret_key and client_keys_dir, or neither")
         if not self.bind.startswith(("tcp://", "ipc://", "inproc://")):
             raise ValueError("bind must be a tcp://, ipc:// or inproc:// endpoint")
+        if self.advertise is not None:
+            try:  # its form; the port is known once bound
+                advertised_endpoint(self.bind, self.advertise)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("transport.advertise: ")) from None
         if self.bind.startswith("tcp://"):
             _, _, port = self.bind.rpartition(":")
             if port != "*" and not (port.isdigit() and int(port) <= 65535):

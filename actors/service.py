@@ -17,6 +17,7 @@ from typing import Any, Self
 
 import pydantic
 
+from actors._advertise import advertised_endpoint
 from actors._cell import CellMixin
 from actors._dispatch import ServiceDispatcher
 from actors._operations import Operations
@@ -257,14 +258,20 @@ class Service:
         security: ServerSecurity | None = None,
         allow_insecure: bool = False,
         limits: Limits | None = None,
+        advertise: str | None = None,
     ) -> RpcServer:
         """Put this service on the network: a ZeroMQ ROUTER on `endpoint`.
 
-        Raises BindError (endpoint in use) or InsecureBind (beyond loopback
-        without CURVE and without `allow_insecure`).
+        The registry rows get `advertise` as their endpoint (a port of 0 or
+        none: the one bound), else the bound endpoint, and the server's CURVE
+        public key. Raises BindError (endpoint in use), InsecureBind (beyond
+        loopback without CURVE and without `allow_insecure`) or ConfigError
+        (a wildcard bind without `advertise`), before anything is bound.
         """
         if self.system is None:
             raise RuntimeError("start the service before serving it")
+        if advertise is None:
+            advertised_endpoint(endpoint, None)  # a wildcard: refused before binding
         server = RpcServer(
             ServiceDispatcher(self),
             endpoint,
@@ -276,7 +283,9 @@ class Service:
         server.start()
         self.servers.append(server)
         assert self.actor is not None
-        self.system.handle(self.name).tell("set_endpoint", (server.endpoint,))
+        published = advertised_endpoint(server.endpoint, advertise)
+        server_key = security.public_key.decode() if security is not None else None
+        self.system.handle(self.name).tell("set_endpoint", (published, server_key))
         return server
 
     def reload(

@@ -216,10 +216,10 @@ class ServiceActor(BaseActor):
             if p.name not in self.failed_backends and self.system.is_ready(f"{p.name}/driver")
         ]
 
-    def set_endpoint(self, endpoint: str) -> None:
-        """Where the transport listens; re-registers the rows with it."""
+    def set_endpoint(self, endpoint: str, server_key: str | None = None) -> None:
+        """Where the transport is reached (and its CURVE key); re-registers the rows with it."""
         if self._heartbeat is not None:
-            self._heartbeat.set_endpoint(endpoint)
+            self._heartbeat.set_endpoint(endpoint, server_key)
 
     def report(self) -> ActorFuture[Any]:
         """Ask for a registry round (register if needed, one heartbeat): see `Heartbeat`.

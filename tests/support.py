@@ -231,3 +231,28 @@ class SchedulerManager(ManagerActor):
     @rpc
     def capabilities(self) -> dict[str, Any]:
         return {"reports": self.store.reports, "dropped": self.store.dropped}
+
+
+class ClusterManager(JournaledManager):
+    """A host of the cluster tests: journaled work, a long call, capability reports."""
+
+    def init_host(self) -> None:
+        from actors.capabilities import CapabilityStore
+
+        super().init_host()
+        self.store = CapabilityStore()
+
+    @rpc
+    def update_capabilities(self, report: dict[str, Any]) -> bool:
+        return self.store.update(report)
+
+    @rpc
+    def capabilities(self) -> dict[str, Any]:
+        return {"reports": self.store.reports, "dropped": self.store.dropped}
+
+    @rpc
+    def nap(self, seconds: float) -> Any:
+        """A long call that leaves the mailbox free: answered after `seconds`."""
+        import time
+
+        return self.runtime.offload(time.sleep, seconds)

@@ -396,7 +396,8 @@ def test_actorsctl_reaches_where_the_config_binds(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     body = (
-        GOOD.replace("ROOT", str(tmp_path / "root")) + f'\n[transport]\nbind = "tcp://*:{port}"\n'
+        GOOD.replace("ROOT", str(tmp_path / "root"))
+        + f'\n[transport]\nbind = "tcp://*:{port}"\nadvertise = "tcp://127.0.0.1"\n'
     )
     config = _config(tmp_path, body)
     proc, _ = start_actorsd(

@@ -6,6 +6,7 @@ from transport.dispatcher import Dispatcher, ReplyFuture, Request
 from transport.errors import (
     AuthenticationFailed,
     ConnectionClosed,
+    ConnectionLost,
     MessageTooLarge,
     ProtocolError,
     RemoteError,
@@ -23,6 +24,7 @@ __all__ = [
     "ClientFuture",
     "ClientSecurity",
     "ConnectionClosed",
+    "ConnectionLost",
     "Dispatcher",
     "InsecureBind",
     "MessageTooLarge",

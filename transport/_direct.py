@@ -143,6 +143,21 @@ class DirectSocket(SocketLoop):
                 if self._followers or self._closed:
                     self._cond.notify_all()
 
+    def read_events(self) -> None:
+        """Take in the socket's monitor events now (never waits; replies are left)."""
+        monitor = self._monitor
+        if monitor is None:
+            return
+        with self._sock_lock:
+            if self._closed or self._monitor is None:
+                return
+            while True:
+                try:
+                    frames = monitor.recv_multipart(zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    return
+                self._on_monitor_frames(frames)
+
     def wait(self, done: Callable[[], bool], deadline: float) -> bool:
         """Until `done()` or the deadline (monotonic); reads for everyone while needed."""
         cond = self._cond

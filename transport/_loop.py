@@ -140,11 +140,13 @@ class SocketLoop:
         self._on_oversized = on_oversized
         self.on_event: Callable[[dict[str, Any]], None] | None = None
         """Set before start(): gets the socket's monitor events (see MONITORED)."""
+        self.monitored = MONITORED
+        """Which events on_event gets (a bit mask of zmq.EVENT_*); set before start()."""
         self._monitor: Any = None
 
     def _open_monitor(self) -> None:
         if self.on_event is not None:
-            self._monitor = self.socket.get_monitor_socket(MONITORED)
+            self._monitor = self.socket.get_monitor_socket(self.monitored)
 
     def _on_monitor_frames(self, frames: list[bytes]) -> None:
         from zmq.utils.monitor import parse_monitor_message

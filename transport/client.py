@@ -30,11 +30,25 @@ from transport._calls import (
 )
 from transport._direct import DirectSocket
 from transport._io import GreenSocketLoop, Shape, SocketLoop, running_under_gevent
-from transport.errors import AuthenticationFailed, ConnectionClosed, TransportError
+from transport.errors import (
+    AuthenticationFailed,
+    ConnectionClosed,
+    ConnectionLost,
+    TransportError,
+)
 from transport.protocol import CALL, CAST, DEFAULT_LIMITS, PING, Limits
 from transport.security import ClientSecurity
 
 __all__ = ["ClientFuture", "RpcClient", "fanout"]
+
+WATCHED = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+)
+"""The connection events a client acts on."""
 
 
 class ClientFuture:
@@ -131,6 +145,10 @@ class RpcClient:
         self.stats: Counter[str] = Counter()
         self._pending: dict[str, ClientFuture] = {}
         self._refused = False  # the server refused our key: connect again with the next call
+        self._connected_event = self._event()  # green clients: set at the first handshake
+        self.connected: bool | None = None
+        """True once a handshake succeeded, False once that connection dropped
+        (until the next handshake), None before the first: see `_on_socket_event`."""
         self._ids = itertools.count(1)
         self._prefix = os.urandom(6).hex()
         self._lock = threading.Lock()
@@ -148,8 +166,10 @@ class RpcClient:
             self._loop = self._direct = DirectSocket(
                 self._make_socket, self._on_frames, name, context, shape, self._on_oversized
             )
-        if security is not None:  # a refused key fails what waits at once, not at its deadline
-            self._loop.on_event = self._on_socket_event
+        # The connection's own events: a refused key or a dropped connection fails
+        # what waits at once, not at its deadline.
+        self._loop.on_event = self._on_socket_event
+        self._loop.monitored = WATCHED
         self._loop.start()
 
     def _make_socket(self, context: Any) -> Any:
@@ -200,6 +220,8 @@ class RpcClient:
         if loop is None:
             future._resolve(error=ConnectionClosed(self.endpoint))
             return future
+        if direct is not None:  # take in the connection's news first: a drop that
+            direct.read_events()  # happened before this request must not fail it
         with self._lock:
             self._pending[msg_id] = future
         if self._refused:  # libzmq gave up on the session: a new handshake, paced by calls
@@ -247,6 +269,26 @@ class RpcClient:
         future = self.call_async(self.endpoint, "ping", timeout=timeout, _kind=PING)
         return self._wait(future) or {}  # type: ignore[no-any-return]
 
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait at most `timeout` for the first handshake (or the connection's loss);
+        True once connected. Returns at once if that is known already."""
+        deadline = time.monotonic() + timeout
+        if self._direct is not None and self._loop is not None:
+            self._direct.wait(lambda: self.connected is not None, deadline)
+        else:
+            while self.connected is None and self._loop is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._connected_event.wait(remaining)
+        return bool(self.connected)
+
+    def poll_events(self) -> None:
+        """Take in the connection's news now (threaded clients read it only while
+        someone waits), so `connected` is current; never waits."""
+        if self._direct is not None and self._loop is not None:
+            self._direct.read_ready()
+
     def _wait(self, future: ClientFuture) -> Any:
         """The result of one request; forgotten either way, so a late reply is dropped."""
         try:
@@ -275,14 +317,38 @@ class RpcClient:
         future._resolve(value, error)
 
     def _on_socket_event(self, event: dict[str, Any]) -> None:
-        """In the socket's loop: the server refused our CURVE key."""
-        if event.get("event") != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        """In the socket's loop: the connection came up, dropped, or its handshake failed."""
+        kind = event.get("event")
+        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.connected = True
+            if self._connected_event is not None:
+                self._connected_event.set()
+            return
+        if kind == zmq.EVENT_DISCONNECTED:
+            if self.connected:  # a live connection dropped: what was in flight is lost
+                self.connected = False
+                self.stats["connections_lost"] += 1
+                self._fail_pending(ConnectionLost(self.endpoint))
+            return
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            error = AuthenticationFailed(self.endpoint, int(event.get("value") or 0))
+        elif self.security is not None:  # our side gave up: not the server we hold a key of
+            error = AuthenticationFailed(
+                self.endpoint,
+                0,
+                f"CURVE handshake with {self.endpoint} failed on this side: is the server"
+                " public key this client holds the server's own?",
+            )
+        else:
             return
         self.stats["auth_failures"] += 1
+        self.connected = False
         self._refused = True
+        self._fail_pending(error)
+
+    def _fail_pending(self, error: TransportError) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
-        error = AuthenticationFailed(self.endpoint, int(event.get("value") or 0))
         for future in pending.values():
             future._resolve(error=error)
 

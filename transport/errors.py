@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ConnectionClosed",
+    "ConnectionLost",
     "MessageTooLarge",
     "ProtocolError",
     "RemoteError",
@@ -106,20 +107,40 @@ class ConnectionClosed(TransportError):
         super().__init__(f"connection to {endpoint} closed", endpoint=endpoint)
 
 
+class ConnectionLost(TransportError):
+    """The connection to the server dropped while the request was in flight.
+
+    Known from the connection itself (the peer closed it, or ZMTP heartbeats
+    went unanswered), so the caller learns at once rather than at its
+    deadline. Retryable: whether the server ran the request is unknown, so
+    repeat it only if it is safe to (an idempotency key, an idempotent method).
+    """
+
+    retryable = True
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(
+            f"connection to {endpoint} lost with the request in flight"
+            " (it may or may not have run)",
+            endpoint=endpoint,
+        )
+
+
 class AuthenticationFailed(TransportError):
     """The server refused this client's CURVE handshake (its key is not allowed).
 
-    Requests that were waiting for the connection fail with it at once rather
-    than at their deadline. Not retryable as such: the key must be allowed first.
+    Also raised when the handshake fails on this side (the server's public key
+    this client holds is not the server's). Requests that were waiting for the
+    connection fail with it at once rather than at their deadline. Not
+    retryable as such: the keys must be put right first.
     """
 
-    def __init__(self, endpoint: str, status: int) -> None:
-        super().__init__(
+    def __init__(self, endpoint: str, status: int, reason: str | None = None) -> None:
+        reason = reason or (
             f"{endpoint} refused this client's key (CURVE handshake, status {status}): "
-            "is its public key in the server's client_keys_dir?",
-            endpoint=endpoint,
-            status=status,
+            "is its public key in the server's client_keys_dir?"
         )
+        super().__init__(reason, endpoint=endpoint, status=status)
 
 
 class ServerDraining(TransportError):

@@ -112,19 +112,39 @@ class ServerSecurity:
 
 @dataclass
 class ClientSecurity:
-    """A client's keypair and the server's public key."""
+    """A client's keypair and the server's public key.
+
+    The server's key comes from a file (`server_public_key_file`) or as a z85
+    value (`server_public_key`, e.g. read from the server's registry row);
+    `for_server` gives the same client keypair aimed at another server.
+    """
 
     secret_key_file: Path
-    server_public_key_file: Path
+    server_public_key_file: Path | None = None
+    server_public_key: bytes | None = None
+
+    def for_server(self, server_public_key: bytes | str) -> ClientSecurity:
+        """This client's keypair with `server_public_key` (z85) as the server's."""
+        key = server_public_key
+        return ClientSecurity(
+            self.secret_key_file, None, key.encode() if isinstance(key, str) else key
+        )
+
+    def server_key(self) -> bytes:
+        """The server's public key (z85)."""
+        if self.server_public_key is not None:
+            return self.server_public_key
+        if self.server_public_key_file is None:
+            raise KeyFileError("(none)", "no server public key given (file or value)")
+        return load_keypair(self.server_public_key_file)[0]
 
     def apply(self, sock: Any) -> None:
         public, secret = load_keypair(self.secret_key_file)
         if secret is None:
             raise KeyFileError(str(self.secret_key_file), "holds no secret key")
-        server_public, _ = load_keypair(self.server_public_key_file)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
         sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
-        sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+        sock.setsockopt(zmq.CURVE_SERVERKEY, self.server_key())
 
 
 class ZapHandler:

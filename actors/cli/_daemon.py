@@ -12,6 +12,7 @@ import pydantic
 import zmq
 
 from actors import __version__
+from actors._advertise import advertised_endpoint
 from actors.cli._signals import EARLY_STOP
 from actors.cli._systemd import SystemdNotifier
 from actors.config import ServiceConfig, TransportConfig, default_config, load_config
@@ -64,6 +65,11 @@ def _check_endpoint_free(endpoint: str) -> None:
 @click.option("--runtime", type=click.Choice(["gevent", "threading"]), default=None)
 @click.option("--bind", default=None, help="override transport.bind")
 @click.option(
+    "--advertise",
+    default=None,
+    help="endpoint other hosts reach this daemon at (overrides transport.advertise)",
+)
+@click.option(
     "--state-dir",
     default="state",
     show_default=True,
@@ -95,6 +101,7 @@ def cli(
     config_file: str | None,
     runtime: str | None,
     bind: str | None,
+    advertise: str | None,
     state_dir: str,
     insecure: bool,
     metrics_bind: str | None,
@@ -117,12 +124,13 @@ def cli(
             else default_config(state_dir, **overrides)
         )
         transport = config.transport
-        if bind:  # validated like the file's (a port out of range, no scheme)
+        flags = {k: v for k, v in (("bind", bind), ("advertise", advertise)) if v}
+        if flags:  # validated like the file's (a port out of range, no scheme)
             try:
-                transport = TransportConfig.model_validate({**transport.model_dump(), "bind": bind})
+                transport = TransportConfig.model_validate({**transport.model_dump(), **flags})
             except pydantic.ValidationError as exc:
                 reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-                raise ConfigError(reason, key="--bind") from None
+                raise ConfigError(reason, key=" ".join(f"--{k}" for k in flags)) from None
         security = None
         if transport.server_secret_key is not None and transport.client_keys_dir is not None:
             security = ServerSecurity(transport.server_secret_key, transport.client_keys_dir)
@@ -132,6 +140,8 @@ def cli(
         allow_insecure = insecure or transport.allow_insecure
         if security is None and not allow_insecure and not is_loopback_endpoint(transport.bind):
             raise InsecureBind(transport.bind)  # before anything starts, like a taken port
+        if transport.advertise is None:  # a wildcard bind publishes nothing reachable
+            advertised_endpoint(transport.bind, None)
         _check_endpoint_free(transport.bind)
         service = Service(config, config_file=config_file, config_overrides=overrides)
     except TransportError as exc:  # ActorsError (config, load) and key files
@@ -168,6 +178,7 @@ def cli(
                 max_message_bytes=transport.max_message_bytes,
                 default_timeout=min(config.default_timeout, Limits.max_timeout),
             ),
+            advertise=transport.advertise,
         )
     except TransportError as exc:
         service.stop()

@@ -21,7 +21,7 @@ import zmq
 
 from actors import __version__
 from transport.client import RpcClient, fanout
-from transport.errors import RemoteError, TransportError
+from transport.errors import AuthenticationFailed, RemoteError, TransportError
 from transport.security import ClientSecurity, generate_keypair
 
 if TYPE_CHECKING:  # the registry stack loads only in the commands that use it (issue #20)
@@ -69,9 +69,11 @@ class Context:
         self._endpoint, self.timeout = endpoint, timeout
         self.output = _session.output = output
         self.db, self.config_file = db, config_file
+        # The server key of --server-key is for --endpoint; services found in the
+        # registry are reached with the key their row publishes.
         self.security = (
-            ClientSecurity(Path(client_key), Path(server_key))
-            if client_key and server_key
+            ClientSecurity(Path(client_key), Path(server_key) if server_key else None)
+            if client_key
             else None
         )
 
@@ -254,8 +256,8 @@ def cli(
     Calls go to --endpoint over ZeroMQ; services, service, db, op and ops
     read the registry database instead (--config or --db).
     """
-    if bool(client_key) != bool(server_key):
-        raise click.UsageError("--client-key and --server-key go together")
+    if server_key and not client_key:
+        raise click.UsageError("--server-key needs --client-key (this client's keypair)")
     ctx.obj = Context(endpoint, timeout, output, client_key, server_key, db, config_file)
 
 
@@ -595,6 +597,12 @@ def render_describe(described: dict[str, Any]) -> str:
 @click.argument("method")
 @_json_argument
 @_with_args
+@click.option(
+    "--topic",
+    default=None,
+    help="send to TARGET (host@backend, or 'any': one service) among the services of this"
+    " topic in the registry; with --key, sent again to another if its connection is lost",
+)
 @click.pass_obj
 def cast(
     ctx: Context,
@@ -605,6 +613,7 @@ def cast(
     raw_json: str | None,
     rpc_version: str | None,
     key: str | None,
+    topic: str | None,
 ) -> None:
     """Send METHOD to TARGET without waiting for a result (waits for acceptance).
 
@@ -612,6 +621,27 @@ def cast(
     (see `op ID`).
     """
     args = _parse_args(pairs, raw_json, positional_json)
+    if topic is not None:
+        from actors.client import TopicClient
+
+        registry = ctx.registry()
+        try:
+            with TopicClient(
+                registry, topic, timeout=ctx.timeout, green=False, security=ctx.security
+            ) as topic_client:
+                ack = _run(
+                    lambda: topic_client.cast(
+                        method,
+                        args,
+                        target=None if target == "any" else target,
+                        version=rpc_version,
+                        key=key,
+                    )
+                )
+        finally:
+            registry.close()
+        _emit(ctx, ack)
+        return
     with ctx.client() as client:
         ack = _run(
             lambda: client.cast(target, method, args, version=rpc_version, key=key),
@@ -644,23 +674,33 @@ def fanout_cmd(
 ) -> None:
     """Cast METHOD to every manager of TOPIC on each service endpoint (ARGS as for `call`)."""
     args = _parse_args(pairs, raw_json, positional_json)
-    if not endpoints:  # the up services of the topic, from the registry
+    keys: dict[str, str | None] = {ep: None for ep in endpoints}  # endpoint -> its server key
+    if not endpoints:  # the up services of the topic, from the registry, with their keys
         registry = ctx.registry()
         try:
-            endpoints = tuple(_run(lambda: registry.up_endpoints(topic)))
+            records = _run(lambda: registry.services(topic=topic))
         finally:
             registry.close()
-        if not endpoints:
+        keys = {r.endpoint: r.server_key for r in records if r.is_up and r.endpoint}
+        if not keys:
             _fail_local("NothingAnswers", f"no service of topic {topic!r} is up", EXIT_UNAVAILABLE)
-    outcome = fanout(
-        list(endpoints),
-        topic,
-        method,
-        args,
-        timeout=ctx.timeout,
-        green=False,
-        security=ctx.security,
-    )
+    outcome: dict[str, BaseException | None] = {}
+    for server_key in set(keys.values()):  # one fanout per server key (CURVE) or none
+        group = sorted(ep for ep, k in keys.items() if k == server_key)
+        if server_key is None:  # no CURVE published: --server-key's, if given
+            has_key = ctx.security is not None and ctx.security.server_public_key_file
+            security = ctx.security if has_key else None
+        elif ctx.security is None:
+            for ep in group:
+                outcome[ep] = AuthenticationFailed(
+                    ep, 0, f"{ep} uses CURVE (its key is in the registry): pass --client-key"
+                )
+            continue
+        else:
+            security = ctx.security.for_server(server_key)
+        outcome.update(
+            fanout(group, topic, method, args, timeout=ctx.timeout, green=False, security=security)
+        )
     rows = [
         {
             "endpoint": ep,

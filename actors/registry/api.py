@@ -161,6 +161,10 @@ class ServiceRow:
     backend: str
     endpoint: str | None
     rpc_version: str
+    server_key: str | None = None
+    """The z85 CURVE public key of the server at `endpoint` (None: no CURVE)."""
+    down_after: float | None = None
+    """The service's service_down_time, published so readers judge 'up' alike."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,8 @@ class ServiceRecord:
     updated_at: datetime
     is_up: bool
     heartbeat_age: float | None
+    server_key: str | None = None
+    down_after: float | None = None
 
 
 def sqlite_url_for(state_dir: str | Path) -> str:
@@ -527,6 +533,8 @@ class Registry:
             "topic": row.topic,
             "backend": row.backend,
             "endpoint": row.endpoint,
+            "server_key": row.server_key,
+            "down_after": row.down_after,
             "rpc_version": row.rpc_version,
             "state": "starting",
             "report_count": 0,
@@ -545,6 +553,8 @@ class Registry:
         statement = insert(ServiceModel).values(values)
         refreshed = {
             "endpoint": statement.excluded.endpoint,
+            "server_key": statement.excluded.server_key,
+            "down_after": statement.excluded.down_after,
             "rpc_version": statement.excluded.rpc_version,
             "state": "starting",
             "updated_at": now,
@@ -564,11 +574,12 @@ class Registry:
     def _record(self, row: RowMapping, now: datetime) -> ServiceRecord:
         last: datetime | None = row["last_heartbeat"]
         age = (now - last).total_seconds() if last is not None else None
+        down_after = row["down_after"]  # the service's own, else this reader's
         is_up = (
             not row["disabled"]
             and row["state"] != "stopped"
             and age is not None
-            and age <= self.service_down_time
+            and age <= (down_after or self.service_down_time)
         )
         return ServiceRecord(
             id=row["id"],
@@ -587,6 +598,8 @@ class Registry:
             updated_at=row["updated_at"],
             is_up=is_up,
             heartbeat_age=age,
+            server_key=row["server_key"],
+            down_after=down_after,
         )
 
 

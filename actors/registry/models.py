@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     String,
@@ -112,6 +113,8 @@ class ServiceModel(Base):
     topic: Mapped[str] = mapped_column(String(255))
     backend: Mapped[str] = mapped_column(String(255))
     endpoint: Mapped[str | None] = mapped_column(String(1024))
+    server_key: Mapped[str | None] = mapped_column(String(40))
+    down_after: Mapped[float | None] = mapped_column(Float)
     rpc_version: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16))
     report_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))

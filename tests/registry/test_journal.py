@@ -32,7 +32,6 @@ from actors.registry import (
     OperationNotFound,
     OperationRecord,
     Registry,
-    ServiceRow,
     sqlite_url_for,
 )
 from actors.registry import journal as journal_module
@@ -89,11 +88,14 @@ def test_migrations_from_empty(make_registry: Callable[..., Registry]) -> None:
     registry = make_registry(upgrade=False)
     registry.upgrade()
     registry.upgrade()  # a no-op
-    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0002"
+    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0003_server_keys"
     with registry.engine.connect() as conn:
         # The framework's tables only: an application's come from its own migrations.
         assert set(inspect(conn).get_table_names()) == {"services", "operations", "alembic_version"}
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            == "0003_server_keys"
+        )
         indexes = {ix["name"]: ix for ix in inspect(conn).get_indexes("operations")}
         assert indexes["uq_operations_target_idempotency_key"]["unique"]
         context = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -105,11 +107,21 @@ def test_migration_0002_from_0001_and_back(make_registry: Callable[..., Registry
     with registry.engine.begin() as conn:
         command.upgrade(alembic_config(conn), "0001")
     assert "operations" not in inspect(registry.engine).get_table_names()
-    (service_id,) = registry.register([ServiceRow("h1", "volume", "volume", "b1", None, "1.0")])
+    with registry.engine.begin() as conn:  # a row as 0001 knows it (newer columns: none yet)
+        conn.execute(
+            text(
+                'INSERT INTO services (host, "binary", topic, backend, rpc_version, state,'
+                " created_at, updated_at) VALUES ('h1', 'volume', 'volume', 'b1', '1.0',"
+                " 'up', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    ids = "SELECT id FROM services"
+    with registry.engine.connect() as conn:
+        service_ids = list(conn.execute(text(ids)).scalars())
 
-    registry.upgrade()  # 0001 -> 0002
+    registry.upgrade()  # 0001 -> head
     assert "operations" in inspect(registry.engine).get_table_names()
-    assert [r.id for r in registry.services()] == [service_id]  # data kept
+    assert [r.id for r in registry.services()] == service_ids  # data kept
     with Journal(registry) as journal:
         record = journal.accept("t", "m", {}).result(WAIT)
         assert journal.get(record.id) == record
@@ -117,7 +129,8 @@ def test_migration_0002_from_0001_and_back(make_registry: Callable[..., Registry
     with registry.engine.begin() as conn:
         command.downgrade(alembic_config(conn), "0001")
     assert "operations" not in inspect(registry.engine).get_table_names()
-    assert [r.id for r in registry.services()] == [service_id]
+    with registry.engine.connect() as conn:
+        assert list(conn.execute(text(ids)).scalars()) == service_ids
 
 
 # -- accept, get, set_state ---------------------------------------------------------
