@@ -68,42 +68,49 @@ class ServiceDispatcher:
 
     def dispatch(self, request: Request) -> ActorFuture[Any]:
         service = self.service
-        assert service.system is not None
-        if request.target == SERVICE_TARGET and not request.cast:
+        system = service.system
+        assert system is not None
+        target, cast = request.target, request.cast
+        if cast:
+            return self._cast(request)
+        if target == SERVICE_TARGET:
             return self._service_call(request)
-        if request.target != service.config.topic or not request.cast:
+        if service.operations is not None:
             journaled = self._journaled(request)
             if journaled is not None:
                 return journaled
-        if request.cast:
-            future = service.system.runtime.future()
-            try:
-                if request.target == service.config.topic:
-                    return self._broadcast(request)
-                else:
-                    self._check_cast(request)
-                    service.handle(request.target).tell(
-                        request.method, (), request.args, rpc=True, version=request.version
-                    )
-            except ActorsError as exc:
-                future.set_exception(exc)
-            else:
-                future.set(None)
-            return future
         try:
-            handle = service.handle(request.target)
+            handle = service.handle(target)
         except ActorsError as exc:
-            future = service.system.runtime.future()
+            future = system.runtime.future()
             future.set_exception(exc)
             return future
-        return handle.ask(
-            request.method,
-            (),
-            request.args,
-            timeout=request.timeout,
-            rpc=True,
-            version=request.version,
+        # `handle.ask` with every argument by position: once per call.
+        return handle.send(
+            request.method, (), request.args, request.timeout, True, request.version, None
         )
+
+    def _cast(self, request: Request) -> ActorFuture[Any]:
+        """A cast: accepted (or refused) at once; a journaled one once committed."""
+        service = self.service
+        assert service.system is not None
+        if request.target != service.config.topic:
+            journaled = self._journaled(request)
+            if journaled is not None:
+                return journaled
+        future = service.system.runtime.future()
+        try:
+            if request.target == service.config.topic:
+                return self._broadcast(request)
+            self._check_cast(request)
+            service.handle(request.target).tell(
+                request.method, (), request.args, rpc=True, version=request.version
+            )
+        except ActorsError as exc:
+            future.set_exception(exc)
+        else:
+            future.set(None)
+        return future
 
     def _journaled(self, request: Request) -> ActorFuture[Any] | None:
         """Submit a request for a journaled method; None if it is not one."""

@@ -1,6 +1,7 @@
 """Network round trips per second: service-actors over tcp against raw pyzmq.
 
-    python bench/bench_rpc.py [--seconds S] [--repeats N] [--json]
+    python bench/bench_rpc.py [--seconds S] [--repeats N] [--json] [--no-peers]
+    python bench/bench_rpc.py --count gevent|threading [--sequential] [--ops N]
 
 Measures, in one run, request/reply round trips over tcp on 127.0.0.1 between
 this process (the client) and a server in a separate process:
@@ -25,6 +26,11 @@ itself if this process goes away).
 Besides wall-clock µs per round trip, it reports the CPU time per round trip
 burnt by this (client) process and by the server process, all threads included
 (libzmq's I/O threads too); the server's figure comes from /proc (Linux only).
+
+`--count` measures instead what does not move with the machine's load: the
+instructions the server process executes per round trip, under valgrind's
+callgrind (n and 3n round trips, the difference over 2n; set PYTHONHASHSEED=0
+for repeatable counts).
 """
 
 from __future__ import annotations
@@ -165,26 +171,40 @@ def _serve_raw(parent: int) -> int:
 class ServerProcess:
     """A server child process: started, waited for until ready, stopped with SIGTERM."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(
+        self, kind: str, wrapper: list[str] | None = None, ready_timeout: float = READY_TIMEOUT
+    ) -> None:
+        """`wrapper` (e.g. valgrind and its options) runs the server's interpreter;
+        the server's stderr is then kept in `errors` once it has stopped."""
         self.kind = kind
         self.endpoint = ""
         self.final: dict[str, Any] = {}
+        self.errors = ""
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER_BOOT, kind, str(ROOT), str(os.getpid())],
+            [
+                *(wrapper or []),
+                sys.executable,
+                "-c",
+                _SERVER_BOOT,
+                kind,
+                str(ROOT),
+                str(os.getpid()),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if wrapper else None,
             text=True,
             cwd=str(ROOT),
         )
         try:
-            self.endpoint = self._wait_endpoint()
+            self.endpoint = self._wait_endpoint(ready_timeout)
         except BaseException:
             self.kill()
             raise
 
-    def _wait_endpoint(self) -> str:
+    def _wait_endpoint(self, ready_timeout: float) -> str:
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + ready_timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -198,15 +218,16 @@ class ServerProcess:
             if line.startswith("ENDPOINT "):
                 return line.split(None, 1)[1].strip()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM, then wait for a clean exit; kill it (and complain) if it does not come."""
         self.proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.proc.communicate(timeout=STOP_TIMEOUT)
+            out, errors = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            message = f"{self.kind} server did not stop within {STOP_TIMEOUT:g}s"
+            message = f"{self.kind} server did not stop within {timeout:g}s"
             raise RuntimeError(message) from None
+        self.errors = errors or ""
         for line in out.splitlines():
             if line.startswith("STOPPED "):
                 self.final = json.loads(line.split(None, 1)[1])
@@ -424,6 +445,45 @@ def bench_raw(bench: Bench) -> None:
     bench.servers["raw"] = server.final
 
 
+COUNT_TIMEOUT = 600.0
+"""Seconds a server under valgrind gets to start, and to stop."""
+
+
+def count_server_instructions(runtime: str, in_flight: int, n: int) -> float:
+    """Instructions the server process executes per round trip, counted by callgrind.
+
+    Unlike ops/s and CPU time, the count does not move with the machine's
+    load. The server runs under valgrind for n and for 3n round trips; the
+    difference over 2n leaves out its start, its stop and the warm-up.
+    """
+    from transport.client import RpcClient
+
+    def run(total: int) -> int:
+        wrapper = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        server = ServerProcess(runtime, wrapper, ready_timeout=COUNT_TIMEOUT)
+        try:
+            client = RpcClient(server.endpoint, green=False, timeout=COUNT_TIMEOUT)
+            try:
+                sequential, pipelined = rpc_rounds(client)
+                batch = pipelined if in_flight > 1 else sequential
+                done = 0
+                while done < total:
+                    done += batch(done)
+            finally:
+                client.close()
+        except BaseException:
+            server.kill()
+            raise
+        server.stop(COUNT_TIMEOUT)
+        collected = [line for line in server.errors.splitlines() if "Collected :" in line]
+        if not collected:
+            raise RuntimeError(f"no instruction count from valgrind: {server.errors[-500:]}")
+        return int(collected[-1].split(":")[-1])
+
+    low, high = run(n), run(3 * n)
+    return (high - low) / (2 * n)
+
+
 PEERS = {"grpc": "grpcio unary, msgpack", "oslo": "oslo.messaging RPC, RabbitMQ"}
 
 
@@ -558,7 +618,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument("--no-peers", action="store_true", help="skip grpcio and oslo.messaging")
+    parser.add_argument(
+        "--count",
+        choices=["gevent", "threading"],
+        help="instead: count the server's instructions per round trip under valgrind",
+    )
+    parser.add_argument("--sequential", action="store_true", help="with --count: one in flight")
+    parser.add_argument("--ops", type=int, default=1000, help="with --count: round trips (n)")
     args = parser.parse_args(argv)
+    if args.count:
+        in_flight = 1 if args.sequential else PIPELINE
+        per_op = count_server_instructions(args.count, in_flight, args.ops)
+        print(
+            f"{args.count} server, {in_flight} in flight: {per_op:,.0f} instructions per round trip"
+        )
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warmup = args.warmup if args.warmup is not None else min(0.5, args.seconds / 2)
     bench = Bench(args.seconds, args.repeats, warmup, quiet=args.json)

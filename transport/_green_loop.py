@@ -21,6 +21,8 @@ from typing import Any
 import zmq
 
 from transport._loop import (
+    EVENTS,
+    POLLIN,
     READ_BATCH,
     OnFrames,
     OnOversized,
@@ -188,7 +190,7 @@ class GreenSocketLoop(SocketLoop):
             if parked:
                 self._arm_retry()
             waiter = self._waiter
-            if touched and waiter is not None and sock.get(zmq.EVENTS) & zmq.POLLIN:
+            if touched and waiter is not None and sock.get(EVENTS) & POLLIN:
                 waiter.switch(None)  # our sends took the descriptor's edge: read now
         except zmq.ZMQError as exc:
             if exc.errno not in _GONE:

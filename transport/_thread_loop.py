@@ -120,8 +120,9 @@ class ThreadSocketLoop(SocketLoop):
                     self._on_monitor_frames(frames)
             if self._wake_r in events:
                 try:
-                    while os.read(self._wake_r, 4096):
-                        pass
+                    # One read: a wake-up is written once per batch, so a few bytes
+                    # at most wait; any left make the next poll return at once.
+                    os.read(self._wake_r, 4096)
                 except BlockingIOError:
                     pass
             if not self._write_queued():

@@ -31,12 +31,12 @@ from transport.protocol import (
     ERROR,
     PING,
     PONG,
-    REPLY,
     REQUEST_KINDS,
     Envelope,
     Limits,
     decode,
     encode,
+    encode_reply,
     error_body,
 )
 from transport.security import ServerSecurity, ZapHandler
@@ -287,14 +287,14 @@ class RpcServer:
             self._reply_error(prefix, envelope, ServerOverloaded(self.endpoint, over, limit))
             return
         request = Request(
-            target=envelope.target or "",
-            method=envelope.method or "",
-            args=envelope.args or {},
-            timeout=envelope.timeout or self.limits.default_timeout,
-            version=envelope.version,
-            key=envelope.key,
-            cast=envelope.kind == CAST,
-            peer=identity.hex(),
+            envelope.target or "",
+            envelope.method or "",
+            envelope.args or {},
+            envelope.timeout or self.limits.default_timeout,
+            envelope.version,
+            envelope.key,
+            envelope.kind == CAST,
+            identity.hex(),
         )
         self.stats[envelope.kind] += 1
         try:
@@ -334,7 +334,7 @@ class RpcServer:
             if error is not None:
                 self._reply_error(prefix, envelope, error)
             elif envelope.kind == CALL:
-                self._send(prefix, Envelope(REPLY, envelope.id, result=done.value()))
+                self._send_reply(prefix, envelope.id, done.value())
             else:
                 info = done.value()
                 self._send(
@@ -358,8 +358,27 @@ class RpcServer:
         try:
             body = encode(envelope, self.limits)
         except ProtocolError as exc:  # a result that cannot be sent
-            self.stats["unencodable_results"] += 1
-            body = encode(Envelope(ERROR, envelope.id, error=error_body(exc)), self.limits)
+            self._send_unencodable(prefix, envelope.id, exc)
+            return
+        loop = self._loop
+        if loop is not None:
+            loop.send([*prefix, body])
+
+    def _send_reply(self, prefix: list[bytes], msg_id: str, result: Any) -> None:
+        """`_send` of a reply, without building its Envelope (the most frequent message)."""
+        try:
+            body = encode_reply(msg_id, result, self.limits)
+        except ProtocolError as exc:
+            self._send_unencodable(prefix, msg_id, exc)
+            return
+        loop = self._loop
+        if loop is not None:
+            loop.send([*prefix, body])
+
+    def _send_unencodable(self, prefix: list[bytes], msg_id: str, error: ProtocolError) -> None:
+        """A result that cannot be sent: the caller gets the reason instead."""
+        self.stats["unencodable_results"] += 1
+        body = encode(Envelope(ERROR, msg_id, error=error_body(error)), self.limits)
         loop = self._loop
         if loop is not None:
             loop.send([*prefix, body])
