@@ -281,10 +281,14 @@ class Operations:
         record: OperationRecord,
         version: str | None,
         outcome: ActorFuture[Any],
+        *,
+        resumed: bool = False,
     ) -> None:
         """Hand a committed operation to its manager; record an interruption if it never ends."""
         self._inflight[record.id] = _InFlight(record, outcome)
-        reply = handle.deliver(RUN_METHOD, (record.id, record.method, record.args, version))
+        reply = handle.deliver(
+            RUN_METHOD, (record.id, record.method, record.args, version, resumed)
+        )
         reply.add_done_callback(lambda done: self._ran(record, done))
 
     def _ran(self, record: OperationRecord, done: ActorFuture[Any]) -> None:
@@ -489,7 +493,7 @@ class Operations:
                 log.warning(
                     "re-running operation %s (%s.%s)", record.id, record.target, record.method
                 )
-                self._deliver(handle, record, None, self.runtime.future())
+                self._deliver(handle, record, None, self.runtime.future(), resumed=True)
             else:
                 counts["interrupted"] += 1
                 log.warning(
