@@ -29,6 +29,7 @@ interrupted.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -134,6 +135,41 @@ def _held(written: ActorFuture[_Outcome], attempted: _Outcome) -> _Outcome:
     return written.value() if written.exception() is None else attempted
 
 
+class _WriteFailures:
+    """Journal writes failing through a database outage: logged once, with a count.
+
+    The first failure is logged (ERROR) with its reason; the next ones only
+    counted; the first write that succeeds again logs how many failed. A
+    line per failed write would be thousands of lines a minute under load.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def failed(self, what: str, error: BaseException) -> None:
+        with self._lock:
+            self.count += 1
+            first = self.count == 1
+        if first:
+            log.error(
+                "journal writes fail (%s): %s; outcomes are kept and written when the"
+                " database answers (further failures are counted, not logged)",
+                what,
+                error,
+            )
+
+    def succeeded(self) -> int:
+        """A write succeeded: how many failed since the last that did (logged if any)."""
+        if not self.count:  # the common case: no lock
+            return 0
+        with self._lock:
+            count, self.count = self.count, 0
+        if count:
+            log.warning("journal writes succeed again; %d failed meanwhile", count)
+        return count
+
+
 MAX_UNRECORDED = 10_000
 """Outcomes kept for a database that does not answer; beyond, recovery decides."""
 
@@ -156,6 +192,7 @@ class Operations:
         # Accepted but not yet in the mailbox, per manager: counted against its room.
         self._undelivered: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._failures = _WriteFailures()
 
     @property
     def in_flight(self) -> int:
@@ -361,6 +398,8 @@ class Operations:
         written = self.runtime.from_concurrent(pending)
 
         def keep(final: _Outcome) -> None:
+            if self._failures.succeeded():  # the database is back: write what it refused
+                self.write_unrecorded()
             self._unrecorded.pop(op_id, None)
             with self._lock:
                 self._recent[op_id] = final
@@ -382,25 +421,10 @@ class Operations:
                     committed
                 )
                 return
-            if op_id in self._unrecorded:
+            self._failures.failed(f"outcome of operation {op_id}", failure)
+            if op_id in self._unrecorded or len(self._unrecorded) < MAX_UNRECORDED:
                 self._unrecorded[op_id] = outcome
-            elif len(self._unrecorded) >= MAX_UNRECORDED:
-                # Bounded: the row stays unfinished and the next start's recovery decides.
-                log.error(
-                    "outcome of operation %s not recorded, and %d others wait already:"
-                    " left to recovery at the next start: %s",
-                    op_id,
-                    len(self._unrecorded),
-                    failure,
-                )
-            else:
-                log.error(
-                    "outcome of operation %s not recorded (kept, written when the database"
-                    " answers): %s",
-                    op_id,
-                    failure,
-                )
-                self._unrecorded[op_id] = outcome
+            # Else bounded: the row stays unfinished and the next start's recovery decides.
             held.try_set(outcome)  # after it is kept: a retry by key must find it
 
         written.add_done_callback(after)
@@ -420,7 +444,15 @@ class Operations:
         if inflight is not None:
             inflight.started = True
         pending = self.journal.set_state(op_id, "running")
-        pending.add_done_callback(_log_failure(op_id, "running"))
+        pending.add_done_callback(functools.partial(self._running_written, op_id))
+
+    def _running_written(self, op_id: str, done: Any) -> None:
+        error = done.exception()
+        if error is None:
+            if self._failures.succeeded():
+                self.write_unrecorded()
+        elif not isinstance(error, InvalidTransition):  # it ended first: nothing to say
+            self._failures.failed(f"operation {op_id} running", error)
 
     def finish(
         self, op_id: str, target: str, method: str, done: ActorFuture[Any]
@@ -534,12 +566,3 @@ def _copy(source: ActorFuture[Any], target: ActorFuture[Any]) -> None:
         target.try_set_exception(error)
     else:
         target.try_set(source.value())
-
-
-def _log_failure(op_id: str, state: str) -> Callable[[Any], None]:
-    def check(done: Any) -> None:
-        error = done.exception()
-        if error is not None:
-            log.error("could not record operation %s %s: %s", op_id, state, error)
-
-    return check

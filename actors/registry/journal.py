@@ -908,8 +908,26 @@ def _database_runner() -> Callable[..., Any]:
     from gevent.threadpool import ThreadPool
 
     pool = ThreadPool(1)
-    return lambda fn, *args: pool.apply(fn, args)
+
+    def run(fn: Callable[..., Any], *args: Any) -> Any:
+        # The error comes back as a value: gevent's pool prints the traceback
+        # of anything its function raises (a hundred lines per failed write
+        # through a database outage), though it raises it here too.
+        ok, value = pool.apply(_captured, (fn, *args))
+        if not ok:
+            raise value
+        return value
+
+    return run
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
+
+
+def _captured(fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    """(True, fn's value) or (False, what it raised)."""
+    try:
+        return True, fn(*args)
+    except Exception as exc:
+        return False, exc
