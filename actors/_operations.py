@@ -390,10 +390,14 @@ class Operations:
                 error=None if error is None else error_data(error),
                 reason=_brief_reason(outcome.reason),
                 release_key=outcome.release_key,
+                returning=False,  # only the commit matters here: no read back
             )
         except (TypeError, ValueError):  # a result that is not JSON data: not stored
             pending = self.journal.set_state(
-                op_id, outcome.state, reason="result is not JSON data: not recorded"
+                op_id,
+                outcome.state,
+                reason="result is not JSON data: not recorded",
+                returning=False,
             )
         written = self.runtime.from_concurrent(pending)
 
@@ -443,7 +447,7 @@ class Operations:
         inflight = self._inflight.get(op_id)
         if inflight is not None:
             inflight.started = True
-        pending = self.journal.set_state(op_id, "running")
+        pending = self.journal.set_state(op_id, "running", returning=False)
         pending.add_done_callback(functools.partial(self._running_written, op_id))
 
     def _running_written(self, op_id: str, done: Any) -> None:
