@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,10 @@ class Worker:
                     args["new_size_gb"] = 2
                 request = Request(f"{method}-{share_id}", share_id, method, args)
                 self.sent.append(request)
-                if not _send(client, request, stop) or request.error is not None:
-                    return  # killed under it, or refused: this share goes no further
+                if not _send(client, request, stop):
+                    return  # killed under it: the next cycle goes on with new shares
+                if request.error is not None:
+                    break  # refused for good: this share goes no further
 
 
 def _send(client: RpcClient, request: Request, stop: threading.Event) -> bool:
@@ -86,10 +89,23 @@ def _send(client: RpcClient, request: Request, stop: threading.Event) -> bool:
         except (ActorsError, TransportError) as exc:
             if stop.is_set():
                 return False  # the daemon was killed: the answer is unknown
+            if getattr(exc, "retryable", False):
+                continue  # recorded failed with its key freed: the same key runs anew
             request.error = exc
         request.answered = True
         return True
     return False
+
+
+def _retry(client: RpcClient, request: Request) -> Any:
+    """The request again with its key, through transient refusals (within 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return client.call("local", request.method, request.args, key=request.key)
+        except ActorsError as exc:
+            if not getattr(exc, "retryable", False) or time.monotonic() > deadline:
+                raise
 
 
 def _journal(state: Path) -> list[OperationRecord]:
@@ -145,7 +161,7 @@ def test_sigkill_under_load_loses_nothing_and_leaves_every_share_finished(tmp_pa
         with RpcClient(endpoint, timeout=10) as client:
             for request in sent:  # keyed retries: the recorded outcome, or run now
                 try:
-                    again = client.call("local", request.method, request.args, key=request.key)
+                    again = _retry(client, request)
                 except ActorsError as exc:
                     assert not request.answered or request.error is not None, (request, exc)
                     if request.answered:
