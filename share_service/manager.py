@@ -6,9 +6,11 @@ Shares live on a driver (LocalShareDriver: directories under a root;
 FakeShareDriver: in memory, for tests). Their state (creating, available,
 extending, shrinking, reverting, deleting, error) is kept in the registry
 database, in the share service's own tables (`share_service.tables`, migrated
-at start through `MIGRATIONS`), so a restarted service knows every share; `init_host` runs the
-driver's `ensure_share` for each, repairing what it can and marking the rest
-error with the reason.
+at start through `MIGRATIONS`), so a restarted service knows every share; at
+start `StartRepairs` (share_service/_repairs.py) checks each, a window at a
+time, finishing what a crash cut short and marking what cannot be repaired
+error with the reason. Creates, deletes and resizes a crash cut short are
+resumed by crash recovery (`recover_operation`) and end done.
 
 Every change is a journaled operation. A share moves to a transitional state
 atomically before the driver works on it (a second change meanwhile gets the
