@@ -167,6 +167,8 @@ def test_a_cast_is_acknowledged_with_its_operation_id_once_committed(h):
     op_id = h.cast("b1", "provision", resource_id="r1")
     record = h.operation(op_id)
     assert record is not None and record.state in ("accepted", "running")
+    # A release before the driver reached the operation would not count: wait for it.
+    fake.wait_until(lambda f: f.in_flight == 1, h.service.system.runtime)
     fake.release()
     assert h.wait_operation(op_id).result == {"id": "r1", "size": 1}
 

@@ -69,6 +69,7 @@ class FakeController:
     _failures: dict[str, deque[BaseException]] = field(default_factory=dict)
     _hangs: dict[str, int] = field(default_factory=dict)
     _gates: list[Event] = field(default_factory=list)
+    _releases: int = 0  # release() calls so far: a hang decided before one is let go
     _setup_failures: deque[BaseException] = field(default_factory=deque)
     _results: dict[str, Any] = field(default_factory=dict)
     _waiters: list[_Waiter] = field(default_factory=list)
@@ -134,6 +135,7 @@ class FakeController:
         """Let every hanging operation go on."""
         with self._lock:
             gates, self._gates = self._gates, []
+            self._releases += 1
         for gate in gates:
             gate.set()
 
@@ -169,16 +171,18 @@ class FakeController:
             w.event.set()
 
     # -- used by the driver -------------------------------------------------------
-    def _begin(self, call: FakeCall) -> tuple[float, BaseException | None, bool]:
+    def _begin(self, call: FakeCall) -> tuple[float, BaseException | None, int | None]:
+        """The call's delay, error, and if it hangs the release count it hangs from."""
         with self._lock:
             self.calls.append(call)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             failures = self._failures.get(call.op)
             error = failures.popleft() if failures else None
-            hang = self._hangs.get(call.op, 0) > 0
-            if hang:
+            hang: int | None = None
+            if self._hangs.get(call.op, 0) > 0:
                 self._hangs[call.op] -= 1
+                hang = self._releases
             delay = self._delays.get(call.op, 0.0)
         self._changed()
         return delay, error, hang
@@ -189,10 +193,14 @@ class FakeController:
             self.in_flight -= 1
         self._changed()
 
-    def _gate(self, runtime: Runtime) -> Event:
+    def _gate(self, runtime: Runtime, since: int | None = None) -> Event:
+        """What a hang waits on; already set if `release()` came since `since` (a count)."""
         gate = runtime.event()
         with self._lock:
-            self._gates.append(gate)
+            if since is not None and self._releases != since:
+                gate.set()
+            else:
+                self._gates.append(gate)
         return gate
 
     def _setup(self) -> None:
@@ -267,7 +275,7 @@ class FakeDriver(DriverActor):
         try:
             if delay:
                 self.runtime.sleep(delay)
-            if hang and not ctl._gate(self.runtime).wait(ctl.hang_timeout):
+            if hang is not None and not ctl._gate(self.runtime, hang).wait(ctl.hang_timeout):
                 raise DeadlineExceeded(self.name, op, ctl.hang_timeout)
             if error is not None:
                 raise error
