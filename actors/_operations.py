@@ -29,6 +29,7 @@ interrupted.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -134,6 +135,41 @@ def _held(written: ActorFuture[_Outcome], attempted: _Outcome) -> _Outcome:
     return written.value() if written.exception() is None else attempted
 
 
+class _WriteFailures:
+    """Journal writes failing through a database outage: logged once, with a count.
+
+    The first failure is logged (ERROR) with its reason; the next ones only
+    counted; the first write that succeeds again logs how many failed. A
+    line per failed write would be thousands of lines a minute under load.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def failed(self, what: str, error: BaseException) -> None:
+        with self._lock:
+            self.count += 1
+            first = self.count == 1
+        if first:
+            log.error(
+                "journal writes fail (%s): %s; outcomes are kept and written when the"
+                " database answers (further failures are counted, not logged)",
+                what,
+                error,
+            )
+
+    def succeeded(self) -> int:
+        """A write succeeded: how many failed since the last that did (logged if any)."""
+        if not self.count:  # the common case: no lock
+            return 0
+        with self._lock:
+            count, self.count = self.count, 0
+        if count:
+            log.warning("journal writes succeed again; %d failed meanwhile", count)
+        return count
+
+
 MAX_UNRECORDED = 10_000
 """Outcomes kept for a database that does not answer; beyond, recovery decides."""
 
@@ -156,6 +192,7 @@ class Operations:
         # Accepted but not yet in the mailbox, per manager: counted against its room.
         self._undelivered: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._failures = _WriteFailures()
 
     @property
     def in_flight(self) -> int:
@@ -283,10 +320,14 @@ class Operations:
         record: OperationRecord,
         version: str | None,
         outcome: ActorFuture[Any],
+        *,
+        resumed: bool = False,
     ) -> None:
         """Hand a committed operation to its manager; record an interruption if it never ends."""
         self._inflight[record.id] = _InFlight(record, outcome)
-        reply = handle.deliver(RUN_METHOD, (record.id, record.method, record.args, version))
+        reply = handle.deliver(
+            RUN_METHOD, (record.id, record.method, record.args, version, resumed)
+        )
         reply.add_done_callback(lambda done: self._ran(record, done))
 
     def _ran(self, record: OperationRecord, done: ActorFuture[Any]) -> None:
@@ -351,14 +392,20 @@ class Operations:
                 error=None if error is None else error_data(error),
                 reason=_brief_reason(outcome.reason),
                 release_key=outcome.release_key,
+                returning=False,  # only the commit matters here: no read back
             )
         except (TypeError, ValueError):  # a result that is not JSON data: not stored
             pending = self.journal.set_state(
-                op_id, outcome.state, reason="result is not JSON data: not recorded"
+                op_id,
+                outcome.state,
+                reason="result is not JSON data: not recorded",
+                returning=False,
             )
         written = self.runtime.from_concurrent(pending)
 
         def keep(final: _Outcome) -> None:
+            if self._failures.succeeded():  # the database is back: write what it refused
+                self.write_unrecorded()
             self._unrecorded.pop(op_id, None)
             with self._lock:
                 self._recent[op_id] = final
@@ -380,25 +427,10 @@ class Operations:
                     committed
                 )
                 return
-            if op_id in self._unrecorded:
+            self._failures.failed(f"outcome of operation {op_id}", failure)
+            if op_id in self._unrecorded or len(self._unrecorded) < MAX_UNRECORDED:
                 self._unrecorded[op_id] = outcome
-            elif len(self._unrecorded) >= MAX_UNRECORDED:
-                # Bounded: the row stays unfinished and the next start's recovery decides.
-                log.error(
-                    "outcome of operation %s not recorded, and %d others wait already:"
-                    " left to recovery at the next start: %s",
-                    op_id,
-                    len(self._unrecorded),
-                    failure,
-                )
-            else:
-                log.error(
-                    "outcome of operation %s not recorded (kept, written when the database"
-                    " answers): %s",
-                    op_id,
-                    failure,
-                )
-                self._unrecorded[op_id] = outcome
+            # Else bounded: the row stays unfinished and the next start's recovery decides.
             held.try_set(outcome)  # after it is kept: a retry by key must find it
 
         written.add_done_callback(after)
@@ -417,8 +449,16 @@ class Operations:
         inflight = self._inflight.get(op_id)
         if inflight is not None:
             inflight.started = True
-        pending = self.journal.set_state(op_id, "running")
-        pending.add_done_callback(_log_failure(op_id, "running"))
+        pending = self.journal.set_state(op_id, "running", returning=False)
+        pending.add_done_callback(functools.partial(self._running_written, op_id))
+
+    def _running_written(self, op_id: str, done: Any) -> None:
+        error = done.exception()
+        if error is None:
+            if self._failures.succeeded():
+                self.write_unrecorded()
+        elif not isinstance(error, InvalidTransition):  # it ended first: nothing to say
+            self._failures.failed(f"operation {op_id} running", error)
 
     def finish(
         self, op_id: str, target: str, method: str, done: ActorFuture[Any]
@@ -491,7 +531,7 @@ class Operations:
                 log.warning(
                     "re-running operation %s (%s.%s)", record.id, record.target, record.method
                 )
-                self._deliver(handle, record, None, self.runtime.future())
+                self._deliver(handle, record, None, self.runtime.future(), resumed=True)
             else:
                 counts["interrupted"] += 1
                 log.warning(
@@ -532,12 +572,3 @@ def _copy(source: ActorFuture[Any], target: ActorFuture[Any]) -> None:
         target.try_set_exception(error)
     else:
         target.try_set(source.value())
-
-
-def _log_failure(op_id: str, state: str) -> Callable[[Any], None]:
-    def check(done: Any) -> None:
-        error = done.exception()
-        if error is not None:
-            log.error("could not record operation %s %s: %s", op_id, state, error)
-
-    return check

@@ -174,6 +174,10 @@ class ManagerActor(BaseActor):
         self.operations: Operations | None = None  # set by the service when it journals
         self._serving: Callable[[], bool] | None = None  # set by the service
         self.registry: Registry | None = None  # the service's registry, if it keeps one
+        self.resuming = False
+        """True while a method runs again for crash recovery (its synchronous
+        part: read it there, before any continuation): it may find its own
+        earlier work half done, and should finish it rather than refuse."""
 
     # -- lifecycle (start phases: docs/architecture.md) -----------------------------------
     def init_host(self) -> None:
@@ -245,9 +249,16 @@ class ManagerActor(BaseActor):
 
     # -- journaled operations (see actors/_operations.py) ------------------------------------
     def run_operation(
-        self, op_id: str, method: str, args: dict[str, Any], version: str | None
+        self,
+        op_id: str,
+        method: str,
+        args: dict[str, Any],
+        version: str | None,
+        resumed: bool = False,
     ) -> ActorFuture[tuple[bool, Any]]:
         """Run a committed operation and record its outcome; in-process only.
+
+        `resumed`: crash recovery runs it again (`self.resuming` meanwhile).
 
         Never raises: the reply is (True, result) or (False, error), after the
         outcome is committed, so any exception on it comes from the cell.
@@ -258,7 +269,11 @@ class ManagerActor(BaseActor):
         try:
             fn = self.resolve_call(method, rpc=True, version=version)
             operations.started(op_id)
-            result = fn(**args)
+            self.resuming = resumed
+            try:
+                result = fn(**args)
+            finally:
+                self.resuming = False
         except self.fatal_exceptions:
             raise
         except Exception as exc:

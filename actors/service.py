@@ -236,15 +236,24 @@ class Service:
     def _each_backend(
         self, managers: list[str], method: str, timeout: float, failed: str, *, rpc: bool = False
     ) -> None:
-        """Ask every manager at once, wait for each; a failure lands in backend_errors."""
+        """Ask every manager at once, wait for each; a failure lands in backend_errors.
+
+        The framework's own steps (not `rpc`) pass the mailbox bound: a manager
+        whose mailbox is full of its own work must still be told to serve.
+        """
         assert self.system is not None
         asks = {
-            name: self.system.handle(name).ask(method, rpc=rpc, timeout=timeout)
+            name: (
+                self.system.handle(name).ask(method, rpc=True, timeout=timeout)
+                if rpc
+                else self.system.handle(name).deliver(method)
+            )
             for name in managers
         }
+        deadline = time.monotonic() + timeout
         for name, future in asks.items():
             try:
-                future.result()
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
             except Exception as exc:
                 log.error("backend %s %s: %s", name, failed, exc)
                 self.backend_errors[name] = (

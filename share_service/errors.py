@@ -25,6 +25,7 @@ __all__ = [
     "ShareNotAvailable",
     "ShareNotFound",
     "ShareNotFoundOnHost",
+    "ShareNotReady",
     "ShareStateNotRecorded",
     "ShareTooSmall",
     "SnapshotExists",
@@ -80,6 +81,24 @@ class ShareNotAvailable(ShareError):
             share_id=share_id,
             state=state,
             expected=list(expected),
+        )
+
+
+class ShareNotReady(ShareError):
+    """The backend has not yet repaired this share since it started (retryable).
+
+    At start a backend checks every share it holds, in id order; a change to a
+    share not checked yet is refused with this meanwhile (reads are served).
+    """
+
+    retryable = True
+
+    def __init__(self, share_id: str, backend: str) -> None:
+        super().__init__(
+            f"share {share_id!r} is not ready: backend {backend!r} is still repairing its"
+            " shares after a start (retry)",
+            share_id=share_id,
+            backend=backend,
         )
 
 
@@ -208,6 +227,7 @@ register_error(
     QuotaExceeded,
     ShareNotAvailable,
     ShareInError,
+    ShareNotReady,
     ShareStateNotRecorded,
     SnapshotExists,
     SnapshotNotKnown,

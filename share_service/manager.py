@@ -8,9 +8,11 @@ Shares live on a driver, any implementation of the `ShareDriver` contract
 tests). Their state (creating, available,
 extending, shrinking, reverting, deleting, error) is kept in the registry
 database, in the share service's own tables (`share_service.tables`, migrated
-at start through `MIGRATIONS`), so a restarted service knows every share; `init_host` runs the
-driver's `ensure_share` for each, repairing what it can and marking the rest
-error with the reason.
+at start through `MIGRATIONS`), so a restarted service knows every share; at
+start `StartRepairs` (share_service/_repairs.py) checks each, a window at a
+time, finishing what a crash cut short and marking what cannot be repaired
+error with the reason. Creates, deletes and resizes a crash cut short are
+resumed by crash recovery (`recover_operation`) and end done.
 
 Every change is a journaled operation. A share moves to a transitional state
 atomically before the driver works on it (a second change meanwhile gets the
@@ -38,9 +40,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from actors import ManagerActor, rpc
 from actors.errors import ActorUnavailable, Busy, DriverNotReady, InvalidArguments
 from actors.registry import DatabaseUnavailable
+from actors.registry.journal import OperationRecord
 from actors.runtime import ActorFuture, OffloadLane
+from share_service._repairs import PAGE as REPAIR_PAGE
+from share_service._repairs import StartRepairs
 from share_service.drivers.base import ShareDriver
-from share_service.errors import ShareStateNotRecorded, ShareTooSmall, SnapshotNotFound
+from share_service.errors import (
+    ShareNotFound,
+    ShareNotReady,
+    ShareStateNotRecorded,
+    ShareTooSmall,
+    SnapshotNotFound,
+)
 from share_service.ids import ID_RULE, is_safe_id
 from share_service.store import ShareStore
 from share_service.tables import MIGRATIONS
@@ -53,8 +64,9 @@ MAX_ACCESS_RULES = 256  # per share: every listing carries them
 MAX_SNAPSHOTS = 1000  # per share: get_share carries them all, under the message limit
 LIST_LIMIT = 1000  # shares per list_shares page at most ...
 PAGE_BYTES = 256 * 1024  # ... and about this much of them: under the message limit
-_TRANSITIONAL = ("creating", "extending", "shrinking", "reverting", "snapshotting", "updating")
-_ENSURE_RETRY = 1.0  # seconds before ensure_share asks a driver that is not ready again
+_RESUME_PATIENCE = 60.0  # seconds a resumed operation waits for its driver to be ready
+_RESUME_RETRY = 1.0  # ... asking it again this often
+_RESUMABLE = frozenset({"create_share", "delete_share", "extend_share", "shrink_share"})
 _DB_ATTEMPTS = 8  # retries of a bookkeeping write through an outage (backoff up to 5 s)
 _INIT_DB_PATIENCE = 30.0  # seconds init_host waits for the database to answer
 
@@ -79,16 +91,13 @@ class ShareManager(ManagerActor):
             raise RuntimeError("ShareManager keeps its shares in the registry: enable it")
         self.options = ShareManagerOptions.model_validate(self.config.manager_options)
         self.store = ShareStore(self.registry)
-        # Queued before any request can reach the driver: the driver runs them first.
-        # However many there are: past the mailbox bound too (DriverProxy.deliver).
-        shares = self._read_shares_at_start()
-        self.ensured = 0
-        for share in shares:
-            if share["state"] != "deleting":
-                self._ensure(share)
+        # Every share is checked (and what a crash cut short finished) before
+        # changes to it are taken: a window at a time, however many there are.
+        self.repairs = StartRepairs(self, self._read_shares_at_start())
+        self.repairs.pump()
 
     def _read_shares_at_start(self) -> list[dict[str, Any]]:
-        """This backend's shares, waiting through a short database outage.
+        """The first page of this backend's shares, waiting through a short database outage.
 
         init_host runs before the manager takes requests, so it may wait here;
         raising at once would make a restart during a few seconds' outage
@@ -98,7 +107,9 @@ class ShareManager(ManagerActor):
         deadline = time.monotonic() + _INIT_DB_PATIENCE
         delay = 0.2
         while True:
-            read = self.runtime.offload(self.store.shares, self.name, lane="system")
+            read = self.runtime.offload(
+                lambda: self.store.shares(self.name, limit=REPAIR_PAGE), lane="system"
+            )
             try:
                 return read.result(timeout=self.config.driver_timeout)  # type: ignore[no-any-return]
             except DatabaseUnavailable as exc:
@@ -108,37 +119,26 @@ class ShareManager(ManagerActor):
                 self.runtime.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _ensure(self, share: dict[str, Any]) -> None:
-        work = self.driver.deliver(
-            "ensure_share", share["id"], share["size_gb"], share["access_rules"]
-        )
+    def _check_repaired(self, share_id: str) -> None:
+        """Refuse a change to a share whose start-up repair has not ended (retryable).
 
-        def done(finished: ActorFuture[Any]) -> Any:
-            error = finished.exception()
-            if isinstance(error, DriverNotReady):  # not an answer about the share: ask again
-                self.call_later(_ENSURE_RETRY, lambda: self._ensure(share))
-                return None
-            self.ensured += 1
-            if error is not None:
-                self.log.error("share %s cannot be repaired: %s", share["id"], error)
-                return self._db(self.store.update, share["id"], state="error", reason=str(error))
-            ensured = finished.value()
-            repaired = ensured.get("repaired") or []
-            if repaired:
-                self.log.warning("share %s repaired: %s", share["id"], ", ".join(repaired))
-            if share["state"] == "snapshotting":
-                self._db(self.store.fail_pending_snapshots, share["id"], "interrupted by a restart")
-            fields: dict[str, Any] = {}
-            if share["state"] in _TRANSITIONAL:
-                # Cut short by a crash: the data is there, the size is what the row says.
-                fields.update(state="available", reason="recovered")
-            if not share.get("export_path") and ensured.get("export_path"):
-                fields["export_path"] = ensured["export_path"]  # a create cut short: never set
-            if fields:
-                return self._db(self.store.update, share["id"], **fields)
+        Not for an operation resumed by crash recovery: it does the same
+        idempotent work as the repair, and must not be turned away.
+        """
+        if not self.resuming and self.repairs.blocks(share_id):
+            raise ShareNotReady(share_id, self.name)
+
+    def recover_operation(self, record: OperationRecord) -> str | None:
+        """Resume creates, deletes and resizes cut short by a crash (they end done).
+
+        The driver's create, delete and resize are idempotent and the share's
+        row says how far the operation got, so running the method again
+        (`self.resuming` is then true) finishes it. Snapshots and reverts are
+        not resumed: see docs/operations.md.
+        """
+        if record.method in _RESUMABLE:
             return None
-
-        self.pipe(work, done)
+        return super().recover_operation(record)
 
     # -- shares -------------------------------------------------------------------------
     @rpc(journal=True)
@@ -150,14 +150,24 @@ class ShareManager(ManagerActor):
             raise InvalidArguments(
                 self.name, "create_share", f"name must be at most {MAX_NAME_LENGTH} characters"
             )
+        self._check_repaired(share_id)
+        resuming = self.resuming
         recorded = self._db(
-            self.store.create, share_id, self.name, size_gb, name, self.options.quota_gb
+            self.store.create,
+            share_id,
+            self.name,
+            size_gb,
+            name,
+            self.options.quota_gb,
+            resume=self.resuming,
         )
 
-        def create(_: Any) -> Any:
+        def create(share: dict[str, Any]) -> Any:
+            if share["state"] not in ("creating", "error"):
+                return share  # resumed after a crash, and finished already (start-up repair)
             return self._finish(
                 share_id,
-                self.driver.create_share(share_id, size_gb),
+                self._driver(resuming, "create_share", share_id, size_gb),
                 lambda made: {"state": "available", "export_path": made["export_path"]},
                 undo=lambda: self._db_retry(self.store.delete, share_id),
             )
@@ -167,12 +177,18 @@ class ShareManager(ManagerActor):
     @rpc(idempotent=True)
     def delete_share(self, share_id: str) -> Any:
         """Delete a share, its snapshots and its exports."""
+        self._check_repaired(share_id)
+        resuming = self.resuming
         held = self._transition(share_id, ("available", "error", "deleting"), "deleting")
+        if resuming:  # after a crash: a share already gone was deleted by this operation
+            held = self.pipe(held, _gone_is_none)
 
-        def delete(share: dict[str, Any]) -> Any:
+        def delete(share: dict[str, Any] | None) -> Any:
+            if share is None:
+                return {"share_id": share_id, "deleted": True}
             removed = self._finish(
                 share_id,
-                self.driver.delete_share(share_id),
+                self._driver(resuming, "delete_share", share_id),
                 None,
                 undo=self._restore(share),
             )
@@ -185,6 +201,8 @@ class ShareManager(ManagerActor):
     def extend_share(self, share_id: str, new_size_gb: int) -> Any:
         """Grow a share to `new_size_gb` (within the backend's quota)."""
         _check_size(self.name, "extend_share", "new_size_gb", new_size_gb)
+        self._check_repaired(share_id)
+        resuming = self.resuming
         held = self._transition(
             share_id,
             ("available",),
@@ -197,7 +215,7 @@ class ShareManager(ManagerActor):
         def extend(share: dict[str, Any]) -> Any:
             return self._finish(
                 share_id,
-                self.driver.extend_share(share_id, new_size_gb),
+                self._driver(resuming, "extend_share", share_id, new_size_gb),
                 lambda _: {"state": "available"},
                 undo=self._restore(share),
             )
@@ -208,12 +226,14 @@ class ShareManager(ManagerActor):
     def shrink_share(self, share_id: str, new_size_gb: int) -> Any:
         """Shrink a share; refused (ShareTooSmall) below the space its data uses."""
         _check_size(self.name, "shrink_share", "new_size_gb", new_size_gb)
+        self._check_repaired(share_id)
+        resuming = self.resuming
         held = self._transition(share_id, ("available",), "shrinking", resize_to=new_size_gb)
 
         def shrink(share: dict[str, Any]) -> Any:
             return self._finish(
                 share_id,
-                self.driver.shrink_share(share_id, new_size_gb),
+                self._driver(resuming, "shrink_share", share_id, new_size_gb),
                 lambda _: {"state": "available", "size_gb": new_size_gb},
                 undo=self._restore(share),
                 harmless=(ShareTooSmall,),  # refused before anything changed on the host
@@ -259,6 +279,7 @@ class ShareManager(ManagerActor):
     def create_snapshot(self, share_id: str, snapshot_id: str) -> Any:
         """Snapshot an available share (a real copy on the local driver)."""
         _check_id(self.name, "create_snapshot", "snapshot_id", snapshot_id)
+        self._check_repaired(share_id)
         held = self._transition(share_id, ("available",), "snapshotting")
 
         def snapshot(share: dict[str, Any]) -> Any:
@@ -301,9 +322,14 @@ class ShareManager(ManagerActor):
     @rpc(idempotent=True)
     def delete_snapshot(self, share_id: str, snapshot_id: str) -> Any:
         """Delete a snapshot (the share is held meanwhile: no revert or snapshot races it)."""
+        self._check_repaired(share_id)
+        resuming = self.resuming
         known = self._db(self.store.get_snapshot, share_id, snapshot_id)
         held = self.then(
-            known, lambda _: self._transition(share_id, ("available", "error"), "updating")
+            known,
+            lambda _: self._transition(
+                share_id, ("available", "error"), "updating", resume=resuming
+            ),
         )
 
         def delete(share: dict[str, Any]) -> Any:
@@ -325,6 +351,7 @@ class ShareManager(ManagerActor):
     @rpc(journal=True)
     def revert_to_snapshot(self, share_id: str, snapshot_id: str) -> Any:
         """Put the share's content back as it was in the snapshot."""
+        self._check_repaired(share_id)
         known = self._db(self.store.get_snapshot, share_id, snapshot_id)
 
         def take(snapshot: dict[str, Any]) -> Any:
@@ -369,6 +396,7 @@ class ShareManager(ManagerActor):
         )
 
     def _change_access(self, share_id: str, change: Any) -> Any:
+        self._check_repaired(share_id)
         held = self._transition(share_id, ("available",), "updating")
 
         def apply(share: dict[str, Any]) -> Any:
@@ -437,8 +465,44 @@ class ShareManager(ManagerActor):
             return self.runtime.offload(lambda: fn(*args, **kwargs), lane=lane)
         return self.runtime.offload(fn, *args, lane=lane)
 
-    def _transition(self, share_id: str, expected: tuple[str, ...], state: str, **kw: Any) -> Any:
-        return self._db(self.store.transition, share_id, expected, state, **kw)
+    def _driver(self, resuming: bool, op: str, *args: Any) -> ActorFuture[Any]:
+        """Driver operation `op`; resumed after a crash, it waits for a driver not ready yet.
+
+        A resumed operation must end done, not fail because the driver is still
+        setting up after the start (about a minute at most, then it fails).
+        """
+        if not resuming:
+            return self.driver.call(op, *args)
+        result = self.runtime.future()
+        deadline = time.monotonic() + _RESUME_PATIENCE
+
+        def attempt() -> None:
+            def done(finished: ActorFuture[Any]) -> None:
+                error = finished.exception()
+                if isinstance(error, DriverNotReady) and time.monotonic() < deadline:
+                    self.call_later(_RESUME_RETRY, attempt)
+                elif error is not None:
+                    result.try_set_exception(error)
+                else:
+                    result.try_set(finished.value())
+
+            self.pipe(self.driver.deliver(op, *args), done)
+
+        attempt()
+        return result
+
+    def _transition(
+        self,
+        share_id: str,
+        expected: tuple[str, ...],
+        state: str,
+        *,
+        resume: bool | None = None,
+        **kw: Any,
+    ) -> Any:
+        """Move the share to `state`; resumed after a crash, it may be there already."""
+        resume = self.resuming if resume is None else resume
+        return self._db(self.store.transition, share_id, expected, state, resume=resume, **kw)
 
     def _finish(
         self,
@@ -527,6 +591,16 @@ def _done_or_not_recorded(share_id: str) -> Callable[[ActorFuture[Any]], Any]:
         return recorded.value()
 
     return check
+
+
+def _gone_is_none(held: ActorFuture[Any]) -> Any:
+    """The held share, or None if it no longer exists (a resumed delete finished it)."""
+    error = held.exception()
+    if isinstance(error, ShareNotFound):
+        return None
+    if error is not None:
+        raise error
+    return held.value()
 
 
 def _reraise(error: BaseException) -> Callable[[ActorFuture[Any]], Any]:

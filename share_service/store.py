@@ -59,11 +59,20 @@ class ShareStore:
         size_gb: int,
         name: str | None = None,
         quota_gb: int | None = None,
+        *,
+        resume: bool = False,
     ) -> dict[str, Any]:
-        """Record a new share in state 'creating'; ShareExists / QuotaExceeded."""
+        """Record a new share in state 'creating'; ShareExists / QuotaExceeded.
+
+        With `resume` (the create runs again after a crash) a share of this
+        backend with this id and size is the one it made: returned as it is.
+        """
         now = self.registry.now()
         with self.registry.transaction(write=True) as conn:
-            if self._share_row(conn, share_id) is not None:
+            row = self._share_row(conn, share_id)
+            if row is not None:
+                if resume and row.backend == backend and row.size_gb == size_gb:
+                    return _data(row, _SHARE)
                 raise ShareExists(share_id)
             self._check_quota(conn, backend, size_gb, quota_gb)
             statement = insert(_share_table).values(
@@ -131,6 +140,7 @@ class ShareStore:
         *,
         quota_gb: int | None = None,
         resize_to: int | None = None,
+        resume: bool = False,
         **fields: Any,
     ) -> dict[str, Any]:
         """Move a share from one of `expected` states to `state`, atomically.
@@ -142,7 +152,12 @@ class ShareStore:
         checked here so that two resizes cannot cross. A bigger size_gb is
         checked against `quota_gb` in the same transaction. The result has
         the share as it is now plus `previous_state` and `previous_size_gb`.
+
+        With `resume` (the operation runs again after a crash) the share may be
+        in `state` already, and already at the size `resize_to`.
         """
+        if resume:
+            expected = (*expected, state)
         with self.registry.transaction(write=True) as conn:
             row = self._share_row(conn, share_id)
             if row is None:
@@ -152,7 +167,8 @@ class ShareStore:
                 raise kind(share_id, row.state, expected)
             if resize_to is not None:
                 grow = state == "extending"
-                if (resize_to <= row.size_gb) if grow else (resize_to >= row.size_gb):
+                wrong = (resize_to <= row.size_gb) if grow else (resize_to >= row.size_gb)
+                if wrong and not (resume and resize_to == row.size_gb):
                     way = "exceed" if grow else "be below"
                     raise InvalidArguments(
                         row.backend,
@@ -170,7 +186,10 @@ class ShareStore:
             if result.rowcount != 1:  # changed under us (PostgreSQL READ COMMITTED)
                 raise ShareNotAvailable(share_id, "changing", expected)
             data = _data(self._share_row(conn, share_id), _SHARE)
-            data["previous_state"], data["previous_size_gb"] = row.state, row.size_gb
+            # A resumed operation that finds the share in its own state: undone, it
+            # is available (its data is there, the crash only cut the bookkeeping).
+            previous = "available" if resume and row.state == state else row.state
+            data["previous_state"], data["previous_size_gb"] = previous, row.size_gb
             return data
 
     def delete(self, share_id: str) -> bool:

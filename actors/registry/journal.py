@@ -39,7 +39,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 from sqlalchemy import (
     Boolean,
@@ -212,8 +212,9 @@ class _SetState:
     result: Any
     error: Any
     reason: str | None
-    future: Future[OperationRecord]
+    future: Future[Any]  # OperationRecord, or None without `returning`
     release_key: bool = False
+    returning: bool = True  # False: resolve with None, the row is not read back
 
 
 _Request = _Accept | _SetState
@@ -392,6 +393,7 @@ class Journal:
         self._submit(_Accept(record, params, future))
         return future
 
+    @overload
     def set_state(
         self,
         op_id: str,
@@ -401,8 +403,35 @@ class Journal:
         reason: str | None = None,
         *,
         release_key: bool = False,
-    ) -> Future[OperationRecord]:
+        returning: Literal[True] = True,
+    ) -> Future[OperationRecord]: ...
+    @overload
+    def set_state(
+        self,
+        op_id: str,
+        state: str,
+        result: Any = None,
+        error: Any = None,
+        reason: str | None = None,
+        *,
+        release_key: bool = False,
+        returning: Literal[False],
+    ) -> Future[None]: ...
+    def set_state(
+        self,
+        op_id: str,
+        state: str,
+        result: Any = None,
+        error: Any = None,
+        reason: str | None = None,
+        *,
+        release_key: bool = False,
+        returning: bool = True,
+    ) -> Future[OperationRecord] | Future[None]:
         """Move an unfinished operation to `state`; resolves with the updated record.
+
+        With `returning=False` it resolves with None instead: the row is not
+        read back (for writers that only need to know it was committed).
 
         Finished states ('succeeded', 'failed', 'interrupted') set finished_at
         and are final: changing a finished operation fails with
@@ -415,8 +444,8 @@ class Journal:
             raise ValueError(f"state must be one of {sorted(SETTABLE_STATES)}, not {state!r}")
         _check_json("result", result)
         _check_json("error", error)
-        future: Future[OperationRecord] = Future()
-        self._submit(_SetState(op_id, state, result, error, reason, future, release_key))
+        future: Future[Any] = Future()
+        self._submit(_SetState(op_id, state, result, error, reason, future, release_key, returning))
         return future
 
     def close(self, timeout: float = 30.0) -> None:
@@ -709,7 +738,9 @@ class Journal:
         finally:
             self._conn, self._conn_identity = None, None
 
-    def _write(self, batch: Sequence[_Request]) -> builtins.list[OperationRecord | Exception]:
+    def _write(
+        self, batch: Sequence[_Request]
+    ) -> builtins.list[OperationRecord | Exception | None]:
         """Write one batch in one transaction; an outcome per request, in order."""
         accepts: builtins.list[_Accept] = []
         states: builtins.list[tuple[int, _SetState]] = []
@@ -813,7 +844,7 @@ class Journal:
 
     def _update_all(
         self, conn: Connection, states: builtins.list[tuple[int, _SetState]]
-    ) -> dict[int, OperationRecord | Exception]:
+    ) -> dict[int, OperationRecord | Exception | None]:
         """Every state change of a batch in three statements, not one per change.
 
         The states before (locked on PostgreSQL), one executemany UPDATE, the
@@ -834,17 +865,22 @@ class Journal:
         changing = [request for _, request in states if before.get(request.op_id) in UNFINISHED]
         if changing:
             conn.execute(_UPDATE_STATE_MANY, [self._params(request, now) for request in changing])
-        after = {
-            row.id: row._mapping
-            for row in conn.execute(select(*_COLUMNS).where(OperationModel.id.in_(op_ids)))
-        }
-        out: dict[int, OperationRecord | Exception] = {}
+        wanted = [request.op_id for _, request in states if request.returning]
+        after = (
+            {
+                row.id: row._mapping
+                for row in conn.execute(select(*_COLUMNS).where(OperationModel.id.in_(wanted)))
+            }
+            if wanted
+            else {}
+        )
+        out: dict[int, OperationRecord | Exception | None] = {}
         for i, request in states:
             was = before.get(request.op_id)
             if was is None:
                 out[i] = OperationNotFound(request.op_id)
             elif was in UNFINISHED:
-                out[i] = _record(after[request.op_id])
+                out[i] = _record(after[request.op_id]) if request.returning else None
             else:
                 out[i] = InvalidTransition(request.op_id, was, request.state)
         return out
@@ -861,11 +897,15 @@ class Journal:
             "finished": now if request.state in FINISHED_STATES else None,
         }
 
-    def _update(self, conn: Connection, request: _SetState) -> OperationRecord | Exception:
+    def _update(self, conn: Connection, request: _SetState) -> OperationRecord | Exception | None:
         params = self._params(request, self._registry.now())
-        row = conn.execute(_UPDATE_STATE, params).first()
-        if row is not None:
-            return _record(row._mapping)
+        if not request.returning:
+            if conn.execute(_UPDATE_STATE_MANY, params).rowcount == 1:
+                return None
+        else:
+            row = conn.execute(_UPDATE_STATE, params).first()
+            if row is not None:
+                return _record(row._mapping)
         current = conn.execute(
             select(OperationModel.state).where(OperationModel.id == request.op_id)
         ).scalar_one_or_none()
@@ -909,8 +949,26 @@ def _database_runner() -> Callable[..., Any]:
     from gevent.threadpool import ThreadPool
 
     pool = ThreadPool(1)
-    return lambda fn, *args: pool.apply(fn, args)
+
+    def run(fn: Callable[..., Any], *args: Any) -> Any:
+        # The error comes back as a value: gevent's pool prints the traceback
+        # of anything its function raises (a hundred lines per failed write
+        # through a database outage), though it raises it here too.
+        ok, value = pool.apply(_captured, (fn, *args))
+        if not ok:
+            raise value
+        return value
+
+    return run
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
+
+
+def _captured(fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    """(True, fn's value) or (False, what it raised)."""
+    try:
+        return True, fn(*args)
+    except Exception as exc:
+        return False, exc

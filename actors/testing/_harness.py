@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from actors.loading import register_object, unregister_object
 from actors.registry.journal import OperationRecord
 from actors.runtime import VirtualClock
 from actors.service import Service
+from actors.testing._outage import sqlite_outage
 from actors.testing._recorder import Fault, Received, Recorder
 from actors.testing._wait import WaitTimeout, wait_until
 from transport.client import RpcClient
@@ -362,50 +362,13 @@ class ServiceHarness:
     def registry_outage(self) -> Iterator[None]:
         """Take the registry database away for the block, then give it back.
 
-        For the default SQLite registry: the file is moved aside and a
-        directory stands in its place (SQLite can neither open nor re-create
-        it), so every registry call in the block really fails.
+        For the default SQLite registry: see `sqlite_outage`.
         """
         registry = self.service.registry
         if registry is None or not registry.url.startswith("sqlite:///"):
             raise NotImplementedError("registry_outage works on a SQLite registry file")
-        path = Path(registry.url.removeprefix("sqlite:///"))
-        aside = path.with_name(path.name + ".away")
-        candidates = (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
-        moved: list[Path] = []
-        blocker = path.with_suffix(".blocked")
-        link = path.with_suffix(".link")
-
-        def away(p: Path) -> Path:
-            return aside.with_name(p.name + ".away")
-
-        try:
-            blocker.mkdir()
-            link.symlink_to(blocker)  # a directory: SQLite cannot open or create it
-            # The database file is never missing, not even for a moment (a
-            # connection would create an empty one): keep it under a second
-            # name, then swap the blocker in atomically.
-            if path.exists():
-                os.link(path, away(path))
-                moved.append(path)
-            os.replace(link, path)
-            for p in candidates[1:]:  # no connection can open the database now
-                try:
-                    p.rename(away(p))
-                except FileNotFoundError:
-                    continue  # none, or the last connection just folded it in and removed it
-                moved.append(p)
+        with sqlite_outage(Path(registry.url.removeprefix("sqlite:///"))):
             yield
-        finally:
-            # Back in the reverse order: the WAL first, the database file last
-            # and atomically, so no connection ever sees it without its WAL.
-            for p in reversed(moved):
-                os.replace(away(p), p)
-            for stale in (link, path):
-                if stale.is_symlink():
-                    stale.unlink()
-            if blocker.is_dir():
-                blocker.rmdir()
 
     def wait_running(self, target: str, timeout: float = 10.0) -> None:
         """Wait until `target` runs again (after a crash and its restart).

@@ -197,6 +197,23 @@ def test_set_state_errors(journal: Journal) -> None:
     assert journal.accept("t", "m", 1).result(WAIT).args == 1
 
 
+def test_set_state_without_returning_commits_and_reads_nothing_back(journal: Journal) -> None:
+    # For writers that only need the commit (the service's own): no row is read back.
+    records = [journal.accept("t", "m", i).result(WAIT) for i in range(3)]
+    alone = journal.set_state(records[0].id, "running", returning=False)
+    assert alone.result(WAIT) is None
+    batch = [  # submitted together: the batch path (one statement for all)
+        journal.set_state(r.id, "succeeded", result=i, returning=False)
+        for i, r in enumerate(records)
+    ]
+    assert [f.result(WAIT) for f in batch] == [None, None, None]
+    assert [journal.get(r.id).result for r in records] == [0, 1, 2]  # type: ignore[union-attr]
+    with pytest.raises(InvalidTransition):
+        journal.set_state(records[0].id, "failed", returning=False).result(WAIT)
+    with pytest.raises(OperationNotFound):
+        journal.set_state("no-such-id", "running", returning=False).result(WAIT)
+
+
 def test_list_and_unfinished(journal: Journal, clock: Clock) -> None:
     ids = []
     for i in range(5):

@@ -252,7 +252,7 @@ def test_a_restart_ensures_more_shares_than_the_driver_mailbox_holds(
     second.wait_running("h@local/driver")  # set up: it takes its mailbox from here
     second.settle()  # the driver has run what init_host queued ...
     second.settle()  # ... and the manager has handled each outcome
-    assert second.run_in("local", lambda manager: manager.ensured) == 12
+    assert second.run_in("local", lambda manager: manager.repairs.repaired) == 12
     assert not [r for r in caplog.records if "cannot be repaired" in r.getMessage()]
     second.call("local", "create_share", share_id="after", size_gb=1)  # room again
     listed = second.call("local", "list_shares")["shares"]
@@ -291,7 +291,7 @@ def test_a_share_whose_new_state_cannot_be_recorded_is_not_made_twice(
     assert record.state == "failed" and record.idempotency_key == "k-s1"
     assert h.call("local", "get_share", share_id="s1")["state"] == "creating"
     assert (tmp_path / "root" / "shares" / "s1").is_dir()
-    # The next start repairs it: available, with the export path it never got.
+    # The next start finishes its creation: available, with the export path it never got.
     monkeypatch.undo()
     h.stop()
     again = _start(actors_service, tmp_path / "root", tmp_path / "state")
@@ -301,7 +301,7 @@ def test_a_share_whose_new_state_cannot_be_recorded_is_not_made_twice(
         return shown if shown["state"] != "creating" else None
 
     shown = wait_until(repaired, message="s1 to be repaired")  # ensure_share runs after init_host
-    assert (shown["state"], shown["reason"]) == ("available", "recovered")
+    assert (shown["state"], shown["reason"]) == ("available", None)
     assert shown["export_path"] == str(tmp_path / "root" / "shares" / "s1")
 
 
@@ -321,11 +321,11 @@ def test_a_manager_restarted_during_a_short_database_outage_waits_for_it(
     h.call("fake", "create_share", share_id="s1", size_gb=1)
     original, refused = ShareStore.shares, []
 
-    def shares(self: ShareStore, backend: str) -> Any:
+    def shares(self: ShareStore, backend: str, **page: Any) -> Any:
         if len(refused) < 3:  # the database answers from the fourth read on
             refused.append(backend)
             raise DatabaseUnavailable("registry", "not yet")
-        return original(self, backend)
+        return original(self, backend, **page)
 
     monkeypatch.setattr(ShareStore, "shares", shares)
     h.crash("fake")
