@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import threading
 from typing import Any, Protocol
 
@@ -79,7 +80,7 @@ class ServiceDispatcher:
         if service.operations is not None:
             journaled = self._journaled(request)
             if journaled is not None:
-                return self._as_asked(request, journaled)
+                return self._as_asked(request, journaled, deadline=False)
         try:
             handle = service.handle(target)
         except ActorsError as exc:
@@ -92,20 +93,25 @@ class ServiceDispatcher:
             handle.send(
                 request.method, (), request.args, request.timeout, True, request.version, None
             ),
+            deadline=True,
         )
 
-    def _as_asked(self, request: Request, outcome: ActorFuture[Any]) -> ActorFuture[Any]:
+    def _as_asked(
+        self, request: Request, outcome: ActorFuture[Any], *, deadline: bool
+    ) -> ActorFuture[Any]:
         """A call's outcome told in the caller's terms.
 
         A deadline that ran out in a step the manager started (a driver call,
         a continuation) names that step's actor and method: the caller hears
-        its own target (resolved) and method instead, and its own timeout once
-        its own deadline has passed (docs/protocol.md, §9).
+        its own target (resolved) and method instead. The timeout is the
+        call's own once its deadline has passed (only when the call has one:
+        `deadline`, false for a journaled method), else that of the step's
+        own limit (docs/protocol.md, §5 and §9).
         """
         system = self.service.system
         assert system is not None
         clock = system.runtime.clock
-        deadline = clock.monotonic() + request.timeout
+        due = clock.monotonic() + request.timeout if deadline else math.inf
         answer: ActorFuture[Any] = system.runtime.future()
 
         def settle(done: ActorFuture[Any]) -> None:
@@ -119,7 +125,7 @@ class ServiceDispatcher:
                     name,
                     request.method,
                 ):
-                    ran_out = clock.monotonic() >= deadline
+                    ran_out = clock.monotonic() >= due
                     timeout = request.timeout if ran_out else error.details.get("timeout", 0.0)
                     relabelled = DeadlineExceeded(name, request.method, timeout)
                     relabelled.__cause__ = error
