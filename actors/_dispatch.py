@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import threading
 from typing import Any, Protocol
 
 from actors._operations import Operations
 from actors.config import ServiceConfig
-from actors.errors import ActorsError, InvalidArguments, MethodNotAllowed
+from actors.errors import ActorsError, DeadlineExceeded, InvalidArguments, MethodNotAllowed
 from actors.registry.journal import OperationNotFound
 from actors.registry.models import OPERATION_STATES
 from actors.runtime import ActorFuture, offload_status
 from actors.service_actor import ServiceActor
 from actors.system import ActorHandle, ActorSystem
 from transport.dispatcher import Request
+from transport.protocol import PROTOCOL_VERSION
 
 SERVICE_TARGET = "$service"
 """The target that names the service itself rather than one of its managers."""
@@ -78,7 +80,7 @@ class ServiceDispatcher:
         if service.operations is not None:
             journaled = self._journaled(request)
             if journaled is not None:
-                return journaled
+                return self._as_asked(request, journaled, deadline=False)
         try:
             handle = service.handle(target)
         except ActorsError as exc:
@@ -86,9 +88,53 @@ class ServiceDispatcher:
             future.set_exception(exc)
             return future
         # `handle.ask` with every argument by position: once per call.
-        return handle.send(
-            request.method, (), request.args, request.timeout, True, request.version, None
+        return self._as_asked(
+            request,
+            handle.send(
+                request.method, (), request.args, request.timeout, True, request.version, None
+            ),
+            deadline=True,
         )
+
+    def _as_asked(
+        self, request: Request, outcome: ActorFuture[Any], *, deadline: bool
+    ) -> ActorFuture[Any]:
+        """A call's outcome told in the caller's terms.
+
+        A deadline that ran out in a step the manager started (a driver call,
+        a continuation) names that step's actor and method: the caller hears
+        its own target (resolved) and method instead. The timeout is the
+        call's own once its deadline has passed (only when the call has one:
+        `deadline`, false for a journaled method), else that of the step's
+        own limit (docs/protocol.md, §5 and §9).
+        """
+        system = self.service.system
+        assert system is not None
+        clock = system.runtime.clock
+        due = clock.monotonic() + request.timeout if deadline else math.inf
+        answer: ActorFuture[Any] = system.runtime.future()
+
+        def settle(done: ActorFuture[Any]) -> None:
+            error = done.exception()
+            if isinstance(error, DeadlineExceeded):
+                try:
+                    name = self.service.route(request.target)
+                except Exception:  # the service is stopping: tell the error as it is
+                    name = request.target
+                if (error.details.get("target"), error.details.get("method")) != (
+                    name,
+                    request.method,
+                ):
+                    ran_out = clock.monotonic() >= due
+                    timeout = request.timeout if ran_out else error.details.get("timeout", 0.0)
+                    relabelled = DeadlineExceeded(name, request.method, timeout)
+                    relabelled.__cause__ = error
+                    answer.try_set_exception(relabelled)
+                    return
+            done.transfer_to(answer)
+
+        outcome.add_done_callback(settle)
+        return answer
 
     def _cast(self, request: Request) -> ActorFuture[Any]:
         """A cast: accepted (or refused) at once; a journaled one once committed."""
@@ -138,7 +184,11 @@ class ServiceDispatcher:
         operations = service.operations
         if request.method == "status":
             future.set(
-                {"service": self.info(), "actors": service.status(), "offload": offload_status()}
+                {
+                    "service": {"protocol": PROTOCOL_VERSION, **self.info()},  # as ping's info
+                    "actors": service.status(),
+                    "offload": offload_status(),
+                }
             )
         elif request.method in ("operation", "operations") and operations is not None:
             # Reads for clients: refused at once (Overloaded) when the lane is full.

@@ -167,3 +167,26 @@ def test_deliver_to_a_driver_that_is_not_ready_fails_with_driver_not_ready(make_
     [delivered] = h.run_in("b1", lambda m: [m.driver.deliver("create", "x")])
     with pytest.raises(DriverNotReady, match="disk not mounted"):
         delivered.result(timeout=10)
+
+
+def test_a_deadline_that_runs_out_in_a_driver_step_names_the_call(make_service, runtime, clock):
+    """§9: the caller hears its own target, method and timeout, not the driver's."""
+    from transport.client import RpcClient
+
+    service = make_service(clock=clock)
+    server = service.serve("tcp://127.0.0.1:0")
+    with RpcClient(server.endpoint, green=runtime.name == "gevent", timeout=30) as client:
+        client.call("b1", "create", {"resource_id": "x"})
+        fake = FakeController.for_backend("h@b1")
+        fake.hang("create")
+        stuck = client.call_async("b1", "create", {"resource_id": "stuck"})
+        fake.wait_until(lambda c: c.in_flight == 1, runtime)
+        late = client.call_async("b1", "get", {"resource_id": "x"}, timeout=5)
+        client.call("b1", "ping")  # the manager has handed 'get' to its driver by now
+        clock.advance(6)  # the server's deadline for 'get' passes while it waits in the driver
+        fake.release()
+        assert stuck.result()["id"] == "stuck"
+        with pytest.raises(DeadlineExceeded) as err:
+            late.result()
+    assert (err.value.target, err.value.method, err.value.timeout) == ("h@b1", "get", 5)
+    assert str(err.value) == "h@b1.get did not complete within 5s"

@@ -26,6 +26,15 @@ def test_routes_by_full_name_and_by_backend(make_harness):
         service.call("b1", "get", {"resource_id": "two"})
 
 
+def test_service_status_carries_the_same_service_map_as_ping(make_harness):
+    """§7: `$service.status`'s "service" is ping's info, protocol included."""
+    service = make_harness()
+    pong = service.client.ping(timeout=5)
+    status = service.call("$service", "status")
+    assert status["service"]["protocol"] == 1
+    assert status["service"] == pong
+
+
 def test_unknown_target_is_not_found(make_harness):
     service = make_harness()
     with pytest.raises(NotFound) as err:

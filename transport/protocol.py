@@ -153,7 +153,7 @@ quotes a huge input back must not itself be too large to send."""
 def error_body(error: BaseException, *, traceback: str | None = None) -> dict[str, Any]:
     """The `error` field for an exception: type, message, details, retryable.
 
-    Long texts are cut to MAX_ERROR_TEXT characters (marked with how much was cut).
+    Long texts are cut to MAX_ERROR_TEXT characters, the note of how much was cut included.
     """
     if isinstance(error, TransportError):
         data = error.to_dict()
@@ -181,8 +181,17 @@ def error_body(error: BaseException, *, traceback: str | None = None) -> dict[st
 
 
 def _cut(value: Any) -> Any:
+    """Cut a long text to MAX_ERROR_TEXT characters in all, the note of what was cut included."""
     if isinstance(value, str) and len(value) > MAX_ERROR_TEXT:
-        return f"{value[:MAX_ERROR_TEXT]}... ({len(value) - MAX_ERROR_TEXT} more characters)"
+        # The note says how many characters were dropped, and its own length
+        # decides that number: grow it until they agree (a few steps at most,
+        # as the count's digits grow by one at a time).
+        dropped = len(value) - MAX_ERROR_TEXT
+        suffix = f"... ({dropped} more characters)"
+        while len(value) - dropped + len(suffix) > MAX_ERROR_TEXT:
+            dropped = len(value) - MAX_ERROR_TEXT + len(suffix)
+            suffix = f"... ({dropped} more characters)"
+        return value[: len(value) - dropped] + suffix
     if isinstance(value, bytes) and len(value) > MAX_ERROR_TEXT:
         return value[:MAX_ERROR_TEXT]
     return value

@@ -31,6 +31,7 @@ from transport.protocol import (
     ERROR,
     PING,
     PONG,
+    PROTOCOL_VERSION,
     REQUEST_KINDS,
     Envelope,
     Limits,
@@ -307,9 +308,9 @@ class RpcServer:
 
     def _info(self) -> dict[str, Any]:
         try:
-            return {"protocol": 1, **self.dispatcher.info()}
+            return {"protocol": PROTOCOL_VERSION, **self.dispatcher.info()}
         except Exception as exc:  # info must never break ping
-            return {"protocol": 1, "info_error": str(exc)}
+            return {"protocol": PROTOCOL_VERSION, "info_error": str(exc)}
 
     def _bad(self, category: str, prefix: list[bytes], error: TransportError, msg_id: str) -> None:
         self.stats[category] += 1

@@ -137,10 +137,27 @@ def test_an_error_quoting_a_huge_input_stays_small_enough_to_send():
 
     huge = "x" * 900_000
     body = error_body(InvalidArguments("h@b", "m", f"bad value {huge}"))
-    assert len(body["message"]) < 1_100 and "more characters" in body["message"]
-    assert len(body["details"]["reason"]) < 1_100
+    assert len(body["message"]) == 1_000 and "more characters" in body["message"]
+    assert len(body["details"]["reason"]) == 1_000
     assert len(encode(Envelope(kind="error", id="i", error=body))) < 10_000
     foreign = error_body(ValueError(huge), traceback="Traceback...\n" + huge + "\nValueError: x")
-    assert len(foreign["message"]) < 1_100
+    assert len(foreign["message"]) == 1_000
     assert len(foreign["traceback"]) < 8_100 and foreign["traceback"].endswith("ValueError: x")
     assert "characters cut" in foreign["traceback"]
+
+
+def test_a_cut_text_is_exactly_1000_characters_and_says_how_many_it_dropped():
+    """§9: the cut text, its note included, is at most 1,000 characters."""
+    from actors.errors import InvalidArguments
+
+    for size in (1_000, 1_001, 1_031, 5_000, 1_000_000):
+        text = "y" * size
+        body = error_body(InvalidArguments("h@b", "m", text))
+        reason = body["details"]["reason"]
+        if size == 1_000:
+            assert reason == text
+            continue
+        assert len(reason) == 1_000
+        kept, _, note = reason.partition("... (")
+        assert note.endswith(" more characters)")
+        assert len(kept) + int(note.split()[0]) == size
