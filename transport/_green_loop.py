@@ -124,15 +124,8 @@ class GreenSocketLoop(SocketLoop):
         monitor = self._monitor
         watcher = self._hub.loop.io(monitor.FD, 1)
         try:
-            while True:
-                while True:
-                    try:
-                        frames = monitor.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    except zmq.ZMQError:
-                        return  # closed
-                    self._on_monitor_frames(frames)
+            while self._monitor is not None:
+                self.read_events()
                 self._wait_readable(watcher, main=False)
         finally:
             watcher.close()

@@ -182,6 +182,22 @@ class SocketLoop:
         except Exception:
             log.exception("socket event handler failed")
 
+    def read_events(self) -> None:
+        """Take in the socket's monitor events now; never waits.
+
+        Called by a client before it registers a request, so that a drop the
+        socket reported earlier is never taken for news about that request.
+        A loop whose monitor is shared with another thread overrides this
+        with its own locking (`DirectSocket`).
+        """
+        monitor = self._monitor
+        while monitor is not None:
+            try:
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.ZMQError:  # nothing more (EAGAIN), or closed
+                return
+            self._on_monitor_frames(frames)
+
     def _close_monitor(self) -> None:
         monitor, self._monitor = self._monitor, None
         if monitor is not None:

@@ -220,8 +220,9 @@ class RpcClient:
         if loop is None:
             future._resolve(error=ConnectionClosed(self.endpoint))
             return future
-        if direct is not None:  # take in the connection's news first: a drop that
-            direct.read_events()  # happened before this request must not fail it
+        # Take in the connection's news first: a drop reported before this request
+        # must not fail it (it waits for the next connection, within its deadline).
+        loop.read_events()
         with self._lock:
             self._pending[msg_id] = future
         if self._refused:  # libzmq gave up on the session: a new handshake, paced by calls

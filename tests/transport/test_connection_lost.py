@@ -49,6 +49,12 @@ def test_a_request_made_after_the_drop_is_not_failed_by_it() -> None:
     try:
         assert client.wait_connected(10)
         server.close()
+
+        def drop_noticed() -> bool:  # a request sent before this could go down with it
+            client.poll_events()
+            return client.connected is False
+
+        wait_until(drop_noticed, timeout=10, interval=0.01, message="the drop noticed")
         server = context.socket(zmq.ROUTER)
         server.setsockopt(zmq.LINGER, 0)
 
