@@ -34,7 +34,6 @@ from actors.errors import (
     EscalationError,
 )
 from actors.runtime import ActorFuture, MailboxClosed, TimerHandle
-from actors.runtime._future import _VALUE
 from actors.supervision import ChildSpec, Supervisor, describe
 from transport._ratelimit import RateLimitedLog
 
@@ -262,7 +261,7 @@ class CellMixin:
     def _on_request(self, req: Request) -> None:
         # A request is its own reply future: completed already (failed at once,
         # or abandoned), it is not run.
-        if req._state:
+        if req.done():
             return
         now = self._now()
         if req.deadline is not None and now > req.deadline:
@@ -298,15 +297,11 @@ class CellMixin:
         finally:
             self.handling = None
         if isinstance(result, ActorFuture):
-            if result._register(req._copy_from):  # transfer_to(), inlined
-                owed = self._owed  # _owe(), inlined: the common path of every driver call
-                owed.append(req)
-                if len(owed) > self._owed_prune_at:
-                    self._prune_owed()
-            else:
-                req._copy_from(result)
+            result.transfer_to(req)
+            if not req.done():
+                self._owe(req)
         else:
-            req._complete(_VALUE, result, None)  # try_set(), inlined
+            req.try_set(result)
 
     def _owe(self, reply: ActorFuture[Any]) -> None:
         """Remember a reply that waits on a future: if this actor ends first, it fails.
@@ -322,7 +317,7 @@ class CellMixin:
             self._prune_owed()
 
     def _prune_owed(self) -> None:
-        self._owed = owed = [r for r in self._owed if not r._state]
+        self._owed = owed = [r for r in self._owed if not r.done()]
         self._owed_prune_at = max(64, 2 * len(owed))
 
     def _fail_owed(self, failure: ActorsError) -> None:
@@ -382,7 +377,7 @@ class CellMixin:
             self.handling = None
         if isinstance(result, ActorFuture):
             result.transfer_to(msg.result)
-            if not msg.result._state:
+            if not msg.result.done():
                 self._owe(msg.result)
         else:
             msg.result.try_set(result)

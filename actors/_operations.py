@@ -273,7 +273,9 @@ class Operations:
     ) -> None:
         """Hand a committed operation to its manager; record an interruption if it never ends."""
         self._inflight[record.id] = _InFlight(record, outcome)
-        reply = handle.deliver(RUN_METHOD, (record.id, record.method, record.args, version))
+        reply = handle.ask(
+            RUN_METHOD, (record.id, record.method, record.args, version), accepted=True
+        )
         reply.add_done_callback(lambda done: self._ran(record, done))
 
     def _ran(self, record: OperationRecord, done: ActorFuture[Any]) -> None:

@@ -560,7 +560,7 @@ class ServiceActor(BaseActor):
                 continue
             self.log.warning("%s: %d unfinished operation(s) to recover", name, len(mine))
             self._recovering += 1
-            handed = self.child(name).deliver("recover_operations", (mine,))
+            handed = self.child(name).ask("recover_operations", (mine,), accepted=True)
             self.pipe(handed, functools.partial(self._handed, name))
         self._recovery_step()
 
@@ -666,7 +666,7 @@ class ServiceActor(BaseActor):
                     name,
                     len(mine),
                 )
-                handed = self.child(name).deliver("recover_operations", (mine,))
+                handed = self.child(name).ask("recover_operations", (mine,), accepted=True)
                 self.pipe(handed, functools.partial(self._swept, name))
             return len(stranded)
 

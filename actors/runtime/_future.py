@@ -14,7 +14,7 @@ import queue
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Generic, NoReturn, Self, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import pykka
 
@@ -25,39 +25,32 @@ log = logging.getLogger(__name__)
 _PENDING, _VALUE, _ERROR = 0, 1, 2
 _ALREADY_DONE: Any = object()
 _UNSET: Any = pykka._future._Unset()  # what pykka.Future.__init__ would set
-_new_object = object.__new__
 
 
 class ActorFuture(pykka.Future[T], Generic[T]):
     """A pykka Future that can also report completion to callbacks.
 
-    Subclasses provide the waiting primitive (`_wait`, `_wake`); everything else
-    is shared. Constructible with no arguments, as pykka requires.
+    Each runtime subclasses it with its waiting primitive (`_wait`, `_wake`)
+    and the fields that primitive needs; completion, callbacks and reading are
+    written once, here. Constructible with no arguments, as pykka requires.
     """
 
-    # Every runtime's waiting state lives here (`_waiters` for gevent, `_event`
-    # and `_lock` for threads), so that `Request` can add its own fields to
-    # either runtime's future without a conflict of slot layouts.
     # pykka.Future has no __slots__, so its two fields would live in an
     # instance dict; as slots here they are plain stores, and no dict is made.
     __slots__ = (
         "_callbacks",
         "_error",
-        "_event",
         "_get_hook",
         "_get_hook_result",
-        "_lock",
         "_state",
         "_value",
         "_wait_until",
-        "_waiters",
         "_what",
     )
 
     def __init__(self) -> None:
-        # Flat on purpose (no super().__init__()): futures are made for every
-        # request, so this is on the hot path. pykka.Future's `_get_hook_result`
-        # is set by set_get_hook(), the only way a get hook is ever set.
+        # No super().__init__(): pykka.Future's `_get_hook_result` is set by
+        # set_get_hook(), the only way a get hook is ever set.
         self._get_hook = None
         self._wait_until: float | None = None
         self._what: tuple[str, str, float] | None = None
@@ -65,14 +58,36 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         self._value: Any = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[ActorFuture[T]], None]] | None = None
-        self._waiters: Any = None  # the gevent runtime's parked waiter(s)
 
     # -- primitives supplied by a runtime ----------------------------------
     def _wait(self, timeout: float | None) -> bool:
+        """Wait until done or `timeout` passes; True if done."""
         raise NotImplementedError
 
     def _wake(self) -> None:
+        """Wake whoever waits in `_wait` (the outcome is already recorded)."""
         raise NotImplementedError
+
+    def _claim(self, state: int, value: Any, error: BaseException | None) -> Any:
+        """Record the outcome and take the callbacks; _ALREADY_DONE if done.
+
+        The one step that must be atomic: a thread-safe runtime takes its lock.
+        """
+        if self._state != _PENDING:
+            return _ALREADY_DONE
+        self._value, self._error, self._state = value, error, state
+        callbacks, self._callbacks = self._callbacks, None
+        return callbacks
+
+    def _register(self, callback: Callable[[ActorFuture[T]], None]) -> bool:
+        """Keep `callback` for later; False when already done (atomic like `_claim`)."""
+        if self._state != _PENDING:
+            return False
+        if self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
+        return True
 
     def set_get_hook(self, func: Any) -> None:
         self._get_hook_result = _UNSET
@@ -106,34 +121,14 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         return self._complete(_ERROR, None, error)
 
     def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
+        """The one way a future completes: record, wake the waiters, run the callbacks."""
         callbacks = self._claim(state, value, error)
         if callbacks is _ALREADY_DONE:
             return False
         self._wake()
         if callbacks:
-            for callback in callbacks:  # type: ignore[union-attr]
-                try:
-                    callback(self)
-                except Exception:
-                    log.exception("future callback %r raised", callback)
-        return True
-
-    def _claim(self, state: int, value: Any, error: BaseException | None) -> Any:
-        """Record the outcome and take the callbacks; _ALREADY_DONE if done."""
-        if self._state != _PENDING:
-            return _ALREADY_DONE
-        self._value, self._error, self._state = value, error, state
-        callbacks, self._callbacks = self._callbacks, None
-        return callbacks
-
-    def _register(self, callback: Callable[[ActorFuture[T]], None]) -> bool:
-        """Keep `callback` for later; False when already done."""
-        if self._state != _PENDING:
-            return False
-        if self._callbacks is None:
-            self._callbacks = [callback]
-        else:
-            self._callbacks.append(callback)
+            for callback in callbacks:
+                _run_callback(callback, self)
         return True
 
     def add_done_callback(self, callback: Callable[[ActorFuture[T]], None]) -> None:
@@ -143,6 +138,10 @@ class ActorFuture(pykka.Future[T], Generic[T]):
 
     def _copy_from(self, done: ActorFuture[Any]) -> None:
         self._complete(done._state, done._value, done._error)
+
+    def transfer_to(self, other: ActorFuture[Any]) -> None:
+        """When this completes, complete `other` the same way."""
+        self.add_done_callback(other._copy_from)
 
     # -- reading ------------------------------------------------------------
     def get(self, *, timeout: float | None = None) -> T:
@@ -167,27 +166,17 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         passes first; otherwise returns the value or raises the remote error.
         """
         if timeout is None and self._wait_until is not None:
-            timeout = self._wait_until - time.monotonic()
-            if timeout < 0.0:
-                timeout = 0.0
-        if self._get_hook is None:  # get(), inlined: the caller's side of every request
-            if self._state == _PENDING and not self._wait(timeout):
-                self._deadline_passed(timeout)
-            if self._state == _ERROR:
-                assert self._error is not None
-                raise self._error
-            return self._value  # type: ignore[no-any-return]
+            timeout = max(0.0, self._wait_until - time.monotonic())
         try:
             return self.get(timeout=timeout)
         except pykka.Timeout:
             self._deadline_passed(timeout)
-            raise  # not reached
 
     def _deadline_passed(self, timeout: float | None) -> NoReturn:
         from actors.errors import DeadlineExceeded
 
         target, method, full = self._expected() or ("<future>", "result", timeout or 0.0)
-        if full == math.inf:  # work handed over with no deadline (deliver): the wait had one
+        if full == math.inf:  # accepted work has no deadline of its own: the wait had one
             full = timeout or 0.0
         raise DeadlineExceeded(target, method, full) from None
 
@@ -202,10 +191,6 @@ class ActorFuture(pykka.Future[T], Generic[T]):
     def value(self) -> Any:
         """The value if done with one, else None (does not wait)."""
         return self._value if self._state == _VALUE else None
-
-    def transfer_to(self, other: ActorFuture[Any]) -> None:
-        """When this completes, complete `other` the same way."""
-        self.add_done_callback(other._copy_from)
 
 
 def copy_concurrent(done: concurrent.futures.Future[Any], future: ActorFuture[Any]) -> None:
@@ -239,76 +224,74 @@ class Request(ActorFuture[Any]):
     per call instead of a message plus a future: this is made for every
     request. Not started after `deadline` (on the runtime's clock); `system`
     is True only for work that was accepted elsewhere (a journaled operation),
-    which passes the mailbox bound because it must not be refused. Each
-    runtime subclasses it together with its own future class.
+    which passes the mailbox bound because it must not be refused.
+
+    Each runtime makes its request class from this one and its own future
+    class, `class GreenRequest(Request, GreenFuture)`, and declares the slots
+    of `REQUEST_FIELDS` there: this class adds none, so that it fits on top of
+    any runtime's future.
     """
 
-    __slots__ = (
-        "args",
-        "deadline",
-        "kwargs",
-        "method",
-        "rpc",
-        "system",
-        "target",
-        "timeout",
-        "version",
-    )
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        """A request for no call: never sent (see `create` for a call).
+    target: str
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    deadline: float | None
+    timeout: float
+    rpc: bool
+    system: bool
+    version: str | None
 
-        Only because pykka's combinators (map, filter, join, reduce) make
-        their result with `self.__class__()`.
+    def __init__(
+        self,
+        target: str = "",
+        method: str = "",
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        deadline: float | None = None,
+        timeout: float = 0.0,
+        rpc: bool = False,
+        version: str | None = None,
+        system: bool = False,
+        wait_until: float | None = None,
+    ) -> None:
+        """A request for `method` of `target`, not started after `deadline`.
+
+        With no arguments, a request for no call that is never sent: pykka's
+        combinators (map, filter, join, reduce) make their result with
+        `self.__class__()`. `wait_until` is the caller's deadline on the
+        real clock (for `result()`).
         """
         super().__init__()
-        self.target = self.method = ""
-        self.args: tuple[Any, ...] = ()
-        self.kwargs: dict[str, Any] = {}
-        self.deadline: float | None = None
-        self.timeout = 0.0
-        self.rpc = self.system = False
-        self.version: str | None = None
-
-    @classmethod
-    def create(
-        cls,
-        target: str,
-        method: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        deadline: float | None,
-        timeout: float,
-        rpc: bool,
-        version: str | None,
-        wait_until: float | None,
-    ) -> Self:
-        """A request to send: `method` of `target`, not started after `deadline`.
-
-        Made for every call, so it skips `cls(...)` (type.__call__ and a
-        separate __init__ frame) and sets every field here, flat.
-        """
-        request = _new_object(cls)
-        request._get_hook = None
-        request._wait_until = wait_until
-        request._state = _PENDING
-        request._value = None
-        request._error = None
-        request._callbacks = None
-        request._waiters = None
-        request.target = target
-        request.method = method
-        request.args = args
-        request.kwargs = kwargs
-        request.deadline = deadline
-        request.timeout = timeout
-        request.rpc = rpc
-        request.version = version
-        request.system = False
-        return request
+        self._wait_until = wait_until
+        self.target = target
+        self.method = method
+        self.args = args
+        self.kwargs = {} if kwargs is None else kwargs
+        self.deadline = deadline
+        self.timeout = timeout
+        self.rpc = rpc
+        self.version = version
+        self.system = system
 
     def _expected(self) -> tuple[str, str, float] | None:
-        what: tuple[str, str, float] | None = getattr(self, "_what", None)
-        if what is None and self.method:
+        if self._what is None and self.method:
             return (self.target, self.method, self.timeout)
-        return what
+        return self._what
+
+
+REQUEST_FIELDS = (
+    "args",
+    "deadline",
+    "kwargs",
+    "method",
+    "rpc",
+    "system",
+    "target",
+    "timeout",
+    "version",
+)
+"""The slots a runtime's request class declares (see `Request`)."""

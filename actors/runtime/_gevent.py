@@ -24,7 +24,13 @@ from greenlet import getcurrent
 from actors.errors import Overloaded
 from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime, _is_system
 from actors.runtime._clock import Clock, TimerHandle
-from actors.runtime._future import _PENDING, ActorFuture, Request, copy_concurrent, log
+from actors.runtime._future import (
+    _PENDING,
+    REQUEST_FIELDS,
+    ActorFuture,
+    Request,
+    copy_concurrent,
+)
 from actors.runtime._offload import OffloadLane, OffloadPool, lane_pool
 
 
@@ -32,10 +38,17 @@ class GreenFuture(ActorFuture[Any]):
     """An ActorFuture for greenlets; constructible with no arguments.
 
     Waiters park on a hub `Waiter` with a raw loop timer for the deadline
-    (cheaper than an Event plus a gevent.Timeout on every wait).
+    (cheaper than an Event plus a gevent.Timeout on every wait). Like every
+    gevent primitive, a GreenFuture is completed in its waiters' thread: work
+    done in another thread comes back through `GeventRuntime.from_concurrent`
+    or `offload`, which hand it over. So `_claim` needs no lock.
     """
 
-    __slots__ = ()
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiters: Any = None  # the parked Waiter, or a list of them when more than one
 
     def _wait(self, timeout: float | None) -> bool:
         if self._state != _PENDING:
@@ -68,9 +81,6 @@ class GreenFuture(ActorFuture[Any]):
 
     def _wake(self) -> None:
         # Each waiter is woken through its own hub (the waiting greenlet's).
-        # Like every gevent primitive, a GreenFuture is completed in its
-        # waiters' thread: work done in another thread comes back through
-        # `GeventRuntime.from_concurrent` or `offload`, which hand it over.
         waiters = self._waiters
         if waiters is not None:
             self._waiters = None
@@ -80,36 +90,11 @@ class GreenFuture(ActorFuture[Any]):
             else:
                 waiters.hub.loop.run_callback(waiters.switch, True)
 
-    def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
-        # ActorFuture._complete with _claim inlined: in the hub's thread there
-        # is no lock to take, and every request completes two futures.
-        if self._state != _PENDING:
-            return False
-        self._value = value
-        self._error = error
-        self._state = state
-        callbacks = self._callbacks
-        self._callbacks = None
-        waiters = self._waiters
-        if waiters is not None:  # _wake(), inlined for the one waiter of a request
-            if type(waiters) is list:
-                self._wake()
-            else:
-                self._waiters = None
-                waiters.hub.loop.run_callback(waiters.switch, True)
-        if callbacks:
-            for callback in callbacks:
-                try:
-                    callback(self)
-                except Exception:
-                    log.exception("future callback %r raised", callback)
-        return True
-
 
 class GreenRequest(Request, GreenFuture):
-    """A request whose reply is a GreenFuture (`Request.create` sets every field)."""
+    """A request whose reply is a GreenFuture."""
 
-    __slots__ = ()
+    __slots__ = REQUEST_FIELDS
 
 
 class GreenMailbox:

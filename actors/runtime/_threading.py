@@ -10,24 +10,24 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import pykka
 
 from actors.errors import Overloaded
 from actors.runtime._base import BoundedInbox, Event, Runtime
 from actors.runtime._clock import Clock, ThreadClock
-from actors.runtime._future import ActorFuture, Request, copy_concurrent
+from actors.runtime._future import REQUEST_FIELDS, ActorFuture, Request, copy_concurrent
 from actors.runtime._offload import OffloadLane, lane_pool
 
 
 class ThreadFuture(ActorFuture[Any]):
     """A thread-safe ActorFuture; waiters sleep on a lazily made Event."""
 
-    __slots__ = ()  # _event and _lock are ActorFuture's
+    __slots__ = ("_event", "_lock")
 
     def __init__(self) -> None:
-        ActorFuture.__init__(self)
+        super().__init__()
         self._lock = threading.Lock()
         self._event: threading.Event | None = None
 
@@ -57,14 +57,7 @@ class ThreadFuture(ActorFuture[Any]):
 class ThreadRequest(Request, ThreadFuture):
     """A request whose reply is a ThreadFuture."""
 
-    __slots__ = ()
-
-    @classmethod
-    def create(cls, *fields: Any) -> Self:
-        request = super().create(*fields)
-        request._lock = threading.Lock()
-        request._event = None
-        return request
+    __slots__ = REQUEST_FIELDS
 
 
 class ThreadCellBase(pykka.ThreadingActor):
