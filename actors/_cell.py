@@ -35,7 +35,7 @@ from actors.errors import (
 )
 from actors.runtime import ActorFuture, MailboxClosed, TimerHandle
 from actors.supervision import ChildSpec, Supervisor, describe
-from transport._ratelimit import RateLimitedLog
+from transport.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
     from actors.actor import BaseActor

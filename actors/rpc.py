@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import keyword
 import re
 import types
 import typing
@@ -172,7 +171,6 @@ def collect_rpc_methods(cls: type, api_version: str) -> dict[str, RpcMethod]:
 
 
 _FAST_TYPES = (str, int, float, bool, bytes, dict, list)
-_OMITTED: Any = object()  # a keyword the caller did not pass
 
 
 def _hints(method: RpcMethod, *, extras: bool = False) -> dict[str, Any] | None:
@@ -195,6 +193,24 @@ def _unhashable(value: Any) -> bool:
     return False
 
 
+@dataclass(frozen=True, slots=True)
+class _Param:
+    """What the fast path checks of one parameter (see `_fast_caller`)."""
+
+    name: str
+    kind: type | None
+    """The builtin type a given value must have exactly; None: any (unannotated) or
+    pydantic's to check (`checked`)."""
+    optional: bool
+    """None is accepted too (`T | None`)."""
+    checked: bool
+    """Annotated: a given value is checked (by `kind`, else by pydantic)."""
+    required: bool
+    default: Any
+    fresh_default: bool
+    """The default is not hashable (a list, a dict): pydantic copies it for each call."""
+
+
 def _fast_caller(
     method: RpcMethod,
     hints: dict[str, Any],
@@ -207,72 +223,54 @@ def _fast_caller(
     `int`, ..., optionally `| None`, or no annotation at all), the call skips
     pydantic and goes straight to the method; anything else (positional
     arguments, unknown or missing keywords, another type, a richer annotation)
-    takes `slow`, which coerces or explains. The caller is generated, as
-    dataclasses generate `__init__`: its keyword-only parameters are the
-    method's own, so the interpreter binds them (no dict is built or walked)
-    and each type check is one `type(x) is T`. This is on the path of every
-    request; a generic loop over the keywords cost three times as much.
+    takes `slow`, which coerces or explains. This is on the path of every
+    request.
     """
-    names: list[str] = []
-    checks: list[str] = []
-    passes: list[str] = []
-    # Builtins under private names: a parameter may be called `type` or `list`.
-    namespace: dict[str, Any] = {
-        "_OMITTED": _OMITTED,
-        "_function": function,
-        "_slow": slow,
-        "_type": type,
-        "_deepcopy": copy.deepcopy,
-    }
+    params: list[_Param] = []
     for index, (name, param) in enumerate(method.signature.parameters.items()):
         if index == 0 and name == "self":
             continue
-        if (
-            param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
-            or not name.isidentifier()
-            or keyword.iskeyword(name)
-            or name.startswith("_")
-        ):
+        if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
             return None
-        names.append(name)
         hint = hints.get(name, Any)
         kind, optional = _simple_type(hint)
-        if param.default is param.empty:
-            checks.append(f"{name} is _OMITTED")  # missing: let the slow path explain
-        if hint is not Any:
-            if kind is None:  # validated by pydantic whenever it is given
-                checks.append(f"{name} is not _OMITTED")
-            else:
-                namespace[f"_T_{name}"] = kind
-                test = f"_type({name}) is not _T_{name}"
-                if optional:
-                    test = f"({name} is not None and {test})"
-                if param.default is not param.empty:
-                    test = f"({name} is not _OMITTED and {test})"
-                checks.append(test)
-        value = name
-        if kind is list or kind is dict:  # a copy, as pydantic gives: the caller's stays its own
-            value = f"_T_{name}({name})"
-            if optional:
-                value = f"(None if {name} is None else {value})"
-        if param.default is param.empty:
-            passes.append(f"{name}={value}")
-        else:
-            namespace[f"_D_{name}"] = param.default
-            # pydantic copies a default that is not hashable (a list, a dict) for each call.
-            default = f"_deepcopy(_D_{name})" if _unhashable(param.default) else f"_D_{name}"
-            passes.append(f"{name}={default} if {name} is _OMITTED else {value}")
-    signature = ", ".join(["*_args", *(f"{n}=_OMITTED" for n in names), "**_extra"])
-    given = "".join(f"({n!r}, {n}), " for n in names)
-    source = (
-        f"def call({signature}):\n"
-        f"    if {' or '.join(['_args', '_extra', *checks])}:\n"
-        f"        given = {{k: v for k, v in ({given}) if v is not _OMITTED}}\n"
-        f"        return _slow(*_args, **given, **_extra)\n"
-        f"    return _function({', '.join(passes)})\n"
-    )
-    exec(compile(source, f"<rpc fast path for {method.name}>", "exec"), namespace)
-    return namespace["call"]  # type: ignore[no-any-return]
+        required = param.default is param.empty
+        params.append(
+            _Param(
+                name,
+                kind,
+                optional,
+                checked=hint is not Any,
+                required=required,
+                default=None if required else param.default,
+                fresh_default=not required and _unhashable(param.default),
+            )
+        )
+    known = frozenset(p.name for p in params)
+    deepcopy = copy.deepcopy
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if args or not known.issuperset(kwargs):
+            return slow(*args, **kwargs)
+        passed: dict[str, Any] = {}
+        for p in params:
+            if p.name not in kwargs:
+                if p.required:
+                    return slow(**kwargs)  # missing: let the slow path explain
+                if p.fresh_default:
+                    passed[p.name] = deepcopy(p.default)
+                continue
+            value = kwargs[p.name]
+            if p.checked and not (
+                p.kind is not None and (type(value) is p.kind or (p.optional and value is None))
+            ):
+                return slow(**kwargs)
+            if value is not None and (p.kind is list or p.kind is dict):
+                value = p.kind(value)  # a copy, as pydantic gives: the caller's stays its own
+            passed[p.name] = value
+        return function(**passed)
+
+    return call
 
 
 def _simple_type(hint: Any) -> tuple[type | None, bool]:

@@ -61,7 +61,7 @@ def database_connections(config: ServiceConfig) -> int:
     bound: a reload that raises them needs a restart to widen it.
     """
     workers = (
-        config.offload_workers + config.offload_system_workers + config.offload_operations_workers
+        config.offload_workers + config.offload_system_workers + config.offload_changes_workers
     )
     return workers + 2  # the journal's writer, and one to spare
 

@@ -544,7 +544,7 @@ def test_service_operation_queries_refuse_unknown_or_huge_arguments(h):
 
 def test_a_flood_of_failing_casts_is_logged_a_few_times_not_once_each(h, caplog, monkeypatch):
     import actors._cell
-    from transport._ratelimit import RateLimitedLog
+    from transport.ratelimit import RateLimitedLog
 
     # A fresh limiter: another test may have just logged this category.
     monkeypatch.setattr(actors._cell, "_cast_log", RateLimitedLog(actors._cell.log))

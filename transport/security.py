@@ -19,7 +19,7 @@ import zmq
 import zmq.auth
 
 from transport._io import SocketLoop, make_loop
-from transport._ratelimit import RateLimitedLog
+from transport.ratelimit import RateLimitedLog
 from transport.errors import TransportError
 
 __all__ = [

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import zmq
 
 from transport._io import SocketLoop, make_loop, running_under_gevent
-from transport._ratelimit import RateLimitedLog
+from transport.ratelimit import RateLimitedLog
 from transport.dispatcher import Dispatcher, Request
 from transport.errors import ProtocolError, ServerDraining, TransportError
 from transport.protocol import (
