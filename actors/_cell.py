@@ -14,6 +14,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pykka
+
+# pykka's private parts this module relies on (pyproject.toml pins the tested
+# range, pykka 4.0 to 4.5): `Envelope` from `pykka._envelope` (pykka's own
+# tells and asks), and the actor internals `_actor_loop_running` (replaced:
+# our loop), `_handle_receive` (extended), `_stop` (extended) and
+# `_actor_loop_teardown` (replaced), besides the runtime hooks
+# `_create_actor_inbox`, `_create_future` and `_start_actor_loop`.
 from pykka._envelope import Envelope as PykkaEnvelope
 
 from actors._messages import (

@@ -193,22 +193,8 @@ def _unhashable(value: Any) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
-class _Param:
-    """What the fast path checks of one parameter (see `_fast_caller`)."""
-
-    name: str
-    kind: type | None
-    """The builtin type a given value must have exactly; None: any (unannotated) or
-    pydantic's to check (`checked`)."""
-    optional: bool
-    """None is accepted too (`T | None`)."""
-    checked: bool
-    """Annotated: a given value is checked (by `kind`, else by pydantic)."""
-    required: bool
-    default: Any
-    fresh_default: bool
-    """The default is not hashable (a list, a dict): pydantic copies it for each call."""
+_UNKNOWN: Any = object()  # not a parameter of the method: the slow path explains
+_PYDANTIC: Any = object()  # an annotation only pydantic checks
 
 
 def _fast_caller(
@@ -224,51 +210,56 @@ def _fast_caller(
     pydantic and goes straight to the method; anything else (positional
     arguments, unknown or missing keywords, another type, a richer annotation)
     takes `slow`, which coerces or explains. This is on the path of every
-    request.
+    request: the checks are looked up by keyword, one dict lookup and one
+    `type(x) is T` per argument.
     """
-    params: list[_Param] = []
+    kinds: dict[str, Any] = {}  # the exact type a value must have; None: any value
+    optional: set[str] = set()  # None is accepted too
+    required: set[str] = set()
+    containers: dict[str, type] = {}  # list and dict values are copied, as pydantic does
+    fresh: dict[str, Any] = {}  # defaults that are not hashable: pydantic copies them per call
     for index, (name, param) in enumerate(method.signature.parameters.items()):
         if index == 0 and name == "self":
             continue
         if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
             return None
         hint = hints.get(name, Any)
-        kind, optional = _simple_type(hint)
-        required = param.default is param.empty
-        params.append(
-            _Param(
-                name,
-                kind,
-                optional,
-                checked=hint is not Any,
-                required=required,
-                default=None if required else param.default,
-                fresh_default=not required and _unhashable(param.default),
-            )
-        )
-    known = frozenset(p.name for p in params)
+        kind, is_optional = _simple_type(hint)
+        if hint is Any:
+            kinds[name] = None
+        else:
+            kinds[name] = _PYDANTIC if kind is None else kind
+        if is_optional:
+            optional.add(name)
+        if kind is list or kind is dict:
+            containers[name] = kind
+        if param.default is param.empty:
+            required.add(name)
+        elif _unhashable(param.default):
+            fresh[name] = param.default
+    must = frozenset(required)
     deepcopy = copy.deepcopy
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        if args or not known.issuperset(kwargs):
+        if args or not must.issubset(kwargs):
             return slow(*args, **kwargs)
-        passed: dict[str, Any] = {}
-        for p in params:
-            if p.name not in kwargs:
-                if p.required:
-                    return slow(**kwargs)  # missing: let the slow path explain
-                if p.fresh_default:
-                    passed[p.name] = deepcopy(p.default)
-                continue
-            value = kwargs[p.name]
-            if p.checked and not (
-                p.kind is not None and (type(value) is p.kind or (p.optional and value is None))
+        for name, value in kwargs.items():
+            kind = kinds.get(name, _UNKNOWN)
+            if (
+                kind is not None
+                and type(value) is not kind
+                and (value is not None or name not in optional or kind is _PYDANTIC)
             ):
                 return slow(**kwargs)
-            if value is not None and (p.kind is list or p.kind is dict):
-                value = p.kind(value)  # a copy, as pydantic gives: the caller's stays its own
-            passed[p.name] = value
-        return function(**passed)
+        if containers or fresh:
+            for name, kind in containers.items():
+                value = kwargs.get(name)
+                if value is not None:
+                    kwargs[name] = kind(value)  # a copy: the caller's stays its own
+            for name, default in fresh.items():
+                if name not in kwargs:
+                    kwargs[name] = deepcopy(default)
+        return function(**kwargs)
 
     return call
 

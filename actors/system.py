@@ -238,14 +238,7 @@ class ActorHandle:
             if timeout is not None or deadline is not None:
                 raise ValueError("accepted work has no deadline: pass no timeout or deadline")
             request = self._new_request(
-                self.name,
-                method,
-                args,
-                kwargs,
-                timeout=math.inf,
-                rpc=rpc,
-                version=version,
-                system=True,
+                self.name, method, args, kwargs, None, math.inf, rpc, version, True, None
             )
         else:
             if timeout is None:
@@ -258,11 +251,12 @@ class ActorHandle:
                 method,
                 args,
                 kwargs,
-                deadline=now + timeout,
-                timeout=timeout,
-                rpc=rpc,
-                version=version,
-                wait_until=time.monotonic() + timeout,
+                now + timeout,
+                timeout,
+                rpc,
+                version,
+                False,
+                time.monotonic() + timeout,
             )
         try:
             self._directory.lookup(self.name).actor_inbox.put(request)

@@ -6,7 +6,7 @@ both.
 
 Blocking work (database I/O) runs through `Runtime.offload` in three
 process-wide lanes of native threads: "client" (bounded: refused with
-`Overloaded` when full), "operations" (the steps of admitted changes, bounded
+`Overloaded` when full), "changes" (the steps of admitted changes, bounded
 at admission by `check_admission`) and "system" (the process's upkeep, never
 refused); `configure_offload` sizes them.
 """

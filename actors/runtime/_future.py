@@ -24,15 +24,17 @@ log = logging.getLogger(__name__)
 
 _PENDING, _VALUE, _ERROR = 0, 1, 2
 _ALREADY_DONE: Any = object()
-_UNSET: Any = pykka._future._Unset()  # what pykka.Future.__init__ would set
+_NO_RESULT: Any = object()  # a get hook that has not run yet
 
 
 class ActorFuture(pykka.Future[T], Generic[T]):
     """A pykka Future that can also report completion to callbacks.
 
-    Each runtime subclasses it with its waiting primitive (`_wait`, `_wake`)
-    and the fields that primitive needs; completion, callbacks and reading are
-    written once, here. Constructible with no arguments, as pykka requires.
+    Each runtime subclasses it with its waiting primitive (`_wait`, `_wake`),
+    which keeps whatever it parks waiters on in `_waiting` (a hub Waiter or a
+    list of them, a threading.Event), and adds any field of its own (threads:
+    a lock). Completion, callbacks and reading are written once, here.
+    Constructible with no arguments, as pykka requires.
     """
 
     # pykka.Future has no __slots__, so its two fields would live in an
@@ -45,12 +47,13 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         "_state",
         "_value",
         "_wait_until",
+        "_waiting",
         "_what",
     )
 
     def __init__(self) -> None:
-        # No super().__init__(): pykka.Future's `_get_hook_result` is set by
-        # set_get_hook(), the only way a get hook is ever set.
+        # No super().__init__(): `_get_hook_result` is set by set_get_hook(),
+        # the only way a get hook is ever set.
         self._get_hook = None
         self._wait_until: float | None = None
         self._what: tuple[str, str, float] | None = None
@@ -58,6 +61,7 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         self._value: Any = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[ActorFuture[T]], None]] | None = None
+        self._waiting: Any = None  # the runtime's: what its waiters park on
 
     # -- primitives supplied by a runtime ----------------------------------
     def _wait(self, timeout: float | None) -> bool:
@@ -90,7 +94,9 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         return True
 
     def set_get_hook(self, func: Any) -> None:
-        self._get_hook_result = _UNSET
+        # pykka's combinators (map, filter, reduce) set one; run here as pykka
+        # runs it (once, its result kept), so that no pykka internal is needed.
+        self._get_hook_result = _NO_RESULT
         self._get_hook = func
 
     # -- completion ---------------------------------------------------------
@@ -146,7 +152,9 @@ class ActorFuture(pykka.Future[T], Generic[T]):
     # -- reading ------------------------------------------------------------
     def get(self, *, timeout: float | None = None) -> T:
         if self._get_hook is not None:
-            return super().get(timeout=timeout)
+            if self._get_hook_result is _NO_RESULT:
+                self._get_hook_result = self._get_hook(timeout)
+            return self._get_hook_result  # type: ignore[return-value]
         if self._state == _PENDING and not self._wait(timeout):
             raise pykka.Timeout(f"{timeout} seconds")
         if self._state == _ERROR:
@@ -250,7 +258,6 @@ class Request(ActorFuture[Any]):
         method: str = "",
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
-        *,
         deadline: float | None = None,
         timeout: float = 0.0,
         rpc: bool = False,
@@ -263,7 +270,8 @@ class Request(ActorFuture[Any]):
         With no arguments, a request for no call that is never sent: pykka's
         combinators (map, filter, join, reduce) make their result with
         `self.__class__()`. `wait_until` is the caller's deadline on the
-        real clock (for `result()`).
+        real clock (for `result()`). Made for every call: `ActorHandle.ask`
+        passes every field by position.
         """
         super().__init__()
         self._wait_until = wait_until

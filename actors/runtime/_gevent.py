@@ -44,11 +44,7 @@ class GreenFuture(ActorFuture[Any]):
     or `offload`, which hand it over. So `_claim` needs no lock.
     """
 
-    __slots__ = ("_waiters",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._waiters: Any = None  # the parked Waiter, or a list of them when more than one
+    __slots__ = ()  # `_waiting`: the parked Waiter, or a list of them when more than one
 
     def _wait(self, timeout: float | None) -> bool:
         if self._state != _PENDING:
@@ -56,13 +52,13 @@ class GreenFuture(ActorFuture[Any]):
         hub = get_hub()
         waiter = Waiter(hub)
         # One waiter (the usual case) is kept as it is; a list only for more.
-        waiters = self._waiters
+        waiters = self._waiting
         if waiters is None:
-            self._waiters = waiter
+            self._waiting = waiter
         elif type(waiters) is list:
             waiters.append(waiter)
         else:
-            self._waiters = [waiters, waiter]
+            self._waiting = [waiters, waiter]
         timer = None
         if timeout is not None:
             timer = hub.loop.timer(timeout if timeout > 0.0 else 0.0)
@@ -72,18 +68,18 @@ class GreenFuture(ActorFuture[Any]):
         finally:
             if timer is not None:
                 timer.close()
-            waiters = self._waiters
+            waiters = self._waiting
             if waiters is waiter:
-                self._waiters = None
+                self._waiting = None
             elif type(waiters) is list and waiter in waiters:
                 waiters.remove(waiter)
         return self._state != _PENDING
 
     def _wake(self) -> None:
         # Each waiter is woken through its own hub (the waiting greenlet's).
-        waiters = self._waiters
+        waiters = self._waiting
         if waiters is not None:
-            self._waiters = None
+            self._waiting = None
             if type(waiters) is list:
                 for waiter in waiters:
                     waiter.hub.loop.run_callback(waiter.switch, True)

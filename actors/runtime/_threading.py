@@ -24,12 +24,11 @@ from actors.runtime._offload import OffloadLane, lane_pool
 class ThreadFuture(ActorFuture[Any]):
     """A thread-safe ActorFuture; waiters sleep on a lazily made Event."""
 
-    __slots__ = ("_event", "_lock")
+    __slots__ = ("_lock",)  # `_waiting`: the Event waiters sleep on, made by the first
 
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._event: threading.Event | None = None
 
     def _claim(self, state: int, value: Any, error: BaseException | None) -> Any:
         with self._lock:
@@ -43,13 +42,13 @@ class ThreadFuture(ActorFuture[Any]):
         with self._lock:
             if self.done():
                 return True
-            if self._event is None:
-                self._event = threading.Event()
-            event = self._event
+            if self._waiting is None:
+                self._waiting = threading.Event()
+            event: threading.Event = self._waiting
         return event.wait(timeout)
 
     def _wake(self) -> None:
-        event = self._event
+        event = self._waiting
         if event is not None:
             event.set()
 
