@@ -23,6 +23,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _PENDING, _VALUE, _ERROR = 0, 1, 2
+_ALREADY_DONE: Any = object()
 _NO_RESULT: Any = object()  # a get hook that has not run yet
 
 
@@ -71,20 +72,26 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         """Wake whoever waits in `_wait` (the outcome is already recorded)."""
         raise NotImplementedError
 
-    _lock: Any
-    """Held while the outcome is recorded or a callback kept: a runtime's
-    future class provides it (threads: one per future; gevent: one shared)."""
+    def _claim(self, state: int, value: Any, error: BaseException | None) -> Any:
+        """Record the outcome and take the callbacks; _ALREADY_DONE if done.
+
+        The one step that must be atomic: a thread-safe runtime takes its lock.
+        """
+        if self._state != _PENDING:
+            return _ALREADY_DONE
+        self._value, self._error, self._state = value, error, state
+        callbacks, self._callbacks = self._callbacks, None
+        return callbacks
 
     def _register(self, callback: Callable[[ActorFuture[T]], None]) -> bool:
-        """Keep `callback` for later; False when already done."""
-        with self._lock:
-            if self._state != _PENDING:
-                return False
-            if self._callbacks is None:
-                self._callbacks = [callback]
-            else:
-                self._callbacks.append(callback)
-            return True
+        """Keep `callback` for later; False when already done (atomic like `_claim`)."""
+        if self._state != _PENDING:
+            return False
+        if self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
+        return True
 
     def set_get_hook(self, func: Any) -> None:
         # pykka's combinators (map, filter, reduce) set one; run here as pykka
@@ -121,18 +128,13 @@ class ActorFuture(pykka.Future[T], Generic[T]):
 
     def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
         """The one way a future completes: record, wake the waiters, run the callbacks."""
-        with self._lock:
-            if self._state != _PENDING:
-                return False
-            self._value, self._error, self._state = value, error, state
-            callbacks, self._callbacks = self._callbacks, None
+        callbacks = self._claim(state, value, error)
+        if callbacks is _ALREADY_DONE:
+            return False
         self._wake()
         if callbacks:
             for callback in callbacks:
-                try:
-                    callback(self)
-                except Exception:
-                    log.exception("future callback %r raised", callback)
+                _run_callback(callback, self)
         return True
 
     def add_done_callback(self, callback: Callable[[ActorFuture[T]], None]) -> None:

@@ -31,7 +31,7 @@ from actors.runtime._future import (
     Request,
     copy_concurrent,
 )
-from actors.runtime._offload import OffloadLane, OffloadPool, _native, lane_pool
+from actors.runtime._offload import OffloadLane, OffloadPool, lane_pool
 
 
 class GreenFuture(ActorFuture[Any]):
@@ -41,12 +41,10 @@ class GreenFuture(ActorFuture[Any]):
     (cheaper than an Event plus a gevent.Timeout on every wait). Like every
     gevent primitive, a GreenFuture is completed in its waiters' thread: work
     done in another thread comes back through `GeventRuntime.from_concurrent`
-    or `offload`, which hand it over. So one lock serves every GreenFuture
-    (a native one: never a greenlet switch, and never contended in practice).
+    or `offload`, which hand it over. So `_claim` needs no lock.
     """
 
     __slots__ = ()  # `_waiting`: the parked Waiter, or a list of them when more than one
-    _lock = _native()[1]()
 
     def _wait(self, timeout: float | None) -> bool:
         if self._state != _PENDING:

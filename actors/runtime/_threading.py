@@ -30,6 +30,14 @@ class ThreadFuture(ActorFuture[Any]):
         super().__init__()
         self._lock = threading.Lock()
 
+    def _claim(self, state: int, value: Any, error: BaseException | None) -> Any:
+        with self._lock:
+            return super()._claim(state, value, error)
+
+    def _register(self, callback: Any) -> bool:
+        with self._lock:
+            return super()._register(callback)
+
     def _wait(self, timeout: float | None) -> bool:
         with self._lock:
             if self.done():
