@@ -486,7 +486,8 @@ def test_a_backend_away_while_its_page_was_read_is_recovered_by_a_later_pass(tmp
             pending.append(_Deferred(lambda: fn(*args)))
             return pending[-1]
 
-        def deliver(method: str, args: Any) -> _Deferred:
+        def ask(method: str, args: Any, *, accepted: bool) -> _Deferred:
+            assert accepted  # recovered work was accepted before the crash
             handed.extend(r.id for r in args[0])
             pending.append(_Deferred(lambda: {"interrupted": len(args[0])}))
             return pending[-1]
@@ -499,7 +500,7 @@ def test_a_backend_away_while_its_page_was_read_is_recovered_by_a_later_pass(tmp
                 future.callbacks.append(fn)
 
             def child(self, name: str) -> Any:
-                return SimpleNamespace(deliver=deliver)
+                return SimpleNamespace(ask=ask)
 
         actor = Recovering.__new__(Recovering)
         actor.operations = SimpleNamespace(journal=journal)  # type: ignore[assignment]
