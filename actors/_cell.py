@@ -41,6 +41,7 @@ from actors.errors import (
     EscalationError,
 )
 from actors.runtime import ActorFuture, MailboxClosed, TimerHandle
+from actors.runtime._future import _PENDING
 from actors.supervision import ChildSpec, Supervisor, describe
 from transport.ratelimit import RateLimitedLog
 
@@ -268,7 +269,7 @@ class CellMixin:
     def _on_request(self, req: Request) -> None:
         # A request is its own reply future: completed already (failed at once,
         # or abandoned), it is not run.
-        if req.done():
+        if req._state != _PENDING:
             return
         now = self._now()
         if req.deadline is not None and now > req.deadline:
@@ -305,7 +306,7 @@ class CellMixin:
             self.handling = None
         if isinstance(result, ActorFuture):
             result.transfer_to(req)
-            if not req.done():
+            if req._state == _PENDING:
                 self._owe(req)
         else:
             req.try_set(result)

@@ -28,6 +28,7 @@ from actors.registry.api import Registry
 from actors.registry.journal import OperationRecord
 from actors.rpc import RpcMethod, bind_validated, check_version, collect_rpc_methods, rpc
 from actors.runtime import ActorFuture
+from actors.runtime._future import _PENDING
 from actors.supervision import ChildSpec, SupervisionPolicy
 from actors.system import ActorHandle
 
@@ -65,7 +66,7 @@ class DriverProxy:
             handling = cell.handling
             deadline = handling.deadline if isinstance(handling, Request) else None
             future = ask(op, args, kwargs, timeout=timeout, deadline=deadline)
-            return refused(future) if future.done() else future
+            return future if future._state == _PENDING else refused(future)
 
         if isinstance(op, str):  # else the driver refuses it: MethodNotAllowed, in the future
             operation.__name__ = operation.__qualname__ = op

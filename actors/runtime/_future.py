@@ -30,11 +30,11 @@ _NO_RESULT: Any = object()  # a get hook that has not run yet
 class ActorFuture(pykka.Future[T], Generic[T]):
     """A pykka Future that can also report completion to callbacks.
 
-    Each runtime subclasses it with its waiting primitive (`_wait`, `_wake`),
-    which keeps whatever it parks waiters on in `_waiting` (a hub Waiter or a
-    list of them, a threading.Event), and adds any field of its own (threads:
-    a lock). Completion, callbacks and reading are written once, here.
-    Constructible with no arguments, as pykka requires.
+    Each runtime subclasses it with its waiting primitive (`_wait`), which
+    parks waiters and keeps in `_waiting` the callable that wakes them, and
+    adds any field of its own (threads: a lock and an Event). Completion,
+    callbacks and reading are written once, here. Constructible with no
+    arguments, as pykka requires.
     """
 
     # pykka.Future has no __slots__, so its two fields would live in an
@@ -61,37 +61,24 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         self._value: Any = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[ActorFuture[T]], None]] | None = None
-        self._waiting: Any = None  # the runtime's: what its waiters park on
+        self._waiting: Callable[[], None] | None = None  # wakes the parked waiters
 
     # -- primitives supplied by a runtime ----------------------------------
+    _lock: Any = None
+    """A lock for the runtimes whose futures are completed from several threads.
+
+    None (a class attribute) where a future is completed in its waiters'
+    thread only, as in the gevent runtime; the threading runtime's futures
+    hold their own. Completion records the outcome under it.
+    """
+
     def _wait(self, timeout: float | None) -> bool:
-        """Wait until done or `timeout` passes; True if done."""
-        raise NotImplementedError
+        """Wait until done or `timeout` passes; True if done.
 
-    def _wake(self) -> None:
-        """Wake whoever waits in `_wait` (the outcome is already recorded)."""
-        raise NotImplementedError
-
-    def _claim(self, state: int, value: Any, error: BaseException | None) -> Any:
-        """Record the outcome and take the callbacks; _ALREADY_DONE if done.
-
-        The one step that must be atomic: a thread-safe runtime takes its lock.
+        A runtime parks its waiters here and puts in `_waiting` the callable
+        that wakes them: completion calls it once, directly.
         """
-        if self._state != _PENDING:
-            return _ALREADY_DONE
-        self._value, self._error, self._state = value, error, state
-        callbacks, self._callbacks = self._callbacks, None
-        return callbacks
-
-    def _register(self, callback: Callable[[ActorFuture[T]], None]) -> bool:
-        """Keep `callback` for later; False when already done (atomic like `_claim`)."""
-        if self._state != _PENDING:
-            return False
-        if self._callbacks is None:
-            self._callbacks = [callback]
-        else:
-            self._callbacks.append(callback)
-        return True
+        raise NotImplementedError
 
     def set_get_hook(self, func: Any) -> None:
         # pykka's combinators (map, filter, reduce) set one; run here as pykka
@@ -127,20 +114,50 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         return self._complete(_ERROR, None, error)
 
     def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
-        """The one way a future completes: record, wake the waiters, run the callbacks."""
-        callbacks = self._claim(state, value, error)
-        if callbacks is _ALREADY_DONE:
-            return False
-        self._wake()
-        if callbacks:
+        """The one way a future completes: record, wake the waiters, run the callbacks.
+
+        Every request completes two futures, so this is one call: the outcome
+        is recorded in place (under `_lock` when the runtime has one) and the
+        waiters' wake-up is called directly.
+        """
+        lock = self._lock
+        if lock is None:
+            if self._state != _PENDING:
+                return False
+            self._value, self._error, self._state = value, error, state
+        else:
+            with lock:
+                if self._state != _PENDING:
+                    return False
+                self._value, self._error, self._state = value, error, state
+        # Done now: no callback or waiter is added any more (both check the state).
+        wake = self._waiting
+        if wake is not None:
+            self._waiting = None
+            wake()
+        callbacks = self._callbacks
+        if callbacks is not None:
+            self._callbacks = None
             for callback in callbacks:
-                _run_callback(callback, self)
+                try:
+                    callback(self)
+                except Exception:
+                    log.exception("future callback %r raised", callback)
         return True
 
     def add_done_callback(self, callback: Callable[[ActorFuture[T]], None]) -> None:
         """Run `callback(self)` when done (at once if already done)."""
-        if not self._register(callback):
-            _run_callback(callback, self)
+        lock = self._lock
+        if lock is None:
+            if self._state == _PENDING:
+                self._callbacks = [*(self._callbacks or ()), callback]
+                return
+        else:
+            with lock:
+                if self._state == _PENDING:
+                    self._callbacks = [*(self._callbacks or ()), callback]
+                    return
+        _run_callback(callback, self)
 
     def _copy_from(self, done: ActorFuture[Any]) -> None:
         self._complete(done._state, done._value, done._error)
@@ -175,10 +192,18 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         """
         if timeout is None and self._wait_until is not None:
             timeout = max(0.0, self._wait_until - time.monotonic())
-        try:
-            return self.get(timeout=timeout)
-        except pykka.Timeout:
+        if self._get_hook is not None:  # a pykka combinator's result: its hook reads it
+            try:
+                return self.get(timeout=timeout)
+            except pykka.Timeout:
+                self._deadline_passed(timeout)
+        # The caller's side of every request: waits here, not through get().
+        if self._state == _PENDING and not self._wait(timeout):
             self._deadline_passed(timeout)
+        if self._state == _ERROR:
+            assert self._error is not None
+            raise self._error
+        return self._value  # type: ignore[no-any-return]
 
     def _deadline_passed(self, timeout: float | None) -> NoReturn:
         from actors.errors import DeadlineExceeded

@@ -13,6 +13,7 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import gevent
@@ -41,24 +42,26 @@ class GreenFuture(ActorFuture[Any]):
     (cheaper than an Event plus a gevent.Timeout on every wait). Like every
     gevent primitive, a GreenFuture is completed in its waiters' thread: work
     done in another thread comes back through `GeventRuntime.from_concurrent`
-    or `offload`, which hand it over. So `_claim` needs no lock.
+    or `offload`, which hand it over. So it needs no lock.
     """
 
-    __slots__ = ()  # `_waiting`: the parked Waiter, or a list of them when more than one
+    __slots__ = ()
 
     def _wait(self, timeout: float | None) -> bool:
         if self._state != _PENDING:
             return True
         hub = get_hub()
         waiter = Waiter(hub)
+        # What completion calls: the waiter's switch, scheduled on its hub.
+        wake = partial(hub.loop.run_callback, waiter.switch, True)
         # One waiter (the usual case) is kept as it is; a list only for more.
-        waiters = self._waiting
-        if waiters is None:
-            self._waiting = waiter
-        elif type(waiters) is list:
-            waiters.append(waiter)
+        waiting = self._waiting
+        if waiting is None:
+            self._waiting = wake
+        elif type(waiting) is _Wakers:
+            waiting.append(wake)
         else:
-            self._waiting = [waiters, waiter]
+            self._waiting = _Wakers((waiting, wake))
         timer = None
         if timeout is not None:
             timer = hub.loop.timer(timeout if timeout > 0.0 else 0.0)
@@ -68,23 +71,22 @@ class GreenFuture(ActorFuture[Any]):
         finally:
             if timer is not None:
                 timer.close()
-            waiters = self._waiting
-            if waiters is waiter:
+            waiting = self._waiting
+            if waiting is wake:
                 self._waiting = None
-            elif type(waiters) is list and waiter in waiters:
-                waiters.remove(waiter)
+            elif type(waiting) is _Wakers and wake in waiting:
+                waiting.remove(wake)
         return self._state != _PENDING
 
-    def _wake(self) -> None:
-        # Each waiter is woken through its own hub (the waiting greenlet's).
-        waiters = self._waiting
-        if waiters is not None:
-            self._waiting = None
-            if type(waiters) is list:
-                for waiter in waiters:
-                    waiter.hub.loop.run_callback(waiter.switch, True)
-            else:
-                waiters.hub.loop.run_callback(waiters.switch, True)
+
+class _Wakers(list[Callable[[], None]]):
+    """The wake-ups of several greenlets waiting on one future: called, it wakes them all."""
+
+    __slots__ = ()
+
+    def __call__(self) -> None:
+        for wake in self:
+            wake()
 
 
 class GreenRequest(Request, GreenFuture):

@@ -17,40 +17,35 @@ import pykka
 from actors.errors import Overloaded
 from actors.runtime._base import BoundedInbox, Event, Runtime
 from actors.runtime._clock import Clock, ThreadClock
-from actors.runtime._future import REQUEST_FIELDS, ActorFuture, Request, copy_concurrent
+from actors.runtime._future import (
+    _PENDING,
+    REQUEST_FIELDS,
+    ActorFuture,
+    Request,
+    copy_concurrent,
+)
 from actors.runtime._offload import OffloadLane, lane_pool
 
 
 class ThreadFuture(ActorFuture[Any]):
     """A thread-safe ActorFuture; waiters sleep on a lazily made Event."""
 
-    __slots__ = ("_lock",)  # `_waiting`: the Event waiters sleep on, made by the first
+    __slots__ = ("_event", "_lock")
 
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
-
-    def _claim(self, state: int, value: Any, error: BaseException | None) -> Any:
-        with self._lock:
-            return super()._claim(state, value, error)
-
-    def _register(self, callback: Any) -> bool:
-        with self._lock:
-            return super()._register(callback)
+        self._event: threading.Event | None = None  # made by the first waiter
 
     def _wait(self, timeout: float | None) -> bool:
         with self._lock:
-            if self.done():
+            if self._state != _PENDING:
                 return True
-            if self._waiting is None:
-                self._waiting = threading.Event()
-            event: threading.Event = self._waiting
+            event = self._event
+            if event is None:
+                event = self._event = threading.Event()
+                self._waiting = event.set
         return event.wait(timeout)
-
-    def _wake(self) -> None:
-        event = self._waiting
-        if event is not None:
-            event.set()
 
 
 class ThreadRequest(Request, ThreadFuture):
