@@ -325,7 +325,7 @@ class CellMixin:
             self._prune_owed()
 
     def _prune_owed(self) -> None:
-        self._owed = owed = [r for r in self._owed if not r.done()]
+        self._owed = owed = [r for r in self._owed if r._state == _PENDING]
         self._owed_prune_at = max(64, 2 * len(owed))
 
     def _fail_owed(self, failure: ActorsError) -> None:

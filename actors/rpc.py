@@ -193,8 +193,8 @@ def _unhashable(value: Any) -> bool:
     return False
 
 
-_UNKNOWN: Any = object()  # not a parameter of the method: the slow path explains
-_PYDANTIC: Any = object()  # an annotation only pydantic checks
+_OMITTED: Any = object()  # a keyword the caller did not pass
+_PYDANTIC: Any = object()  # an annotation only pydantic checks: never a value's exact type
 
 
 def _fast_caller(
@@ -210,12 +210,11 @@ def _fast_caller(
     pydantic and goes straight to the method; anything else (positional
     arguments, unknown or missing keywords, another type, a richer annotation)
     takes `slow`, which coerces or explains. This is on the path of every
-    request: the checks are looked up by keyword, one dict lookup and one
-    `type(x) is T` per argument.
+    request: one dict lookup and one `type(x) is T` per parameter.
     """
-    kinds: dict[str, Any] = {}  # the exact type a value must have; None: any value
-    optional: set[str] = set()  # None is accepted too
-    required: set[str] = set()
+    # (name, the exact type its value must have or None for any, None
+    # accepted too, required) for every parameter.
+    params: list[tuple[str, Any, bool, bool]] = []
     containers: dict[str, type] = {}  # list and dict values are copied, as pydantic does
     fresh: dict[str, Any] = {}  # defaults that are not hashable: pydantic copies them per call
     for index, (name, param) in enumerate(method.signature.parameters.items()):
@@ -224,33 +223,33 @@ def _fast_caller(
         if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
             return None
         hint = hints.get(name, Any)
-        kind, is_optional = _simple_type(hint)
-        if hint is Any:
-            kinds[name] = None
-        else:
-            kinds[name] = _PYDANTIC if kind is None else kind
-        if is_optional:
-            optional.add(name)
+        kind, optional = _simple_type(hint)
+        if hint is not Any and kind is None:
+            kind, optional = _PYDANTIC, False
         if kind is list or kind is dict:
             containers[name] = kind
-        if param.default is param.empty:
-            required.add(name)
-        elif _unhashable(param.default):
+        required = param.default is param.empty
+        if not required and _unhashable(param.default):
             fresh[name] = param.default
-    must = frozenset(required)
+        params.append((name, None if hint is Any else kind, optional, required))
+    checks = tuple(params)
     deepcopy = copy.deepcopy
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        if args or not must.issubset(kwargs):
+        if args:
             return slow(*args, **kwargs)
-        for name, value in kwargs.items():
-            kind = kinds.get(name, _UNKNOWN)
-            if (
-                kind is not None
-                and type(value) is not kind
-                and (value is not None or name not in optional or kind is _PYDANTIC)
-            ):
+        given = 0
+        for name, kind, optional, required in checks:
+            value = kwargs.get(name, _OMITTED)
+            if value is _OMITTED:
+                if required:
+                    return slow(**kwargs)
+                continue
+            given += 1
+            if kind is not None and type(value) is not kind and (value is not None or not optional):
                 return slow(**kwargs)
+        if given != len(kwargs):  # a keyword the method does not take
+            return slow(**kwargs)
         if containers or fresh:
             for name, kind in containers.items():
                 value = kwargs.get(name)

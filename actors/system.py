@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ActorHandle", "ActorSystem", "Directory", "DirectoryEntry"]
 
+_monotonic = time.monotonic
 log = logging.getLogger(__name__)
 
 
@@ -195,13 +196,23 @@ class ActorHandle:
     `tell` (fire and forget). Every option is a keyword.
     """
 
-    __slots__ = ("_directory", "_new_request", "_now", "_timeout", "name")
+    __slots__ = (
+        "_directory",
+        "_entries",
+        "_new_request",
+        "_now",
+        "_real_clock",
+        "_timeout",
+        "name",
+    )
 
     def __init__(self, system: ActorSystem, name: str) -> None:
         self.name = name
         self._directory = system.directory
-        self._new_request = system.runtime.request
+        self._entries = system.directory._entries
+        self._new_request = system.runtime.request.create
         self._now = system.runtime.clock.monotonic
+        self._real_clock = self._now is _monotonic  # then one clock read serves both deadlines
         self._timeout = system.default_timeout
 
     def __repr__(self) -> str:
@@ -243,9 +254,10 @@ class ActorHandle:
         else:
             if timeout is None:
                 timeout = self._timeout
-            now = self._now()
+            wall = _monotonic()  # for result(), which waits on the real clock
+            now = wall if self._real_clock else self._now()
             if deadline is not None and deadline < now + timeout:
-                timeout = max(0.0, deadline - now)
+                timeout = deadline - now if deadline > now else 0.0
             request = self._new_request(
                 self.name,
                 method,
@@ -256,10 +268,15 @@ class ActorHandle:
                 rpc,
                 version,
                 False,
-                time.monotonic() + timeout,
+                wall + timeout,
             )
+        # Directory.lookup(), inlined for a running actor; it explains the rest.
+        entry = self._entries.get(self.name)
+        cell = entry.cell if entry is not None else None
         try:
-            self._directory.lookup(self.name).actor_inbox.put(request)
+            if cell is None or cell._stopping:
+                cell = self._directory.lookup(self.name)
+            cell.actor_inbox.put(request)
         except (NotFound, ActorUnavailable) as exc:
             request.set_exception(exc)
         except MailboxFull as exc:

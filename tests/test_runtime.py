@@ -70,7 +70,7 @@ def test_a_wait_on_delivered_work_that_times_out_names_the_work_and_the_wait(run
 def test_futures_and_requests_keep_their_fields_in_slots_not_a_dict(runtime):
     # pykka.Future has no __slots__; its fields are slots of ours, so no
     # instance dict is filled for each of the futures made per request.
-    request = runtime.request("t", "m", (), {}, timeout=1.0)
+    request = runtime.request.create("t", "m", (), {}, None, 1.0, False, None, False, None)
     future = runtime.future()
     for made in (request, future):
         made.set_get_hook(lambda timeout: "hooked")
@@ -390,7 +390,7 @@ def test_green_mailbox_bounds_user_messages_only_and_refuses_all_once_closed():
     from actors.runtime._gevent import GreenMailbox, GreenRequest
 
     def request() -> GreenRequest:
-        return GreenRequest("t", "m", (), {}, timeout=1.0)
+        return GreenRequest.create("t", "m", (), {}, None, 1.0, False, None, False, None)
 
     box = GreenMailbox(capacity=2)
     box.put(request())

@@ -14,7 +14,7 @@ import queue
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, Self, TypeVar
 
 import pykka
 
@@ -191,7 +191,9 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         passes first; otherwise returns the value or raises the remote error.
         """
         if timeout is None and self._wait_until is not None:
-            timeout = max(0.0, self._wait_until - time.monotonic())
+            timeout = self._wait_until - time.monotonic()
+            if timeout < 0.0:
+                timeout = 0.0
         if self._get_hook is not None:  # a pykka combinator's result: its hook reads it
             try:
                 return self.get(timeout=timeout)
@@ -277,38 +279,62 @@ class Request(ActorFuture[Any]):
     system: bool
     version: str | None
 
-    def __init__(
-        self,
-        target: str = "",
-        method: str = "",
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        deadline: float | None = None,
-        timeout: float = 0.0,
-        rpc: bool = False,
-        version: str | None = None,
-        system: bool = False,
-        wait_until: float | None = None,
-    ) -> None:
-        """A request for `method` of `target`, not started after `deadline`.
+    def __init__(self) -> None:
+        """A request for no call, never sent: see `create` for a call.
 
-        With no arguments, a request for no call that is never sent: pykka's
-        combinators (map, filter, join, reduce) make their result with
-        `self.__class__()`. `wait_until` is the caller's deadline on the
-        real clock (for `result()`). Made for every call: `ActorHandle.ask`
-        passes every field by position.
+        Only because pykka's combinators (map, filter, join, reduce) make
+        their result with `self.__class__()`.
         """
         super().__init__()
-        self._wait_until = wait_until
-        self.target = target
-        self.method = method
-        self.args = args
-        self.kwargs = {} if kwargs is None else kwargs
-        self.deadline = deadline
-        self.timeout = timeout
-        self.rpc = rpc
-        self.version = version
-        self.system = system
+        self.target = self.method = ""
+        self.args = ()
+        self.kwargs = {}
+        self.deadline = None
+        self.timeout = 0.0
+        self.rpc = self.system = False
+        self.version = None
+
+    @classmethod
+    def create(
+        cls,
+        target: str,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        deadline: float | None,
+        timeout: float,
+        rpc: bool,
+        version: str | None,
+        system: bool,
+        wait_until: float | None,
+    ) -> Self:
+        """A request for `method` of `target`, not started after `deadline`.
+
+        `wait_until` is the caller's deadline on the real clock (for
+        `result()`). Made for every call, so every field is set here, flat
+        (the fields of `ActorFuture.__init__` too): `cls(...)` would add
+        type.__call__ and a chain of `__init__` frames. A runtime's own
+        fields are made by its future class's `__new__`.
+        """
+        request = cls.__new__(cls)
+        request._get_hook = None
+        request._wait_until = wait_until
+        request._what = None
+        request._state = _PENDING
+        request._value = None
+        request._error = None
+        request._callbacks = None
+        request._waiting = None
+        request.target = target
+        request.method = method
+        request.args = args
+        request.kwargs = {} if kwargs is None else kwargs
+        request.deadline = deadline
+        request.timeout = timeout
+        request.rpc = rpc
+        request.version = version
+        request.system = system
+        return request
 
     def _expected(self) -> tuple[str, str, float] | None:
         if self._what is None and self.method:

@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import pykka
 
@@ -31,11 +31,14 @@ class ThreadFuture(ActorFuture[Any]):
     """A thread-safe ActorFuture; waiters sleep on a lazily made Event."""
 
     __slots__ = ("_event", "_lock")
+    _event: threading.Event | None
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self._event: threading.Event | None = None  # made by the first waiter
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # In __new__, not __init__: `Request.create` skips __init__.
+        future = super().__new__(cls)
+        future._lock = threading.Lock()
+        future._event = None  # made by the first waiter
+        return future
 
     def _wait(self, timeout: float | None) -> bool:
         with self._lock:
