@@ -41,7 +41,7 @@ from actors.errors import (
     EscalationError,
 )
 from actors.runtime import ActorFuture, MailboxClosed, TimerHandle
-from actors.runtime._future import _PENDING
+from actors.runtime._future import _PENDING, _VALUE
 from actors.supervision import ChildSpec, Supervisor, describe
 from transport.ratelimit import RateLimitedLog
 
@@ -304,12 +304,14 @@ class CellMixin:
             return
         finally:
             self.handling = None
+        # Straight to the one completion method (what transfer_to and try_set
+        # call): every request ends here.
         if isinstance(result, ActorFuture):
-            result.transfer_to(req)
+            result.add_done_callback(req._copy_from)
             if req._state == _PENDING:
                 self._owe(req)
         else:
-            req.try_set(result)
+            req._complete(_VALUE, result, None)
 
     def _owe(self, reply: ActorFuture[Any]) -> None:
         """Remember a reply that waits on a future: if this actor ends first, it fails.
