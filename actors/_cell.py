@@ -14,6 +14,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pykka
+
+# pykka's private parts this module relies on (pyproject.toml pins the tested
+# range, pykka 4.0 to 4.5): `Envelope` from `pykka._envelope` (pykka's own
+# tells and asks), and the actor internals `_actor_loop_running` (replaced:
+# our loop), `_handle_receive` (extended), `_stop` (extended) and
+# `_actor_loop_teardown` (replaced), besides the runtime hooks
+# `_create_actor_inbox`, `_create_future` and `_start_actor_loop`.
 from pykka._envelope import Envelope as PykkaEnvelope
 
 from actors._messages import (
@@ -33,10 +40,9 @@ from actors.errors import (
     DeadlineExceeded,
     EscalationError,
 )
-from actors.runtime import ActorFuture, MailboxClosed, TimerHandle
-from actors.runtime._future import _VALUE
+from actors.runtime import PENDING, VALUE, ActorFuture, MailboxClosed, TimerHandle
 from actors.supervision import ChildSpec, Supervisor, describe
-from transport._ratelimit import RateLimitedLog
+from transport.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
     from actors.actor import BaseActor
@@ -262,7 +268,7 @@ class CellMixin:
     def _on_request(self, req: Request) -> None:
         # A request is its own reply future: completed already (failed at once,
         # or abandoned), it is not run.
-        if req._state:
+        if req._state != PENDING:
             return
         now = self._now()
         if req.deadline is not None and now > req.deadline:
@@ -297,16 +303,14 @@ class CellMixin:
             return
         finally:
             self.handling = None
+        # Straight to the one completion method (what transfer_to and try_set
+        # call): every request ends here.
         if isinstance(result, ActorFuture):
-            if result._register(req._copy_from):  # transfer_to(), inlined
-                owed = self._owed  # _owe(), inlined: the common path of every driver call
-                owed.append(req)
-                if len(owed) > self._owed_prune_at:
-                    self._prune_owed()
-            else:
-                req._copy_from(result)
+            result.add_done_callback(req._copy_from)
+            if req._state == PENDING:
+                self._owe(req)
         else:
-            req._complete(_VALUE, result, None)  # try_set(), inlined
+            req._complete(VALUE, result, None)
 
     def _owe(self, reply: ActorFuture[Any]) -> None:
         """Remember a reply that waits on a future: if this actor ends first, it fails.
@@ -322,7 +326,7 @@ class CellMixin:
             self._prune_owed()
 
     def _prune_owed(self) -> None:
-        self._owed = owed = [r for r in self._owed if not r._state]
+        self._owed = owed = [r for r in self._owed if r._state == PENDING]
         self._owed_prune_at = max(64, 2 * len(owed))
 
     def _fail_owed(self, failure: ActorsError) -> None:
@@ -382,7 +386,7 @@ class CellMixin:
             self.handling = None
         if isinstance(result, ActorFuture):
             result.transfer_to(msg.result)
-            if not msg.result._state:
+            if not msg.result.done():
                 self._owe(msg.result)
         else:
             msg.result.try_set(result)

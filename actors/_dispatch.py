@@ -87,11 +87,15 @@ class ServiceDispatcher:
             future = system.runtime.future()
             future.set_exception(exc)
             return future
-        # `handle.ask` with every argument by position: once per call.
         return self._as_asked(
             request,
-            handle.send(
-                request.method, (), request.args, request.timeout, True, request.version, None
+            handle.ask(
+                request.method,
+                (),
+                request.args,
+                timeout=request.timeout,
+                rpc=True,
+                version=request.version,
             ),
             deadline=True,
         )

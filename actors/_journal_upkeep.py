@@ -107,7 +107,7 @@ class JournalUpkeep:
                     name,
                     len(mine),
                 )
-                handed = service.child(name).deliver("recover_operations", (mine,))
+                handed = service.child(name).ask("recover_operations", (mine,), accepted=True)
                 service.pipe(handed, functools.partial(self._swept, name))
             return len(stranded)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.runtime import ActorFuture
-from actors.runtime._future import Request as Request
+from actors.runtime import Request as Request
 
 # A Request is the call and its reply future in one object; each runtime has its
 # own subclass (`runtime.request`). Re-exported here with the other messages.

@@ -325,8 +325,8 @@ class Operations:
     ) -> None:
         """Hand a committed operation to its manager; record an interruption if it never ends."""
         self._inflight[record.id] = _InFlight(record, outcome)
-        reply = handle.deliver(
-            RUN_METHOD, (record.id, record.method, record.args, version, resumed)
+        reply = handle.ask(
+            RUN_METHOD, (record.id, record.method, record.args, version, resumed), accepted=True
         )
         reply.add_done_callback(lambda done: self._ran(record, done))
 

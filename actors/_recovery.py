@@ -108,7 +108,7 @@ class Recovery:
                 continue
             service.log.warning("%s: %d unfinished operation(s) to recover", name, len(mine))
             self._recovering += 1
-            handed = service.child(name).deliver("recover_operations", (mine,))
+            handed = service.child(name).ask("recover_operations", (mine,), accepted=True)
             service.pipe(handed, functools.partial(self._handed, name))
         self._step()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,9 +28,9 @@ from pydantic_settings import (
 from actors._advertise import advertised_endpoint
 from actors.errors import ConfigError
 from actors.loading import load_object
-from actors.runtime._offload import (
-    DEFAULT_OPERATIONS_BACKLOG,
-    DEFAULT_OPERATIONS_WORKERS,
+from actors.runtime import (
+    DEFAULT_CHANGES_BACKLOG,
+    DEFAULT_CHANGES_WORKERS,
     DEFAULT_QUEUE,
     DEFAULT_SYSTEM_WORKERS,
     DEFAULT_WORKERS,
@@ -91,6 +91,15 @@ def split_host_port(bind: str) -> tuple[str, int]:
     if match is None or int(match["port"]) > 65535:
         raise ValueError(f"metrics_bind must be host:port or [v6-address]:port, not {bind!r}")
     return match["v6"] or match["host"], int(match["port"])
+
+
+def _renamed(name: str, old: str) -> AliasChoices:
+    """Accept a renamed key under its old name too, in files, arguments and `ACTORS_*`.
+
+    A field with an alias no longer gets the `ACTORS_` prefix for its
+    environment variable, so the prefixed names are listed here as well.
+    """
+    return AliasChoices(name, old, f"actors_{name}", f"actors_{old}")
 
 
 class TransportConfig(BaseModel):
@@ -214,17 +223,19 @@ class ServiceConfig(BaseSettings):
         description="threads for the service's own upkeep (heartbeats, capability"
         " reports, journal recovery and pruning), which is never refused",
     )
-    offload_operations_workers: int = Field(
-        DEFAULT_OPERATIONS_WORKERS,
+    offload_changes_workers: int = Field(
+        DEFAULT_CHANGES_WORKERS,
         ge=1,
         le=64,
         description="threads for the database steps of changes under way (never refused)",
+        validation_alias=_renamed("offload_changes_workers", "offload_operations_workers"),
     )
-    offload_operations_backlog: int = Field(
-        DEFAULT_OPERATIONS_BACKLOG,
+    offload_changes_backlog: int = Field(
+        DEFAULT_CHANGES_BACKLOG,
         ge=1,
         le=1_000_000,
         description="such steps running or waiting at which a new change gets Overloaded",
+        validation_alias=_renamed("offload_changes_backlog", "offload_operations_backlog"),
     )
 
     @model_validator(mode="after")

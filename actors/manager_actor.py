@@ -28,7 +28,7 @@ from actors.registry.api import Registry
 from actors.registry.journal import OperationRecord
 from actors.registry.schema import Migrations
 from actors.rpc import RpcMethod, bind_validated, check_version, collect_rpc_methods, rpc
-from actors.runtime import ActorFuture
+from actors.runtime import PENDING, ActorFuture
 from actors.supervision import ChildSpec, SupervisionPolicy
 from actors.system import ActorHandle
 
@@ -60,13 +60,13 @@ class DriverProxy:
 
     def _caller(self, op: str) -> Callable[..., ActorFuture[Any]]:
         """A function that queues operation `op` (made once per operation name)."""
-        send, cell, timeout, refused = self._handle.send, self._cell, self._timeout, self._refused
+        ask, cell, timeout, refused = self._handle.ask, self._cell, self._timeout, self._refused
 
         def operation(*args: Any, **kwargs: Any) -> ActorFuture[Any]:
             handling = cell.handling
             deadline = handling.deadline if isinstance(handling, Request) else None
-            future = send(op, args, kwargs, timeout, False, None, deadline)
-            return refused(future) if future._state else future
+            future = ask(op, args, kwargs, timeout=timeout, deadline=deadline)
+            return future if future._state == PENDING else refused(future)
 
         if isinstance(op, str):  # else the driver refuses it: MethodNotAllowed, in the future
             operation.__name__ = operation.__qualname__ = op
@@ -83,14 +83,14 @@ class DriverProxy:
         operations), not by clients. Fails with `DriverNotReady` at once while
         the driver restarts, like any driver call.
         """
-        future = self._handle.deliver(op, args, kwargs)
-        return self._refused(future) if future._state else future
+        future = self._handle.ask(op, args, kwargs, accepted=True)
+        return self._refused(future) if future.done() else future
 
     def _refused(self, future: ActorFuture[Any]) -> ActorFuture[Any]:
         """A request that failed at once: say "not ready" for a restarting driver."""
         error = future.exception()
         if isinstance(error, ActorUnavailable) and not isinstance(error, DriverNotReady):
-            fresh: ActorFuture[Any] = self._handle._runtime.future()
+            fresh: ActorFuture[Any] = self._owner.runtime.future()
             fresh.set_exception(DriverNotReady(self._backend, error.details.get("reason", "")))
             return fresh
         return future

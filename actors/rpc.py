@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-import keyword
 import re
 import types
 import typing
@@ -255,7 +254,6 @@ def collect_rpc_methods(cls: type, api_version: str) -> dict[str, RpcMethod]:
 
 
 _FAST_TYPES = (str, int, float, bool, bytes, dict, list)
-_OMITTED: Any = object()  # a keyword the caller did not pass
 
 
 def _hints(method: RpcMethod, *, extras: bool = False) -> dict[str, Any] | None:
@@ -278,6 +276,10 @@ def _unhashable(value: Any) -> bool:
     return False
 
 
+_OMITTED: Any = object()  # a keyword the caller did not pass
+_PYDANTIC: Any = object()  # an annotation only pydantic checks: never a value's exact type
+
+
 def _fast_caller(
     method: RpcMethod,
     hints: dict[str, Any],
@@ -290,72 +292,58 @@ def _fast_caller(
     `int`, ..., optionally `| None`, or no annotation at all), the call skips
     pydantic and goes straight to the method; anything else (positional
     arguments, unknown or missing keywords, another type, a richer annotation)
-    takes `slow`, which coerces or explains. The caller is generated, as
-    dataclasses generate `__init__`: its keyword-only parameters are the
-    method's own, so the interpreter binds them (no dict is built or walked)
-    and each type check is one `type(x) is T`. This is on the path of every
-    request; a generic loop over the keywords cost three times as much.
+    takes `slow`, which coerces or explains. This is on the path of every
+    request: one dict lookup and one `type(x) is T` per parameter.
     """
-    names: list[str] = []
-    checks: list[str] = []
-    passes: list[str] = []
-    # Builtins under private names: a parameter may be called `type` or `list`.
-    namespace: dict[str, Any] = {
-        "_OMITTED": _OMITTED,
-        "_function": function,
-        "_slow": slow,
-        "_type": type,
-        "_deepcopy": copy.deepcopy,
-    }
+    # (name, the exact type its value must have or None for any, None
+    # accepted too, required) for every parameter.
+    params: list[tuple[str, Any, bool, bool]] = []
+    containers: dict[str, type] = {}  # list and dict values are copied, as pydantic does
+    fresh: dict[str, Any] = {}  # defaults that are not hashable: pydantic copies them per call
     for index, (name, param) in enumerate(method.signature.parameters.items()):
         if index == 0 and name == "self":
             continue
-        if (
-            param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
-            or not name.isidentifier()
-            or keyword.iskeyword(name)
-            or name.startswith("_")
-        ):
+        if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
             return None
-        names.append(name)
         hint = hints.get(name, Any)
         kind, optional = _simple_type(hint)
-        if param.default is param.empty:
-            checks.append(f"{name} is _OMITTED")  # missing: let the slow path explain
-        if hint is not Any:
-            if kind is None:  # validated by pydantic whenever it is given
-                checks.append(f"{name} is not _OMITTED")
-            else:
-                namespace[f"_T_{name}"] = kind
-                test = f"_type({name}) is not _T_{name}"
-                if optional:
-                    test = f"({name} is not None and {test})"
-                if param.default is not param.empty:
-                    test = f"({name} is not _OMITTED and {test})"
-                checks.append(test)
-        value = name
-        if kind is list or kind is dict:  # a copy, as pydantic gives: the caller's stays its own
-            value = f"_T_{name}({name})"
-            if optional:
-                value = f"(None if {name} is None else {value})"
-        if param.default is param.empty:
-            passes.append(f"{name}={value}")
-        else:
-            namespace[f"_D_{name}"] = param.default
-            # pydantic copies a default that is not hashable (a list, a dict) for each call.
-            default = f"_deepcopy(_D_{name})" if _unhashable(param.default) else f"_D_{name}"
-            passes.append(f"{name}={default} if {name} is _OMITTED else {value}")
-    signature = ", ".join(["*_args", *(f"{n}=_OMITTED" for n in names), "**_extra"])
-    given = "".join(f"({n!r}, {n}), " for n in names)
-    source = (
-        f"def call({signature}):\n"
-        f"    if {' or '.join(['_args', '_extra', *checks])}:\n"
-        f"        given = {{k: v for k, v in ({given}) if v is not _OMITTED}}\n"
-        f"        return _slow(*_args, **given, **_extra)\n"
-        f"    return _function({', '.join(passes)})\n"
-    )
-    exec(compile(source, f"<rpc fast path for {method.name}>", "exec"), namespace)
-    return namespace["call"]  # type: ignore[no-any-return]
+        if hint is not Any and kind is None:
+            kind, optional = _PYDANTIC, False
+        if kind is list or kind is dict:
+            containers[name] = kind
+        required = param.default is param.empty
+        if not required and _unhashable(param.default):
+            fresh[name] = param.default
+        params.append((name, None if hint is Any else kind, optional, required))
+    checks = tuple(params)
+    deepcopy = copy.deepcopy
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if args:
+            return slow(*args, **kwargs)
+        given = 0
+        for name, kind, optional, required in checks:
+            value = kwargs.get(name, _OMITTED)
+            if value is _OMITTED:
+                if required:
+                    return slow(**kwargs)
+                continue
+            given += 1
+            if kind is not None and type(value) is not kind and (value is not None or not optional):
+                return slow(**kwargs)
+        if given != len(kwargs):  # a keyword the method does not take
+            return slow(**kwargs)
+        if containers or fresh:
+            for name, kind in containers.items():
+                value = kwargs.get(name)
+                if value is not None:
+                    kwargs[name] = kind(value)  # a copy: the caller's stays its own
+            for name, default in fresh.items():
+                if name not in kwargs:
+                    kwargs[name] = deepcopy(default)
+        return function(**kwargs)
+
+    return call
 
 
 def _simple_type(hint: Any) -> tuple[type | None, bool]:

@@ -62,7 +62,7 @@ def database_connections(config: ServiceConfig) -> int:
     bound: a reload that raises them needs a restart to widen it.
     """
     workers = (
-        config.offload_workers + config.offload_system_workers + config.offload_operations_workers
+        config.offload_workers + config.offload_system_workers + config.offload_changes_workers
     )
     return workers + 2  # the journal's writer, and one to spare
 
@@ -173,7 +173,7 @@ class Service:
             self.actor.register_now()  # phase 1
         service = self.system.spawn(self.name, self.actor)  # phase 2: init_host
         try:
-            managers = service.call("managers", timeout=timeout)
+            managers = service.ask("managers", timeout=timeout).result()
         except ActorsError as exc:
             self.failed = exc
             raise
@@ -230,7 +230,7 @@ class Service:
         for name in managers:
             if name not in self.backend_errors:
                 # Past the mailbox bound: the framework's own step, not a user request.
-                self.system.handle(name).deliver("start_periodic_tasks")
+                self.system.handle(name).ask("start_periodic_tasks", accepted=True)
         self.system.handle(self.name).tell("begin_reporting")
 
     def _each_backend(
@@ -246,7 +246,7 @@ class Service:
             name: (
                 self.system.handle(name).ask(method, rpc=True, timeout=timeout)
                 if rpc
-                else self.system.handle(name).deliver(method)
+                else self.system.handle(name).ask(method, accepted=True)
             )
             for name in managers
         }
@@ -516,7 +516,7 @@ class Service:
         """Send an RPC request and wait for its result, at most `timeout` seconds."""
         if self.operations is None:  # no journal: ask(), inlined (the in-process hot path)
             handle = self._handles.get(target) or self.handle(target)
-            return handle.send(method, (), args or {}, timeout, True, version, None).result()
+            return handle.ask(method, (), args, timeout=timeout, rpc=True, version=version).result()
         return self.ask(target, method, args, timeout=timeout, version=version, key=key).result()
 
     def cast(

@@ -131,8 +131,8 @@ class ServiceActor(BaseActor):
             workers=config.offload_workers,
             queue=config.offload_queue,
             system_workers=config.offload_system_workers,
-            operations_workers=config.offload_operations_workers,
-            operations_backlog=config.offload_operations_backlog,
+            changes_workers=config.offload_changes_workers,
+            changes_backlog=config.offload_changes_backlog,
         )
 
     # -- start phases and timers -------------------------------------------------------

@@ -190,7 +190,11 @@ def _unavailable(name: str, entry: DirectoryEntry) -> ActorUnavailable:
 
 
 class ActorHandle:
-    """A stable address for an actor: survives restarts of what it names."""
+    """A stable address for an actor: survives restarts of what it names.
+
+    Two ways to message it: `ask` (a request; a future of the reply) and
+    `tell` (fire and forget). Every option is a keyword.
+    """
 
     __slots__ = (
         "_directory",
@@ -198,7 +202,6 @@ class ActorHandle:
         "_new_request",
         "_now",
         "_real_clock",
-        "_runtime",
         "_timeout",
         "name",
     )
@@ -207,10 +210,9 @@ class ActorHandle:
         self.name = name
         self._directory = system.directory
         self._entries = system.directory._entries
-        self._runtime = system.runtime
         self._new_request = system.runtime.request.create
         self._now = system.runtime.clock.monotonic
-        self._real_clock = self._now is time.monotonic
+        self._real_clock = self._now is _monotonic  # then one clock read serves both deadlines
         self._timeout = system.default_timeout
 
     def __repr__(self) -> str:
@@ -223,76 +225,65 @@ class ActorHandle:
         kwargs: dict[str, Any] | None = None,
         *,
         timeout: float | None = None,
+        deadline: float | None = None,
         rpc: bool = False,
         version: str | None = None,
-        deadline: float | None = None,
+        accepted: bool = False,
     ) -> ActorFuture[Any]:
         """Send a request; the future completes with the reply or a typed error.
 
         Never blocks: a full mailbox, an unknown or restarting target fail the
         future at once. `future.result()` waits at most until the deadline:
-        `timeout` from now or, if sooner, `deadline` (on the runtime's clock,
-        e.g. the deadline of the request being handled, which work done for
-        it inherits).
-        """
-        return self.send(method, args, kwargs or {}, timeout, rpc, version, deadline)
+        `timeout` from now (the system's default timeout if None) or, if
+        sooner, `deadline` (on the runtime's clock, e.g. the deadline of the
+        request being handled, which work done for it inherits).
 
-    def send(
-        self,
-        method: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        timeout: float | None,
-        rpc: bool,
-        version: str | None,
-        deadline: float | None,
-    ) -> ActorFuture[Any]:
-        """`ask` with every argument given, by position: the framework's hot path."""
-        if timeout is None:
-            timeout = self._timeout
-        wall = _monotonic()
-        now = wall if self._real_clock else self._now()
-        if deadline is not None and deadline < now + timeout:
-            timeout = deadline - now if deadline > now else 0.0
-        request = self._new_request(
-            self.name,
-            method,
-            args,
-            kwargs,
-            now + timeout,
-            timeout,
-            rpc,
-            version,
-            wall + timeout,
-        )
+        `accepted=True` hands over work that was already accepted (journaled)
+        elsewhere: it has no deadline and passes the mailbox bound, because
+        committed work must not be refused for lack of room (call
+        `check_room()` before accepting it). It still fails at once if the
+        actor is unavailable, and with ActorCrashed/ActorStopped if the actor
+        ends before it replies.
+        """
+        if accepted:
+            if timeout is not None or deadline is not None:
+                raise ValueError("accepted work has no deadline: pass no timeout or deadline")
+            request = self._new_request(
+                self.name, method, args, kwargs, None, math.inf, rpc, version, True, None
+            )
+        else:
+            if timeout is None:
+                timeout = self._timeout
+            wall = _monotonic()  # for result(), which waits on the real clock
+            now = wall if self._real_clock else self._now()
+            if deadline is not None and deadline < now + timeout:
+                timeout = deadline - now if deadline > now else 0.0
+            request = self._new_request(
+                self.name,
+                method,
+                args,
+                kwargs,
+                now + timeout,
+                timeout,
+                rpc,
+                version,
+                False,
+                wall + timeout,
+            )
+        # Directory.lookup(), inlined for a running actor; it explains the rest.
         entry = self._entries.get(self.name)
         cell = entry.cell if entry is not None else None
-        if cell is None or cell._stopping:
-            try:
-                cell = self._directory.lookup(self.name)
-            except (NotFound, ActorUnavailable) as exc:
-                request.set_exception(exc)
-                return request
         try:
+            if cell is None or cell._stopping:
+                cell = self._directory.lookup(self.name)
             cell.actor_inbox.put(request)
+        except (NotFound, ActorUnavailable) as exc:
+            request.set_exception(exc)
         except MailboxFull as exc:
             request.set_exception(Busy(self.name, exc.capacity))
         except MailboxClosed:
             request.set_exception(ActorStopped(self.name, "stopped"))
         return request
-
-    def call(
-        self,
-        method: str,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-        rpc: bool = False,
-        version: str | None = None,
-    ) -> Any:
-        """`ask` and wait for the result (at most `timeout`)."""
-        return self.ask(method, args, kwargs, timeout=timeout, rpc=rpc, version=version).result()
 
     def tell(
         self,
@@ -312,34 +303,12 @@ class ActorHandle:
         except MailboxClosed:
             raise ActorStopped(self.name, "stopped") from None
 
-    def deliver(
-        self, method: str, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> ActorFuture[Any]:
-        """Hand over work that was already accepted (journaled) elsewhere.
-
-        Unlike `ask` it has no deadline and passes the mailbox bound: committed
-        work must not be refused for lack of room (call `check_room()` before
-        accepting it). Still fails at once if the actor is unavailable, and with
-        ActorCrashed/ActorStopped if the actor ends before it replies.
-        """
-        request = self._new_request(
-            self.name, method, args, kwargs or {}, None, math.inf, False, None, None
-        )
-        request.system = True
-        try:
-            cell = self._directory.lookup(self.name)
-            cell.actor_inbox.put(request)
-        except (NotFound, ActorUnavailable) as exc:
-            request.set_exception(exc)
-        except MailboxClosed:
-            request.set_exception(ActorStopped(self.name, "stopped"))
-        return request
-
     def check_room(self, reserved: int = 0) -> None:
         """Raise what `ask` would fail with now: NotFound, ActorUnavailable or Busy.
 
-        Checked before work is accepted elsewhere; `reserved` counts work already
-        accepted for this actor but not yet in its mailbox.
+        Checked before work is accepted elsewhere (see `ask(accepted=True)`);
+        `reserved` counts work already accepted for this actor but not yet in
+        its mailbox.
         """
         inbox = self._directory.lookup(self.name).actor_inbox
         if inbox.capacity and inbox.qsize() + reserved >= inbox.capacity:

@@ -21,7 +21,7 @@ Database work runs off the actors; the manager never blocks on it or on the
 driver. Reads answering clients (`get_share`, `list_shares`,
 `get_capabilities`) go through the bounded client lane and may be refused
 with `Overloaded`; the database work of changes (accepted operations) goes
-through the operations lane and is never refused (the journal refuses a new
+through the changes lane and is never refused (the journal refuses a new
 change instead while that lane is backed up).
 
 Backend options (`manager_options`): `quota_gb` (total size of the backend's
@@ -443,12 +443,12 @@ class ShareManager(ManagerActor):
     def _db(self, fn: Any, *args: Any, **kwargs: Any) -> ActorFuture[Any]:
         """Database work of a change under way, off the actors (kwargs allowed).
 
-        The operations lane: a change already admitted must not be refused
+        The changes lane: a change already admitted must not be refused
         half-way, nor wait behind a flood of reads. Admission is bounded
         instead: the journal checks `check_admission()` before it accepts a
         change (every change of this service is journaled).
         """
-        return self._offload("operations", fn, args, kwargs)
+        return self._offload("changes", fn, args, kwargs)
 
     def _read(self, fn: Any, *args: Any, **kwargs: Any) -> ActorFuture[Any]:
         """A database read answering a client (get_share, list_shares, ...).

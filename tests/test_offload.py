@@ -260,7 +260,7 @@ def test_share_writes_go_on_while_share_reads_are_refused(
             h.call("fake", "list_shares")
         with pytest.raises(Overloaded):
             h.call("fake", "get_share", share_id="s1")
-        # A change is admitted work: its reads and writes take the operations lane.
+        # A change is admitted work: its reads and writes take the changes lane.
         made = h.call("fake", "create_share", share_id="s1", size_gb=1)
         assert made["state"] == "available"
         assert h.call("fake", "extend_share", share_id="s1", new_size_gb=2)["size_gb"] == 2
@@ -278,8 +278,8 @@ def test_changes_are_refused_at_admission_while_the_operations_lane_is_backed_up
         {"fake": SHARES},
         host="h",
         state_dir=tmp_path / "state",
-        offload_operations_workers=1,
-        offload_operations_backlog=2,
+        offload_changes_workers=1,
+        offload_changes_backlog=2,
     )
     assert h.service.system is not None and h.service.operations is not None
     runtime = h.service.system.runtime
@@ -287,11 +287,11 @@ def test_changes_are_refused_at_admission_while_the_operations_lane_is_backed_up
     journaled = len(h.service.operations.journal.list())
     held = Held()
     try:
-        backed_up = [runtime.offload(held, i, lane="operations") for i in range(2)]
+        backed_up = [runtime.offload(held, i, lane="changes") for i in range(2)]
         held.wait_running(1)  # one runs, one waits: the backlog is at its limit
         with pytest.raises(Overloaded) as refused:  # journaled: refused before it is accepted
             h.call("fake", "create_share", share_id="s2", size_gb=1)
-        assert (refused.value.lane, refused.value.capacity) == ("operations", 2)
+        assert (refused.value.lane, refused.value.capacity) == ("changes", 2)
         with pytest.raises(Overloaded):  # an idempotent change is journaled too: refused alike
             h.call("fake", "delete_share", share_id="s1")
         assert len(h.service.operations.journal.list()) == journaled  # nothing was accepted
@@ -301,7 +301,7 @@ def test_changes_are_refused_at_admission_while_the_operations_lane_is_backed_up
         before = registry.services(host="h")[0].report_count
         h.run_in(h.service.name, lambda actor: actor.report())  # waits for the round
         assert registry.services(host="h")[0].report_count >= before + 1  # (others may run too)
-        assert offload_status()["operations"]["refused"] >= 2
+        assert offload_status()["changes"]["refused"] >= 2
     finally:
         held.release()
     assert [f.get(timeout=10) for f in backed_up] == [0, 1]
@@ -412,3 +412,22 @@ def test_a_daemon_flooded_with_listings_refuses_some_and_keeps_answering(tmp_pat
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_the_changes_lane_keys_are_still_read_under_their_old_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # The lane was called "operations" before: existing files and environments still load.
+    old = tmp_path / "old.toml"
+    old.write_text("offload_operations_workers = 3\noffload_operations_backlog = 7\n")
+    config = load_config(old)
+    assert (config.offload_changes_workers, config.offload_changes_backlog) == (3, 7)
+    monkeypatch.setenv("ACTORS_OFFLOAD_OPERATIONS_WORKERS", "4")
+    assert load_config().offload_changes_workers == 4
+    monkeypatch.setenv("ACTORS_OFFLOAD_CHANGES_WORKERS", "5")
+    assert load_config().offload_changes_workers == 5
+    new = tmp_path / "new.toml"
+    new.write_text("offload_changes_workers = 6\n")
+    assert load_config(new, offload_changes_backlog=8).offload_changes_backlog == 8
+    with pytest.raises(ConfigError):
+        load_config(offload_changes_workers=0)

@@ -485,7 +485,8 @@ def test_a_backend_away_while_its_page_was_read_is_recovered_by_a_later_pass(tmp
             pending.append(_Deferred(lambda: fn(*args)))
             return pending[-1]
 
-        def deliver(method: str, args: Any) -> _Deferred:
+        def ask(method: str, args: Any, *, accepted: bool) -> _Deferred:
+            assert accepted  # recovered work was accepted before the crash
             handed.extend(r.id for r in args[0])
             pending.append(_Deferred(lambda: {"interrupted": len(args[0])}))
             return pending[-1]
@@ -498,7 +499,7 @@ def test_a_backend_away_while_its_page_was_read_is_recovered_by_a_later_pass(tmp
             runtime=SimpleNamespace(offload=offload),
             log=_logging.getLogger("test"),
             pipe=pipe,
-            child=lambda name: SimpleNamespace(deliver=deliver),
+            child=lambda name: SimpleNamespace(ask=ask),
             config=SimpleNamespace(host="h"),
             plans=[SimpleNamespace(name="h@x")],
         )
@@ -539,7 +540,7 @@ def test_service_operation_queries_refuse_unknown_or_huge_arguments(h):
 
 def test_a_flood_of_failing_casts_is_logged_a_few_times_not_once_each(h, caplog, monkeypatch):
     import actors._cell
-    from transport._ratelimit import RateLimitedLog
+    from transport.ratelimit import RateLimitedLog
 
     # A fresh limiter: another test may have just logged this category.
     monkeypatch.setattr(actors._cell, "_cast_log", RateLimitedLog(actors._cell.log))

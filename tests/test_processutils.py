@@ -80,7 +80,7 @@ def test_execute_does_not_block_other_actors(runtime):
         runner = system.spawn("runner", Runner())
         other = system.spawn("other", Runner())
         slow = runner.ask("run", (2,))
-        assert other.call("ping", timeout=5) == "pong"
+        assert other.ask("ping", timeout=5).result() == "pong"
         assert not slow.done()  # the other actor answered while the command ran
         slow.result(timeout=10)
     finally:

@@ -59,7 +59,7 @@ def test_a_wait_on_delivered_work_that_times_out_names_the_work_and_the_wait(run
     system = ActorSystem(runtime)
     try:
         handle = system.spawn("blocked", Blocked())
-        delivered = handle.deliver("work")
+        delivered = handle.ask("work", accepted=True)
         with pytest.raises(DeadlineExceeded) as err:
             delivered.result(timeout=0.05)
         assert (err.value.details["target"], err.value.details["method"]) == ("blocked", "work")
@@ -73,7 +73,7 @@ def test_a_wait_on_delivered_work_that_times_out_names_the_work_and_the_wait(run
 def test_futures_and_requests_keep_their_fields_in_slots_not_a_dict(runtime):
     # pykka.Future has no __slots__; its fields are slots of ours, so no
     # instance dict is filled for each of the futures made per request.
-    request = runtime.request.create("t", "m", (), {}, None, 1.0, False, None, None)
+    request = runtime.request.create("t", "m", (), {}, None, 1.0, False, None, False, None)
     future = runtime.future()
     for made in (request, future):
         made.set_get_hook(lambda timeout: "hooked")
@@ -206,7 +206,7 @@ def test_gevent_timeout_or_greenlet_exit_ends_only_that_actor(kind):
         with pytest.raises(ActorCrashed):
             service.call("b1", "raise_base_exception", {"kind": kind}, timeout=5)
         # every other actor in the process is still alive
-        assert bystander.call("work") == 1
+        assert bystander.ask("work").result() == 1
         assert (
             pykka.ActorRegistry.get_by_urn(system.directory.entry("bystander").cell.actor_urn)
             is not None
@@ -234,9 +234,9 @@ def test_timers_set_by_an_actor_run_in_its_mailbox(runtime):
             return self.ticks
 
     ticker = system.spawn("ticker", Ticker())
-    assert ticker.call("count") == 0
+    assert ticker.ask("count").result() == 0
     clock.advance(16)
-    assert ticker.call("count") == 3  # the timer messages precede this request
+    assert ticker.ask("count").result() == 3  # the timer messages precede this request
     assert system.stop(5)
     assert clock.pending() == 0  # a stopped actor leaves no timers behind
 
@@ -276,7 +276,7 @@ def test_a_request_asked_with_a_deadline_is_not_started_after_it(runtime):
         with pytest.raises(DeadlineExceeded):
             late.result(timeout=5)
         assert on_time.result(timeout=5) == 2
-        assert actor.call("ran_so_far") == [2]
+        assert actor.ask("ran_so_far").result() == [2]
     finally:
         gate.set()
         assert system.stop(5)
@@ -393,7 +393,7 @@ def test_green_mailbox_bounds_user_messages_only_and_refuses_all_once_closed():
     from actors.runtime._gevent import GreenMailbox, GreenRequest
 
     def request() -> GreenRequest:
-        return GreenRequest.create("t", "m", (), {}, None, 1.0, False, None, None)
+        return GreenRequest.create("t", "m", (), {}, None, 1.0, False, None, False, None)
 
     box = GreenMailbox(capacity=2)
     box.put(request())
@@ -571,9 +571,9 @@ def test_a_timer_cancelled_after_its_firing_was_queued_does_not_run(runtime):
             return self.ran
 
     racer = system.spawn("racer", Racer())
-    assert racer.call("runs") == []
+    assert racer.ask("runs").result() == []
     clock.advance(1)
-    assert racer.call("runs") == ["give up"]
+    assert racer.ask("runs").result() == ["give up"]
     assert system.stop(5)
 
 

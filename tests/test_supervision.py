@@ -193,7 +193,7 @@ def test_a_handle_survives_restarts(make_service):
     handle = service.handle("b1")
     for _ in range(3):
         _crash_and_wait(service, "b1")
-        assert handle.call("ping", rpc=True)["name"] == "h@b1"
+        assert handle.ask("ping", rpc=True).result()["name"] == "h@b1"
     assert service.system.directory.entry("h@b1").restarts == 3
 
 
@@ -313,22 +313,22 @@ def test_child_kinds_on_live_actors(runtime, kind, how, restarted):
     system = ActorSystem(runtime)
     try:
         parent = system.spawn("parent", _Parent(kind))
-        assert parent.call("children_now") == ["child"]
+        assert parent.ask("children_now").result() == ["child"]
         child_cell = system.directory.entry("child").cell
         child = system.handle("child")
         try:
-            child.call(how, timeout=5)
+            child.ask(how, timeout=5).result()
         except ActorCrashed:
             assert how == "explode"
         assert child_cell.exited.wait(5)
-        parent.call("children_now")  # barrier: the exit notice has been handled
+        parent.ask("children_now").result()  # barrier: the exit notice has been handled
         if restarted:
             system.directory.wait_for("child", "running", timeout=5)
-            assert child.call("ping") == "pong"
+            assert child.ask("ping").result() == "pong"
         else:
-            assert parent.call("children_now") == []
+            assert parent.ask("children_now").result() == []
             with pytest.raises(ActorsError):
-                child.call("ping", timeout=5)
+                child.ask("ping", timeout=5).result()
     finally:
         assert system.stop(5)
 
@@ -441,7 +441,7 @@ def _running(system: ActorSystem, *names: str) -> None:
 def _crash_child(system: ActorSystem, name: str) -> None:
     old = system.directory.entry(name).cell
     with pytest.raises(ActorCrashed):
-        system.handle(name).call("crash", timeout=5)
+        system.handle(name).ask("crash", timeout=5).result()
     assert old.exited.wait(5)
     system.directory.wait_for(name, "running", timeout=5)
 
@@ -455,7 +455,7 @@ def test_a_temporary_sibling_is_not_restarted_on_live_actors(runtime, strategy):
         temporary = system.directory.entry("c").cell
         _crash_child(system, "a")
         assert temporary.exited.is_set()
-        assert parent.call("children_now", timeout=5) == ["a", "b"]
+        assert parent.ask("children_now", timeout=5).result() == ["a", "b"]
         assert system.directory.entry("c") is None  # gone for good, not "stopped"
     finally:
         assert system.stop(5)
@@ -466,7 +466,7 @@ def test_shutdown_keeps_reverse_start_order_after_a_one_for_one_restart(runtime)
     parent = system.spawn("p", _Family("one_for_one"))
     _running(system, "a", "b", "c")
     _crash_child(system, "a")  # restarted: last in the parent's dict of children
-    assert parent.call("children_now", timeout=5) == ["b", "c", "a"]
+    assert parent.ask("children_now", timeout=5).result() == ["b", "c", "a"]
     STOPPED.clear()
     assert system.stop(10)
     assert STOPPED == ["c", "b", "a"]
@@ -537,7 +537,7 @@ def test_an_actor_killed_in_its_stop_hook_fails_what_it_owes(runtime):
         parent = system.spawn("parent", _DropsChild())
         _running(system, "slow")
         owed = system.handle("slow").ask("later", timeout=60)
-        parent.call("drop", timeout=15)  # 0.3 s to stop, then killed (or abandoned)
+        parent.ask("drop", timeout=15).result()  # 0.3 s to stop, then killed (or abandoned)
         with pytest.raises((ActorCrashed, ActorStopped)):
             owed.result(timeout=5)  # now, not at its 60 s deadline
     finally:
@@ -575,7 +575,7 @@ def test_an_abandoned_actor_cancels_its_timers():
         cell = system.directory.entry("ticker").cell
         [timer] = list(cell._timers)
         system.handle("ticker").ask("stuck", timeout=10)
-        parent.call("drop", timeout=10)  # 0.2 s to stop; a thread cannot be killed
+        parent.ask("drop", timeout=10).result()  # 0.2 s to stop; a thread cannot be killed
         assert cell._abandoned and not cell._timers
         assert timer.handle._cancelled
     finally:

@@ -19,8 +19,8 @@ import zmq
 import zmq.auth
 
 from transport._io import SocketLoop, make_loop
-from transport._ratelimit import RateLimitedLog
 from transport.errors import TransportError
+from transport.ratelimit import RateLimitedLog
 
 __all__ = [
     "ClientSecurity",

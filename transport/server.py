@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 import zmq
 
 from transport._io import Shape, SocketLoop, make_loop, running_under_gevent
-from transport._ratelimit import RateLimitedLog
 from transport.dispatcher import Dispatcher, Request
 from transport.errors import ProtocolError, ServerDraining, ServerOverloaded, TransportError
 from transport.protocol import (
@@ -40,6 +39,7 @@ from transport.protocol import (
     encode_reply,
     error_body,
 )
+from transport.ratelimit import RateLimitedLog
 from transport.security import ServerSecurity, ZapHandler
 
 __all__ = ["BindError", "InsecureBind", "RpcServer", "is_loopback_endpoint"]

@@ -6,7 +6,7 @@ both.
 
 Blocking work (database I/O) runs through `Runtime.offload` in three
 process-wide lanes of native threads: "client" (bounded: refused with
-`Overloaded` when full), "operations" (the steps of admitted changes, bounded
+`Overloaded` when full), "changes" (the steps of admitted changes, bounded
 at admission by `check_admission`) and "system" (the process's upkeep, never
 refused); `configure_offload` sizes them.
 """
@@ -16,8 +16,13 @@ from __future__ import annotations
 from actors.errors import ConfigError
 from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime
 from actors.runtime._clock import Clock, TimerHandle, VirtualClock, call_repeatedly
-from actors.runtime._future import ActorFuture
+from actors.runtime._future import ERROR, PENDING, VALUE, ActorFuture, Request
 from actors.runtime._offload import (
+    DEFAULT_CHANGES_BACKLOG,
+    DEFAULT_CHANGES_WORKERS,
+    DEFAULT_QUEUE,
+    DEFAULT_SYSTEM_WORKERS,
+    DEFAULT_WORKERS,
     OffloadLane,
     check_admission,
     configure_offload,
@@ -27,13 +32,22 @@ from actors.runtime._offload import (
 RUNTIME_NAMES = ("gevent", "threading")
 
 __all__ = [
+    "DEFAULT_CHANGES_BACKLOG",
+    "DEFAULT_CHANGES_WORKERS",
+    "DEFAULT_QUEUE",
+    "DEFAULT_SYSTEM_WORKERS",
+    "DEFAULT_WORKERS",
+    "ERROR",
+    "PENDING",
     "RUNTIME_NAMES",
+    "VALUE",
     "ActorFuture",
     "Clock",
     "Event",
     "MailboxClosed",
     "MailboxFull",
     "OffloadLane",
+    "Request",
     "Runtime",
     "TimerHandle",
     "VirtualClock",

@@ -134,7 +134,7 @@ class Runtime(abc.ABC):
         """Run blocking `fn(*args)` (database I/O) off the actors; a future of its result.
 
         `lane="client"`: refusable work (reads for clients); beyond the lane's
-        bound the future fails at once with `Overloaded`. `lane="operations"`:
+        bound the future fails at once with `Overloaded`. `lane="changes"`:
         the steps of an admitted change (never refused; call
         `check_admission()` before the change starts). `lane="system"`: the
         process's upkeep (heartbeats, journal upkeep). See

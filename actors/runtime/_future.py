@@ -22,69 +22,78 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-_PENDING, _VALUE, _ERROR = 0, 1, 2
+PENDING, VALUE, ERROR = 0, 1, 2
+"""The states of a future (`ActorFuture._state`): hot paths test them directly."""
 _ALREADY_DONE: Any = object()
-_UNSET: Any = pykka._future._Unset()  # what pykka.Future.__init__ would set
-_new_object = object.__new__
+_NO_RESULT: Any = object()  # a get hook that has not run yet
 
 
 class ActorFuture(pykka.Future[T], Generic[T]):
     """A pykka Future that can also report completion to callbacks.
 
-    Subclasses provide the waiting primitive (`_wait`, `_wake`); everything else
-    is shared. Constructible with no arguments, as pykka requires.
+    Each runtime subclasses it with its waiting primitive (`_wait`), which
+    parks waiters and keeps in `_waiting` the callable that wakes them, and
+    adds any field of its own (threads: a lock and an Event). Completion,
+    callbacks and reading are written once, here. Constructible with no
+    arguments, as pykka requires.
     """
 
-    # Every runtime's waiting state lives here (`_waiters` for gevent, `_event`
-    # and `_lock` for threads), so that `Request` can add its own fields to
-    # either runtime's future without a conflict of slot layouts.
     # pykka.Future has no __slots__, so its two fields would live in an
     # instance dict; as slots here they are plain stores, and no dict is made.
     __slots__ = (
         "_callbacks",
         "_error",
-        "_event",
         "_get_hook",
         "_get_hook_result",
-        "_lock",
         "_state",
         "_value",
         "_wait_until",
-        "_waiters",
+        "_waiting",
         "_what",
     )
 
     def __init__(self) -> None:
-        # Flat on purpose (no super().__init__()): futures are made for every
-        # request, so this is on the hot path. pykka.Future's `_get_hook_result`
-        # is set by set_get_hook(), the only way a get hook is ever set.
+        # No super().__init__(): `_get_hook_result` is set by set_get_hook(),
+        # the only way a get hook is ever set.
         self._get_hook = None
         self._wait_until: float | None = None
         self._what: tuple[str, str, float] | None = None
-        self._state = _PENDING
+        self._state = PENDING
         self._value: Any = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[ActorFuture[T]], None]] | None = None
-        self._waiters: Any = None  # the gevent runtime's parked waiter(s)
+        self._waiting: Callable[[], None] | None = None  # wakes the parked waiters
 
     # -- primitives supplied by a runtime ----------------------------------
-    def _wait(self, timeout: float | None) -> bool:
-        raise NotImplementedError
+    _lock: Any = None
+    """A lock for the runtimes whose futures are completed from several threads.
 
-    def _wake(self) -> None:
+    None (a class attribute) where a future is completed in its waiters'
+    thread only, as in the gevent runtime; the threading runtime's futures
+    hold their own. Completion records the outcome under it.
+    """
+
+    def _wait(self, timeout: float | None) -> bool:
+        """Wait until done or `timeout` passes; True if done.
+
+        A runtime parks its waiters here and puts in `_waiting` the callable
+        that wakes them: completion calls it once, directly.
+        """
         raise NotImplementedError
 
     def set_get_hook(self, func: Any) -> None:
-        self._get_hook_result = _UNSET
+        # pykka's combinators (map, filter, reduce) set one; run here as pykka
+        # runs it (once, its result kept), so that no pykka internal is needed.
+        self._get_hook_result = _NO_RESULT
         self._get_hook = func
 
     # -- completion ---------------------------------------------------------
     def done(self) -> bool:
         """True once a value or an exception is set."""
-        return self._state != _PENDING
+        return self._state != PENDING
 
     def set(self, value: Any = None) -> None:
-        if not self._complete(_VALUE, value, None):
+        if not self._complete(VALUE, value, None):
             raise queue.Full("future already completed")
 
     def set_exception(self, exc_info: Any = None) -> None:
@@ -94,63 +103,79 @@ class ActorFuture(pykka.Future[T], Generic[T]):
             if exc_info is None:
                 exc_info = sys.exc_info()
             error = exc_info[1] if exc_info[1] is not None else exc_info[0]()
-        if not self._complete(_ERROR, None, error):
+        if not self._complete(ERROR, None, error):
             raise queue.Full("future already completed")
 
     def try_set(self, value: Any = None) -> bool:
         """Set the value unless already done; returns whether it was set."""
-        return self._complete(_VALUE, value, None)
+        return self._complete(VALUE, value, None)
 
     def try_set_exception(self, error: BaseException) -> bool:
         """Set an exception unless already done; returns whether it was set."""
-        return self._complete(_ERROR, None, error)
+        return self._complete(ERROR, None, error)
 
     def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
-        callbacks = self._claim(state, value, error)
-        if callbacks is _ALREADY_DONE:
-            return False
-        self._wake()
-        if callbacks:
-            for callback in callbacks:  # type: ignore[union-attr]
+        """The one way a future completes: record, wake the waiters, run the callbacks.
+
+        Every request completes two futures, so this is one call: the outcome
+        is recorded in place (under `_lock` when the runtime has one) and the
+        waiters' wake-up is called directly.
+        """
+        lock = self._lock
+        if lock is None:
+            if self._state != PENDING:
+                return False
+            self._value, self._error, self._state = value, error, state
+        else:
+            with lock:
+                if self._state != PENDING:
+                    return False
+                self._value, self._error, self._state = value, error, state
+        # Done now: no callback or waiter is added any more (both check the state).
+        wake = self._waiting
+        if wake is not None:
+            self._waiting = None
+            wake()
+        callbacks = self._callbacks
+        if callbacks is not None:
+            self._callbacks = None
+            for callback in callbacks:
                 try:
                     callback(self)
                 except Exception:
                     log.exception("future callback %r raised", callback)
         return True
 
-    def _claim(self, state: int, value: Any, error: BaseException | None) -> Any:
-        """Record the outcome and take the callbacks; _ALREADY_DONE if done."""
-        if self._state != _PENDING:
-            return _ALREADY_DONE
-        self._value, self._error, self._state = value, error, state
-        callbacks, self._callbacks = self._callbacks, None
-        return callbacks
-
-    def _register(self, callback: Callable[[ActorFuture[T]], None]) -> bool:
-        """Keep `callback` for later; False when already done."""
-        if self._state != _PENDING:
-            return False
-        if self._callbacks is None:
-            self._callbacks = [callback]
-        else:
-            self._callbacks.append(callback)
-        return True
-
     def add_done_callback(self, callback: Callable[[ActorFuture[T]], None]) -> None:
         """Run `callback(self)` when done (at once if already done)."""
-        if not self._register(callback):
-            _run_callback(callback, self)
+        lock = self._lock
+        if lock is None:
+            if self._state == PENDING:
+                self._callbacks = [*(self._callbacks or ()), callback]
+                return
+        else:
+            with lock:
+                if self._state == PENDING:
+                    self._callbacks = [*(self._callbacks or ()), callback]
+                    return
+        _run_callback(callback, self)
 
     def _copy_from(self, done: ActorFuture[Any]) -> None:
         self._complete(done._state, done._value, done._error)
 
+    def transfer_to(self, other: ActorFuture[Any]) -> None:
+        """When this completes, complete `other` the same way."""
+        self.add_done_callback(other._copy_from)
+
     # -- reading ------------------------------------------------------------
     def get(self, *, timeout: float | None = None) -> T:
         if self._get_hook is not None:
-            return super().get(timeout=timeout)
-        if self._state == _PENDING and not self._wait(timeout):
+            if self._get_hook_result is _NO_RESULT:
+                self._get_hook_result = self._get_hook(timeout)
+            return self._get_hook_result  # type: ignore[return-value]
+        if self._state == PENDING and not self._wait(timeout):
             raise pykka.Timeout(f"{timeout} seconds")
-        if self._state == _ERROR:
+        if self._state == ERROR:
             assert self._error is not None
             raise self._error
         return self._value  # type: ignore[no-any-return]
@@ -170,24 +195,24 @@ class ActorFuture(pykka.Future[T], Generic[T]):
             timeout = self._wait_until - time.monotonic()
             if timeout < 0.0:
                 timeout = 0.0
-        if self._get_hook is None:  # get(), inlined: the caller's side of every request
-            if self._state == _PENDING and not self._wait(timeout):
+        if self._get_hook is not None:  # a pykka combinator's result: its hook reads it
+            try:
+                return self.get(timeout=timeout)
+            except pykka.Timeout:
                 self._deadline_passed(timeout)
-            if self._state == _ERROR:
-                assert self._error is not None
-                raise self._error
-            return self._value  # type: ignore[no-any-return]
-        try:
-            return self.get(timeout=timeout)
-        except pykka.Timeout:
+        # The caller's side of every request: waits here, not through get().
+        if self._state == PENDING and not self._wait(timeout):
             self._deadline_passed(timeout)
-            raise  # not reached
+        if self._state == ERROR:
+            assert self._error is not None
+            raise self._error
+        return self._value  # type: ignore[no-any-return]
 
     def _deadline_passed(self, timeout: float | None) -> NoReturn:
         from actors.errors import DeadlineExceeded
 
         target, method, full = self._expected() or ("<future>", "result", timeout or 0.0)
-        if full == math.inf:  # work handed over with no deadline (deliver): the wait had one
+        if full == math.inf:  # accepted work has no deadline of its own: the wait had one
             full = timeout or 0.0
         raise DeadlineExceeded(target, method, full) from None
 
@@ -197,15 +222,11 @@ class ActorFuture(pykka.Future[T], Generic[T]):
 
     def exception(self) -> BaseException | None:
         """The exception if done with one, else None (does not wait)."""
-        return self._error if self._state == _ERROR else None
+        return self._error if self._state == ERROR else None
 
     def value(self) -> Any:
         """The value if done with one, else None (does not wait)."""
-        return self._value if self._state == _VALUE else None
-
-    def transfer_to(self, other: ActorFuture[Any]) -> None:
-        """When this completes, complete `other` the same way."""
-        self.add_done_callback(other._copy_from)
+        return self._value if self._state == VALUE else None
 
 
 def copy_concurrent(done: concurrent.futures.Future[Any], future: ActorFuture[Any]) -> None:
@@ -239,36 +260,40 @@ class Request(ActorFuture[Any]):
     per call instead of a message plus a future: this is made for every
     request. Not started after `deadline` (on the runtime's clock); `system`
     is True only for work that was accepted elsewhere (a journaled operation),
-    which passes the mailbox bound because it must not be refused. Each
-    runtime subclasses it together with its own future class.
+    which passes the mailbox bound because it must not be refused.
+
+    Each runtime makes its request class from this one and its own future
+    class, `class GreenRequest(Request, GreenFuture)`, and declares the slots
+    of `REQUEST_FIELDS` there: this class adds none, so that it fits on top of
+    any runtime's future.
     """
 
-    __slots__ = (
-        "args",
-        "deadline",
-        "kwargs",
-        "method",
-        "rpc",
-        "system",
-        "target",
-        "timeout",
-        "version",
-    )
+    __slots__ = ()
+
+    target: str
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    deadline: float | None
+    timeout: float
+    rpc: bool
+    system: bool
+    version: str | None
 
     def __init__(self) -> None:
-        """A request for no call: never sent (see `create` for a call).
+        """A request for no call, never sent: see `create` for a call.
 
         Only because pykka's combinators (map, filter, join, reduce) make
         their result with `self.__class__()`.
         """
         super().__init__()
         self.target = self.method = ""
-        self.args: tuple[Any, ...] = ()
-        self.kwargs: dict[str, Any] = {}
-        self.deadline: float | None = None
+        self.args = ()
+        self.kwargs = {}
+        self.deadline = None
         self.timeout = 0.0
         self.rpc = self.system = False
-        self.version: str | None = None
+        self.version = None
 
     @classmethod
     def create(
@@ -276,39 +301,57 @@ class Request(ActorFuture[Any]):
         target: str,
         method: str,
         args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        kwargs: dict[str, Any] | None,
         deadline: float | None,
         timeout: float,
         rpc: bool,
         version: str | None,
+        system: bool,
         wait_until: float | None,
     ) -> Self:
-        """A request to send: `method` of `target`, not started after `deadline`.
+        """A request for `method` of `target`, not started after `deadline`.
 
-        Made for every call, so it skips `cls(...)` (type.__call__ and a
-        separate __init__ frame) and sets every field here, flat.
+        `wait_until` is the caller's deadline on the real clock (for
+        `result()`). Made for every call, so every field is set here, flat
+        (the fields of `ActorFuture.__init__` too): `cls(...)` would add
+        type.__call__ and a chain of `__init__` frames. A runtime's own
+        fields are made by its future class's `__new__`.
         """
-        request = _new_object(cls)
+        request = cls.__new__(cls)
         request._get_hook = None
         request._wait_until = wait_until
-        request._state = _PENDING
+        request._what = None
+        request._state = PENDING
         request._value = None
         request._error = None
         request._callbacks = None
-        request._waiters = None
+        request._waiting = None
         request.target = target
         request.method = method
         request.args = args
-        request.kwargs = kwargs
+        request.kwargs = {} if kwargs is None else kwargs
         request.deadline = deadline
         request.timeout = timeout
         request.rpc = rpc
         request.version = version
-        request.system = False
+        request.system = system
         return request
 
     def _expected(self) -> tuple[str, str, float] | None:
-        what: tuple[str, str, float] | None = getattr(self, "_what", None)
-        if what is None and self.method:
+        if self._what is None and self.method:
             return (self.target, self.method, self.timeout)
-        return what
+        return self._what
+
+
+REQUEST_FIELDS = (
+    "args",
+    "deadline",
+    "kwargs",
+    "method",
+    "rpc",
+    "system",
+    "target",
+    "timeout",
+    "version",
+)
+"""The slots a runtime's request class declares (see `Request`)."""

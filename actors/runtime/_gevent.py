@@ -13,6 +13,7 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import gevent
@@ -24,7 +25,13 @@ from greenlet import getcurrent
 from actors.errors import Overloaded
 from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime, _is_system
 from actors.runtime._clock import Clock, TimerHandle
-from actors.runtime._future import _PENDING, ActorFuture, Request, copy_concurrent, log
+from actors.runtime._future import (
+    PENDING,
+    REQUEST_FIELDS,
+    ActorFuture,
+    Request,
+    copy_concurrent,
+)
 from actors.runtime._offload import OffloadLane, OffloadPool, lane_pool
 
 
@@ -32,24 +39,29 @@ class GreenFuture(ActorFuture[Any]):
     """An ActorFuture for greenlets; constructible with no arguments.
 
     Waiters park on a hub `Waiter` with a raw loop timer for the deadline
-    (cheaper than an Event plus a gevent.Timeout on every wait).
+    (cheaper than an Event plus a gevent.Timeout on every wait). Like every
+    gevent primitive, a GreenFuture is completed in its waiters' thread: work
+    done in another thread comes back through `GeventRuntime.from_concurrent`
+    or `offload`, which hand it over. So it needs no lock.
     """
 
     __slots__ = ()
 
     def _wait(self, timeout: float | None) -> bool:
-        if self._state != _PENDING:
+        if self._state != PENDING:
             return True
         hub = get_hub()
         waiter = Waiter(hub)
+        # What completion calls: the waiter's switch, scheduled on its hub.
+        wake = partial(hub.loop.run_callback, waiter.switch, True)
         # One waiter (the usual case) is kept as it is; a list only for more.
-        waiters = self._waiters
-        if waiters is None:
-            self._waiters = waiter
-        elif type(waiters) is list:
-            waiters.append(waiter)
+        waiting = self._waiting
+        if waiting is None:
+            self._waiting = wake
+        elif type(waiting) is _Wakers:
+            waiting.append(wake)
         else:
-            self._waiters = [waiters, waiter]
+            self._waiting = _Wakers((waiting, wake))
         timer = None
         if timeout is not None:
             timer = hub.loop.timer(timeout if timeout > 0.0 else 0.0)
@@ -59,57 +71,28 @@ class GreenFuture(ActorFuture[Any]):
         finally:
             if timer is not None:
                 timer.close()
-            waiters = self._waiters
-            if waiters is waiter:
-                self._waiters = None
-            elif type(waiters) is list and waiter in waiters:
-                waiters.remove(waiter)
-        return self._state != _PENDING
+            waiting = self._waiting
+            if waiting is wake:
+                self._waiting = None
+            elif type(waiting) is _Wakers and wake in waiting:
+                waiting.remove(wake)
+        return self._state != PENDING
 
-    def _wake(self) -> None:
-        # Each waiter is woken through its own hub (the waiting greenlet's).
-        # Like every gevent primitive, a GreenFuture is completed in its
-        # waiters' thread: work done in another thread comes back through
-        # `GeventRuntime.from_concurrent` or `offload`, which hand it over.
-        waiters = self._waiters
-        if waiters is not None:
-            self._waiters = None
-            if type(waiters) is list:
-                for waiter in waiters:
-                    waiter.hub.loop.run_callback(waiter.switch, True)
-            else:
-                waiters.hub.loop.run_callback(waiters.switch, True)
 
-    def _complete(self, state: int, value: Any, error: BaseException | None) -> bool:
-        # ActorFuture._complete with _claim inlined: in the hub's thread there
-        # is no lock to take, and every request completes two futures.
-        if self._state != _PENDING:
-            return False
-        self._value = value
-        self._error = error
-        self._state = state
-        callbacks = self._callbacks
-        self._callbacks = None
-        waiters = self._waiters
-        if waiters is not None:  # _wake(), inlined for the one waiter of a request
-            if type(waiters) is list:
-                self._wake()
-            else:
-                self._waiters = None
-                waiters.hub.loop.run_callback(waiters.switch, True)
-        if callbacks:
-            for callback in callbacks:
-                try:
-                    callback(self)
-                except Exception:
-                    log.exception("future callback %r raised", callback)
-        return True
+class _Wakers(list[Callable[[], None]]):
+    """The wake-ups of several greenlets waiting on one future: called, it wakes them all."""
+
+    __slots__ = ()
+
+    def __call__(self) -> None:
+        for wake in self:
+            wake()
 
 
 class GreenRequest(Request, GreenFuture):
-    """A request whose reply is a GreenFuture (`Request.create` sets every field)."""
+    """A request whose reply is a GreenFuture."""
 
-    __slots__ = ()
+    __slots__ = REQUEST_FIELDS
 
 
 class GreenMailbox:

@@ -9,8 +9,8 @@ a small set of native worker threads taking calls in the order they came:
   retryable) instead of queueing without bound. Few workers on purpose: on
   gevent each one competes with the hub (every actor and the transport) for
   the GIL.
-- `"operations"`: the blocking steps of changes already admitted (a
-  manager's database writes for an operation under way). A call is never
+- `"changes"`: the blocking steps of changes already admitted (a
+  manager's database writes for a change under way). A call is never
   refused once made, since the change may be half done; the bound is at
   admission instead: `check_admission()` refuses a new request with
   `Overloaded` while `backlog` calls are running or waiting here, before
@@ -18,7 +18,7 @@ a small set of native worker threads taking calls in the order they came:
   without a journal, changes are bounded only by the mailboxes).
 - `"system"`: the process's own upkeep, which it depends on (registry
   heartbeats, capability reports, journal recovery and pruning). Never
-  refused and never queued behind clients' reads or operations' writes, so
+  refused and never queued behind clients' reads or changes' writes, so
   a flood of either cannot delay heartbeats. Fed one round at a time.
 
 The lanes are process-wide, like gevent's hub thread pool and the threading
@@ -42,8 +42,8 @@ from typing import Any, Literal
 from actors.errors import Overloaded
 
 __all__ = [
-    "DEFAULT_OPERATIONS_BACKLOG",
-    "DEFAULT_OPERATIONS_WORKERS",
+    "DEFAULT_CHANGES_BACKLOG",
+    "DEFAULT_CHANGES_WORKERS",
     "DEFAULT_QUEUE",
     "DEFAULT_SYSTEM_WORKERS",
     "DEFAULT_WORKERS",
@@ -57,15 +57,15 @@ __all__ = [
 
 log = logging.getLogger("actors.offload")
 
-OffloadLane = Literal["client", "operations", "system"]
-"""Which pool an offloaded call runs in: "client" (bounded), "operations" (bounded at
+OffloadLane = Literal["client", "changes", "system"]
+"""Which pool an offloaded call runs in: "client" (bounded), "changes" (bounded at
 admission) or "system" (the process's upkeep, never refused)."""
 
 DEFAULT_WORKERS = 2
 DEFAULT_QUEUE = 128
 DEFAULT_SYSTEM_WORKERS = 2
-DEFAULT_OPERATIONS_WORKERS = 2
-DEFAULT_OPERATIONS_BACKLOG = 1000
+DEFAULT_CHANGES_WORKERS = 2
+DEFAULT_CHANGES_BACKLOG = 1000
 
 Done = Callable[[bool, Any], None]
 """Called in the worker thread with (True, result) or (False, exception)."""
@@ -103,7 +103,7 @@ class OffloadPool:
         self.workers = workers
         self.queue = queue
         self.refused = 0  # calls refused since the process started
-        self.backlog_limit: int | None = None  # for check_admission (operations lane)
+        self.backlog_limit: int | None = None  # for check_admission (changes lane)
         self._start_thread, self._allocate_lock = _native()
         self._reset()
         os.register_at_fork(after_in_child=self._reset)  # no threads survive a fork
@@ -258,29 +258,29 @@ def lane_pool(lane: OffloadLane) -> OffloadPool:
     with _lanes_lock:
         if not _lanes:
             _lanes["client"] = OffloadPool("client", DEFAULT_WORKERS, DEFAULT_QUEUE)
-            _lanes["operations"] = OffloadPool("operations", DEFAULT_OPERATIONS_WORKERS, None)
-            _lanes["operations"].backlog_limit = DEFAULT_OPERATIONS_BACKLOG
+            _lanes["changes"] = OffloadPool("changes", DEFAULT_CHANGES_WORKERS, None)
+            _lanes["changes"].backlog_limit = DEFAULT_CHANGES_BACKLOG
             _lanes["system"] = OffloadPool("system", DEFAULT_SYSTEM_WORKERS, None)
     try:
         return _lanes[lane]
     except KeyError:
         raise ValueError(
-            f"unknown offload lane {lane!r}: 'client', 'operations' or 'system'"
+            f"unknown offload lane {lane!r}: 'client', 'changes' or 'system'"
         ) from None
 
 
 def check_admission() -> None:
-    """Refuse a new change (Overloaded) while the operations lane has `backlog` calls.
+    """Refuse a new change (Overloaded) while the changes lane has `backlog` calls.
 
     Called before anything of the change runs: by the journal's submit before
     it accepts. Never inside a journaled method: that runs after acceptance
     (and again in crash recovery), where a refusal would fail accepted work.
     """
-    pool = lane_pool("operations")
+    pool = lane_pool("changes")
     limit = pool.backlog_limit
     if limit is not None and pool.backlog() >= limit:
         pool.refused += 1
-        raise Overloaded("operations", pool.workers, limit)
+        raise Overloaded("changes", pool.workers, limit)
 
 
 def configure_offload(
@@ -288,21 +288,21 @@ def configure_offload(
     workers: int = DEFAULT_WORKERS,
     queue: int = DEFAULT_QUEUE,
     system_workers: int = DEFAULT_SYSTEM_WORKERS,
-    operations_workers: int = DEFAULT_OPERATIONS_WORKERS,
-    operations_backlog: int = DEFAULT_OPERATIONS_BACKLOG,
+    changes_workers: int = DEFAULT_CHANGES_WORKERS,
+    changes_backlog: int = DEFAULT_CHANGES_BACKLOG,
 ) -> None:
     """Size the process's lanes: `workers` and `queue` of the client lane,
-    `operations_workers` and the admission `operations_backlog` of the
-    operations lane, `system_workers` of the system lane. Process-wide: the
+    `changes_workers` and the admission `changes_backlog` of the
+    changes lane, `system_workers` of the system lane. Process-wide: the
     last call wins."""
-    if operations_backlog < 1:
-        raise ValueError("operations_backlog must be at least 1")
+    if changes_backlog < 1:
+        raise ValueError("changes_backlog must be at least 1")
     lane_pool("client").resize(workers, queue)
-    lane_pool("operations").resize(operations_workers, None)
-    lane_pool("operations").backlog_limit = operations_backlog
+    lane_pool("changes").resize(changes_workers, None)
+    lane_pool("changes").backlog_limit = changes_backlog
     lane_pool("system").resize(system_workers, None)
 
 
 def offload_status() -> dict[str, dict[str, Any]]:
     """Each lane's limits and load: workers, queue, running, waiting, threads, refused."""
-    return {lane: lane_pool(lane).status() for lane in ("client", "operations", "system")}
+    return {lane: lane_pool(lane).status() for lane in ("client", "changes", "system")}

@@ -17,54 +17,44 @@ import pykka
 from actors.errors import Overloaded
 from actors.runtime._base import BoundedInbox, Event, Runtime
 from actors.runtime._clock import Clock, ThreadClock
-from actors.runtime._future import ActorFuture, Request, copy_concurrent
+from actors.runtime._future import (
+    PENDING,
+    REQUEST_FIELDS,
+    ActorFuture,
+    Request,
+    copy_concurrent,
+)
 from actors.runtime._offload import OffloadLane, lane_pool
 
 
 class ThreadFuture(ActorFuture[Any]):
     """A thread-safe ActorFuture; waiters sleep on a lazily made Event."""
 
-    __slots__ = ()  # _event and _lock are ActorFuture's
+    __slots__ = ("_event", "_lock")
+    _event: threading.Event | None
 
-    def __init__(self) -> None:
-        ActorFuture.__init__(self)
-        self._lock = threading.Lock()
-        self._event: threading.Event | None = None
-
-    def _claim(self, state: int, value: Any, error: BaseException | None) -> Any:
-        with self._lock:
-            return super()._claim(state, value, error)
-
-    def _register(self, callback: Any) -> bool:
-        with self._lock:
-            return super()._register(callback)
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # In __new__, not __init__: `Request.create` skips __init__.
+        future = super().__new__(cls)
+        future._lock = threading.Lock()
+        future._event = None  # made by the first waiter
+        return future
 
     def _wait(self, timeout: float | None) -> bool:
         with self._lock:
-            if self.done():
+            if self._state != PENDING:
                 return True
-            if self._event is None:
-                self._event = threading.Event()
             event = self._event
+            if event is None:
+                event = self._event = threading.Event()
+                self._waiting = event.set
         return event.wait(timeout)
-
-    def _wake(self) -> None:
-        event = self._event
-        if event is not None:
-            event.set()
 
 
 class ThreadRequest(Request, ThreadFuture):
     """A request whose reply is a ThreadFuture."""
 
-    __slots__ = ()
-
-    @classmethod
-    def create(cls, *fields: Any) -> Self:
-        request = super().create(*fields)
-        request._lock = threading.Lock()
-        request._event = None
-        return request
+    __slots__ = REQUEST_FIELDS
 
 
 class ThreadCellBase(pykka.ThreadingActor):

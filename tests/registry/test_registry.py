@@ -481,7 +481,5 @@ def test_the_postgresql_pool_is_bounded_by_max_connections() -> None:
     with pytest.raises(ValueError, match="max_connections"):
         Registry("postgresql://u@127.0.0.1:1/db", max_connections=1)
     # A service asks for one per offload worker of every lane, plus the journal's writer.
-    config = ServiceConfig(
-        offload_workers=4, offload_system_workers=3, offload_operations_workers=5
-    )
+    config = ServiceConfig(offload_workers=4, offload_system_workers=3, offload_changes_workers=5)
     assert database_connections(config) == 4 + 3 + 5 + 2

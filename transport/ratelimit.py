@@ -2,6 +2,8 @@
 
 For what a client can cause at will (malformed messages, refused casts):
 without a limit, one misbehaving peer could flood the log and the disk.
+Public: the transport logs bad peers with it, and the actor layer logs
+refused casts with it (one copy of the mechanism).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import threading
 import time
 from collections import Counter
 from typing import Any
+
+__all__ = ["RateLimitedLog"]
 
 
 class RateLimitedLog:
