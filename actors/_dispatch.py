@@ -89,13 +89,15 @@ class ServiceDispatcher:
             return future
         return self._as_asked(
             request,
-            handle.ask(
+            handle._ask(
                 request.method,
                 (),
                 request.args,
-                timeout=request.timeout,
-                rpc=True,
-                version=request.version,
+                request.timeout,
+                None,
+                True,
+                request.version,
+                False,
             ),
             deadline=True,
         )

@@ -60,12 +60,12 @@ class DriverProxy:
 
     def _caller(self, op: str) -> Callable[..., ActorFuture[Any]]:
         """A function that queues operation `op` (made once per operation name)."""
-        ask, cell, timeout, refused = self._handle.ask, self._cell, self._timeout, self._refused
+        ask, cell, timeout, refused = self._handle._ask, self._cell, self._timeout, self._refused
 
         def operation(*args: Any, **kwargs: Any) -> ActorFuture[Any]:
             handling = cell.handling
             deadline = handling.deadline if isinstance(handling, Request) else None
-            future = ask(op, args, kwargs, timeout=timeout, deadline=deadline)
+            future = ask(op, args, kwargs, timeout, deadline, False, None, False)
             return future if future._state == PENDING else refused(future)
 
         if isinstance(op, str):  # else the driver refuses it: MethodNotAllowed, in the future

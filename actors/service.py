@@ -496,7 +496,7 @@ class Service:
             else self.submit_journaled(handle, method, args or {}, version=version, key=key)
         )
         if submitted is None:
-            return handle.ask(method, (), args, timeout=timeout, rpc=True, version=version)
+            return handle._ask(method, (), args, timeout, None, True, version, False)
         _, outcome = submitted
         outcome.expect_by(
             handle.name, method, self.config.default_timeout if timeout is None else timeout
@@ -516,7 +516,7 @@ class Service:
         """Send an RPC request and wait for its result, at most `timeout` seconds."""
         if self.operations is None:  # no journal: ask(), inlined (the in-process hot path)
             handle = self._handles.get(target) or self.handle(target)
-            return handle.ask(method, (), args, timeout=timeout, rpc=True, version=version).result()
+            return handle._ask(method, (), args, timeout, None, True, version, False).result()
         return self.ask(target, method, args, timeout=timeout, version=version, key=key).result()
 
     def cast(

@@ -245,9 +245,27 @@ class ActorHandle:
         actor is unavailable, and with ActorCrashed/ActorStopped if the actor
         ends before it replies.
         """
+        if accepted and (timeout is not None or deadline is not None):
+            raise ValueError("accepted work has no deadline: pass no timeout or deadline")
+        return self._ask(method, args, kwargs, timeout, deadline, rpc, version, accepted)
+
+    def _ask(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        timeout: float | None,
+        deadline: float | None,
+        rpc: bool,
+        version: str | None,
+        accepted: bool,
+    ) -> ActorFuture[Any]:
+        """`ask` with every argument positional and no check of them: for the hot callers.
+
+        Positional arguments bind cheaper than keywords, and this runs for
+        every request (Service.call, the router, a manager's driver calls).
+        """
         if accepted:
-            if timeout is not None or deadline is not None:
-                raise ValueError("accepted work has no deadline: pass no timeout or deadline")
             request = self._new_request(
                 self.name, method, args, kwargs, None, math.inf, rpc, version, True, None
             )
