@@ -316,6 +316,7 @@ def _fast_caller(
             fresh[name] = param.default
         params.append((name, None if hint is Any else kind, optional, required))
     checks = tuple(params)
+    copies = bool(containers or fresh)  # known once: most methods copy nothing
     deepcopy = copy.deepcopy
 
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -333,7 +334,7 @@ def _fast_caller(
                 return slow(**kwargs)
         if given != len(kwargs):  # a keyword the method does not take
             return slow(**kwargs)
-        if containers or fresh:
+        if copies:
             for name, kind in containers.items():
                 value = kwargs.get(name)
                 if value is not None:

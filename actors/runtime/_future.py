@@ -74,7 +74,7 @@ class ActorFuture(pykka.Future[T], Generic[T]):
     """
 
     def _wait(self, timeout: float | None) -> bool:
-        """Wait until done or `timeout` passes; True if done.
+        """Wait until done or `timeout` passes; True if done. Called while pending.
 
         A runtime parks its waiters here and puts in `_waiting` the callable
         that wakes them: completion calls it once, directly.

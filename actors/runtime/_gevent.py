@@ -48,8 +48,8 @@ class GreenFuture(ActorFuture[Any]):
     __slots__ = ()
 
     def _wait(self, timeout: float | None) -> bool:
-        if self._state != PENDING:
-            return True
+        # Called only while pending (get() and result() check first), and
+        # nothing else runs in this thread before the greenlet parks below.
         hub = get_hub()
         waiter = Waiter(hub)
         # What completion calls: the waiter's switch, scheduled on its hub.
