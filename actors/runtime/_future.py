@@ -148,15 +148,22 @@ class ActorFuture(pykka.Future[T], Generic[T]):
 
     def add_done_callback(self, callback: Callable[[ActorFuture[T]], None]) -> None:
         """Run `callback(self)` when done (at once if already done)."""
+        # Appended in place: completion takes the list away before running it.
         lock = self._lock
         if lock is None:
             if self._state == PENDING:
-                self._callbacks = [*(self._callbacks or ()), callback]
+                if self._callbacks is None:
+                    self._callbacks = [callback]
+                else:
+                    self._callbacks.append(callback)
                 return
         else:
             with lock:
                 if self._state == PENDING:
-                    self._callbacks = [*(self._callbacks or ()), callback]
+                    if self._callbacks is None:
+                        self._callbacks = [callback]
+                    else:
+                        self._callbacks.append(callback)
                     return
         _run_callback(callback, self)
 
