@@ -88,11 +88,17 @@ class PykkaEcho(pykka.ThreadingActor):
         return message
 
 
+# gevent before 25.4 exports the standard library's SimpleQueue (not green) under
+# this name: there the baseline falls back to gevent's Queue.
+_GREEN_SIMPLE_QUEUE = gevent.queue.SimpleQueue.__module__.startswith("gevent")
+_BASELINE_QUEUE = gevent.queue.SimpleQueue if _GREEN_SIMPLE_QUEUE else gevent.queue.Queue
+
+
 class MiniGeventActor:
     """Baseline B: one greenlet reading (value, AsyncResult) pairs from a queue."""
 
     def __init__(self) -> None:
-        self.inbox: gevent.queue.SimpleQueue = gevent.queue.SimpleQueue()
+        self.inbox: Any = _BASELINE_QUEUE()
         self.greenlet = gevent.spawn(self._loop)
 
     def _loop(self) -> None:
