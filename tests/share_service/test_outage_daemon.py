@@ -83,4 +83,8 @@ def test_an_outage_under_load_records_nothing_refused_and_logs_once(tmp_path, ru
             assert record.error is not None
             assert record.error["type"] == "DatabaseUnavailable", record
             assert record.args["share_id"] not in shares
-    assert len(records) == answers.count("ok") + sum(r.state == "failed" for r in records)
+    # Every "ok" is a succeeded row; a call that timed out may have succeeded too
+    # (a timeout never says the work did not happen), nothing else did.
+    succeeded = sum(r.state == "succeeded" for r in records)
+    timed_out = answers.count("DeadlineExceeded") + answers.count("RequestTimeout")
+    assert answers.count("ok") <= succeeded <= answers.count("ok") + timed_out, answers
