@@ -44,6 +44,7 @@ from bench.bench_rpc import (  # noqa: E402  (after the path fix above)
     BACKEND,
     CALL_TIMEOUT,
     PIPELINE,
+    READY_TIMEOUT,
     Result,
     ServerProcess,
     _check,
@@ -127,7 +128,7 @@ class AsyncServerProcess(ServerProcess):
             cwd=str(ROOT),
         )
         try:
-            self.endpoint = self._wait_endpoint()
+            self.endpoint = self._wait_endpoint(READY_TIMEOUT)
         except BaseException:
             self.kill()
             raise
