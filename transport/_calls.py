@@ -9,7 +9,8 @@ two clients cannot drift apart on the wire.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import zmq
 
@@ -23,7 +24,16 @@ from transport.errors import (
 from transport.protocol import ACK, ERROR, PONG, REPLY, Envelope, Limits, decode, encode
 from transport.security import ClientSecurity
 
-__all__ = ["configure_dealer", "read_reply", "reply_outcome", "request_body", "timeout_error"]
+__all__ = [
+    "configure_dealer",
+    "open_clients",
+    "read_reply",
+    "reply_outcome",
+    "request_body",
+    "timeout_error",
+]
+
+C = TypeVar("C")
 
 
 def configure_dealer(
@@ -120,3 +130,21 @@ def timeout_error(target: str, method: str, timeout: float) -> TransportError:
             {"target": target, "method": method, "timeout": timeout},
         )
     return RequestTimeout(target, method, timeout)
+
+
+def open_clients(
+    endpoints: list[str], make: Callable[[str], C]
+) -> tuple[dict[str, C], dict[str, BaseException | None]]:
+    """A client per endpoint for a fanout, and the outcome of those that could not be made.
+
+    An endpoint whose client cannot even be made (a malformed address) gets that
+    error as its outcome; the others are still cast to.
+    """
+    clients: dict[str, C] = {}
+    outcome: dict[str, BaseException | None] = {}
+    for ep in endpoints:
+        try:
+            clients[ep] = make(ep)
+        except Exception as exc:  # e.g. zmq's "Invalid argument" for a bad endpoint
+            outcome[ep] = exc
+    return clients, outcome

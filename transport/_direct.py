@@ -42,10 +42,7 @@ class DirectSocket(SocketLoop):
         shape: Shape | None = None,
         on_oversized: OnOversized | None = None,
     ) -> None:
-        super().__init__(shape, on_oversized)
-        self._factory, self._on_frames, self.name = factory, on_frames, name
-        self._own_context = context is None
-        self._context = zmq.Context() if context is None else context
+        super().__init__(factory, on_frames, name, context, shape, on_oversized)
         self._sock_lock = threading.Lock()  # every use of the socket (and its monitor)
         self._cond = threading.Condition(threading.Lock())
         self._reading = False  # a caller is the reader

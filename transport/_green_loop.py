@@ -52,12 +52,7 @@ class GreenSocketLoop(SocketLoop):
         shape: Shape | None = None,
         on_oversized: OnOversized | None = None,
     ) -> None:
-        import zmq.green
-
-        super().__init__(shape, on_oversized)
-        self._factory, self._on_frames, self.name = factory, on_frames, name
-        self._own_context = context is None
-        self._context = zmq.green.Context() if context is None else context
+        super().__init__(factory, on_frames, name, context, shape, on_oversized)
         self._outbox = Outbox()
         self._hub: Any = None
         self._greenlets: list[Any] = []
@@ -66,6 +61,11 @@ class GreenSocketLoop(SocketLoop):
         self._timer: Any = None
         self._closed = False
         self.socket: Any = None
+
+    def _new_context(self) -> Any:
+        import zmq.green
+
+        return zmq.green.Context()
 
     def start(self) -> None:
         import gevent

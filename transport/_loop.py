@@ -152,7 +152,18 @@ class SocketLoop:
     socket: Any
     name: str
 
-    def __init__(self, shape: Shape | None = None, on_oversized: OnOversized | None = None) -> None:
+    def __init__(
+        self,
+        factory: SocketFactory,
+        on_frames: OnFrames,
+        name: str,
+        context: Any = None,
+        shape: Shape | None = None,
+        on_oversized: OnOversized | None = None,
+    ) -> None:
+        self._factory, self._on_frames, self.name = factory, on_frames, name
+        self._own_context = context is None  # made here: terminated at stop
+        self._context = self._new_context() if context is None else context
         self._parked = Parked()
         self._dropped = 0
         self.shape = shape or Shape()
@@ -164,6 +175,10 @@ class SocketLoop:
         self.monitored = MONITORED
         """Which events on_event gets (a bit mask of zmq.EVENT_*); set before start()."""
         self._monitor: Any = None
+
+    def _new_context(self) -> Any:
+        """The context of a loop given none (a green loop needs a green one)."""
+        return zmq.Context()
 
     def _open_monitor(self) -> None:
         if self.on_event is not None:

@@ -46,10 +46,7 @@ class ThreadSocketLoop(SocketLoop):
         shape: Shape | None = None,
         on_oversized: OnOversized | None = None,
     ) -> None:
-        super().__init__(shape, on_oversized)
-        self._factory, self._on_frames, self.name = factory, on_frames, name
-        self._own_context = context is None
-        self._context = zmq.Context() if context is None else context
+        super().__init__(factory, on_frames, name, context, shape, on_oversized)
         self._outbox = Outbox()
         self._outbox_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()

@@ -28,6 +28,7 @@ import zmq.asyncio
 
 from transport._calls import (
     configure_dealer,
+    open_clients,
     read_reply,
     reply_outcome,
     request_body,
@@ -387,14 +388,10 @@ async def async_fanout(
     An endpoint whose client cannot even be made (a malformed address) gets
     that error as its outcome; the others are still cast to.
     """
-    clients: dict[str, AsyncRpcClient] = {}
-    outcome: dict[str, BaseException | None] = {}
+    clients, outcome = open_clients(
+        endpoints, lambda ep: AsyncRpcClient(ep, timeout=timeout, **client_options)
+    )
     try:
-        for ep in endpoints:
-            try:
-                clients[ep] = AsyncRpcClient(ep, timeout=timeout, **client_options)
-            except Exception as exc:  # e.g. zmq's "Invalid argument" for a bad endpoint
-                outcome[ep] = exc
         results = await asyncio.gather(
             *(client.cast(target, method, args) for client in clients.values()),
             return_exceptions=True,

@@ -23,6 +23,7 @@ import zmq
 
 from transport._calls import (
     configure_dealer,
+    open_clients,
     read_reply,
     reply_outcome,
     request_body,
@@ -385,14 +386,10 @@ def fanout(
     An endpoint whose client cannot even be made (a malformed address) gets
     that error as its outcome; the others are still cast to.
     """
-    clients: dict[str, RpcClient] = {}
-    outcome: dict[str, BaseException | None] = {}
+    clients, outcome = open_clients(
+        endpoints, lambda ep: RpcClient(ep, timeout=timeout, **client_options)
+    )
     try:
-        for ep in endpoints:
-            try:
-                clients[ep] = RpcClient(ep, timeout=timeout, **client_options)
-            except Exception as exc:  # e.g. zmq's "Invalid argument" for a bad endpoint
-                outcome[ep] = exc
         futures = {
             ep: client.call_async(target, method, args, timeout=timeout, _kind=CAST)
             for ep, client in clients.items()
