@@ -9,25 +9,37 @@ future to the event loop: the future's completion callback hands the outcome
 to the loop with `call_soon_threadsafe`, so nothing polls. Starting and
 stopping (which wait for actors) run in a worker thread.
 
-`AsyncTopicClient` is `TopicClient` for coroutines: the registry lookup runs in
-a worker thread, bounded in number and by a deadline; the calls go through
-`AsyncRpcClient`.
+`AsyncTopicClient` is `TopicClient` for coroutines, with the same routing and
+failover rules (`actors.client`): the registry lookup runs in a worker thread,
+bounded in number and by a deadline; the calls go through `AsyncRpcClient`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from actors.client import TopicClient
+from actors.client import (
+    CONNECT_GRACE,
+    TopicClient,
+    client_security_for,
+    none_up,
+    rank_routable,
+)
 from actors.config import ServiceConfig, load_config
 from actors.errors import DeadlineExceeded, NotFound
 from actors.registry import Registry, ServiceRecord
 from actors.runtime import ActorFuture, Clock
 from actors.service import Service
 from transport.aio import AsyncRpcClient
+from transport.errors import ConnectionLost, RequestTimeout
+from transport.protocol import CALL, CAST
+from transport.security import ClientSecurity
 
 __all__ = ["AsyncService", "AsyncTopicClient", "wrap_future"]
 
@@ -158,48 +170,88 @@ class AsyncService:
         )
 
 
+@dataclass
+class _AsyncPeer:
+    """One endpoint: its connection and how many of our requests wait on it."""
+
+    client: AsyncRpcClient
+    server_key: str | None
+    outstanding: int = 0
+
+    @property
+    def connected(self) -> bool | None:
+        return self.client.connected
+
+
 class AsyncTopicClient:
-    """Calls to the up services of one topic, located through the registry, from asyncio."""
+    """`TopicClient` for coroutines: the same routing and failover rules (see
+    `actors.client`), with the registry read in a worker thread."""
 
     def __init__(
         self,
         registry: Registry,
         topic: str,
         *,
+        security: ClientSecurity | None = None,
+        timeout: float = 60.0,
         lookup_timeout: float = 10.0,
         max_lookups: int = 4,
         **client_options: Any,
     ) -> None:
-        """`client_options` go to each `AsyncRpcClient` (timeout, security, ...);
-        at most `max_lookups` registry lookups run at once, each within
-        `lookup_timeout` seconds."""
+        """`security`: this client's keypair (each server's key comes from its
+        registry row); `client_options` go to each `AsyncRpcClient` (heartbeat,
+        limits, ...); at most `max_lookups` registry reads run at once, each
+        within `lookup_timeout` seconds."""
         self.topic = topic
+        self.security = security
+        self.timeout = timeout
         self.lookup_timeout = lookup_timeout
         self.client_options = client_options
-        self._picker = TopicClient(registry, topic)  # its choice of service; never its calls
+        self._directory = TopicClient(registry, topic)  # its registry reads; never its calls
         self._lookups = asyncio.Semaphore(max_lookups)
-        self._clients: dict[str, AsyncRpcClient] = {}
+        self._peers: dict[str, _AsyncPeer] = {}
+        self._rng = random.Random()
+        self.failovers = 0
+        """Requests sent again to another peer after their connection was lost."""
 
-    async def pick(self, target: str | None = None) -> ServiceRecord:
-        """An up service of the topic: `target` (host@backend) or any of them.
-
-        Raises NotFound if none is up, DeadlineExceeded if the registry did not
-        answer within `lookup_timeout`.
-        """
+    async def _lookup(self, fn: Callable[..., T], *args: Any) -> T:
+        """A blocking registry read in a worker thread, bounded in number and time."""
         try:
             async with asyncio.timeout(self.lookup_timeout):
                 async with self._lookups:
-                    return await asyncio.to_thread(self._picker.pick, target)
+                    return await asyncio.to_thread(fn, *args)
         except TimeoutError:
             raise DeadlineExceeded(
                 "registry", f"services of topic {self.topic!r}", self.lookup_timeout
             ) from None
 
-    def _client(self, endpoint: str) -> AsyncRpcClient:
-        client = self._clients.get(endpoint)
-        if client is None:
-            client = self._clients[endpoint] = AsyncRpcClient(endpoint, **self.client_options)
-        return client
+    async def pick(self, target: str | None = None) -> ServiceRecord:
+        """An up service of the topic by the registry alone: `target` (host@backend)
+        or a random one. Raises NotFound if none is up, DeadlineExceeded if the
+        registry did not answer within `lookup_timeout`."""
+        return await self._lookup(self._directory.pick, target)
+
+    async def routable(self, target: str | None = None) -> list[tuple[ServiceRecord, _AsyncPeer]]:
+        """The services a request may go to now, best first (`actors.client`'s rule)."""
+        records = await self._lookup(self._directory.records)
+        return rank_routable(records, target, self._peer, self._rng)
+
+    def _peer(self, record: ServiceRecord) -> _AsyncPeer:
+        assert record.endpoint is not None
+        peer = self._peers.get(record.endpoint)
+        if peer is not None and peer.server_key != record.server_key:  # new key: reconnect
+            del self._peers[record.endpoint]
+            peer.client.close()
+            peer = None
+        if peer is None:
+            client = AsyncRpcClient(
+                record.endpoint,
+                timeout=self.timeout,
+                security=client_security_for(self.security, record),
+                **self.client_options,
+            )
+            peer = self._peers[record.endpoint] = _AsyncPeer(client, record.server_key)
+        return peer
 
     async def call(
         self,
@@ -207,11 +259,17 @@ class AsyncTopicClient:
         args: dict[str, Any] | None = None,
         *,
         target: str | None = None,
-        **call_options: Any,
+        key: str | None = None,
+        idempotent: bool = False,
+        timeout: float | None = None,
+        version: str | None = None,
     ) -> Any:
-        """Call `method` on `target` (host@backend) or on any up service of the topic."""
-        name, client = await self._route(target)
-        return await client.call(name, method, args, **call_options)
+        """Call `method` on `target` (host@backend) or on the best service of the topic.
+
+        With a `key` or `idempotent=True`, a call whose connection is lost is
+        sent again to another live service within the same deadline.
+        """
+        return await self._request(CALL, method, args, target, key, idempotent, timeout, version)
 
     async def cast(
         self,
@@ -219,23 +277,77 @@ class AsyncTopicClient:
         args: dict[str, Any] | None = None,
         *,
         target: str | None = None,
-        **call_options: Any,
+        key: str | None = None,
+        idempotent: bool = False,
+        timeout: float | None = None,
+        version: str | None = None,
     ) -> dict[str, Any] | None:
-        """Cast `method` to `target` (host@backend) or to any up service of the topic."""
-        name, client = await self._route(target)
-        return await client.cast(name, method, args, **call_options)
+        """Cast to one service of the topic; returns once a service accepted it
+        (for a journaled method after its journal commit: {"operation": id})."""
+        result = await self._request(CAST, method, args, target, key, idempotent, timeout, version)
+        return result  # type: ignore[no-any-return]
 
-    async def _route(self, target: str | None) -> tuple[str, AsyncRpcClient]:
-        record = await self.pick(target)
-        if record.endpoint is None:  # pick() only returns services with an endpoint
-            raise NotFound(target or self.topic)
-        return f"{record.host}@{record.backend}", self._client(record.endpoint)
+    async def _request(
+        self,
+        kind: str,
+        method: str,
+        args: dict[str, Any] | None,
+        target: str | None,
+        key: str | None,
+        idempotent: bool,
+        timeout: float | None,
+        version: str | None,
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        timeout = self.timeout if timeout is None else timeout
+        deadline = loop.time() + timeout
+        repeatable = key is not None or idempotent
+        lost: set[str] = set()
+        failure: ConnectionLost | None = None
+        while True:
+            try:
+                record, peer = await self._pick(target, lost, deadline)
+            except NotFound:
+                if failure is None:
+                    raise
+                raise failure from None  # every peer it could go to was lost under it
+            name = f"{record.host}@{record.backend}"
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise RequestTimeout(name, method, timeout)
+            send = peer.client.cast if kind == CAST else peer.client.call
+            peer.outstanding += 1
+            try:
+                return await send(name, method, args, timeout=remaining, version=version, key=key)
+            except ConnectionLost as exc:
+                if not repeatable or target is not None:
+                    raise
+                failure = exc
+                assert record.endpoint is not None
+                lost.add(record.endpoint)
+                self.failovers += 1
+            finally:
+                peer.outstanding -= 1
+
+    async def _pick(
+        self, target: str | None, lost: set[str], deadline: float
+    ) -> tuple[ServiceRecord, _AsyncPeer]:
+        choices = [c for c in await self.routable(target) if c[0].endpoint not in lost]
+        if choices and choices[0][1].connected is None:
+            # None is connected yet: give the connections a moment rather than
+            # send to what may be a dead endpoint (as TopicClient does).
+            grace = min(CONNECT_GRACE, deadline - asyncio.get_running_loop().time())
+            await _any_connects([peer.client for _, peer in choices], grace)
+            choices = [c for c in await self.routable(target) if c[0].endpoint not in lost]
+        if not choices:
+            raise none_up(self.topic, target, lost=bool(lost))
+        return choices[0]
 
     async def aclose(self) -> None:
         """Close every connection (the registry is the caller's to close)."""
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            await client.aclose()
+        peers, self._peers = self._peers, {}
+        for peer in peers.values():
+            await peer.client.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -247,3 +359,16 @@ class AsyncTopicClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def _any_connects(clients: list[AsyncRpcClient], grace: float) -> None:
+    """Return once any of `clients` is connected, or after `grace` seconds."""
+    waits = {asyncio.ensure_future(client.wait_connected(grace)) for client in clients}
+    try:
+        while waits:
+            done, waits = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if any(wait.result() for wait in done):
+                return
+    finally:
+        for wait in waits:
+            wait.cancel()

@@ -28,8 +28,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from actors.errors import NotFound
 from actors.registry import Registry, ServiceRecord
@@ -39,7 +40,14 @@ from transport.errors import AuthenticationFailed, ConnectionLost, RequestTimeou
 from transport.protocol import CAST
 from transport.security import ClientSecurity
 
-__all__ = ["CONNECT_GRACE", "TopicClient", "client_security_for"]
+__all__ = [
+    "CONNECT_GRACE",
+    "PeerState",
+    "TopicClient",
+    "client_security_for",
+    "none_up",
+    "rank_routable",
+]
 
 CONNECT_GRACE = 1.0
 """Seconds a request waits for any of its candidates to connect before it is sent
@@ -74,6 +82,60 @@ class _Peer:
     server_key: str | None
     outstanding: int = 0
 
+    @property
+    def connected(self) -> bool | None:
+        return self.client.connected
+
+
+class PeerState(Protocol):
+    """What routing needs to know of one endpoint's connection."""
+
+    @property
+    def connected(self) -> bool | None: ...
+
+    @property
+    def outstanding(self) -> int: ...
+
+
+P = TypeVar("P", bound=PeerState)
+
+
+def rank_routable(
+    records: list[ServiceRecord],
+    target: str | None,
+    peer_of: Callable[[ServiceRecord], P],
+    rng: random.Random,
+) -> list[tuple[ServiceRecord, P]]:
+    """The services of `records` a request may go to now, best first (the module's rule).
+
+    `peer_of` gives each routable record's connection (opening it if new); one
+    known disconnected is left out, connected ones come first, then those not
+    known either way; among equals the fewest outstanding requests, then chance.
+    """
+    ranked: list[tuple[int, int, float, ServiceRecord, P]] = []
+    for record in records:
+        if record.endpoint is None or record.disabled or record.state == "stopped":
+            continue
+        if target is not None and f"{record.host}@{record.backend}" != target:
+            continue
+        peer = peer_of(record)
+        connected = peer.connected
+        if connected is False or not (record.is_up or connected):
+            continue
+        ranked.append((0 if connected else 1, peer.outstanding, rng.random(), record, peer))
+    ranked.sort(key=lambda item: item[:3])
+    return [(record, peer) for *_, record, peer in ranked]
+
+
+def none_up(topic: str, target: str | None, *, lost: bool) -> TransportError:
+    """NotFound: no service of the topic (or no `target`) can be routed to."""
+    which = f"{target} (of topic {topic!r})" if target else f"of topic {topic!r}"
+    return NotFound.from_wire(
+        f"no service {which} is up in the registry (none heartbeats, or it is disabled)"
+        + (", or its connection is down" if lost else ""),
+        {"target": target or topic},
+    )
+
 
 class TopicClient:
     """Calls to the services of one topic, located through the registry (see the module)."""
@@ -103,7 +165,7 @@ class TopicClient:
         """Requests sent again to another peer after their connection was lost."""
 
     # -- where to send -------------------------------------------------------------
-    def _records(self) -> list[ServiceRecord]:
+    def records(self) -> list[ServiceRecord]:
         """The topic's services; the last ones read while the registry is unavailable."""
         try:
             records = self.registry.services(topic=self.topic)
@@ -132,21 +194,13 @@ class TopicClient:
 
     def routable(self, target: str | None = None) -> list[tuple[ServiceRecord, _Peer]]:
         """The services a request may go to now, best first (see the module's rule)."""
-        ranked: list[tuple[int, int, float, ServiceRecord, _Peer]] = []
-        for record in self._records():
-            if record.endpoint is None or record.disabled or record.state == "stopped":
-                continue
-            if target is not None and f"{record.host}@{record.backend}" != target:
-                continue
-            peer = self._peer(record)
-            peer.client.poll_events()
-            connected = peer.client.connected
-            if connected is False or not (record.is_up or connected):
-                continue
-            rank = 0 if connected else 1
-            ranked.append((rank, peer.outstanding, self._rng.random(), record, peer))
-        ranked.sort(key=lambda item: item[:3])
-        return [(record, peer) for *_, record, peer in ranked]
+
+        def peer(record: ServiceRecord) -> _Peer:
+            found = self._peer(record)
+            found.client.poll_events()
+            return found
+
+        return rank_routable(self.records(), target, peer, self._rng)
 
     def pick(self, target: str | None = None) -> ServiceRecord:
         """An up service of the topic by the registry alone: `target` or a random one.
@@ -154,20 +208,12 @@ class TopicClient:
         Opens no connection (AsyncTopicClient uses it with clients of its own);
         `call` and `cast` route by the rule above instead.
         """
-        up = [r for r in self._records() if r.is_up and r.endpoint]
+        up = [r for r in self.records() if r.is_up and r.endpoint]
         if target is not None:
             up = [r for r in up if f"{r.host}@{r.backend}" == target]
         if not up:
-            raise self._none_up(target, lost=False)
+            raise none_up(self.topic, target, lost=False)
         return self._rng.choice(up)
-
-    def _none_up(self, target: str | None, *, lost: bool) -> TransportError:
-        which = f"{target} (of topic {self.topic!r})" if target else f"of topic {self.topic!r}"
-        return NotFound.from_wire(
-            f"no service {which} is up in the registry (none heartbeats, or it is disabled)"
-            + (", or its connection is down" if lost else ""),
-            {"target": target or self.topic},
-        )
 
     def _pick(
         self, target: str | None, lost: set[str], deadline: float | None = None
@@ -185,7 +231,7 @@ class TopicClient:
                         break
             choices = self._choices(target, lost)
         if not choices:
-            raise self._none_up(target, lost=bool(lost))
+            raise none_up(self.topic, target, lost=bool(lost))
         return choices[0]
 
     def _choices(self, target: str | None, lost: set[str]) -> list[tuple[ServiceRecord, _Peer]]:

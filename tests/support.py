@@ -255,4 +255,10 @@ class ClusterManager(JournaledManager):
         """A long call that leaves the mailbox free: answered after `seconds`."""
         import time
 
+        self.naps_begun = getattr(self, "naps_begun", 0) + 1
         return self.runtime.offload(time.sleep, seconds)
+
+    @rpc
+    def naps(self) -> int:
+        """How many `nap` calls reached this host: a test waits on it, not on a sleep."""
+        return getattr(self, "naps_begun", 0)

@@ -77,6 +77,11 @@ class Cluster:
             self.registry, "cluster", security=operator, timeout=10, heartbeat=0.5, **options
         )
 
+    def wait_napping(self, host: str) -> None:
+        """Until a `nap` call is in flight on `host`."""
+        with self.client() as client:
+            wait_for(lambda: client.call("naps", target=f"{host}@b1") >= 1, f"a nap on {host}")
+
     def up(self) -> set[str]:
         return {r.host for r in self.registry.services(topic="cluster") if r.is_up and r.endpoint}
 
@@ -224,7 +229,7 @@ def test_sigkill_under_keyed_calls_fails_none_and_in_flight_calls_learn_at_once(
     wait_for(lambda: len(done) >= 30 or failures, "the stream under way")
     assert failures == []
     holder.start()
-    time.sleep(0.3)  # the hold reaches h3 (nothing to wait on from here)
+    cluster.wait_napping("h3")
     killed = cluster.kill("h3")
     holder.join(10)
     count = len(done)
@@ -244,6 +249,64 @@ def test_sigkill_under_keyed_calls_fails_none_and_in_flight_calls_learn_at_once(
         )
 
 
+def test_the_asyncio_topic_client_fails_over_the_same_way(cluster: Cluster) -> None:
+    """AsyncTopicClient: per-host keys from the registry, keyed calls go on across a
+    SIGKILL, an unkeyed call in flight on the killed host gets ConnectionLost at once."""
+    import asyncio
+
+    from actors.aio import AsyncTopicClient
+
+    operator = ClientSecurity(cluster.keys / "operator.key_secret")
+
+    def client() -> AsyncTopicClient:
+        return AsyncTopicClient(
+            cluster.registry, "cluster", security=operator, timeout=10, heartbeat=0.5
+        )
+
+    async def main() -> tuple[int, list[str], list[BaseException], BaseException, float, float]:
+        done: list[str] = []
+        failures: list[BaseException] = []
+        stop = asyncio.Event()
+
+        async def keyed_stream(shaped: AsyncTopicClient) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    result = await shaped.call("shaped", {"tag": f"a{n}"}, key=f"async-{n}")
+                    done.append(result["pair"][0])
+                except Exception as exc:
+                    failures.append(exc)
+
+        async with client() as shaped, client() as holder:
+            names = {(await shaped.call("ping"))["name"] for _ in range(30)}
+            assert names == {f"{h}@b1" for h in HOSTS}  # every host, each with its own key
+            stream = asyncio.create_task(keyed_stream(shaped))
+            held = asyncio.create_task(
+                holder.call("nap", {"seconds": 20}, target="h3@b1", timeout=30)
+            )
+            await asyncio.to_thread(cluster.wait_napping, "h3")
+            count = len(done)
+            killed = await asyncio.to_thread(cluster.kill, "h3")
+            try:
+                await held
+                raise AssertionError("the call in flight on h3 was answered")
+            except ConnectionLost as exc:
+                error, when = exc, time.monotonic()
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 30
+            while len(done) < count + 30 and not failures and loop.time() < end:
+                await asyncio.sleep(0.05)
+            stop.set()
+            await stream
+            return count, done, failures, error, when, killed
+
+    count, done, failures, error, when, killed = asyncio.run(main())
+    assert failures == []
+    assert isinstance(error, ConnectionLost) and when - killed < 2.0, when - killed
+    assert len(done) >= count + 30  # the stream went on without h3
+
+
 def test_a_silent_host_is_routed_around_within_its_heartbeat_timeout(cluster: Cluster) -> None:
     """SIGSTOP: the host's connections stay open but nothing answers (a cut link)."""
     lost: list[tuple[BaseException, float]] = []
@@ -259,7 +322,7 @@ def test_a_silent_host_is_routed_around_within_its_heartbeat_timeout(cluster: Cl
         assert client.call("ping", target="h2@b1")["name"] == "h2@b1"
         holder = threading.Thread(target=held_call)
         holder.start()
-        time.sleep(0.3)  # the hold reaches h2 (nothing to wait on from here)
+        cluster.wait_napping("h2")
         cluster.procs["h2"].send_signal(signal.SIGSTOP)
         silenced = time.monotonic()
         try:

@@ -9,12 +9,15 @@ two clients cannot drift apart on the wire.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import zmq
 
 from transport.errors import (
+    AuthenticationFailed,
+    ConnectionLost,
     ProtocolError,
     RequestTimeout,
     TransportError,
@@ -25,7 +28,10 @@ from transport.protocol import ACK, ERROR, PONG, REPLY, Envelope, Limits, decode
 from transport.security import ClientSecurity
 
 __all__ = [
+    "WATCHED",
+    "ConnectionNews",
     "configure_dealer",
+    "connection_news",
     "open_clients",
     "read_reply",
     "reply_outcome",
@@ -34,6 +40,15 @@ __all__ = [
 ]
 
 C = TypeVar("C")
+
+WATCHED = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+)
+"""The connection events a client acts on (its socket monitor's filter)."""
 
 
 def configure_dealer(
@@ -148,3 +163,51 @@ def open_clients(
         except Exception as exc:  # e.g. zmq's "Invalid argument" for a bad endpoint
             outcome[ep] = exc
     return clients, outcome
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionNews:
+    """What one connection event means to a client."""
+
+    connected: bool
+    """The connection's state from now on."""
+    error: TransportError | None = None
+    """What every request in flight fails with at once, if anything."""
+    refused: bool = False
+    """The handshake failed: connect again (a new handshake) with the next request."""
+    counted: str | None = None
+    """The client's stats counter this event adds one to."""
+
+
+def connection_news(
+    event: Mapping[str, Any],
+    endpoint: str,
+    security: ClientSecurity | None,
+    connected: bool | None,
+) -> ConnectionNews | None:
+    """Interpret a monitor event of a client's socket; None if it changes nothing.
+
+    A handshake that succeeded makes the connection live; a live connection
+    that drops fails what is in flight with ConnectionLost (retryable: whether
+    it ran is unknown); a refused key, or a CURVE handshake this side gave up
+    on, fails it with AuthenticationFailed. Either way never at the deadline.
+    """
+    kind = event.get("event")
+    if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        return ConnectionNews(True)
+    if kind == zmq.EVENT_DISCONNECTED:
+        if not connected:  # never up, or its loss is known already
+            return None
+        return ConnectionNews(False, ConnectionLost(endpoint), counted="connections_lost")
+    if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        error = AuthenticationFailed(endpoint, int(event.get("value") or 0))
+    elif security is not None:  # our side gave up: not the server we hold a key of
+        error = AuthenticationFailed(
+            endpoint,
+            0,
+            f"CURVE handshake with {endpoint} failed on this side: is the server"
+            " public key this client holds the server's own?",
+        )
+    else:
+        return None
+    return ConnectionNews(False, error, refused=True, counted="auth_failures")

@@ -27,14 +27,16 @@ import zmq
 import zmq.asyncio
 
 from transport._calls import (
+    WATCHED,
     configure_dealer,
+    connection_news,
     open_clients,
     read_reply,
     reply_outcome,
     request_body,
     timeout_error,
 )
-from transport.errors import AuthenticationFailed, ConnectionClosed, TransportError
+from transport.errors import ConnectionClosed, TransportError
 from transport.protocol import CALL, CAST, DEFAULT_LIMITS, PING, Limits
 from transport.security import ClientSecurity
 
@@ -100,9 +102,13 @@ class AsyncRpcClient:
             heartbeat=heartbeat,
             reconnect_interval=reconnect_interval,
         )
-        self._monitor: zmq.asyncio.Socket | None = None
-        if security is not None:  # a refused key fails what waits at once, not at its deadline
-            self._monitor = self._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        # The connection's own events: a refused key or a dropped connection fails
+        # what waits at once, not at its deadline (as RpcClient).
+        self._monitor: zmq.asyncio.Socket | None = self._socket.get_monitor_socket(WATCHED)
+        self.connected: bool | None = None
+        """True once a handshake succeeded, False once that connection dropped or
+        was refused (until the next handshake), None before the first."""
+        self._up: asyncio.Event | None = None  # set while connected; made in the loop
 
     # -- requests -------------------------------------------------------------------
     async def call(
@@ -257,6 +263,7 @@ class AsyncRpcClient:
             raise ConnectionClosed(self.endpoint)
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._up = asyncio.Event()
         self._tasks.append(loop.create_task(self._read(), name=f"rpc-client {self.endpoint}"))
         if self._monitor is not None:
             self._tasks.append(loop.create_task(self._watch(self._monitor)))
@@ -294,7 +301,7 @@ class AsyncRpcClient:
             reply.set_exception(error)
 
     async def _watch(self, monitor: zmq.asyncio.Socket) -> None:
-        """The server refused our CURVE key: fail what waits, reconnect with the next call."""
+        """The connection came up, dropped, or was refused: see `connection_news`."""
         from zmq.utils.monitor import parse_monitor_message
 
         while True:
@@ -306,14 +313,39 @@ class AsyncRpcClient:
                 event = parse_monitor_message(frames)
             except Exception:  # a malformed event: nothing to act on
                 continue
-            if event.get("event") != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            news = connection_news(event, self.endpoint, self.security, self.connected)
+            if news is None:
                 continue
-            self.stats["auth_failures"] += 1
-            self._refused = True
-            error = AuthenticationFailed(self.endpoint, int(event.get("value") or 0))
-            for reply in list(self._pending.values()):
-                if not reply.done():
-                    reply.set_exception(error)
+            self.connected = news.connected
+            if self._up is not None:
+                if news.connected:
+                    self._up.set()
+                else:
+                    self._up.clear()
+            if news.counted is not None:
+                self.stats[news.counted] += 1
+            if news.refused:
+                self._refused = True
+            if news.error is not None:
+                for reply in list(self._pending.values()):
+                    if not reply.done():
+                        reply.set_exception(news.error)
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for a live connection; True if there is one.
+
+        Starts the client's reader (and watcher) if this is its first use.
+        """
+        if self.connected is None:
+            if self._loop is None:
+                self._start()
+            assert self._up is not None
+            try:
+                async with asyncio.timeout(max(0.0, timeout)):
+                    await self._up.wait()
+            except TimeoutError:
+                pass
+        return bool(self.connected)
 
     def _reconnect(self) -> None:
         self._refused = False

@@ -22,7 +22,9 @@ from typing import Any
 import zmq
 
 from transport._calls import (
+    WATCHED,
     configure_dealer,
+    connection_news,
     open_clients,
     read_reply,
     reply_outcome,
@@ -32,24 +34,13 @@ from transport._calls import (
 from transport._direct import DirectSocket
 from transport._io import GreenSocketLoop, Shape, SocketLoop, running_under_gevent
 from transport.errors import (
-    AuthenticationFailed,
     ConnectionClosed,
-    ConnectionLost,
     TransportError,
 )
 from transport.protocol import CALL, CAST, DEFAULT_LIMITS, PING, Limits
 from transport.security import ClientSecurity
 
 __all__ = ["ClientFuture", "RpcClient", "fanout"]
-
-WATCHED = (
-    zmq.EVENT_HANDSHAKE_SUCCEEDED
-    | zmq.EVENT_DISCONNECTED
-    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-)
-"""The connection events a client acts on."""
 
 
 class ClientFuture:
@@ -320,33 +311,18 @@ class RpcClient:
 
     def _on_socket_event(self, event: dict[str, Any]) -> None:
         """In the socket's loop: the connection came up, dropped, or its handshake failed."""
-        kind = event.get("event")
-        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            self.connected = True
-            if self._connected_event is not None:
-                self._connected_event.set()
+        news = connection_news(event, self.endpoint, self.security, self.connected)
+        if news is None:
             return
-        if kind == zmq.EVENT_DISCONNECTED:
-            if self.connected:  # a live connection dropped: what was in flight is lost
-                self.connected = False
-                self.stats["connections_lost"] += 1
-                self._fail_pending(ConnectionLost(self.endpoint))
-            return
-        if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            error = AuthenticationFailed(self.endpoint, int(event.get("value") or 0))
-        elif self.security is not None:  # our side gave up: not the server we hold a key of
-            error = AuthenticationFailed(
-                self.endpoint,
-                0,
-                f"CURVE handshake with {self.endpoint} failed on this side: is the server"
-                " public key this client holds the server's own?",
-            )
-        else:
-            return
-        self.stats["auth_failures"] += 1
-        self.connected = False
-        self._refused = True
-        self._fail_pending(error)
+        self.connected = news.connected
+        if news.connected and self._connected_event is not None:
+            self._connected_event.set()
+        if news.counted is not None:
+            self.stats[news.counted] += 1
+        if news.refused:
+            self._refused = True
+        if news.error is not None:
+            self._fail_pending(news.error)
 
     def _fail_pending(self, error: TransportError) -> None:
         with self._lock:

@@ -74,3 +74,39 @@ def test_a_request_made_after_the_drop_is_not_failed_by_it() -> None:
         server.close()
         client.close()
         context.term()
+
+
+def test_an_asyncio_client_learns_of_the_drop_too() -> None:
+    """AsyncRpcClient reads the same connection events: in flight fails at once."""
+    import asyncio
+
+    from transport.aio import AsyncRpcClient
+
+    context = zmq.Context()
+    server = context.socket(zmq.ROUTER)  # takes requests and never answers
+    server.setsockopt(zmq.LINGER, 0)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+
+    async def main() -> None:
+        nonlocal server
+        async with AsyncRpcClient(f"tcp://127.0.0.1:{port}", timeout=30) as client:
+            assert await client.wait_connected(10) and client.connected is True
+            futures = [client.start_call("t", "m", {"n": n}) for n in range(3)]
+            deadline = time.monotonic() + 10
+            while not server.poll(0):  # the requests reach the server
+                assert time.monotonic() < deadline, "the requests never arrived"
+                await asyncio.sleep(0.01)
+            server.close()
+            closed = time.monotonic()
+            for future in futures:
+                with pytest.raises(ConnectionLost) as lost:
+                    await future
+                assert lost.value.details["endpoint"] == client.endpoint
+            assert time.monotonic() - closed < 2.0
+            assert client.connected is False and client.stats["connections_lost"] == 1
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+        context.term()
