@@ -122,6 +122,13 @@ class TransportConfig(BaseModel):
     )
     allow_insecure: bool = Field(False, description="allow binding beyond loopback without CURVE")
     max_message_bytes: int = Field(1 << 20, ge=1024)
+    heartbeat: float = Field(
+        5.0,
+        ge=0.1,
+        le=600,
+        description="seconds between ZMTP heartbeats on each connection; a peer that"
+        " answers none for three intervals is dropped (its requests fail at once)",
+    )
 
     @model_validator(mode="after")
     def _check_curve(self) -> TransportConfig:

@@ -268,12 +268,14 @@ class Service:
         allow_insecure: bool = False,
         limits: Limits | None = None,
         advertise: str | None = None,
+        heartbeat: float | None = None,
     ) -> RpcServer:
         """Put this service on the network: a ZeroMQ ROUTER on `endpoint`.
 
         The registry rows get `advertise` as their endpoint (a port of 0 or
         none: the one bound), else the bound endpoint, and the server's CURVE
-        public key. Raises BindError (endpoint in use), InsecureBind (beyond
+        public key. `heartbeat`: seconds between ZMTP heartbeats on each
+        connection (default `config.transport.heartbeat`). Raises BindError (endpoint in use), InsecureBind (beyond
         loopback without CURVE and without `allow_insecure`) or ConfigError
         (a wildcard bind without `advertise`), before anything is bound.
         """
@@ -288,6 +290,7 @@ class Service:
             security=security,
             allow_insecure=allow_insecure,
             limits=limits or Limits(default_timeout=self.config.default_timeout),
+            heartbeat=self.config.transport.heartbeat if heartbeat is None else heartbeat,
         )
         server.start()
         self.servers.append(server)

@@ -35,3 +35,25 @@ def test_a_bad_advertise_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="is a wildcard"):
         TransportConfig(bind="tcp://0.0.0.0:5555", advertise="tcp://*:5555")
     assert TransportConfig(bind="tcp://0.0.0.0:5555", advertise="tcp://10.0.0.5").advertise
+
+
+def test_the_connection_heartbeat_is_configured_and_reaches_the_server(tmp_path) -> None:
+    from actors import Service, ServiceConfig
+
+    with pytest.raises(ValueError, match="greater than or equal to 0.1"):
+        TransportConfig(heartbeat=0.05)
+    config = ServiceConfig(
+        host="hb",
+        registry=False,
+        state_dir=tmp_path,
+        enabled_backends=[],
+        transport=TransportConfig(heartbeat=1.0),
+    )
+    service = Service(config, runtime="threading")
+    service.start()
+    try:
+        server = service.serve("tcp://127.0.0.1:0")
+        assert server.heartbeat == 1.0
+        assert service.serve("tcp://127.0.0.1:0", heartbeat=2.5).heartbeat == 2.5
+    finally:
+        assert service.stop(10)
