@@ -275,9 +275,10 @@ class Service:
         The registry rows get `advertise` as their endpoint (a port of 0 or
         none: the one bound), else the bound endpoint, and the server's CURVE
         public key. `heartbeat`: seconds between ZMTP heartbeats on each
-        connection (default `config.transport.heartbeat`). Raises BindError (endpoint in use), InsecureBind (beyond
-        loopback without CURVE and without `allow_insecure`) or ConfigError
-        (a wildcard bind without `advertise`), before anything is bound.
+        connection (default `config.transport.heartbeat`). Raises BindError
+        (endpoint in use), InsecureBind (beyond loopback without CURVE and
+        without `allow_insecure`) or ConfigError (a wildcard bind without
+        `advertise`), before anything is bound.
         """
         if self.system is None:
             raise RuntimeError("start the service before serving it")

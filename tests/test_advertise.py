@@ -40,7 +40,7 @@ def test_a_bad_advertise_is_a_config_error() -> None:
 def test_the_connection_heartbeat_is_configured_and_reaches_the_server(tmp_path) -> None:
     from actors import Service, ServiceConfig
 
-    with pytest.raises(ValueError, match="greater than or equal to 0.1"):
+    with pytest.raises(ValueError, match=r"greater than or equal to 0\.1"):
         TransportConfig(heartbeat=0.05)
     config = ServiceConfig(
         host="hb",
