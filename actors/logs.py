@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, Literal
 
+from actors._native import native_lock, start_native_thread
+
 __all__ = [
     "FORMATS",
     "DrainingHandler",
@@ -159,20 +161,6 @@ def formatter_for(fmt: str, stream: IO[str] | None = None) -> logging.Formatter:
     raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
-def _native() -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """(start_new_thread, allocate_lock) of the interpreter, even after gevent's patching."""
-    if "gevent.monkey" in sys.modules or "gevent" in sys.modules:
-        from gevent import monkey
-
-        return (
-            monkey.get_original("_thread", "start_new_thread"),
-            monkey.get_original("_thread", "allocate_lock"),
-        )
-    import _thread
-
-    return _thread.start_new_thread, _thread.allocate_lock
-
-
 class DrainingHandler(logging.Handler):
     """Hands records to a native thread that writes them; `handle` never blocks.
 
@@ -199,12 +187,11 @@ class DrainingHandler(logging.Handler):
         self._closed = False
         # key -> [first seen, suppressed count, level record], in the writer thread only
         self._repeats: dict[tuple[str, int, str], list[Any]] = {}
-        start_thread, allocate_lock = _native()
-        self._wake = allocate_lock()  # released = "records wait"; released from any thread
+        self._wake = native_lock()  # released = "records wait"; released from any thread
         self._wake.acquire()
-        self._done = allocate_lock()
+        self._done = native_lock()
         self._done.acquire()
-        start_thread(self._write_forever, ())
+        start_native_thread(self._write_forever, "actors-log-writer")
         atexit.register(self.close)
 
     def createLock(self) -> None:  # logging's name for it

@@ -45,6 +45,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 from sqlalchemy.sql.dml import Insert
 
 from actors.errors import ActorsError
+from actors.registry._watchdog import watch_statements
 from actors.registry.models import ServiceModel
 from actors.registry.schema import FRAMEWORK_MIGRATIONS, Migrations, apply_migrations
 from transport.errors import register_error
@@ -76,6 +77,9 @@ MIGRATIONS_DIR = FRAMEWORK_MIGRATIONS.script_location
 # per-statement limit on PostgreSQL / lock wait on SQLite, so no call hangs.
 CONNECT_TIMEOUT = 5
 STATEMENT_TIMEOUT = 10
+# Seconds past the statement timeout after which the client gives up on a
+# command the server has not answered (a stalled path: see _watchdog).
+WATCHDOG_MARGIN = 5
 
 # libpq's TCP settings for PostgreSQL: statement_timeout is enforced by the
 # server, so it cannot end a wait on a server that lost power or a network
@@ -708,17 +712,22 @@ def _postgresql_engine(url: URL, max_connections: int) -> Engine:
     """
     connect_args: dict[str, Any] = {"application_name": "actors-registry"}
     query = url.query
+    statement_timeout = float(STATEMENT_TIMEOUT)
+    if "statement_timeout" in query:  # ours, not libpq's: seconds, for both ends
+        statement_timeout = _positive_seconds("statement_timeout", query["statement_timeout"])
+        url = url.difference_update_query(["statement_timeout"])
+        query = url.query
     if "connect_timeout" not in query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
     connect_args.update((k, v) for k, v in PG_TCP_SETTINGS.items() if k not in query)
-    options = f"-c statement_timeout={STATEMENT_TIMEOUT * 1000}"
+    options = f"-c statement_timeout={int(statement_timeout * 1000)}"
     if "options" in query:
         theirs = query["options"]
         options += " " + (" ".join(theirs) if isinstance(theirs, tuple) else theirs)
     connect_args["options"] = options
     if "application_name" in query:
         del connect_args["application_name"]
-    return create_engine(
+    engine = create_engine(
         url,
         connect_args=connect_args,
         pool_size=2,  # kept open; more are opened when needed, up to max_connections
@@ -729,3 +738,18 @@ def _postgresql_engine(url: URL, max_connections: int) -> Engine:
         # on checkout, so the first request after an outage does not fail.
         pool_pre_ping=True,
     )
+    # The server ends a statement at statement_timeout; the watchdog ends the
+    # wait on a path where the server cannot be heard (see _watchdog).
+    watch_statements(engine, statement_timeout + WATCHDOG_MARGIN)
+    return engine
+
+
+def _positive_seconds(name: str, value: str | tuple[str, ...]) -> float:
+    text = value[-1] if isinstance(value, tuple) else value
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ArgumentError(f"URL parameter {name} must be a positive number of seconds")
+    return seconds

@@ -30,15 +30,14 @@ gevent's monkey-patching.
 
 from __future__ import annotations
 
-import _thread
 import logging
 import os
-import sys
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
+from actors._native import native_lock, start_native_thread
 from actors.errors import Overloaded
 
 __all__ = [
@@ -71,23 +70,6 @@ Done = Callable[[bool, Any], None]
 """Called in the worker thread with (True, result) or (False, exception)."""
 
 
-def _native() -> tuple[Callable[..., Any], Callable[[], Any]]:
-    """How to start a thread and make a lock that are real, whatever gevent patched."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("threading"):
-        start, allocate = monkey.get_original("_thread", ["start_new_thread", "allocate_lock"])
-
-        def start_raw(target: Callable[[], None], name: str) -> None:
-            start(target, ())
-
-        return start_raw, allocate
-
-    def start_thread(target: Callable[[], None], name: str) -> None:
-        threading.Thread(target=target, name=name, daemon=True).start()
-
-    return start_thread, _thread.allocate_lock
-
-
 class OffloadPool:
     """Up to `workers` native threads running queued calls in FIFO order.
 
@@ -104,12 +86,12 @@ class OffloadPool:
         self.queue = queue
         self.refused = 0  # calls refused since the process started
         self.backlog_limit: int | None = None  # for check_admission (changes lane)
-        self._start_thread, self._allocate_lock = _native()
         self._reset()
         os.register_at_fork(after_in_child=self._reset)  # no threads survive a fork
 
     def _reset(self) -> None:
-        self._mutex = self._allocate_lock()
+        self._start_thread = start_native_thread  # replaceable in tests
+        self._mutex = native_lock()
         self._tasks: deque[tuple[Callable[..., Any], tuple[Any, ...], Done]] = deque()
         self._idle: list[Any] = []  # locks of parked workers: release one to wake it
         self._threads = 0
@@ -212,7 +194,7 @@ class OffloadPool:
             raise
 
     def _serve(self) -> None:
-        parked = self._allocate_lock()
+        parked = native_lock()
         parked.acquire()
         mutex = self._mutex
         while True:

@@ -472,3 +472,50 @@ def test_a_journaled_call_running_when_postgres_goes_away_still_answers(
     assert _round(h) is None
     assert [r.backend for r in _records(pg_url, h.config.host) if r.is_up] == ["b1"]
     assert h.call("b1", "provision", resource_id="r2") == {"id": "r2", "size": 1}
+
+
+@contextlib.contextmanager
+def _frozen(pg: PostgresServer) -> Iterator[None]:
+    """SIGSTOP the server's processes: connections stay open, the kernel takes the
+    bytes, nothing answers (a stalled path, which neither TCP keepalives nor
+    statement_timeout end). SIGCONT after the block."""
+    postmaster = int((pg.data / "postmaster.pid").read_text().splitlines()[0])
+    pids = [postmaster]
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == postmaster:  # its parent: a backend or helper
+                pids.append(int(Path(stat).parent.name))
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def test_a_server_that_stops_answering_is_an_outage_not_a_hang(
+    pg: PostgresServer, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client's own deadline (the statement timeout plus a margin) ends a wait
+    that the server's statement_timeout and TCP keepalives cannot end."""
+    caplog.set_level(logging.WARNING, logger="actors.registry._watchdog")
+    with Registry(f"{pg_url}?statement_timeout=1") as registry:
+        registry.upgrade()
+        assert registry.services() == []  # a pooled connection, then the freeze
+        with _frozen(pg):
+            with pytest.raises(DatabaseUnavailable):
+                registry.services()
+            with pytest.raises(DatabaseUnavailable):  # a new connection: refused by its timeout
+                registry.services()
+        assert any("its connection was cut" in r.getMessage() for r in caplog.records)
+        assert registry.services() == []  # answered again once the server is back
+
+
+def test_a_bad_statement_timeout_in_the_url_is_refused(pg_url: str) -> None:
+    from actors.registry.api import RegistryError
+
+    with pytest.raises(RegistryError, match="statement_timeout must be a positive number"):
+        Registry(f"{pg_url}?statement_timeout=soon")
