@@ -409,10 +409,11 @@ class CellMixin:
         self, future: ActorFuture[Any], fn: Callable[[ActorFuture[Any]], Any]
     ) -> ActorFuture[Any]:
         result = self.system.runtime.future()
+        deadline = getattr(self.handling, "deadline", None)  # a request's, or one inherited
 
         def _deliver(done: ActorFuture[Any]) -> None:
             try:
-                self.post(Continuation(fn, done, result))
+                self.post(Continuation(fn, done, result, deadline))
             except MailboxClosed:
                 result.try_set_exception(ActorStopped(self.name, "stopped before continuing"))
 

@@ -42,9 +42,13 @@ class Cast:
 
 
 class Continuation:
-    """Run `fn(source)` in the actor's mailbox and complete `result` with its value."""
+    """Run `fn(source)` in the actor's mailbox and complete `result` with its value.
 
-    __slots__ = ("fn", "result", "source")
+    `deadline`: that of the request (or continuation) being handled when the
+    continuation was made; the driver steps it queues inherit it (§5).
+    """
+
+    __slots__ = ("deadline", "fn", "result", "source")
     system = True
 
     def __init__(
@@ -52,8 +56,9 @@ class Continuation:
         fn: Callable[[ActorFuture[Any]], Any],
         source: ActorFuture[Any],
         result: ActorFuture[Any],
+        deadline: float | None = None,
     ) -> None:
-        self.fn, self.source, self.result = fn, source, result
+        self.fn, self.source, self.result, self.deadline = fn, source, result, deadline
 
 
 class TimerFired:

@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from actors._messages import Request
 from actors._operations import Operations
 from actors.actor import BaseActor
 from actors.config import BackendConfig, validate_options
@@ -53,8 +52,9 @@ class DriverProxy:
     def call(self, op: str, *args: Any, **kwargs: Any) -> ActorFuture[Any]:
         """Queue driver operation `op`; the future resolves with its result.
 
-        Called while handling a request, the operation inherits what is left of
-        that request's deadline, so work the caller gave up on is not started.
+        Called while handling a request, or in a continuation made while
+        handling one, the operation inherits what is left of that request's
+        deadline, so work the caller gave up on is not started.
         """
         return self._caller(op)(*args, **kwargs)
 
@@ -63,8 +63,8 @@ class DriverProxy:
         ask, cell, timeout, refused = self._handle._ask, self._cell, self._timeout, self._refused
 
         def operation(*args: Any, **kwargs: Any) -> ActorFuture[Any]:
-            handling = cell.handling
-            deadline = handling.deadline if isinstance(handling, Request) else None
+            # A request's deadline, or the one a continuation inherited from it.
+            deadline = getattr(cell.handling, "deadline", None)
             future = ask(op, args, kwargs, timeout, deadline, False, None, False)
             return future if future._state == PENDING else refused(future)
 

@@ -274,8 +274,10 @@ class ActorHandle:
                 timeout = self._timeout
             wall = _monotonic()  # for result(), which waits on the real clock
             now = wall if self._real_clock else self._now()
+            expired = False
             if deadline is not None and deadline < now + timeout:
-                timeout = deadline - now if deadline > now else 0.0
+                expired = deadline <= now  # nothing left: failed now, never queued
+                timeout = 0.0 if expired else deadline - now
             request = self._new_request(
                 self.name,
                 method,
@@ -288,6 +290,9 @@ class ActorHandle:
                 False,
                 wall + timeout,
             )
+            if expired:
+                request.set_exception(DeadlineExceeded(self.name, method, 0.0))
+                return request
         # Directory.lookup(), inlined for a running actor; it explains the rest.
         entry = self._entries.get(self.name)
         cell = entry.cell if entry is not None else None

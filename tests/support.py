@@ -34,6 +34,11 @@ class ResourceManager(ManagerActor):
         return self.then(self.driver.create(resource_id), done)
 
     @rpc
+    def create_then_get(self, resource_id: str) -> Any:
+        """Two driver steps, the second queued by a continuation of the first."""
+        return self.then(self.driver.create(resource_id), lambda _: self.driver.get(resource_id))
+
+    @rpc
     def get(self, resource_id: str) -> Any:
         return self.driver.get(resource_id)
 

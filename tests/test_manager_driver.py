@@ -107,6 +107,25 @@ def test_queued_request_past_its_deadline_is_not_started(make_service, runtime):
     assert [c.args[0] for c in fake.calls] == ["first"]
 
 
+def test_a_driver_step_queued_by_a_continuation_inherits_the_callers_deadline(
+    make_harness, actors_clock, actors_runtime
+):
+    """§5: the second step of a call, queued once the first ended, is not started
+    after the caller's deadline passed; the caller hears DeadlineExceeded."""
+    h = make_harness(clock=actors_clock)
+    fake = FakeController.for_backend("h@b1")
+    fake.hang("create")
+    call = h.service.ask("b1", "create_then_get", {"resource_id": "x"}, timeout=5)
+    fake.wait_until(lambda c: c.in_flight == 1, get_runtime(actors_runtime))
+    actors_clock.advance(6)  # the deadline passes while the first step runs
+    with h.waiting_for("b1", "_on_done", kind="continuation"):  # where the second step starts
+        fake.release()
+    with pytest.raises(DeadlineExceeded):
+        call.result(timeout=10)
+    h.settle()
+    assert [c.op for c in fake.calls] == ["create"]  # 'get' was never started
+
+
 def test_driver_setup_failure_means_not_ready_and_is_retried(make_service, runtime, clock):
     fake = FakeController.for_backend("h@b1")
     fake.fail_setup(OSError("disk not mounted"), times=2)
