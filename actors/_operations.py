@@ -56,7 +56,7 @@ from actors.rpc import RpcMethod
 from actors.runtime import ActorFuture, Runtime, check_admission
 from actors.system import ActorHandle
 from transport.errors import error_from_wire
-from transport.protocol import error_body
+from transport.protocol import cut_text, error_body
 
 __all__ = ["Operations", "error_data", "outcome_error"]
 
@@ -550,9 +550,7 @@ MAX_REASON = 1_000
 
 
 def _brief_reason(reason: str | None) -> str | None:
-    if reason is None or len(reason) <= MAX_REASON:
-        return reason
-    return f"{reason[:MAX_REASON]}... ({len(reason) - MAX_REASON} more characters)"
+    return None if reason is None else cut_text(reason, MAX_REASON)
 
 
 def _as_recorded(value: Any) -> Any:

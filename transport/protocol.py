@@ -27,6 +27,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Envelope",
     "Limits",
+    "cut_text",
     "decode",
     "encode",
     "error_body",
@@ -180,18 +181,25 @@ def error_body(error: BaseException, *, traceback: str | None = None) -> dict[st
     return data
 
 
-def _cut(value: Any) -> Any:
-    """Cut a long text to MAX_ERROR_TEXT characters in all, the note of what was cut included."""
-    if isinstance(value, str) and len(value) > MAX_ERROR_TEXT:
-        # The note says how many characters were dropped, and its own length
-        # decides that number: grow it until they agree (a few steps at most,
-        # as the count's digits grow by one at a time).
-        dropped = len(value) - MAX_ERROR_TEXT
+def cut_text(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters in all, a note of what was cut included."""
+    if len(text) <= limit:
+        return text
+    # The note says how many characters were dropped, and its own length
+    # decides that number: grow it until they agree (a few steps at most,
+    # as the count's digits grow by one at a time).
+    dropped = len(text) - limit
+    suffix = f"... ({dropped} more characters)"
+    while len(text) - dropped + len(suffix) > limit:
+        dropped = len(text) - limit + len(suffix)
         suffix = f"... ({dropped} more characters)"
-        while len(value) - dropped + len(suffix) > MAX_ERROR_TEXT:
-            dropped = len(value) - MAX_ERROR_TEXT + len(suffix)
-            suffix = f"... ({dropped} more characters)"
-        return value[: len(value) - dropped] + suffix
+    return text[: len(text) - dropped] + suffix
+
+
+def _cut(value: Any) -> Any:
+    """Cut a long text to MAX_ERROR_TEXT characters in all (see `cut_text`)."""
+    if isinstance(value, str):
+        return cut_text(value, MAX_ERROR_TEXT)
     if isinstance(value, bytes) and len(value) > MAX_ERROR_TEXT:
         return value[:MAX_ERROR_TEXT]
     return value
