@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -519,3 +520,30 @@ def test_a_bad_statement_timeout_in_the_url_is_refused(pg_url: str) -> None:
 
     with pytest.raises(RegistryError, match="statement_timeout must be a positive number"):
         Registry(f"{pg_url}?statement_timeout=soon")
+
+
+def test_a_stalled_path_is_logged_as_an_outage_of_its_real_length(
+    pg: PostgresServer, pg_url: str, actors_service: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Real clock: rounds every 0.2 s; the server frozen for 9 s, past the client's
+    own deadline (1 s statement timeout + 5 s): the outage is found by that deadline,
+    and the time logged when it ends counts from the round that met it."""
+    caplog.set_level(logging.INFO)
+    h = actors_service(
+        {"b1": JOURNALED},
+        host=f"h{uuid.uuid4().hex[:8]}",
+        database_url=f"{pg_url}?statement_timeout=1",
+        report_interval=0.2,
+        service_down_time=60,
+    )
+    assert _round(h) is None
+    frozen = time.monotonic()
+    with _frozen(pg):
+        wait_until(lambda: _messages(caplog, OUTAGE), timeout=30, message="the outage found")
+        time.sleep(max(0.0, 9 - (time.monotonic() - frozen)))  # the fault's length, not a wait
+    thawed = time.monotonic()
+    wait_until(lambda: _messages(caplog, BACK), timeout=30, message="the registry back")
+    [back] = _messages(caplog, BACK)
+    logged = float(back.getMessage().rsplit("after ", 1)[1].rstrip("s"))
+    assert logged >= thawed - frozen - 1, (logged, thawed - frozen)
+    assert h.call("b1", "ping")["backend"] == "b1"
