@@ -19,16 +19,16 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from actors.client import (
     CONNECT_GRACE,
+    Peer,
     TopicClient,
-    client_security_for,
     none_up,
+    peer_for,
     rank_routable,
 )
 from actors.config import ServiceConfig, load_config
@@ -170,19 +170,6 @@ class AsyncService:
         )
 
 
-@dataclass
-class _AsyncPeer:
-    """One endpoint: its connection and how many of our requests wait on it."""
-
-    client: AsyncRpcClient
-    server_key: str | None
-    outstanding: int = 0
-
-    @property
-    def connected(self) -> bool | None:
-        return self.client.connected
-
-
 class AsyncTopicClient:
     """`TopicClient` for coroutines: the same routing and failover rules (see
     `actors.client`), with the registry read in a worker thread."""
@@ -209,7 +196,7 @@ class AsyncTopicClient:
         self.client_options = client_options
         self._directory = TopicClient(registry, topic)  # its registry reads; never its calls
         self._lookups = asyncio.Semaphore(max_lookups)
-        self._peers: dict[str, _AsyncPeer] = {}
+        self._peers: dict[str, Peer[AsyncRpcClient]] = {}
         self._rng = random.Random()
         self.failovers = 0
         """Requests sent again to another peer after their connection was lost."""
@@ -231,27 +218,20 @@ class AsyncTopicClient:
         registry did not answer within `lookup_timeout`."""
         return await self._lookup(self._directory.pick, target)
 
-    async def routable(self, target: str | None = None) -> list[tuple[ServiceRecord, _AsyncPeer]]:
+    async def routable(
+        self, target: str | None = None
+    ) -> list[tuple[ServiceRecord, Peer[AsyncRpcClient]]]:
         """The services a request may go to now, best first (`actors.client`'s rule)."""
         records = await self._lookup(self._directory.records)
         return rank_routable(records, target, self._peer, self._rng)
 
-    def _peer(self, record: ServiceRecord) -> _AsyncPeer:
-        assert record.endpoint is not None
-        peer = self._peers.get(record.endpoint)
-        if peer is not None and peer.server_key != record.server_key:  # new key: reconnect
-            del self._peers[record.endpoint]
-            peer.client.close()
-            peer = None
-        if peer is None:
-            client = AsyncRpcClient(
-                record.endpoint,
-                timeout=self.timeout,
-                security=client_security_for(self.security, record),
-                **self.client_options,
-            )
-            peer = self._peers[record.endpoint] = _AsyncPeer(client, record.server_key)
-        return peer
+    def _peer(self, record: ServiceRecord) -> Peer[AsyncRpcClient]:
+        return peer_for(self._peers, record, self.security, self._connect)
+
+    def _connect(self, endpoint: str, security: ClientSecurity | None) -> AsyncRpcClient:
+        return AsyncRpcClient(
+            endpoint, timeout=self.timeout, security=security, **self.client_options
+        )
 
     async def call(
         self,
@@ -331,7 +311,7 @@ class AsyncTopicClient:
 
     async def _pick(
         self, target: str | None, lost: set[str], deadline: float
-    ) -> tuple[ServiceRecord, _AsyncPeer]:
+    ) -> tuple[ServiceRecord, Peer[AsyncRpcClient]]:
         choices = [c for c in await self.routable(target) if c[0].endpoint not in lost]
         if choices and choices[0][1].connected is None:
             # None is connected yet: give the connections a moment rather than

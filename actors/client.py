@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from actors.errors import NotFound
 from actors.registry import Registry, ServiceRecord
@@ -42,10 +42,12 @@ from transport.security import ClientSecurity
 
 __all__ = [
     "CONNECT_GRACE",
+    "Peer",
     "PeerState",
     "TopicClient",
     "client_security_for",
     "none_up",
+    "peer_for",
     "rank_routable",
 ]
 
@@ -74,17 +76,49 @@ def client_security_for(
     return security.for_server(record.server_key)
 
 
+class Connection(Protocol):
+    """What a peer's client (RpcClient, AsyncRpcClient) offers routing."""
+
+    @property
+    def connected(self) -> bool | None: ...
+
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Connection)
+
+
 @dataclass
-class _Peer:
+class Peer(Generic[C]):
     """One endpoint: its connection and how many of our requests wait on it."""
 
-    client: RpcClient
+    client: C
     server_key: str | None
     outstanding: int = 0
 
     @property
     def connected(self) -> bool | None:
         return self.client.connected
+
+
+def peer_for(
+    peers: dict[str, Peer[C]],
+    record: ServiceRecord,
+    security: ClientSecurity | None,
+    connect: Callable[[str, ClientSecurity | None], C],
+) -> Peer[C]:
+    """`record`'s peer in `peers`: the one there, or a new connection made by
+    `connect(endpoint, security)`; a server whose key changed is connected anew."""
+    assert record.endpoint is not None
+    peer = peers.get(record.endpoint)
+    if peer is not None and peer.server_key != record.server_key:  # new key: reconnect
+        del peers[record.endpoint]
+        peer.client.close()
+        peer = None
+    if peer is None:
+        client = connect(record.endpoint, client_security_for(security, record))
+        peer = peers[record.endpoint] = Peer(client, record.server_key)
+    return peer
 
 
 class PeerState(Protocol):
@@ -157,7 +191,7 @@ class TopicClient:
         self.security = security
         self.timeout = timeout
         self.client_options = client_options
-        self._peers: dict[str, _Peer] = {}
+        self._peers: dict[str, Peer[RpcClient]] = {}
         self._last_records: list[ServiceRecord] = []
         self._lock = threading.Lock()
         self._rng = random.Random()
@@ -174,28 +208,17 @@ class TopicClient:
         self._last_records = records
         return records
 
-    def _peer(self, record: ServiceRecord) -> _Peer:
-        assert record.endpoint is not None
+    def _peer(self, record: ServiceRecord) -> Peer[RpcClient]:
         with self._lock:
-            peer = self._peers.get(record.endpoint)
-            if peer is not None and peer.server_key != record.server_key:  # new key: reconnect
-                del self._peers[record.endpoint]
-                peer.client.close()
-                peer = None
-            if peer is None:
-                client = RpcClient(
-                    record.endpoint,
-                    timeout=self.timeout,
-                    security=client_security_for(self.security, record),
-                    **self.client_options,
-                )
-                peer = self._peers[record.endpoint] = _Peer(client, record.server_key)
-            return peer
+            return peer_for(self._peers, record, self.security, self._connect)
 
-    def routable(self, target: str | None = None) -> list[tuple[ServiceRecord, _Peer]]:
+    def _connect(self, endpoint: str, security: ClientSecurity | None) -> RpcClient:
+        return RpcClient(endpoint, timeout=self.timeout, security=security, **self.client_options)
+
+    def routable(self, target: str | None = None) -> list[tuple[ServiceRecord, Peer[RpcClient]]]:
         """The services a request may go to now, best first (see the module's rule)."""
 
-        def peer(record: ServiceRecord) -> _Peer:
+        def peer(record: ServiceRecord) -> Peer[RpcClient]:
             found = self._peer(record)
             found.client.poll_events()
             return found
@@ -217,7 +240,7 @@ class TopicClient:
 
     def _pick(
         self, target: str | None, lost: set[str], deadline: float | None = None
-    ) -> tuple[ServiceRecord, _Peer]:
+    ) -> tuple[ServiceRecord, Peer[RpcClient]]:
         choices = self._choices(target, lost)
         if choices and choices[0][1].client.connected is None:
             # None is connected yet (a new client, or only newcomers left): give the
@@ -234,7 +257,9 @@ class TopicClient:
             raise none_up(self.topic, target, lost=bool(lost))
         return choices[0]
 
-    def _choices(self, target: str | None, lost: set[str]) -> list[tuple[ServiceRecord, _Peer]]:
+    def _choices(
+        self, target: str | None, lost: set[str]
+    ) -> list[tuple[ServiceRecord, Peer[RpcClient]]]:
         return [(r, p) for r, p in self.routable(target) if r.endpoint not in lost]
 
     # -- requests ------------------------------------------------------------------
