@@ -28,8 +28,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -44,94 +42,13 @@ from bench.bench_rpc import (  # noqa: E402  (after the path fix above)
     BACKEND,
     CALL_TIMEOUT,
     PIPELINE,
-    READY_TIMEOUT,
     Result,
     ServerProcess,
     _check,
     process_cpu,
-    serve,
 )
 
 AsyncBatch = Callable[[int], Awaitable[int]]
-
-_BOOT = """\
-import sys
-if sys.argv[1] == "gevent":
-    from gevent import monkey
-    monkey.patch_all()
-sys.path.insert(0, sys.argv[2])
-from bench.bench_async import serve_kind
-sys.exit(serve_kind(sys.argv[1], int(sys.argv[3])))
-"""
-
-
-def serve_kind(kind: str, parent: int) -> int:
-    """Body of a server process: "reply" here, the others as in bench_rpc."""
-    if kind == "reply":
-        return _serve_reply(parent)
-    return serve(kind, parent)
-
-
-def _serve_reply(parent: int) -> int:
-    """A raw ROUTER answering each request envelope with a reply envelope of its args."""
-    import msgpack
-    import zmq
-
-    stopping = False
-
-    def on_signal(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    context = zmq.Context()
-    sock = context.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.LINGER, 1000)
-    sock.setsockopt(zmq.RCVTIMEO, 250)
-    sock.bind("tcp://127.0.0.1:0")
-    sys.stdout.write(f"ENDPOINT {sock.getsockopt_string(zmq.LAST_ENDPOINT)}\n")
-    sys.stdout.flush()
-    packb, unpackb = msgpack.packb, msgpack.unpackb
-    messages = 0
-    while not stopping:
-        try:
-            peer, body = sock.recv_multipart()
-        except zmq.Again:
-            if os.getppid() != parent:
-                break
-            continue
-        request = unpackb(body)
-        reply = {"v": 1, "kind": "reply", "id": request["id"], "result": request["args"]["value"]}
-        sock.send_multipart([peer, packb(reply)])
-        messages += 1
-    sock.close()
-    context.term()
-    sys.stdout.write("STOPPED " + json.dumps({"clean": True, "stats": {"messages": messages}}))
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    return 0
-
-
-class AsyncServerProcess(ServerProcess):
-    """`ServerProcess`, booted through this module (so it knows the "reply" server)."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.endpoint = ""
-        self.final: dict[str, Any] = {}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, kind, str(ROOT), str(os.getpid())],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=str(ROOT),
-        )
-        try:
-            self.endpoint = self._wait_endpoint(READY_TIMEOUT)
-        except BaseException:
-            self.kill()
-            raise
 
 
 # -- clients ----------------------------------------------------------------------------------
@@ -232,7 +149,7 @@ async def bench_raw(bench: AsyncBench) -> None:
     import zmq
     import zmq.asyncio
 
-    server = AsyncServerProcess("raw")
+    server = ServerProcess("raw")
     try:
         context = zmq.asyncio.Context()
         sock = context.socket(zmq.DEALER)
@@ -259,7 +176,7 @@ async def bench_raw(bench: AsyncBench) -> None:
 async def bench_client(bench: AsyncBench, kind: str, label: str) -> None:
     from transport.aio import AsyncRpcClient
 
-    server = AsyncServerProcess(kind)
+    server = ServerProcess(kind)
     try:
         async with AsyncRpcClient(server.endpoint, timeout=CALL_TIMEOUT) as client:
             sequential, pipelined, tasks = client_rounds(client)

@@ -91,6 +91,8 @@ def serve(kind: str, parent: int) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if kind == "raw":
         return _serve_raw(parent)
+    if kind == "reply":
+        return _serve_raw(parent, _reply_envelope)
     if kind == "grpc":
         from bench._bench_peers import serve_grpc
 
@@ -134,7 +136,18 @@ def _serve_service(runtime: str, parent: int) -> int:
     return 0 if ok else 1
 
 
-def _serve_raw(parent: int) -> int:
+def _reply_envelope(frames: list[bytes]) -> list[bytes]:
+    """A reply envelope of the request's `args.value`: what a protocol client awaits."""
+    import msgpack
+
+    peer, body = frames
+    request = msgpack.unpackb(body)
+    reply = {"v": 1, "kind": "reply", "id": request["id"], "result": request["args"]["value"]}
+    return [peer, msgpack.packb(reply)]
+
+
+def _serve_raw(parent: int, answer: Callable[[list[bytes]], list[bytes]] | None = None) -> int:
+    """A raw ROUTER: echoes each message back (`answer` None), or sends `answer(frames)`."""
     import zmq
 
     stopping = False
@@ -160,7 +173,7 @@ def _serve_raw(parent: int) -> int:
             if os.getppid() != parent:
                 break
             continue
-        send_multipart(frames)
+        send_multipart(frames if answer is None else answer(frames))
         messages += 1
     sock.close()
     context.term()
