@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -281,6 +282,25 @@ def connect_address(bind: str) -> str | None:
     return f"tcp://{host}:{port}"
 
 
+def _by_topic(ctx: Any, topic: str, request: Callable[[Any], Any]) -> Any:
+    """`request(topic_client)` on a TopicClient of `topic`, found in the registry."""
+    from actors.client import TopicClient
+
+    registry = ctx.registry()
+    try:
+        with TopicClient(
+            registry, topic, timeout=ctx.timeout, green=False, security=ctx.security
+        ) as topic_client:
+            return _run(lambda: request(topic_client))
+    finally:
+        registry.close()
+
+
+def _any(target: str) -> str | None:
+    """A topic request's target: "any" means any service of the topic."""
+    return None if target == "any" else target
+
+
 def _parse_args(
     pairs: tuple[str, ...], raw_json: str | None, positional: str | None = None
 ) -> dict[str, Any]:
@@ -539,25 +559,14 @@ def call(
     """
     args = _parse_args(pairs, raw_json, positional_json)
     if topic is not None:
-        from actors.client import TopicClient
-
-        registry = ctx.registry()
-        try:
-            with TopicClient(
-                registry, topic, timeout=ctx.timeout, green=False, security=ctx.security
-            ) as topic_client:
-                result = _run(
-                    lambda: topic_client.call(
-                        method,
-                        args,
-                        target=None if target == "any" else target,
-                        version=rpc_version,
-                        key=key,
-                    )
-                )
-        finally:
-            registry.close()
-        _emit(ctx, result)
+        _emit(
+            ctx,
+            _by_topic(
+                ctx,
+                topic,
+                lambda tc: tc.call(method, args, target=_any(target), version=rpc_version, key=key),
+            ),
+        )
         return
     with ctx.client() as client:
         result = _run(
@@ -622,25 +631,14 @@ def cast(
     """
     args = _parse_args(pairs, raw_json, positional_json)
     if topic is not None:
-        from actors.client import TopicClient
-
-        registry = ctx.registry()
-        try:
-            with TopicClient(
-                registry, topic, timeout=ctx.timeout, green=False, security=ctx.security
-            ) as topic_client:
-                ack = _run(
-                    lambda: topic_client.cast(
-                        method,
-                        args,
-                        target=None if target == "any" else target,
-                        version=rpc_version,
-                        key=key,
-                    )
-                )
-        finally:
-            registry.close()
-        _emit(ctx, ack)
+        _emit(
+            ctx,
+            _by_topic(
+                ctx,
+                topic,
+                lambda tc: tc.cast(method, args, target=_any(target), version=rpc_version, key=key),
+            ),
+        )
         return
     with ctx.client() as client:
         ack = _run(
