@@ -166,7 +166,7 @@ class InvalidTransition(RegistryError):
 register_error(JournalClosed, JournalBusy, OperationNotFound, InvalidTransition)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OperationRecord:
     """One operation as committed in the journal."""
 
@@ -196,14 +196,14 @@ class OperationRecord:
         return data
 
 
-@dataclass
+@dataclass(slots=True)
 class _Accept:
     record: OperationRecord  # what the future resolves with unless the key exists
     params: tuple[Any, ...]  # the INSERT's parameters, already in database form
     future: Future[OperationRecord]
 
 
-@dataclass
+@dataclass(slots=True)
 class _SetState:
     op_id: str
     state: str
