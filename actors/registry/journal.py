@@ -9,11 +9,14 @@ while fewer are pending than the previous batch held) and writes it in one
 transaction, so N concurrent operations cost one fsync, not N. A future
 resolves only after its batch has committed.
 
-The write path is kept cheap per operation: `accept()` serialises the
-arguments to JSON once (which is also its check) and builds the row and the
-record in the caller; the writer inserts the rows with one driver-level
-executemany (on PostgreSQL, one COPY) and keeps its connection between
-batches while it is busy.
+The write path is kept cheap per operation: `accept()` and `set_state()`
+serialise their JSON once, in the caller (which is also its check), and
+`accept()` builds the row and the record there too; the writer inserts the
+rows with one driver-level executemany (on PostgreSQL, one COPY), writes a
+batch's state changes with one SELECT of the states before and one
+executemany of a driver-level UPDATE, and keeps its connection between
+batches while it is busy. `set_state_into()` completes any `Completion` (e.g.
+an actor future's, see `Runtime.completion`) instead of a new Future.
 
 An idempotency key is unique per target: accepting (target, key) again, in a
 later batch or in the same one, resolves with the operation already recorded
@@ -39,7 +42,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, overload
+from typing import Any, Literal, Protocol, overload
 
 from sqlalchemy import (
     Boolean,
@@ -73,6 +76,7 @@ from actors.registry.models import (
 from transport.errors import register_error
 
 __all__ = [
+    "Completion",
     "InvalidTransition",
     "Journal",
     "JournalClosed",
@@ -126,6 +130,17 @@ _UPDATE_STATE_MANY = (
         finished_at=_bind("finished", OperationModel.finished_at),
     )
 )
+
+
+class Completion(Protocol):
+    """What the writer completes after a commit: a concurrent Future, or anything
+    with its `done`, `set_result` and `set_exception` (see `Journal.set_state_into`)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any) -> None: ...
+
+    def set_exception(self, exception: BaseException | None) -> None: ...
 
 
 class JournalClosed(RegistryError):
@@ -210,7 +225,7 @@ class _SetState:
     result: str  # JSON text, encoded once by set_state()
     error: str  # JSON text
     reason: str | None
-    future: Future[Any]  # OperationRecord, or None without `returning`
+    future: Completion  # with an OperationRecord, or None without `returning`
     release_key: bool = False
     returning: bool = True  # False: resolve with None, the row is not read back
 
@@ -440,15 +455,48 @@ class Journal:
         retry with it runs anew (for failures that are known to have done
         nothing, e.g. a retryable refusal).
         """
+        future: Future[Any] = Future()
+        self.set_state_into(
+            future,
+            op_id,
+            state,
+            result,
+            error,
+            reason,
+            release_key=release_key,
+            returning=returning,
+        )
+        return future
+
+    def set_state_into(
+        self,
+        completion: Completion,
+        op_id: str,
+        state: str,
+        result: Any = None,
+        error: Any = None,
+        reason: str | None = None,
+        *,
+        release_key: bool = False,
+        returning: bool = True,
+    ) -> None:
+        """`set_state`, completing `completion` instead of returning a new Future.
+
+        `completion` is completed (`set_result` / `set_exception`) in the
+        writer thread after the commit, as the Future of `set_state` would be:
+        e.g. `Runtime.completion(future)`, which hands the outcome straight to
+        an actor future (no concurrent Future on the request path). Raises as
+        `set_state` does, before anything is submitted.
+        """
         if state not in SETTABLE_STATES:
             raise ValueError(f"state must be one of {sorted(SETTABLE_STATES)}, not {state!r}")
         result_json = _to_json("result", result)
         error_json = _to_json("error", error)
-        future: Future[Any] = Future()
         self._submit(
-            _SetState(op_id, state, result_json, error_json, reason, future, release_key, returning)
+            _SetState(
+                op_id, state, result_json, error_json, reason, completion, release_key, returning
+            )
         )
-        return future
 
     def close(self, timeout: float = 30.0) -> None:
         """Flush what is pending, then stop the writer. Later writes fail with JournalClosed.
@@ -953,9 +1001,12 @@ def _copy_supported(registry: Registry) -> bool:
     return registry.engine.dialect.driver == "psycopg"
 
 
-def _fail(future: Future[OperationRecord], exc: BaseException) -> None:
+def _fail(future: Completion, exc: BaseException) -> None:
     if not future.done():
-        future.set_exception(exc)
+        try:
+            future.set_exception(exc)
+        except Exception:  # cancelled meanwhile, or what it runs failed: not the writer's
+            log.debug("could not fail a journal future", exc_info=True)
 
 
 def _database_runner() -> Callable[..., Any]:
