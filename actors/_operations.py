@@ -96,7 +96,7 @@ def outcome_error(record: OperationRecord) -> BaseException:
     return error_from_wire(record.error or {"type": "Error", "message": record.reason or ""})
 
 
-@dataclass(slots=True)
+@dataclass
 class _InFlight:
     """An operation delivered to a manager in this process."""
 
@@ -133,6 +133,36 @@ def _from_record(record: OperationRecord) -> _Outcome:
 def _held(written: ActorFuture[_Outcome], attempted: _Outcome) -> _Outcome:
     """What `_write_outcome` settled on (`attempted` if it could not say)."""
     return written.value() if written.exception() is None else attempted
+
+
+class _RunningWritten:
+    """What the journal completes once 'running' is written (in its writer thread)."""
+
+    __slots__ = ("_done", "_op_id", "_operations")
+
+    def __init__(self, operations: Operations, op_id: str) -> None:
+        self._operations = operations
+        self._op_id = op_id
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Any) -> None:
+        self._done = True
+        self._operations._running_written(self._op_id, None)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._done = True
+        self._operations._running_written(self._op_id, exception)
+
+
+def _reply(
+    outcome: _Outcome, answer: ActorFuture[tuple[bool, Any]], done: ActorFuture[_Outcome]
+) -> None:
+    """`finish`'s answer, (ok, value or error), once the outcome is written."""
+    final = _held(done, outcome)  # the journal's, if it recorded another first
+    answer.try_set((True, final.result) if final.error is None else (False, final.error))
 
 
 class _WriteFailures:
@@ -571,36 +601,6 @@ def _as_recorded(value: Any) -> Any:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError):
         return value
-
-
-class _RunningWritten:
-    """What the journal completes once 'running' is written (in its writer thread)."""
-
-    __slots__ = ("_done", "_op_id", "_operations")
-
-    def __init__(self, operations: Operations, op_id: str) -> None:
-        self._operations = operations
-        self._op_id = op_id
-        self._done = False
-
-    def done(self) -> bool:
-        return self._done
-
-    def set_result(self, result: Any) -> None:
-        self._done = True
-        self._operations._running_written(self._op_id, None)
-
-    def set_exception(self, exception: BaseException | None) -> None:
-        self._done = True
-        self._operations._running_written(self._op_id, exception)
-
-
-def _reply(
-    outcome: _Outcome, answer: ActorFuture[tuple[bool, Any]], done: ActorFuture[_Outcome]
-) -> None:
-    """`finish`'s answer, (ok, value or error), once the outcome is written."""
-    final = _held(done, outcome)  # the journal's, if it recorded another first
-    answer.try_set((True, final.result) if final.error is None else (False, final.error))
 
 
 def _copy(source: ActorFuture[Any], target: ActorFuture[Any]) -> None:
