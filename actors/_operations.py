@@ -105,7 +105,7 @@ class _InFlight:
     started: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Outcome:
     """How an operation ended, as this process knows it (written or still to write)."""
 
@@ -133,6 +133,36 @@ def _from_record(record: OperationRecord) -> _Outcome:
 def _held(written: ActorFuture[_Outcome], attempted: _Outcome) -> _Outcome:
     """What `_write_outcome` settled on (`attempted` if it could not say)."""
     return written.value() if written.exception() is None else attempted
+
+
+class _RunningWritten:
+    """What the journal completes once 'running' is written (in its writer thread)."""
+
+    __slots__ = ("_done", "_op_id", "_operations")
+
+    def __init__(self, operations: Operations, op_id: str) -> None:
+        self._operations = operations
+        self._op_id = op_id
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Any) -> None:
+        self._done = True
+        self._operations._running_written(self._op_id, None)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._done = True
+        self._operations._running_written(self._op_id, exception)
+
+
+def _reply(
+    outcome: _Outcome, answer: ActorFuture[tuple[bool, Any]], done: ActorFuture[_Outcome]
+) -> None:
+    """`finish`'s answer, (ok, value or error), once the outcome is written."""
+    final = _held(done, outcome)  # the journal's, if it recorded another first
+    answer.try_set((True, final.result) if final.error is None else (False, final.error))
 
 
 class _WriteFailures:
@@ -241,8 +271,8 @@ class Operations:
         self._reserve(name, 1)
         committed = self.runtime.from_concurrent(pending)
         committed.add_done_callback(
-            lambda done: self._accepted(
-                done, op_id, handle, method, args, version, accepted, outcome
+            functools.partial(
+                self._accepted, op_id, handle, method, args, version, accepted, outcome
             )
         )
         return accepted, outcome
@@ -257,7 +287,6 @@ class Operations:
 
     def _accepted(
         self,
-        done: ActorFuture[OperationRecord],
         op_id: str,
         handle: ActorHandle,
         method: str,
@@ -265,6 +294,7 @@ class Operations:
         version: str | None,
         accepted: ActorFuture[Any],
         outcome: ActorFuture[Any],
+        done: ActorFuture[OperationRecord],
     ) -> None:
         try:
             error = done.exception()
@@ -328,7 +358,7 @@ class Operations:
         reply = handle.ask(
             RUN_METHOD, (record.id, record.method, record.args, version, resumed), accepted=True
         )
-        reply.add_done_callback(lambda done: self._ran(record, done))
+        reply.add_done_callback(functools.partial(self._ran, record))
 
     def _ran(self, record: OperationRecord, done: ActorFuture[Any]) -> None:
         """The manager's reply: (ok, value) once the outcome is committed, or why it never ran.
@@ -384,8 +414,14 @@ class Operations:
             # whose frames would keep every request's objects alive with it.
             error.__traceback__ = None
             error.__context__ = None
+        # The writer completes `written` straight from its thread (no concurrent
+        # Future in between); partials of methods rather than closures: fewer
+        # objects per request, which live until the commit.
+        written = self.runtime.future()
+        completion = self.runtime.completion(written)
         try:
-            pending = self.journal.set_state(
+            self.journal.set_state_into(
+                completion,
                 op_id,
                 outcome.state,
                 result=outcome.result,
@@ -395,46 +431,53 @@ class Operations:
                 returning=False,  # only the commit matters here: no read back
             )
         except (TypeError, ValueError):  # a result that is not JSON data: not stored
-            pending = self.journal.set_state(
+            self.journal.set_state_into(
+                completion,
                 op_id,
                 outcome.state,
                 reason="result is not JSON data: not recorded",
                 returning=False,
             )
-        written = self.runtime.from_concurrent(pending)
-
-        def keep(final: _Outcome) -> None:
-            if self._failures.succeeded():  # the database is back: write what it refused
-                self.write_unrecorded()
-            self._unrecorded.pop(op_id, None)
-            with self._lock:
-                self._recent[op_id] = final
-                while len(self._recent) > RECENT_OUTCOMES:
-                    self._recent.popitem(last=False)
-            held.try_set(final)
-
-        def committed(read: ActorFuture[Any]) -> None:
-            record = read.value() if read.exception() is None else None
-            keep(outcome if record is None or not record.finished else _from_record(record))
-
-        def after(done: ActorFuture[Any]) -> None:
-            failure = done.exception()
-            if failure is None or isinstance(failure, OperationNotFound):
-                keep(outcome)
-                return
-            if isinstance(failure, InvalidTransition):  # ended already: read what holds
-                self.runtime.offload(self.journal.get, op_id, lane="system").add_done_callback(
-                    committed
-                )
-                return
-            self._failures.failed(f"outcome of operation {op_id}", failure)
-            if op_id in self._unrecorded or len(self._unrecorded) < MAX_UNRECORDED:
-                self._unrecorded[op_id] = outcome
-            # Else bounded: the row stays unfinished and the next start's recovery decides.
-            held.try_set(outcome)  # after it is kept: a retry by key must find it
-
-        written.add_done_callback(after)
+        written.add_done_callback(functools.partial(self._outcome_written, op_id, outcome, held))
         return held
+
+    def _outcome_written(
+        self, op_id: str, outcome: _Outcome, held: ActorFuture[_Outcome], done: ActorFuture[Any]
+    ) -> None:
+        """The journal's answer to `_write_outcome`'s write; completes `held`."""
+        failure = done.exception()
+        if failure is None or isinstance(failure, OperationNotFound):
+            self._keep(op_id, held, outcome)
+            return
+        if isinstance(failure, InvalidTransition):  # ended already: read what holds
+            self.runtime.offload(self.journal.get, op_id, lane="system").add_done_callback(
+                functools.partial(self._outcome_read, op_id, outcome, held)
+            )
+            return
+        self._failures.failed(f"outcome of operation {op_id}", failure)
+        if op_id in self._unrecorded or len(self._unrecorded) < MAX_UNRECORDED:
+            self._unrecorded[op_id] = outcome
+        # Else bounded: the row stays unfinished and the next start's recovery decides.
+        held.try_set(outcome)  # after it is kept: a retry by key must find it
+
+    def _outcome_read(
+        self, op_id: str, outcome: _Outcome, held: ActorFuture[_Outcome], read: ActorFuture[Any]
+    ) -> None:
+        """The row an outcome could not be written to (it had ended): its outcome holds."""
+        record = read.value() if read.exception() is None else None
+        final = outcome if record is None or not record.finished else _from_record(record)
+        self._keep(op_id, held, final)
+
+    def _keep(self, op_id: str, held: ActorFuture[_Outcome], final: _Outcome) -> None:
+        """`final` is the outcome of `op_id` that holds: keep it for retries, complete `held`."""
+        if self._failures.succeeded():  # the database is back: write what it refused
+            self.write_unrecorded()
+        self._unrecorded.pop(op_id, None)
+        with self._lock:
+            self._recent[op_id] = final
+            while len(self._recent) > RECENT_OUTCOMES:
+                self._recent.popitem(last=False)
+        held.try_set(final)
 
     def write_unrecorded(self) -> int:
         """Try again to write the outcomes the database refused; how many were pending."""
@@ -449,11 +492,10 @@ class Operations:
         inflight = self._inflight.get(op_id)
         if inflight is not None:
             inflight.started = True
-        pending = self.journal.set_state(op_id, "running", returning=False)
-        pending.add_done_callback(functools.partial(self._running_written, op_id))
+        self.journal.set_state_into(_RunningWritten(self, op_id), op_id, "running", returning=False)
 
-    def _running_written(self, op_id: str, done: Any) -> None:
-        error = done.exception()
+    def _running_written(self, op_id: str, error: BaseException | None) -> None:
+        """In the journal's writer thread: how the write of 'running' went."""
         if error is None:
             if self._failures.succeeded():
                 self.write_unrecorded()
@@ -481,12 +523,7 @@ class Operations:
             outcome = _Outcome("failed", None, error, str(error), release_key=retryable)
         answer = self.runtime.future()
         written = self._write_outcome(op_id, outcome)
-
-        def reply(done: ActorFuture[_Outcome]) -> None:
-            final = _held(done, outcome)  # the journal's, if it recorded another first
-            answer.try_set((True, final.result) if final.error is None else (False, final.error))
-
-        written.add_done_callback(reply)
+        written.add_done_callback(functools.partial(_reply, outcome, answer))
         return answer
 
     def stranded(self, records: list[OperationRecord]) -> list[OperationRecord]:

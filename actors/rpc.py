@@ -20,7 +20,7 @@ import types
 import typing
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 import pydantic
@@ -47,30 +47,26 @@ class RpcMethod:
     journal: bool = False
     idempotent: bool = False
 
+    # check_arguments()'s checker, built at the first check (not part of the method's identity).
+    _checker: Callable[..., None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
     def check_arguments(self, target: str, args: dict[str, Any]) -> None:
         """Raise InvalidArguments if `args` would be refused, without running anything.
 
         For journaled methods: a request the method would refuse is answered
         at once instead of being recorded as a failed operation. What this
         cannot model (a signature pydantic cannot build) is left to the call.
+        It is on the path of every journaled request: arguments of exactly
+        their annotated builtin types pass the same fast check as the call
+        (one type test per parameter); the rest go through pydantic.
         """
-        model = _arguments_model(self)
-        if model is None:
-            return
-        numbers = _numbers(_hints(self) or {})
-        for name, value in args.items():
-            kind = numbers.get(name)
-            if kind is not None and isinstance(value, bool | str | bytes | bytearray):
-                wanted = "an integer" if kind is int else "a number"
-                raise InvalidArguments(
-                    target,
-                    self.name,
-                    f"{name}: expected {wanted}, got {_A_TYPE.get(type(value), 'bytes')}",
-                )
-        try:
-            model.model_validate(args)
-        except pydantic.ValidationError as exc:
-            raise InvalidArguments(target, self.name, _summarize(exc)) from None
+        checker = self._checker
+        if checker is None:
+            checker = _argument_checker(self)
+            object.__setattr__(self, "_checker", checker)  # frozen: a cache, set once
+        checker(target, args)
 
     def describe(self) -> dict[str, Any]:
         params = [p for p in self.signature.parameters.values() if p.name != "self"]
@@ -113,6 +109,57 @@ def _arguments_model(method: RpcMethod) -> type[pydantic.BaseModel] | None:
             )
     except Exception:  # a hint pydantic cannot model
         return None
+
+
+def _argument_checker(method: RpcMethod) -> Callable[[str, dict[str, Any]], None]:
+    """check_arguments' work for `method`, with its hints resolved once."""
+    model = _arguments_model(method)
+    if model is None:
+        return _no_check
+    numbers = _numbers(_hints(method) or {})
+    name = method.name
+
+    def slow(target: str, args: dict[str, Any]) -> None:
+        for arg, value in args.items():
+            kind = numbers.get(arg)
+            if kind is not None and isinstance(value, bool | str | bytes | bytearray):
+                wanted = "an integer" if kind is int else "a number"
+                raise InvalidArguments(
+                    target,
+                    name,
+                    f"{arg}: expected {wanted}, got {_A_TYPE.get(type(value), 'bytes')}",
+                )
+        try:
+            model.model_validate(args)
+        except pydantic.ValidationError as exc:
+            raise InvalidArguments(target, name, _summarize(exc)) from None
+
+    full_hints = _hints(method, extras=True)
+    # The call's own fast path: exactly typed arguments are valid (nothing to run).
+    fast = None if full_hints is None else _fast_caller(method, full_hints, _passed, _refused)
+    if fast is None:
+        return slow
+
+    def check(target: str, args: dict[str, Any]) -> None:
+        if fast(**args) is _REFUSED:
+            slow(target, args)
+
+    return check
+
+
+def _no_check(target: str, args: dict[str, Any]) -> None:
+    return None
+
+
+def _passed(**kwargs: Any) -> None:
+    return None
+
+
+_REFUSED: Any = object()  # the fast check's "not exactly typed": pydantic decides
+
+
+def _refused(*args: Any, **kwargs: Any) -> Any:
+    return _REFUSED
 
 
 def _describe_param(param: inspect.Parameter, hint: Any) -> dict[str, Any]:

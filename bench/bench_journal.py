@@ -38,7 +38,13 @@ the run (`actors_bench_<random>`) and dropped at the end.
 
 Each figure is the median of `--repeats` timed runs of `--seconds` each, after
 a warm-up. Every wait has a deadline; every service is stopped at the end.
-No target is set: the ratios (b)/(a), (c)/(a) and (d)/(a) are a baseline.
+
+Also measured first: the bare commit of this disk, a one-row INSERT committed
+with `sqlite3` alone (WAL, the registry's synchronous setting) in the same
+temporary directory, 200 times. A journaled request waits for two commits in
+sequence (accepted, then its outcome), so with C callers it can go no faster
+than C / (2 x commit): the bound printed with it. Issue #21's target:
+(b)/(a) >= 0.25 on gevent, >= 0.15 on threading.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ import json
 import logging
 import os
 import platform
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -403,6 +410,26 @@ def bench_postgres(bench: Bench, runtime: str, url: str, counter: Iterator[int])
             stop(service)
 
 
+def bare_commit() -> dict[str, Any]:
+    """The median time of a bare one-row SQLite commit (WAL, default synchronous) here."""
+    with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
+        db = sqlite3.connect(os.path.join(tmp, "bare.sqlite"), isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            (synchronous,) = db.execute("PRAGMA synchronous").fetchone()
+            db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+            times = []
+            for i in range(200):
+                start = time.perf_counter()
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT INTO t (body) VALUES (?)", (f"row {i}",))
+                db.execute("COMMIT")
+                times.append(time.perf_counter() - start)
+        finally:
+            db.close()
+    return {"median_ms": round(1e3 * statistics.median(times), 3), "synchronous": synchronous}
+
+
 # -- report -----------------------------------------------------------------------------------
 def ratios(results: list[Result]) -> list[dict[str, Any]]:
     plain = {r.runtime: r for r in results if r.key == "a"}
@@ -416,8 +443,9 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
     return out
 
 
-def report(bench: Bench, states: dict[str, dict[str, int]]) -> None:
+def report(bench: Bench, states: dict[str, dict[str, int]], commit: dict[str, Any]) -> None:
     args = bench.args
+    bound = args.callers / (2 * commit["median_ms"] / 1e3)
     rows = [r.as_dict() for r in bench.results]
     meta = {
         "python": platform.python_version(),
@@ -428,6 +456,9 @@ def report(bench: Bench, states: dict[str, dict[str, int]]) -> None:
         "callers": args.callers,
         "seconds": args.seconds,
         "repeats": args.repeats,
+        "bare_commit_ms": commit["median_ms"],
+        "sqlite_synchronous": commit["synchronous"],
+        "two_commit_bound_ops_per_s": round(bound),
     }
     ratio_rows = ratios(bench.results)
     if args.json:
@@ -453,6 +484,11 @@ def report(bench: Bench, states: dict[str, dict[str, int]]) -> None:
     print()
     for r in ratio_rows:
         print(f"{r['ratio']:<36} {r['value']:>6.3f}x")
+    print(
+        f"bare SQLite commit here: {commit['median_ms']:.2f} ms median (synchronous="
+        f"{commit['synchronous']}): two commits in sequence bound {args.callers} callers"
+        f" to {bound:,.0f} journaled req/s"
+    )
     print()
     for runtime, counts in states.items():
         shown = ", ".join(f"{state} {n:,}" for state, n in sorted(counts.items()))
@@ -477,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args)
     counter = itertools.count()
     states: dict[str, dict[str, int]] = {}
+    commit = bare_commit()
+    bench.say(f"bare SQLite commit: {commit['median_ms']:.2f} ms median")
     try:
         for runtime in args.runtimes:
             states[runtime] = bench_runtime(bench, runtime, counter)
@@ -488,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for backend in (PLAIN, JOURNALED):
             FakeController.forget(f"{HOST}@{backend}")
-    report(bench, states)
+    report(bench, states, commit)
     return 0
 
 

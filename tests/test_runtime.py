@@ -619,3 +619,29 @@ def test_from_concurrent_of_a_cancelled_future_fails_with_cancelled_error(runtim
     assert pending.cancel()
     with pytest.raises(concurrent.futures.CancelledError):
         adopted.get(timeout=5)
+
+
+def test_a_completion_completes_its_future_from_a_native_thread_in_the_runtimes_thread(runtime):
+    """What the journal's writer thread is given instead of a concurrent Future."""
+    import threading
+
+    ok, failed = runtime.future(), runtime.future()
+    seen: list[str] = []
+    owner = threading.current_thread().name
+    ok.add_done_callback(lambda done: seen.append(threading.current_thread().name))
+    completions = runtime.completion(ok), runtime.completion(failed)
+    assert not any(c.done() for c in completions)
+
+    def writer() -> None:
+        completions[0].set_result(42)
+        completions[1].set_exception(ValueError("refused"))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    thread.join(5)
+    assert all(c.done() for c in completions)
+    assert ok.get(timeout=5) == 42
+    with pytest.raises(ValueError, match="refused"):
+        failed.get(timeout=5)
+    # gevent's futures belong to their hub: completed there, not in the writer.
+    assert seen == [owner if runtime.name == "gevent" else thread.name]

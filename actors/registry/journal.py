@@ -9,11 +9,14 @@ while fewer are pending than the previous batch held) and writes it in one
 transaction, so N concurrent operations cost one fsync, not N. A future
 resolves only after its batch has committed.
 
-The write path is kept cheap per operation: `accept()` serialises the
-arguments to JSON once (which is also its check) and builds the row and the
-record in the caller; the writer inserts the rows with one driver-level
-executemany (on PostgreSQL, one COPY) and keeps its connection between
-batches while it is busy.
+The write path is kept cheap per operation: `accept()` and `set_state()`
+serialise their JSON once, in the caller (which is also its check), and
+`accept()` builds the row and the record there too; the writer inserts the
+rows with one driver-level executemany (on PostgreSQL, one COPY), writes a
+batch's state changes with one SELECT of the states before and one
+executemany of a driver-level UPDATE, and keeps its connection between
+batches while it is busy. `set_state_into()` completes any `Completion` (e.g.
+an actor future's, see `Runtime.completion`) instead of a new Future.
 
 An idempotency key is unique per target: accepting (target, key) again, in a
 later batch or in the same one, resolves with the operation already recorded
@@ -39,7 +42,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, overload
+from typing import Any, Literal, Protocol, overload
 
 from sqlalchemy import (
     Boolean,
@@ -73,6 +76,7 @@ from actors.registry.models import (
 from transport.errors import register_error
 
 __all__ = [
+    "Completion",
     "InvalidTransition",
     "Journal",
     "JournalClosed",
@@ -104,7 +108,7 @@ def _bind(name: str, column: Any) -> Any:
 
 UNFINISHED = frozenset(UNFINISHED_STATES)
 
-# set_state(): built once (SQLAlchemy then reuses its compiled form), not per request.
+# set_state()'s UPDATE, compiled once per journal to its dialect's driver SQL.
 _UPDATE_STATE_MANY = (
     update(OperationModel)
     .where(
@@ -126,8 +130,17 @@ _UPDATE_STATE_MANY = (
         finished_at=_bind("finished", OperationModel.finished_at),
     )
 )
-# The same for one operation, giving the row back at once.
-_UPDATE_STATE = _UPDATE_STATE_MANY.returning(*_COLUMNS)
+
+
+class Completion(Protocol):
+    """What the writer completes after a commit: a concurrent Future, or anything
+    with its `done`, `set_result` and `set_exception` (see `Journal.set_state_into`)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any) -> None: ...
+
+    def set_exception(self, exception: BaseException | None) -> None: ...
 
 
 class JournalClosed(RegistryError):
@@ -168,7 +181,7 @@ class InvalidTransition(RegistryError):
 register_error(JournalClosed, JournalBusy, OperationNotFound, InvalidTransition)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OperationRecord:
     """One operation as committed in the journal."""
 
@@ -198,21 +211,21 @@ class OperationRecord:
         return data
 
 
-@dataclass
+@dataclass(slots=True)
 class _Accept:
     record: OperationRecord  # what the future resolves with unless the key exists
     params: tuple[Any, ...]  # the INSERT's parameters, already in database form
     future: Future[OperationRecord]
 
 
-@dataclass
+@dataclass(slots=True)
 class _SetState:
     op_id: str
     state: str
-    result: Any
-    error: Any
+    result: str  # JSON text, encoded once by set_state()
+    error: str  # JSON text
     reason: str | None
-    future: Future[Any]  # OperationRecord, or None without `returning`
+    future: Completion  # with an OperationRecord, or None without `returning`
     release_key: bool = False
     returning: bool = True  # False: resolve with None, the row is not read back
 
@@ -238,10 +251,6 @@ def _to_json(what: str, value: Any) -> str:
         return _encode_json(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} must be JSON-serialisable: {exc}") from None
-
-
-def _check_json(what: str, value: Any) -> None:
-    _to_json(what, value)
 
 
 def _insert_sql(dialect: str, *, keyed: bool) -> str:
@@ -290,6 +299,12 @@ class Journal:
         self._dialect = registry.engine.dialect.name
         self._insert_plain = _insert_sql(self._dialect, keyed=False)
         self._insert_keyed = _insert_sql(self._dialect, keyed=True)
+        # set_state()'s UPDATE as driver SQL (parameters already in database form).
+        compiled = _UPDATE_STATE_MANY.compile(dialect=registry.engine.dialect)
+        self._update_sql = compiled.string
+        self._update_order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if compiled.positiontup is not None else None
+        )
         self._copy_sql = (
             f"COPY {OperationModel.__tablename__} ({', '.join(c.name for c in _COLUMNS)}) "
             "FROM STDIN"
@@ -440,13 +455,48 @@ class Journal:
         retry with it runs anew (for failures that are known to have done
         nothing, e.g. a retryable refusal).
         """
+        future: Future[Any] = Future()
+        self.set_state_into(
+            future,
+            op_id,
+            state,
+            result,
+            error,
+            reason,
+            release_key=release_key,
+            returning=returning,
+        )
+        return future
+
+    def set_state_into(
+        self,
+        completion: Completion,
+        op_id: str,
+        state: str,
+        result: Any = None,
+        error: Any = None,
+        reason: str | None = None,
+        *,
+        release_key: bool = False,
+        returning: bool = True,
+    ) -> None:
+        """`set_state`, completing `completion` instead of returning a new Future.
+
+        `completion` is completed (`set_result` / `set_exception`) in the
+        writer thread after the commit, as the Future of `set_state` would be:
+        e.g. `Runtime.completion(future)`, which hands the outcome straight to
+        an actor future (no concurrent Future on the request path). Raises as
+        `set_state` does, before anything is submitted.
+        """
         if state not in SETTABLE_STATES:
             raise ValueError(f"state must be one of {sorted(SETTABLE_STATES)}, not {state!r}")
-        _check_json("result", result)
-        _check_json("error", error)
-        future: Future[Any] = Future()
-        self._submit(_SetState(op_id, state, result, error, reason, future, release_key, returning))
-        return future
+        result_json = _to_json("result", result)
+        error_json = _to_json("error", error)
+        self._submit(
+            _SetState(
+                op_id, state, result_json, error_json, reason, completion, release_key, returning
+            )
+        )
 
     def close(self, timeout: float = 30.0) -> None:
         """Flush what is pending, then stop the writer. Later writes fail with JournalClosed.
@@ -845,26 +895,29 @@ class Journal:
     def _update_all(
         self, conn: Connection, states: builtins.list[tuple[int, _SetState]]
     ) -> dict[int, OperationRecord | Exception | None]:
-        """Every state change of a batch in three statements, not one per change.
+        """Every state change of a batch in two statements, not one per change.
 
-        The states before (locked on PostgreSQL), one executemany UPDATE, the
-        rows after. A change applies iff its operation was unfinished before,
-        which is the UPDATE's own condition. An operation changed twice in one
-        batch goes one by one (only the first of two final states may win).
+        Driver SQL (`exec_driver_sql`) with parameters already in database
+        form: no per-row bind or result processing.
+
+        The states before (locked on PostgreSQL), then one executemany of the
+        UPDATE; the rows after only for changes that asked for them. A change
+        applies iff its operation was unfinished before, which is the
+        UPDATE's own condition. An operation changed twice in one batch goes
+        one by one (only the first of two final states may win).
         """
         op_ids = [request.op_id for _, request in states]
         if len(states) == 1 or len(set(op_ids)) != len(op_ids):
             return {i: self._update(conn, request) for i, request in states}
-        before_query = select(OperationModel.id, OperationModel.state).where(
-            OperationModel.id.in_(op_ids)
-        )
-        if self._dialect == "postgresql":
-            before_query = before_query.with_for_update()
-        before = {row.id: row.state for row in conn.execute(before_query)}
-        now = self._registry.now()
-        changing = [request for _, request in states if before.get(request.op_id) in UNFINISHED]
+        before = self._states(conn, op_ids)
+        stamp = self._bind_time(self._registry.now())
+        changing = [
+            self._params(request, stamp)
+            for _, request in states
+            if before.get(request.op_id) in UNFINISHED
+        ]
         if changing:
-            conn.execute(_UPDATE_STATE_MANY, [self._params(request, now) for request in changing])
+            conn.exec_driver_sql(self._update_sql, changing)
         wanted = [request.op_id for _, request in states if request.returning]
         after = (
             {
@@ -885,39 +938,61 @@ class Journal:
                 out[i] = InvalidTransition(request.op_id, was, request.state)
         return out
 
-    def _params(self, request: _SetState, now: datetime) -> dict[str, Any]:
-        return {
+    def _states(self, conn: Connection, op_ids: Sequence[str]) -> dict[str, str]:
+        """{id: state} of these operations (rows locked until the commit on PostgreSQL)."""
+        table = OperationModel.__tablename__
+        if self._dialect == "postgresql":
+            sql = f"SELECT id, state FROM {table} WHERE id = ANY(%s) FOR UPDATE"
+            return {row[0]: row[1] for row in conn.exec_driver_sql(sql, (list(op_ids),))}
+        found: dict[str, str] = {}
+        # Chunks keep the number of bound parameters under SQLite's limit.
+        for start in range(0, len(op_ids), 500):
+            chunk = tuple(op_ids[start : start + 500])
+            sql = f"SELECT id, state FROM {table} WHERE id IN ({', '.join('?' * len(chunk))})"
+            found.update((row[0], row[1]) for row in conn.exec_driver_sql(sql, chunk))
+        return found
+
+    def _params(self, request: _SetState, stamp: Any) -> Any:
+        """The UPDATE's parameters for one change, in the driver's form."""
+        params = {
             "op_id": request.op_id,
             "new_state": request.state,
             "new_result": request.result,
             "new_error": request.error,
             "new_reason": request.reason,
             "release_key": request.release_key,
-            "now": now,
-            "finished": now if request.state in FINISHED_STATES else None,
+            "now": stamp,
+            "finished": stamp if request.state in FINISHED_STATES else None,
         }
+        order = self._update_order
+        return params if order is None else tuple([params[name] for name in order])
 
     def _update(self, conn: Connection, request: _SetState) -> OperationRecord | Exception | None:
-        params = self._params(request, self._registry.now())
+        """One state change on its own: the UPDATE, and only if it did not apply, why not.
+
+        For a batch with one change, or an operation changed twice in one batch.
+        """
+        params = self._params(request, self._bind_time(self._registry.now()))
+        if conn.exec_driver_sql(self._update_sql, params).rowcount != 1:
+            current = self._states(conn, [request.op_id]).get(request.op_id)
+            if current is None:
+                return OperationNotFound(request.op_id)
+            return InvalidTransition(request.op_id, current, request.state)
         if not request.returning:
-            if conn.execute(_UPDATE_STATE_MANY, params).rowcount == 1:
-                return None
-        else:
-            row = conn.execute(_UPDATE_STATE, params).first()
-            if row is not None:
-                return _record(row._mapping)
-        current = conn.execute(
-            select(OperationModel.state).where(OperationModel.id == request.op_id)
-        ).scalar_one_or_none()
-        if current is None:
-            return OperationNotFound(request.op_id)
-        return InvalidTransition(request.op_id, current, request.state)
+            return None
+        record = self._one_in(conn, OperationModel.id == request.op_id)
+        assert record is not None  # updated in this transaction
+        return record
 
     # -- internals ------------------------------------------------------------------
 
     def _one(self, *where: Any) -> OperationRecord | None:
         with self._registry.transaction(write=False) as conn:
-            row = conn.execute(select(*_COLUMNS).where(*where)).first()
+            return self._one_in(conn, *where)
+
+    @staticmethod
+    def _one_in(conn: Connection, *where: Any) -> OperationRecord | None:
+        row = conn.execute(select(*_COLUMNS).where(*where)).first()
         return None if row is None else _record(row._mapping)
 
 
@@ -926,9 +1001,12 @@ def _copy_supported(registry: Registry) -> bool:
     return registry.engine.dialect.driver == "psycopg"
 
 
-def _fail(future: Future[OperationRecord], exc: BaseException) -> None:
+def _fail(future: Completion, exc: BaseException) -> None:
     if not future.done():
-        future.set_exception(exc)
+        try:
+            future.set_exception(exc)
+        except Exception:  # cancelled meanwhile, or what it runs failed: not the writer's
+            log.debug("could not fail a journal future", exc_info=True)
 
 
 def _database_runner() -> Callable[..., Any]:

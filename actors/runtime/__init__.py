@@ -16,7 +16,7 @@ from __future__ import annotations
 from actors.errors import ConfigError
 from actors.runtime._base import Event, MailboxClosed, MailboxFull, Runtime
 from actors.runtime._clock import Clock, TimerHandle, VirtualClock, call_repeatedly
-from actors.runtime._future import ERROR, PENDING, VALUE, ActorFuture, Request
+from actors.runtime._future import ERROR, PENDING, VALUE, ActorFuture, Completion, Request
 from actors.runtime._offload import (
     DEFAULT_CHANGES_BACKLOG,
     DEFAULT_CHANGES_WORKERS,
@@ -43,6 +43,7 @@ __all__ = [
     "VALUE",
     "ActorFuture",
     "Clock",
+    "Completion",
     "Event",
     "MailboxClosed",
     "MailboxFull",

@@ -236,6 +236,40 @@ class ActorFuture(pykka.Future[T], Generic[T]):
         return self._value if self._state == VALUE else None
 
 
+class Completion:
+    """Completes an ActorFuture from any thread: what `Runtime.completion` gives.
+
+    It has the three methods of a concurrent Future that a worker thread
+    completing it uses (`done`, `set_result`, `set_exception`), so a worker
+    such as the journal's writer can be handed one instead of a concurrent
+    Future that `Runtime.from_concurrent` would then follow: no Future, no
+    Condition, no callback in between. This one completes the future in the
+    calling thread (a thread-safe future); a runtime whose futures belong to
+    one thread hands the completion over to it (see `_relay`).
+    """
+
+    __slots__ = ("_future", "_set")
+
+    def __init__(self, future: ActorFuture[Any]) -> None:
+        self._future = future
+        self._set = False
+
+    def done(self) -> bool:
+        """Whether set_result or set_exception was called (the future may follow later)."""
+        return self._set
+
+    def set_result(self, result: Any) -> None:
+        self._set = True
+        self._relay(self._future.try_set, result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._set = True
+        self._relay(self._future.try_set_exception, exception)
+
+    def _relay(self, complete: Callable[[Any], Any], outcome: Any) -> None:
+        complete(outcome)
+
+
 def copy_concurrent(done: concurrent.futures.Future[Any], future: ActorFuture[Any]) -> None:
     """Complete `future` as the finished concurrent future `done` ended.
 

@@ -29,6 +29,7 @@ from actors.runtime._future import (
     PENDING,
     REQUEST_FIELDS,
     ActorFuture,
+    Completion,
     Request,
     copy_concurrent,
 )
@@ -255,12 +256,29 @@ class GeventRuntime(Runtime):
         future.add_done_callback(relay)
         return green
 
+    def completion(self, future: ActorFuture[Any]) -> Completion:
+        # Completed in the thread that calls it; handed to this hub (the caller's).
+        return _HubCompletion(future, get_hub().loop)
+
     def kill(self, actor: pykka.Actor) -> bool:
         greenlet = getattr(actor, "_greenlet", None)
         if greenlet is None or greenlet.dead:
             return True
         greenlet.kill(block=False)
         return True
+
+
+class _HubCompletion(Completion):
+    """A Completion that hands the outcome to its future's hub (from any thread)."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, future: ActorFuture[Any], loop: Any) -> None:
+        super().__init__(future)
+        self._loop = loop
+
+    def _relay(self, complete: Callable[[Any], Any], outcome: Any) -> None:
+        self._loop.run_callback_threadsafe(complete, outcome)
 
 
 def _offload_green(pool: OffloadPool, fn: Callable[..., Any], args: tuple[Any, ...]) -> GreenFuture:

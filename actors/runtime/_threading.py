@@ -21,6 +21,7 @@ from actors.runtime._future import (
     PENDING,
     REQUEST_FIELDS,
     ActorFuture,
+    Completion,
     Request,
     copy_concurrent,
 )
@@ -127,6 +128,10 @@ class ThreadingRuntime(Runtime):
         adopted = ThreadFuture()
         future.add_done_callback(lambda done: copy_concurrent(done, adopted))
         return adopted
+
+    def completion(self, future: ActorFuture[Any]) -> Completion:
+        # ThreadFuture is thread-safe: completed in the calling thread.
+        return Completion(future)
 
     def offload(
         self, fn: Callable[..., Any], *args: Any, lane: OffloadLane = "client"
