@@ -495,10 +495,14 @@ class Operations:
         self.journal.set_state_into(_RunningWritten(self, op_id), op_id, "running", returning=False)
 
     def _running_written(self, op_id: str, error: BaseException | None) -> None:
-        """In the journal's writer thread: how the write of 'running' went."""
+        """In the journal's writer thread: how the write of 'running' went.
+
+        Outcomes an outage kept are not written from here: their futures
+        belong to the service's thread (a gevent hub), not the writer's. The
+        next outcome or registry round writes them.
+        """
         if error is None:
-            if self._failures.succeeded():
-                self.write_unrecorded()
+            self._failures.succeeded()  # logs the end of a run of failures
         elif not isinstance(error, InvalidTransition):  # it ended first: nothing to say
             self._failures.failed(f"operation {op_id} running", error)
 

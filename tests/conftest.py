@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -91,3 +93,36 @@ def clock(actors_clock: VirtualClock) -> VirtualClock:
 def caplog_errors(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.ERROR)
     return caplog
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database of this test alone, dropped afterwards.
+
+    The server of ACTORS_TEST_POSTGRES_URL is shared (with other checkouts, with
+    CI): a test never writes to the database that URL names, whose schema may
+    be any revision, only to one it made itself.
+    """
+    base = os.environ.get("ACTORS_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("ACTORS_TEST_POSTGRES_URL is not set")
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.pool import NullPool
+
+    name = f"actors_test_{secrets.token_hex(6)}"
+    url = make_url(base)
+    admin = create_engine(
+        url.set(drivername="postgresql+psycopg", database="postgres"),
+        poolclass=NullPool,
+        isolation_level="AUTOCOMMIT",
+    )
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from typing import Any
 
@@ -20,10 +19,7 @@ FAKE = "actors.drivers.fake:FakeDriver"
 def database(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "sqlite":
         return {}
-    url = os.environ.get("ACTORS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("ACTORS_TEST_POSTGRES_URL is not set")
-    return {"database_url": url}
+    return {"database_url": request.getfixturevalue("postgres_url")}
 
 
 def _start(actors_service: Any, clock: Any, backends: int = 3, **extra: Any) -> ServiceHarness:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.pool import NullPool
 
 from actors.registry import Registry, sqlite_url_for
 
@@ -37,24 +34,11 @@ def _psycopg(url: str) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
-        yield sqlite_url_for(tmp_path / "state")
-        return
-    if not POSTGRES_URL:
-        pytest.skip("ACTORS_TEST_POSTGRES_URL is not set")
-    name = f"actors_test_{secrets.token_hex(6)}"
-    admin_url = make_url(_psycopg(POSTGRES_URL)).set(database="postgres")
-    admin = create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+        return sqlite_url_for(tmp_path / "state")
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
