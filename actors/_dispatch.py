@@ -57,6 +57,7 @@ class DispatchedService(Protocol):
         *,
         version: str | None,
         key: str | None,
+        scope: str | None = None,
     ) -> tuple[ActorFuture[Any], ActorFuture[Any]] | None: ...
 
     def status(self) -> list[dict[str, Any]]: ...
@@ -174,7 +175,12 @@ class ServiceDispatcher:
         except ActorsError:
             return None  # the plain path reports the unknown target
         submitted = service.submit_journaled(
-            handle, request.method, request.args, version=request.version, key=request.key
+            handle,
+            request.method,
+            request.args,
+            version=request.version,
+            key=request.key,
+            scope=request.scope,
         )
         if submitted is None:
             return None

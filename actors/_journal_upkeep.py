@@ -3,6 +3,9 @@
 Finished operations older than `journal_retention` are deleted, and
 operations this process accepted but never ran (a commit whose
 acknowledgement was lost) are handed to recovery, so none waits for ever.
+After every registry round, keyed operations of the service's topic that a
+host now down accepted and left unfinished are adopted (`adopt_orphans`): an
+acknowledged topic cast does not wait for its host to come back.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from actors._operations import Operations
 from actors._recovery import RECOVERY_PAGE
 from actors._service_view import ServiceView
 from actors.registry import Registry
-from actors.registry.journal import OperationRecord
+from actors.registry.journal import Journal, OperationRecord
 from actors.runtime import ActorFuture
 
 __all__ = ["STRANDED_AFTER", "JournalUpkeep"]
@@ -45,6 +48,7 @@ class JournalUpkeep:
         self.operations = operations
         self.registry = registry
         self.started_at = started_at
+        self._adopting = False
 
     def prune(self) -> ActorFuture[Any]:
         """Delete finished operations older than `journal_retention`, off the actors.
@@ -122,3 +126,73 @@ class JournalUpkeep:
             )
         else:
             self._service.log.info("%s recovered stranded operations: %s", name, done.value())
+
+    def adopt_orphans(self) -> None:
+        """Take over the topic's unfinished keyed operations whose host is down.
+
+        Of the operations keyed across the service's topic (`topic:<topic>`),
+        those whose owner (`host@backend`) is down in the registry and whose
+        backend this service also runs are claimed (compare-and-set: of the
+        live hosts, one wins) and handed to that manager's recovery, as after
+        a crash. One pass at a time, a page per pass.
+        """
+        service = self._service
+        config = service.config
+        if self.registry is None or self._adopting or not config.topic:
+            return
+        ours = {plan.backend: plan.name for plan in service.plans}
+        self._adopting = True
+        work = service.runtime.offload(
+            functools.partial(
+                _claim_orphans,
+                self.operations.journal,
+                self.registry,
+                config.topic,
+                config.host,
+                ours,
+            ),
+            lane="system",
+        )
+
+        def claimed(done: Any) -> None:
+            self._adopting = False
+            error = done.exception()
+            if error is not None:
+                service.log.warning("could not look for orphaned topic operations: %s", error)
+                return
+            by_target: dict[str, list[OperationRecord]] = {}
+            for previous, record in done.value():
+                service.log.warning(
+                    "operation %s (%s) taken over from %s, which is down",
+                    record.id,
+                    record.method,
+                    previous,
+                )
+                by_target.setdefault(record.target, []).append(record)
+            for name, mine in sorted(by_target.items()):
+                handed = service.child(name).ask("recover_operations", (mine,), accepted=True)
+                service.pipe(handed, functools.partial(self._swept, name))
+
+        service.pipe(work, claimed)
+
+
+def _claim_orphans(
+    journal: Journal, registry: Registry, topic: str, host: str, ours: dict[str, str]
+) -> list[tuple[str, OperationRecord]]:
+    """(previous owner, claimed record) for the topic's unfinished operations of down hosts.
+
+    Only the rows of services registered down are read: nothing while every
+    host of the topic is up (the common case, one small query per round).
+    """
+    down = [
+        f"{s.host}@{s.backend}"
+        for s in registry.services(topic=topic)
+        if not s.is_up and s.host != host and s.backend in ours
+    ]
+    if not down:
+        return []
+    claimed: list[tuple[str, OperationRecord]] = []
+    for record in journal.unfinished(targets=down, scope=f"topic:{topic}", limit=RECOVERY_PAGE):
+        mine = ours[record.target.partition("@")[2]]
+        claimed += [(record.target, r) for r in journal.claim_all([record], mine)]
+    return claimed

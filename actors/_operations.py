@@ -219,6 +219,7 @@ class Operations:
         self._recent: OrderedDict[str, _Outcome] = OrderedDict()
         # Outcomes the database refused (outage): answered from here, written later.
         self._unrecorded: dict[str, _Outcome] = {}
+        self._rewriting: set[str] = set()  # ... of those, the ones being written again
         # Accepted but not yet in the mailbox, per manager: counted against its room.
         self._undelivered: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -242,8 +243,12 @@ class Operations:
         *,
         version: str | None,
         key: str | None,
+        scope: str | None = None,
     ) -> tuple[ActorFuture[Any], ActorFuture[Any]]:
         """Journal and run one request; returns (accepted, outcome) futures.
+
+        `scope`: across which managers `key` is one operation (the manager
+        itself when None; `topic:<topic>` for a request to any one of a topic).
 
         `accepted` completes with {"operation": id} once the row is committed
         and delivered (what a cast's ack waits for); `outcome` with the
@@ -258,7 +263,7 @@ class Operations:
             manager_class.rpc_methods[method].check_arguments(name, args)
             handle.check_room(reserved=self._undelivered.get(name, 0))
             check_admission()  # the blocking steps of changes under way are bounded here
-            pending = self.journal.accept(name, method, args, key, op_id=op_id)
+            pending = self.journal.accept(name, method, args, key, op_id=op_id, scope=scope)
         except (TypeError, ValueError) as exc:  # arguments the journal cannot store
             error: BaseException = InvalidArguments(handle.name, method, str(exc))
             accepted.set_exception(error)
@@ -305,7 +310,7 @@ class Operations:
             record: OperationRecord = done.value()
             if record.id != op_id:
                 # The key was already used: answer with that operation, never run twice.
-                self._answer_existing(record, method, args, accepted, outcome)
+                self._answer_existing(handle, record, method, args, accepted, outcome)
                 return
             self._deliver(handle, record, version, outcome)
             accepted.try_set({"operation": record.id})
@@ -314,6 +319,7 @@ class Operations:
 
     def _answer_existing(
         self,
+        handle: ActorHandle,
         record: OperationRecord,
         method: str,
         args: dict[str, Any],
@@ -341,8 +347,50 @@ class Operations:
             outcome.try_set(record.result)
         elif record.finished:
             outcome.try_set_exception(outcome_error(record))
-        else:  # unfinished, and not running here: recovery owns it
+        elif _host(record.target) == _host(handle.name):
+            # Unfinished, not running here: an earlier process of this host
+            # left it, and this host's recovery owns it.
             outcome.try_set_exception(OperationInProgress(record.id, record.target, record.method))
+        else:  # another host of the topic has it: taken over if that host is down
+            self._take_over(handle, record, outcome)
+
+    def _take_over(
+        self, handle: ActorHandle, record: OperationRecord, outcome: ActorFuture[Any]
+    ) -> None:
+        """Run here an operation another host accepted and left unfinished, if it is down.
+
+        The claim is a compare-and-set in the journal (see Journal.claim_all):
+        of the hosts a retry reaches, and the owner's own recovery, one wins.
+        The winner's manager decides as crash recovery does (`recover_operation`:
+        an idempotent method runs again, another is recorded interrupted).
+        While the owner is up, the retry hears OperationInProgress (retryable).
+        """
+        in_progress = OperationInProgress(record.id, record.target, record.method)
+        claim = self.runtime.offload(self.journal.take_over, record, handle.name, lane="changes")
+
+        def claimed(done: ActorFuture[OperationRecord | None]) -> None:
+            mine = None if done.exception() is not None else done.value()
+            if mine is None:
+                outcome.try_set_exception(in_progress)
+                return
+            log.warning(
+                "operation %s (%s.%s) taken over from %s, which is down",
+                record.id,
+                handle.name,
+                record.method,
+                record.target,
+            )
+            handed = handle.ask("recover_operations", ([mine],), accepted=True)
+            handed.add_done_callback(lambda _: follow(mine))
+
+        def follow(mine: OperationRecord) -> None:
+            inflight = self._inflight.get(mine.id)
+            if inflight is not None:
+                inflight.outcome.add_done_callback(lambda done: _copy(done, outcome))
+            else:  # recorded interrupted (or ended already): a retry reads it
+                outcome.try_set_exception(in_progress)
+
+        claim.add_done_callback(claimed)
 
     def _deliver(
         self,
@@ -445,6 +493,7 @@ class Operations:
         self, op_id: str, outcome: _Outcome, held: ActorFuture[_Outcome], done: ActorFuture[Any]
     ) -> None:
         """The journal's answer to `_write_outcome`'s write; completes `held`."""
+        self._rewriting.discard(op_id)
         failure = done.exception()
         if failure is None or isinstance(failure, OperationNotFound):
             self._keep(op_id, held, outcome)
@@ -470,9 +519,10 @@ class Operations:
 
     def _keep(self, op_id: str, held: ActorFuture[_Outcome], final: _Outcome) -> None:
         """`final` is the outcome of `op_id` that holds: keep it for retries, complete `held`."""
-        if self._failures.succeeded():  # the database is back: write what it refused
-            self.write_unrecorded()
+        self._failures.succeeded()
         self._unrecorded.pop(op_id, None)
+        if self._unrecorded:  # the database is back: write what it refused
+            self.write_unrecorded()
         with self._lock:
             self._recent[op_id] = final
             while len(self._recent) > RECENT_OUTCOMES:
@@ -480,9 +530,14 @@ class Operations:
         held.try_set(final)
 
     def write_unrecorded(self) -> int:
-        """Try again to write the outcomes the database refused; how many were pending."""
-        pending = list(self._unrecorded.items())
+        """Try again to write the outcomes the database refused; how many were pending.
+
+        Each at most once at a time: one already being written again is left
+        to that write (called after every successful write while any wait).
+        """
+        pending = [item for item in self._unrecorded.items() if item[0] not in self._rewriting]
         for op_id, outcome in pending:
+            self._rewriting.add(op_id)
             self._write_outcome(op_id, outcome)
         return len(pending)
 
@@ -499,7 +554,7 @@ class Operations:
 
         Outcomes an outage kept are not written from here: their futures
         belong to the service's thread (a gevent hub), not the writer's. The
-        next outcome or registry round writes them.
+        next outcome written (see `_keep`) or registry round writes them.
         """
         if error is None:
             self._failures.succeeded()  # logs the end of a run of failures
@@ -603,6 +658,11 @@ def _as_recorded(value: Any) -> Any:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError):
         return value
+
+
+def _host(target: str) -> str:
+    """The host of a manager's name (`host@backend`)."""
+    return target.partition("@")[0]
 
 
 def _copy(source: ActorFuture[Any], target: ActorFuture[Any]) -> None:

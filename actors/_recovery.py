@@ -1,10 +1,12 @@
 """`Recovery`: what an earlier process left unfinished is handed to each manager again.
 
 After a crash, operations of this service's managers that were 'accepted' or
-'running' are read from the journal, a page at a time, and each manager gets
-its own through `recover_operations` (re-run if idempotent, else marked
-interrupted). Unfinished work of this host's backends that no manager here
-runs is logged once, so an operator can find it.
+'running' are read from the journal, a page at a time, claimed (a
+compare-and-set: another host of the topic may have taken one over
+meanwhile, see Operations._take_over) and each manager gets its own through
+`recover_operations` (re-run if idempotent, else marked interrupted).
+Unfinished work of this host's backends that no manager here runs is logged
+once, so an operator can find it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from actors._operations import Operations
 from actors._service_view import ServiceView
-from actors.registry.journal import OperationRecord
+from actors.registry.journal import Journal, OperationRecord
 
 __all__ = ["RECOVERY_PAGE", "Recovery"]
 
@@ -73,11 +75,7 @@ class Recovery:
         self._next = None
         work = service.runtime.offload(
             functools.partial(
-                self.operations.journal.unfinished,
-                self.started_at,
-                targets=self._targets,
-                after=after,
-                limit=RECOVERY_PAGE,
+                _claim_page, self.operations.journal, self.started_at, self._targets, after
             ),
             lane="system",
         )
@@ -93,13 +91,11 @@ class Recovery:
             self._failed.update(self._targets)
             self._step()
             return
-        records: list[OperationRecord] = done.value()
+        records: list[OperationRecord]
+        records, self._next = done.value()
         by_target: dict[str, list[OperationRecord]] = {}
         for record in records:
             by_target.setdefault(record.target, []).append(record)
-        if len(records) >= RECOVERY_PAGE:
-            last = records[-1]
-            self._next = (last.created_at, last.id)
         for name, mine in sorted(by_target.items()):
             if name not in self.unrecovered:
                 # Removed from the configuration meanwhile: if it comes back,
@@ -166,3 +162,15 @@ class Recovery:
                     target,
                     target,
                 )
+
+
+def _claim_page(
+    journal: Journal,
+    created_before: datetime | None,
+    targets: list[str],
+    after: tuple[datetime, str] | None,
+) -> tuple[list[OperationRecord], tuple[datetime, str] | None]:
+    """A page of unfinished operations, those still ours claimed; and the next page's cursor."""
+    page = journal.unfinished(created_before, targets=targets, after=after, limit=RECOVERY_PAGE)
+    cursor = (page[-1].created_at, page[-1].id) if len(page) >= RECOVERY_PAGE else None
+    return journal.claim_all(page), cursor

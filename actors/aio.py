@@ -27,12 +27,14 @@ from actors.client import (
     CONNECT_GRACE,
     Peer,
     TopicClient,
+    in_progress_pause,
+    key_scope,
     none_up,
     peer_for,
     rank_routable,
 )
 from actors.config import ServiceConfig, load_config
-from actors.errors import DeadlineExceeded, NotFound
+from actors.errors import DeadlineExceeded, NotFound, OperationInProgress
 from actors.registry import Registry, ServiceRecord
 from actors.runtime import ActorFuture, Clock
 from actors.service import Service
@@ -282,8 +284,10 @@ class AsyncTopicClient:
         timeout = self.timeout if timeout is None else timeout
         deadline = loop.time() + timeout
         repeatable = key is not None or idempotent
+        scope = key_scope(self.topic, target, key)
         lost: set[str] = set()
         failure: ConnectionLost | None = None
+        repeats = 0
         while True:
             try:
                 record, peer = await self._pick(target, lost, deadline)
@@ -298,7 +302,9 @@ class AsyncTopicClient:
             send = peer.client.cast if kind == CAST else peer.client.call
             peer.outstanding += 1
             try:
-                return await send(name, method, args, timeout=remaining, version=version, key=key)
+                return await send(
+                    name, method, args, timeout=remaining, version=version, key=key, scope=scope
+                )
             except ConnectionLost as exc:
                 if not repeatable or target is not None:
                     raise
@@ -306,8 +312,15 @@ class AsyncTopicClient:
                 assert record.endpoint is not None
                 lost.add(record.endpoint)
                 self.failovers += 1
+                continue
+            except OperationInProgress:
+                pause = in_progress_pause(repeats, deadline, loop.time())
+                if scope is None or pause is None:
+                    raise
             finally:
                 peer.outstanding -= 1
+            repeats += 1
+            await asyncio.sleep(pause)
 
     async def _pick(
         self, target: str | None, lost: set[str], deadline: float

@@ -21,6 +21,13 @@ Failover: a request that is safe to repeat (it has an idempotency `key`, or
 the caller says the method is `idempotent`) and fails with `ConnectionLost`
 is sent again to another live peer within the caller's original deadline.
 Anything else gets the `ConnectionLost` (retryable: whether it ran is unknown).
+
+Keys across the topic: a keyed request to any one service of the topic is
+sent with the key scope `topic:<topic>`, so the key names one operation on
+every host of the topic (the shared journal enforces it). A retry that finds
+the operation unfinished on a host still up hears `OperationInProgress` and
+is repeated, paced, until that host finishes it or is found down and the
+retry's host takes it over, all within the caller's deadline.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from actors.errors import NotFound
+from actors.errors import NotFound, OperationInProgress
 from actors.registry import Registry, ServiceRecord
 from actors.registry.api import DatabaseUnavailable
 from transport.client import RpcClient
@@ -42,6 +49,7 @@ from transport.security import ClientSecurity
 
 __all__ = [
     "CONNECT_GRACE",
+    "IN_PROGRESS_PAUSE",
     "Peer",
     "PeerState",
     "TopicClient",
@@ -54,6 +62,24 @@ __all__ = [
 CONNECT_GRACE = 1.0
 """Seconds a request waits for any of its candidates to connect before it is sent
 to one whose connection is not up yet (it then waits for it within its deadline)."""
+
+IN_PROGRESS_PAUSE = (0.1, 1.0)
+"""First and longest pause (seconds, doubling) before a keyed topic request that
+heard OperationInProgress is repeated."""
+
+
+def key_scope(topic: str, target: str | None, key: str | None) -> str | None:
+    """The scope of a topic request's key: the whole topic, unless sent to one manager."""
+    return f"topic:{topic}" if key is not None and target is None else None
+
+
+def in_progress_pause(attempt: int, deadline: float, now: float) -> float | None:
+    """The pause before repeating a request in progress on another host (its
+    `attempt`-th repeat), or None when the deadline leaves no room to repeat."""
+    first, longest = IN_PROGRESS_PAUSE
+    pause = min(first * 2**attempt, longest)
+    left = deadline - now
+    return None if left < pause + first else pause
 
 
 def client_security_for(
@@ -315,8 +341,10 @@ class TopicClient:
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         repeatable = key is not None or idempotent
+        scope = key_scope(self.topic, target, key)
         lost: set[str] = set()
         failure: ConnectionLost | None = None
+        repeats = 0
         while True:
             try:
                 record, peer = self._pick(target, lost, deadline)
@@ -328,7 +356,12 @@ class TopicClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RequestTimeout(name, method, timeout)
-            options: dict[str, Any] = {"timeout": remaining, "version": version, "key": key}
+            options: dict[str, Any] = {
+                "timeout": remaining,
+                "version": version,
+                "key": key,
+                "scope": scope,
+            }
             if kind is not None:
                 options["_kind"] = kind
             with self._lock:
@@ -343,9 +376,16 @@ class TopicClient:
                 assert record.endpoint is not None
                 lost.add(record.endpoint)
                 self.failovers += 1
+                continue
+            except OperationInProgress:
+                pause = in_progress_pause(repeats, deadline, time.monotonic())
+                if scope is None or pause is None:
+                    raise
             finally:
                 with self._lock:
                     peer.outstanding -= 1
+            repeats += 1
+            time.sleep(pause)
 
     def close(self) -> None:
         with self._lock:

@@ -563,6 +563,7 @@ class Service:
         *,
         version: str | None,
         key: str | None,
+        scope: str | None = None,
     ) -> tuple[ActorFuture[Any], ActorFuture[Any]] | None:
         """Submit a request for a journaled method: (accepted, outcome) futures.
 
@@ -576,7 +577,9 @@ class Service:
         manager_class = self.actor.plan(handle.name).manager_class
         if not operations.is_journaled(manager_class, method):
             return None
-        return operations.submit(handle, manager_class, method, args, version=version, key=key)
+        return operations.submit(
+            handle, manager_class, method, args, version=version, key=key, scope=scope
+        )
 
     def status(self) -> list[dict[str, Any]]:
         """Every actor with its state, mailbox depth, restarts and current work."""

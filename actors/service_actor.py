@@ -249,9 +249,12 @@ class ServiceActor(BaseActor):
         return self._recovery.unrecovered if self._recovery is not None else set()
 
     def _registry_reached(self) -> None:
-        """A registry round succeeded: the journal's recovery may go on."""
+        """A registry round succeeded: the journal's recovery may go on, and what
+        hosts now down left unfinished on the topic is adopted."""
         if self._recovery is not None:
             self._recovery.registry_reached()
+        if self._upkeep is not None:
+            self._upkeep.adopt_orphans()
 
     def publish_capabilities(self) -> ActorFuture[Any]:
         """Publish every ready backend's capability report: see `CapabilityRounds.publish`."""

@@ -144,6 +144,11 @@ class JournaledManager(HoldingManager):
         self.hold()
         raise FatalError("crashed after the hold")
 
+    @rpc(idempotent=True)
+    def stamp(self, tag: str) -> dict[str, str]:
+        """Idempotent, journaled: says which manager ran it (run again after a crash)."""
+        return {"tag": tag, "by": self.name}
+
     @rpc(journal=True)
     def explode(self) -> None:
         raise FatalError("exploded inside a journaled operation")

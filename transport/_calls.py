@@ -59,11 +59,14 @@ def configure_dealer(
     security: ClientSecurity | None,
     heartbeat: float,
     reconnect_interval: float,
+    connect: bool = True,
 ) -> Any:
     """Set a client DEALER's options (docs/protocol.md §16) and connect it.
 
     IMMEDIATE: requests are only queued to a live connection. The socket is
-    closed if anything fails.
+    closed if anything fails. With `connect=False` the caller connects it,
+    after it has set up a socket monitor: events that come before the
+    monitor's own connection are lost, a first handshake among them.
     """
     try:
         sock.setsockopt(zmq.LINGER, 0)
@@ -78,7 +81,8 @@ def configure_dealer(
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ms * 3)
         if security is not None:
             security.apply(sock)
-        sock.connect(endpoint)
+        if connect:
+            sock.connect(endpoint)
     except BaseException:
         sock.close(linger=0)
         raise
@@ -95,6 +99,7 @@ def request_body(
     version: str | None,
     key: str | None,
     limits: Limits,
+    scope: str | None = None,
 ) -> bytes:
     """The encoded request; raises ProtocolError/MessageTooLarge before anything is sent."""
     envelope = Envelope(
@@ -106,6 +111,7 @@ def request_body(
         timeout=timeout,
         version=version,
         key=key,
+        scope=scope,
     )
     return encode(envelope, limits)
 

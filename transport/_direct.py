@@ -57,14 +57,13 @@ class DirectSocket(SocketLoop):
 
     def start(self) -> None:
         try:
-            self.socket = self._factory(self._context)
+            self.socket = self._open(self._context)
         except BaseException:
             self._close_pipe()
             if self._own_context:
                 self._context.term()
             raise
         self._parked.for_socket(self.socket.type)
-        self._open_monitor()
         self._poll = select.poll()
         self._poll.register(self.socket.FD, select.POLLIN)
         self._poll.register(self._wake_r, select.POLLIN)

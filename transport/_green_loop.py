@@ -73,14 +73,13 @@ class GreenSocketLoop(SocketLoop):
         # Plain sockets on the same libzmq context (inproc:// peers still meet).
         plain: Any = zmq.Context.shadow(self._context.underlying)
         try:
-            self.socket = self._factory(plain)
+            self.socket = self._open(plain)
         except BaseException:
             if self._own_context:
                 self._context.term()
             raise
         self._hub = gevent.get_hub()
         self._parked.for_socket(self.socket.type)
-        self._open_monitor()
         self._greenlets = [gevent.spawn(self._read)]
         if self._monitor is not None:
             self._greenlets.append(gevent.spawn(self._watch))

@@ -175,14 +175,37 @@ class SocketLoop:
         self.monitored = MONITORED
         """Which events on_event gets (a bit mask of zmq.EVENT_*); set before start()."""
         self._monitor: Any = None
+        self.connect_to: str | None = None
+        """Set before start(): connected to once the monitor watches (no event missed)."""
 
     def _new_context(self) -> Any:
         """The context of a loop given none (a green loop needs a green one)."""
         return zmq.Context()
 
-    def _open_monitor(self) -> None:
-        if self.on_event is not None:
-            self._monitor = self.socket.get_monitor_socket(self.monitored)
+    def _open(self, context: Any) -> Any:
+        """The factory's socket, its events watched (if asked), then connected to `connect_to`.
+
+        In that order: an event that comes before the monitor is connected is
+        lost (the first handshake would be). A socket that cannot be connected
+        (a malformed endpoint) is closed and the error raised, as the
+        factory's own would be; a monitor that cannot be made is only logged.
+        """
+        sock = self._factory(context)
+        try:
+            if self.on_event is not None:
+                try:
+                    self._monitor = sock.get_monitor_socket(self.monitored)
+                except zmq.ZMQError as exc:
+                    log.warning("%s: no socket monitor: %s", self.name, exc)
+            if self.connect_to is not None:
+                sock.connect(self.connect_to)
+        except BaseException:
+            if self._monitor is not None:
+                self._monitor.close(linger=0)
+                self._monitor = None
+            sock.close(linger=0)
+            raise
+        return sock
 
     def _on_monitor_frames(self, frames: list[bytes]) -> None:
         from zmq.utils.monitor import parse_monitor_message

@@ -73,7 +73,7 @@ class ThreadSocketLoop(SocketLoop):
 
     def _run(self) -> None:
         try:
-            self.socket = self._factory(self._context)
+            self.socket = self._open(self._context)
         except BaseException as exc:
             self._error = exc
             if self._own_context:
@@ -81,10 +81,6 @@ class ThreadSocketLoop(SocketLoop):
             self._ready.set()
             return
         self._parked.for_socket(self.socket.type)
-        try:
-            self._open_monitor()
-        except zmq.ZMQError as exc:
-            log.warning("%s: no socket monitor: %s", self.name, exc)
         self._ready.set()
         sock = self.socket
         poller = zmq.Poller()

@@ -101,10 +101,13 @@ class AsyncRpcClient:
             security=security,
             heartbeat=heartbeat,
             reconnect_interval=reconnect_interval,
+            connect=False,
         )
         # The connection's own events: a refused key or a dropped connection fails
-        # what waits at once, not at its deadline (as RpcClient).
+        # what waits at once, not at its deadline (as RpcClient). Watched before
+        # the socket connects, so that no event (the first handshake) is missed.
         self._monitor: zmq.asyncio.Socket | None = self._socket.get_monitor_socket(WATCHED)
+        self._socket.connect(endpoint)
         self.connected: bool | None = None
         """True once a handshake succeeded, False once that connection dropped or
         was refused (until the next handshake), None before the first."""
@@ -120,9 +123,10 @@ class AsyncRpcClient:
         timeout: float | None = None,
         version: str | None = None,
         key: str | None = None,
+        scope: str | None = None,
     ) -> Any:
         """Call `method` on `target`; the result, or its error, within `timeout`."""
-        return await self._request(CALL, target, method, args, timeout, version, key)
+        return await self._request(CALL, target, method, args, timeout, version, key, scope)
 
     async def cast(
         self,
@@ -133,18 +137,19 @@ class AsyncRpcClient:
         timeout: float | None = None,
         version: str | None = None,
         key: str | None = None,
+        scope: str | None = None,
     ) -> dict[str, Any] | None:
         """Fire and forget; returns once the server accepted it (raises if refused).
 
         Returns what the ack says, if anything: for a journaled method
         {"operation": id}.
         """
-        info = await self._request(CAST, target, method, args, timeout, version, key)
+        info = await self._request(CAST, target, method, args, timeout, version, key, scope)
         return info  # type: ignore[no-any-return]
 
     async def ping(self, *, timeout: float | None = None) -> dict[str, Any]:
         """Round trip to the server; returns what it says about itself."""
-        info = await self._request(PING, self.endpoint, "ping", None, timeout, None, None)
+        info = await self._request(PING, self.endpoint, "ping", None, timeout, None, None, None)
         return info or {}  # type: ignore[no-any-return]
 
     def start_call(
@@ -156,6 +161,7 @@ class AsyncRpcClient:
         timeout: float | None = None,
         version: str | None = None,
         key: str | None = None,
+        scope: str | None = None,
     ) -> asyncio.Future[Any]:
         """Send a call now; await the returned future later (as `RpcClient.call_async`).
 
@@ -168,7 +174,7 @@ class AsyncRpcClient:
         timeout = self.timeout if timeout is None else timeout
         loop = self._loop if self._loop is not None else self._start()
         return self._submit(
-            CALL, target, method, args, timeout, version, key, loop.time() + timeout
+            CALL, target, method, args, timeout, version, key, scope, loop.time() + timeout
         )
 
     async def _request(
@@ -180,13 +186,16 @@ class AsyncRpcClient:
         timeout: float | None,
         version: str | None,
         key: str | None,
+        scope: str | None,
     ) -> Any:
         timeout = self.timeout if timeout is None else timeout
         loop = self._loop if self._loop is not None else self._start()
         deadline = loop.time() + timeout
         if len(self._pending) >= self.max_in_flight:
             await self._wait_for_room(loop, deadline, target, method, timeout)
-        return await self._submit(kind, target, method, args, timeout, version, key, deadline)
+        return await self._submit(
+            kind, target, method, args, timeout, version, key, scope, deadline
+        )
 
     def _submit(
         self,
@@ -197,11 +206,14 @@ class AsyncRpcClient:
         timeout: float,
         version: str | None,
         key: str | None,
+        scope: str | None,
         deadline: float,
     ) -> asyncio.Future[Any]:
         """Send one request; its future fails at `deadline` (loop time) if no reply came."""
         msg_id = f"{self._prefix}-{next(self._ids)}"
-        body = request_body(kind, msg_id, target, method, args, timeout, version, key, self.limits)
+        body = request_body(
+            kind, msg_id, target, method, args, timeout, version, key, self.limits, scope
+        )
         if self._closed:
             raise ConnectionClosed(self.endpoint)
         assert self._loop is not None

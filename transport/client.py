@@ -162,6 +162,7 @@ class RpcClient:
         # what waits at once, not at its deadline.
         self._loop.on_event = self._on_socket_event
         self._loop.monitored = WATCHED
+        self._loop.connect_to = self.endpoint  # once the monitor watches
         self._loop.start()
 
     def _make_socket(self, context: Any) -> Any:
@@ -172,6 +173,7 @@ class RpcClient:
             security=self.security,
             heartbeat=self.heartbeat,
             reconnect_interval=self.reconnect_interval,
+            connect=False,
         )
 
     def _event(self) -> Any:
@@ -191,6 +193,7 @@ class RpcClient:
         timeout: float | None = None,
         version: str | None = None,
         key: str | None = None,
+        scope: str | None = None,
         _kind: str = CALL,
     ) -> ClientFuture:
         """Send a request and return its future at once (pipelining)."""
@@ -207,7 +210,9 @@ class RpcClient:
             None if direct is None else direct.read_ready,
         )
         future._forget = self._forget
-        body = request_body(_kind, msg_id, target, method, args, timeout, version, key, self.limits)
+        body = request_body(
+            _kind, msg_id, target, method, args, timeout, version, key, self.limits, scope
+        )
         loop = self._loop
         if loop is None:
             future._resolve(error=ConnectionClosed(self.endpoint))
@@ -232,9 +237,16 @@ class RpcClient:
         timeout: float | None = None,
         version: str | None = None,
         key: str | None = None,
+        scope: str | None = None,
     ) -> Any:
-        """Call `method` on `target` and wait (at most `timeout`) for the result."""
-        future = self.call_async(target, method, args, timeout=timeout, version=version, key=key)
+        """Call `method` on `target` and wait (at most `timeout`) for the result.
+
+        `key`: the idempotency key of a journaled method; `scope`: across which
+        managers it is one operation (the target when None; protocol §6).
+        """
+        future = self.call_async(
+            target, method, args, timeout=timeout, version=version, key=key, scope=scope
+        )
         return self._wait(future)
 
     def cast(
@@ -246,6 +258,7 @@ class RpcClient:
         timeout: float | None = None,
         version: str | None = None,
         key: str | None = None,
+        scope: str | None = None,
     ) -> dict[str, Any] | None:
         """Fire and forget; returns once the server accepted it (raises if refused).
 
@@ -253,7 +266,14 @@ class RpcClient:
         {"operation": id}.
         """
         future = self.call_async(
-            target, method, args, timeout=timeout, version=version, key=key, _kind=CAST
+            target,
+            method,
+            args,
+            timeout=timeout,
+            version=version,
+            key=key,
+            scope=scope,
+            _kind=CAST,
         )
         return self._wait(future)  # type: ignore[no-any-return]
 

@@ -25,6 +25,7 @@ class Request:
     key: str | None = None
     cast: bool = False
     peer: str = ""
+    scope: str | None = None  # where `key` is one operation; None: the target
 
 
 class ReplyFuture(Protocol):

@@ -76,6 +76,7 @@ class Envelope:
     result: Any = None
     error: dict[str, Any] | None = None
     info: dict[str, Any] | None = None
+    scope: str | None = None  # where `key` is one operation: nil, the target (§6)
 
     def to_map(self) -> dict[str, Any]:
         data: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": self.kind, "id": self.id}
@@ -91,6 +92,8 @@ class Envelope:
             data["version"] = self.version
         if self.key is not None:
             data["key"] = self.key
+        if self.scope is not None:
+            data["scope"] = self.scope
         if self.error is not None:
             data["error"] = self.error
         if self.info is not None:
@@ -390,7 +393,13 @@ def _request(
     key = data.get("key")
     if key is not None and (not isinstance(key, str) or len(key) > limits.max_key_length):
         raise fail(f"'key' must be a string of at most {limits.max_key_length} characters")
-    return Envelope(kind, msg_id, target, method, args, float(timeout), rpc_version, key)
+    scope = data.get("scope")
+    if scope is not None and (not isinstance(scope, str) or not scope or len(scope) > max_name):
+        raise fail(f"'scope' must be a non-empty string of at most {max_name} characters")
+    envelope = Envelope(kind, msg_id, target, method, args, float(timeout), rpc_version, key)
+    if scope is not None:
+        envelope.scope = scope
+    return envelope
 
 
 _MAX_VERSION_LENGTH = 32  # its format is the server's to judge (UnsupportedVersion)
@@ -410,6 +419,7 @@ _ALLOWED_FIELDS = frozenset(
         "timeout",
         "version",
         "key",
+        "scope",
         "result",
         "error",
         "info",

@@ -296,6 +296,7 @@ class RpcServer:
             envelope.key,
             envelope.kind == CAST,
             identity.hex(),
+            envelope.scope,
         )
         self.stats[envelope.kind] += 1
         try:

@@ -187,6 +187,7 @@ class OperationRecord:
 
     id: str
     idempotency_key: str | None
+    key_scope: str  # across which managers the key is one operation (see Journal.accept)
     target: str
     method: str
     args: Any
@@ -268,7 +269,9 @@ def _insert_sql(dialect: str, *, keyed: bool) -> str:
         marks = ", ".join("?" for _ in names)
     sql = f"INSERT INTO {OperationModel.__tablename__} ({', '.join(names)}) VALUES ({marks})"
     if keyed:
-        sql += " ON CONFLICT (target, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+        sql += (
+            " ON CONFLICT (key_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+        )
     return sql
 
 
@@ -370,16 +373,25 @@ class Journal:
         key: str | None = None,
         *,
         op_id: str | None = None,
+        scope: str | None = None,
     ) -> Future[OperationRecord]:
         """Record a new 'accepted' operation; the future resolves once it is committed.
 
-        With a key already recorded for this target, the future resolves with
+        With a key already recorded in its scope, the future resolves with
         that operation instead (no second row): compare its id with `op_id`
-        (a new UUID unless given) to tell the two apart. Raises TypeError at
-        once when `args` is not JSON-serialisable and ValueError when a name
-        is longer than its column.
+        (a new UUID unless given) to tell the two apart. The scope is the
+        target unless given: `topic:<topic>` makes the key one operation
+        across every host of the topic (a request retried elsewhere finds the
+        first host's row). Raises TypeError at once when `args` is not
+        JSON-serialisable and ValueError when a name is longer than its column.
         """
-        for what, value in (("target", target), ("method", method), ("key", key)):
+        scope = scope or target
+        for what, value in (
+            ("target", target),
+            ("method", method),
+            ("key", key),
+            ("scope", scope),
+        ):
             if value is not None and len(value) > 255:
                 raise ValueError(f"{what} is longer than 255 characters")
         args_json = _to_json("args", args)
@@ -387,12 +399,13 @@ class Journal:
         op_id = op_id or new_operation_id()
         stamp = self._bind_time(now)
         record = OperationRecord(
-            op_id, key, target, method, args, "accepted", None, None, None, now, now, None
+            op_id, key, scope, target, method, args, "accepted", None, None, None, now, now, None
         )
         # Column order of _COLUMNS, as the INSERT expects them.
         params = (
             op_id,
             key,
+            scope,
             target,
             method,
             args_json,
@@ -521,9 +534,12 @@ class Journal:
         """The operation with this id, or None."""
         return self._one(OperationModel.id == op_id)
 
-    def get_by_key(self, target: str, key: str) -> OperationRecord | None:
-        """The operation recorded for (target, idempotency key), or None."""
-        return self._one(OperationModel.target == target, OperationModel.idempotency_key == key)
+    def get_by_key(self, scope: str, key: str) -> OperationRecord | None:
+        """The operation recorded for (key scope, idempotency key), or None.
+
+        The scope of a key sent to one manager is its target (`host@backend`).
+        """
+        return self._one(OperationModel.key_scope == scope, OperationModel.idempotency_key == key)
 
     def list(
         self,
@@ -555,6 +571,7 @@ class Journal:
         targets: Iterable[str] | None = None,
         after: tuple[datetime, str] | None = None,
         limit: int | None = None,
+        scope: str | None = None,
     ) -> builtins.list[OperationRecord]:
         """Accepted or running operations, oldest first: what crash recovery handles.
 
@@ -563,7 +580,7 @@ class Journal:
         since (stranded ones: see ServiceActor.sweep_stranded); `targets` to
         these managers. For paging, `limit` caps the rows and `after`
         continues behind the (created_at, id) of the last row of the previous
-        page.
+        page. `scope`: only keyed operations of this key scope (e.g. a topic's).
         """
         statement = (
             select(*_COLUMNS)
@@ -576,6 +593,10 @@ class Journal:
             statement = statement.where(OperationModel.created_at >= created_after)
         if targets is not None:
             statement = statement.where(OperationModel.target.in_(sorted(targets)))
+        if scope is not None:
+            statement = statement.where(
+                OperationModel.key_scope == scope, OperationModel.idempotency_key.is_not(None)
+            )
         if after is not None:
             created, op_id = after
             statement = statement.where(
@@ -588,6 +609,51 @@ class Journal:
             statement = statement.limit(limit)
         with self._registry.transaction(write=False) as conn:
             return [_record(row._mapping) for row in conn.execute(statement)]
+
+    def claim_all(
+        self, records: Iterable[OperationRecord], target: str | None = None
+    ) -> builtins.list[OperationRecord]:
+        """Take unfinished operations over, each only if nobody changed it since it was read.
+
+        A compare-and-set per row, in one transaction: the row must still
+        have the target, state and `updated_at` of `record`. It gets
+        `target` (its own target when None: recovery claims its own rows
+        before it runs them) and a new `updated_at`, so that whoever read it
+        before, a host taking it over or the owner's recovery, fails its own
+        claim and leaves it alone. Returns the claimed records as they are now.
+        """
+        now = self._registry.now()
+        claimed: builtins.list[OperationRecord] = []
+        with self._registry.transaction(write=True) as conn:
+            for record in records:
+                owner = record.target if target is None else target
+                changed = conn.execute(
+                    update(OperationModel)
+                    .where(
+                        OperationModel.id == record.id,
+                        OperationModel.target == record.target,
+                        OperationModel.state == record.state,
+                        OperationModel.updated_at == record.updated_at,
+                    )
+                    .values(target=owner, updated_at=now)
+                ).rowcount
+                if changed == 1:
+                    claimed.append(dataclasses.replace(record, target=owner, updated_at=now))
+        return claimed
+
+    def take_over(self, record: OperationRecord, target: str) -> OperationRecord | None:
+        """`record` claimed for `target` if its owner (`host@backend`) is down; else None.
+
+        Down as the registry judges it (no heartbeat for the owner's
+        service_down_time, or stopped). For a request retried on another host
+        of a topic: the host that accepted it died before finishing it.
+        """
+        host, _, backend = record.target.partition("@")
+        rows = self._registry.services(host=host)
+        if any(row.backend == backend and row.is_up for row in rows):
+            return None
+        claimed = self.claim_all([record], target)
+        return claimed[0] if claimed else None
 
     def unfinished_counts(self, created_before: datetime | None = None) -> dict[str, int]:
         """How many accepted or running operations each target has (e.g. to find orphans)."""
@@ -832,9 +898,9 @@ class Journal:
             key = record.idempotency_key
             if key is None:
                 unkeyed.append(request.params)
-            elif (record.target, key) not in first_by_key:
+            elif (record.key_scope, key) not in first_by_key:
                 # Within one batch, the first accept of a key is the one written.
-                first_by_key[(record.target, key)] = request
+                first_by_key[(record.key_scope, key)] = request
         if unkeyed:
             if self._copy_sql is not None:
                 self._copy(conn, unkeyed)
@@ -854,7 +920,7 @@ class Journal:
         for request in accepts:
             record = request.record
             key = record.idempotency_key
-            out.append(record if key is None else keyed[(record.target, key)])
+            out.append(record if key is None else keyed[(record.key_scope, key)])
         return out
 
     def _copy(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -873,23 +939,23 @@ class Journal:
     def _by_keys(
         self, conn: Connection, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], OperationRecord]:
-        by_target: dict[str, builtins.list[str]] = {}
-        for target, key in keys:
-            by_target.setdefault(target, []).append(key)
+        by_scope: dict[str, builtins.list[str]] = {}
+        for scope, key in keys:
+            by_scope.setdefault(scope, []).append(key)
         found: dict[tuple[str, str], OperationRecord] = {}
         # Chunks keep the number of bound parameters well under every driver's limit.
-        items = sorted(by_target.items())
+        items = sorted(by_scope.items())
         for start in range(0, len(items), 200):
             clause = or_(
                 *(
-                    and_(OperationModel.target == target, OperationModel.idempotency_key.in_(ks))
-                    for target, ks in items[start : start + 200]
+                    and_(OperationModel.key_scope == scope, OperationModel.idempotency_key.in_(ks))
+                    for scope, ks in items[start : start + 200]
                 )
             )
             for row in conn.execute(select(*_COLUMNS).where(clause)):
                 record = _record(row._mapping)
                 assert record.idempotency_key is not None
-                found[(record.target, record.idempotency_key)] = record
+                found[(record.key_scope, record.idempotency_key)] = record
         return found
 
     def _update_all(

@@ -53,7 +53,7 @@ OPERATION_STATES: tuple[str, ...] = ("accepted", "running", "succeeded", "failed
 UNFINISHED_STATES: tuple[str, ...] = ("accepted", "running")
 FINISHED_STATES: tuple[str, ...] = ("succeeded", "failed", "interrupted")
 
-# The idempotency key is unique per target only when it is set.
+# The idempotency key is unique per key scope only when it is set.
 KEYED_ROWS = "idempotency_key IS NOT NULL"
 
 
@@ -136,8 +136,8 @@ class OperationModel(Base):
             name="ck_operations_state",
         ),
         Index(
-            "uq_operations_target_idempotency_key",
-            "target",
+            "uq_operations_key_scope_idempotency_key",
+            "key_scope",
             "idempotency_key",
             unique=True,
             sqlite_where=text(KEYED_ROWS),
@@ -149,6 +149,8 @@ class OperationModel(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # Across which managers the key means one operation: the target, or `topic:<topic>`.
+    key_scope: Mapped[str] = mapped_column(String(255))
     target: Mapped[str] = mapped_column(String(255))
     method: Mapped[str] = mapped_column(String(255))
     args: Mapped[Any] = mapped_column(JSON)

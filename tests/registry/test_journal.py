@@ -32,6 +32,7 @@ from actors.registry import (
     OperationNotFound,
     OperationRecord,
     Registry,
+    ServiceRow,
     sqlite_url_for,
 )
 from actors.registry import journal as journal_module
@@ -88,16 +89,16 @@ def test_migrations_from_empty(make_registry: Callable[..., Registry]) -> None:
     registry = make_registry(upgrade=False)
     registry.upgrade()
     registry.upgrade()  # a no-op
-    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0003_server_keys"
+    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0004_key_scope"
     with registry.engine.connect() as conn:
         # The framework's tables only: an application's come from its own migrations.
         assert set(inspect(conn).get_table_names()) == {"services", "operations", "alembic_version"}
         assert (
             conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-            == "0003_server_keys"
+            == "0004_key_scope"
         )
         indexes = {ix["name"]: ix for ix in inspect(conn).get_indexes("operations")}
-        assert indexes["uq_operations_target_idempotency_key"]["unique"]
+        assert indexes["uq_operations_key_scope_idempotency_key"]["unique"]
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
 
@@ -131,6 +132,31 @@ def test_migration_0002_from_0001_and_back(make_registry: Callable[..., Registry
     assert "operations" not in inspect(registry.engine).get_table_names()
     with registry.engine.connect() as conn:
         assert list(conn.execute(text(ids)).scalars()) == service_ids
+
+
+def test_migration_0004_gives_existing_keys_their_target_as_scope(
+    make_registry: Callable[..., Registry],
+) -> None:
+    registry = make_registry(upgrade=False)
+    with registry.engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0003_server_keys")
+        conn.execute(
+            text(
+                "INSERT INTO operations (id, idempotency_key, target, method, args, state,"
+                " created_at, updated_at) VALUES ('op-1', 'k1', 'h1@b1', 'm', '{}', 'succeeded',"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    registry.upgrade()  # 0003 -> 0004
+    with Journal(registry) as journal:
+        kept = journal.get_by_key("h1@b1", "k1")
+        assert kept is not None and (kept.id, kept.key_scope) == ("op-1", "h1@b1")
+        assert journal.accept("h1@b1", "m", {}, key="k1").result(WAIT).id == "op-1"
+    with registry.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0003_server_keys")
+        indexes = {ix["name"] for ix in inspect(conn).get_indexes("operations")}
+        assert "uq_operations_target_idempotency_key" in indexes
+        assert "key_scope" not in {c["name"] for c in inspect(conn).get_columns("operations")}
 
 
 # -- accept, get, set_state ---------------------------------------------------------
@@ -255,6 +281,22 @@ def test_unfinished_pages_by_target_in_order(journal: Journal, clock: Clock) -> 
 
 
 # -- idempotency --------------------------------------------------------------------
+
+
+def test_a_key_scoped_to_a_topic_is_one_operation_across_its_managers(journal: Journal) -> None:
+    topic = "topic:shares"
+    first = journal.accept("h1@b1", "create", {"n": 1}, key="k", scope=topic).result(WAIT)
+    elsewhere = journal.accept("h2@b1", "create", {"n": 1}, key="k", scope=topic).result(WAIT)
+    assert elsewhere == first and first.key_scope == topic and first.target == "h1@b1"
+    # Both in one batch: the first accept is the one written, the second resolves to it.
+    a = journal.accept("h1@b1", "create", {}, key="same-batch", scope=topic)
+    b = journal.accept("h2@b1", "create", {}, key="same-batch", scope=topic)
+    assert a.result(WAIT) == b.result(WAIT)
+    # The same key scoped to one manager (the default) is another operation.
+    own = journal.accept("h2@b1", "create", {"n": 1}, key="k").result(WAIT)
+    assert own.id != first.id and own.key_scope == "h2@b1"
+    assert journal.get_by_key(topic, "k") == first
+    assert journal.get_by_key("h2@b1", "k") == own
 
 
 def test_idempotent_accept_sequential(journal: Journal) -> None:
@@ -684,3 +726,22 @@ def test_a_batch_of_new_operations_is_stored_exactly_as_accepted(
         assert inserts == []  # COPY, which the cursor events do not see
     else:
         assert len(inserts) == 1
+
+
+def test_claims_are_compare_and_set(journal: Journal) -> None:
+    """Of two claims made from the same read, one wins; a changed row is nobody's to claim."""
+    left = journal.accept("gone@b1", "m", {}, key="c", scope="topic:t").result(WAIT)
+    (mine,) = journal.claim_all([left], "h1@b1")
+    assert journal.claim_all([left], "h2@b1") == []
+    assert journal.get(left.id) == mine and mine.target == "h1@b1"
+    journal.set_state(mine.id, "running").result(WAIT)
+    assert journal.claim_all([mine]) == []  # it moved on since `mine` was read
+    # A down owner's row is taken over; an up owner's is left to it.
+    registry = journal._registry
+    other = journal.accept("h3@b1", "m", {}, key="d", scope="topic:t").result(WAIT)
+    (row_id,) = registry.register([ServiceRow("h3", "svc", "t", "b1", None, "1.0")])
+    registry.heartbeat([row_id])
+    assert journal.take_over(other, "h1@b1") is None
+    registry.mark([row_id], "stopped")
+    taken = journal.take_over(other, "h1@b1")
+    assert taken is not None and journal.get(other.id) == taken

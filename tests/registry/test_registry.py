@@ -75,7 +75,7 @@ def test_upgrade_from_empty_then_again(make_registry: Callable[..., Registry]) -
     registry.upgrade()  # up to date: a no-op
 
     head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
-    assert head == "0003_server_keys"  # the newest shipped migration: the framework's tables only
+    assert head == "0004_key_scope"  # the newest shipped migration: the framework's tables only
     with registry.engine.connect() as conn:
         assert {"services", "alembic_version"} <= set(inspect(conn).get_table_names())
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [

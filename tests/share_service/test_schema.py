@@ -42,7 +42,7 @@ def test_the_share_tables_come_from_their_own_migrations(
     registry.add_migrations(MIGRATIONS)  # once is enough
     registry.upgrade()
     registry.upgrade()  # up to date: a no-op
-    assert _version(registry, "alembic_version") == ["0003_server_keys"]
+    assert _version(registry, "alembic_version") == ["0004_key_scope"]
     assert _version(registry, MIGRATIONS.version_table) == ["s0001"]
     with registry.engine.connect() as conn:
         ours = set(metadata.tables)
@@ -70,14 +70,14 @@ def test_a_registry_of_the_former_layout_keeps_its_shares(
 
     # A framework-only upgrade (`actorsctl db upgrade --db URL`) leaves them alone.
     registry.upgrade()
-    assert _version(registry, "alembic_version") == ["0003_server_keys"]
+    assert _version(registry, "alembic_version") == ["0004_key_scope"]
     assert store.get("s1")["name"] == "projects"
 
     # The share service's start adopts them: same rows, its own version table.
     registry.add_migrations(MIGRATIONS)
     registry.upgrade()
     registry.upgrade()
-    assert _version(registry, "alembic_version") == ["0003_server_keys"]
+    assert _version(registry, "alembic_version") == ["0004_key_scope"]
     assert _version(registry, MIGRATIONS.version_table) == ["s0001"]
     share = store.get("s1")
     assert (share["name"], share["size_gb"]) == ("projects", 10)

@@ -39,7 +39,10 @@ REPLY_DEADLINE_MS = 5000
 SENTINEL_ID = "fuzz-sentinel"
 SENTINEL = msgpack.packb({"v": 1, "kind": "ping", "id": SENTINEL_ID})
 ENVELOPE_ERRORS = {"ProtocolError", "MessageTooLarge"}
-ALLOWED_FIELDS = {"v", "kind", "id", "target", "method", "args", "timeout", "version", "key"}
+ALLOWED_FIELDS = {
+    "v",
+    *("kind", "id", "target", "method", "args", "timeout", "version", "key", "scope"),
+}
 ALLOWED_FIELDS |= {"result", "error", "info"}
 REPLY_KINDS = {"call": {"reply", "error"}, "cast": {"ack", "error"}, "ping": {"pong"}}
 MISSING = object()
@@ -167,6 +170,8 @@ def valid_requests(draw: st.DrawFn) -> dict[str, Any]:
             envelope["version"] = draw(good_versions | st.none())
         if draw(st.booleans()):
             envelope["key"] = draw(st.text(max_size=128) | st.none())
+        if draw(st.booleans()):
+            envelope["scope"] = draw(good_targets | st.none())
     return envelope
 
 
@@ -188,6 +193,7 @@ REQUEST_BAD: dict[str, list[Any]] = {
     ],
     "version": [1, 1.2, True, [], {}, b"1.2"],
     "key": [1, [], b"k", "k" * 129, True],
+    "scope": [1, [], b"topic:t", "", "s" * 256, True],
 }
 
 
@@ -227,6 +233,7 @@ FIELD_VALUES = {
     "timeout": good_timeouts | st.floats() | values,
     "version": good_versions | values,
     "key": st.text(max_size=10) | st.text(min_size=129, max_size=140) | values,
+    "scope": good_targets | values,
     "error": values,
     "info": values,
     "result": values,

@@ -41,7 +41,12 @@ def test_defaults_when_optional_fields_are_absent_or_nil():
         }
     )
     env = decode(body)
-    assert env.args == {} and env.timeout == 60.0 and env.version is None
+    assert env.args == {} and env.timeout == 60.0 and env.version is None and env.scope is None
+
+
+def test_a_key_scope_goes_through():
+    env = Envelope("call", "x", target="h@b1", method="m", args={}, key="k", scope="topic:t")
+    assert decode(encode(env)).scope == "topic:t"
 
 
 @pytest.mark.parametrize(
@@ -56,6 +61,9 @@ def test_defaults_when_optional_fields_are_absent_or_nil():
         ({"surprise": 1}, "unknown envelope fields"),
         ({"version": "1." + "0" * 900_000}, "version"),
         ({"version": 1.2}, "version"),
+        ({"scope": ""}, "scope"),
+        ({"scope": "s" * 256}, "scope"),
+        ({"scope": ["topic:t"]}, "scope"),
     ],
 )
 def test_bad_envelopes_are_refused_with_the_id(patch, reason):

@@ -1,0 +1,122 @@
+"""Keys of topic requests are one operation across the cluster (the shared journal).
+
+A keyed request to "any one" service of a topic carries the key scope
+`topic:<topic>`. A retry that reaches another host finds the first host's
+row: its outcome if finished; if not, OperationInProgress while that host is
+up, and a takeover (run here, as crash recovery would) once it is down.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from actors import OperationInProgress, OperationInterrupted, Service, ServiceConfig
+from actors.client import TopicClient
+from actors.registry import Registry, ServiceRow
+from actors.registry.journal import Journal
+from actors.testing import wait_until
+from tests.support import backend
+
+JOURNALED = "tests.support:JournaledManager"
+
+
+@pytest.fixture
+def cluster(tmp_path, runtime_name):
+    """One live host of topic 'shares' on a shared registry, and the journal beside it."""
+    url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    config = ServiceConfig(
+        host="node1",
+        runtime=runtime_name,
+        topic="shares",
+        database_url=url,
+        report_interval=1,  # registry rounds: where orphans are adopted
+        enabled_backends=["b1"],
+        backends={"b1": backend(JOURNALED)},
+    )
+    service = Service(config).start(timeout=10)
+    service.serve("tcp://127.0.0.1:0")
+    service.system.handle(service.name).ask("report").result()
+    registry = Registry(url, service_down_time=60)
+    journal = Journal(registry)
+    client = TopicClient(registry, "shares", green=runtime_name == "gevent", timeout=10)
+    yield client, journal, registry
+    client.close()
+    journal.close()
+    registry.close()
+    assert service.stop(10)
+
+
+def _left_by(journal: Journal, host: str, method: str, args: dict, key: str):
+    """An operation `host` accepted for the topic and never finished (it died)."""
+    return journal.accept(f"{host}@b1", method, args, key, scope="topic:shares").result(10)
+
+
+def _rows(journal: Journal, key: str):
+    return [r for r in journal.list(limit=1000) if r.idempotency_key == key]
+
+
+def test_a_retry_on_another_host_gets_the_first_outcome_and_runs_nothing(cluster):
+    client, journal, _ = cluster
+    first = client.call("stamp", {"tag": "a"}, key="k-a")
+    assert first == {"tag": "a", "by": "node1@b1"}
+    assert client.call("stamp", {"tag": "a"}, key="k-a") == first
+    (row,) = _rows(journal, "k-a")
+    assert (row.key_scope, row.target, row.state) == ("topic:shares", "node1@b1", "succeeded")
+    # Sent to one manager, the key has that manager's scope: another operation.
+    assert client.call("stamp", {"tag": "a"}, key="k-a", target="node1@b1") == first
+    assert {r.key_scope for r in _rows(journal, "k-a")} == {"topic:shares", "node1@b1"}
+
+
+def test_an_unfinished_operation_of_a_down_host_is_taken_over_and_finished(cluster):
+    client, journal, _ = cluster
+    left = _left_by(journal, "gone", "stamp", {"tag": "t"}, "k-t")  # 'gone' has no live row
+    assert client.call("stamp", {"tag": "t"}, key="k-t") == {"tag": "t", "by": "node1@b1"}
+    (row,) = _rows(journal, "k-t")
+    assert (row.id, row.target, row.state) == (left.id, "node1@b1", "succeeded")
+    # A retry after the takeover gets the recorded outcome.
+    assert client.call("stamp", {"tag": "t"}, key="k-t") == {"tag": "t", "by": "node1@b1"}
+    assert len(_rows(journal, "k-t")) == 1
+
+
+def test_a_taken_over_method_that_is_not_idempotent_is_recorded_interrupted(cluster):
+    client, journal, _ = cluster
+    left = _left_by(journal, "gone", "shaped", {"tag": "s"}, "k-s")
+    with pytest.raises(OperationInterrupted):
+        client.call("shaped", {"tag": "s"}, key="k-s")
+    (row,) = _rows(journal, "k-s")
+    assert (row.id, row.target, row.state) == (left.id, "node1@b1", "interrupted")
+    with pytest.raises(OperationInterrupted):  # what a retry hears from now on
+        client.call("shaped", {"tag": "s"}, key="k-s")
+
+
+def test_the_operation_of_a_host_still_up_is_left_to_it(cluster):
+    client, journal, registry = cluster
+    (node2,) = registry.register([ServiceRow("node2", "actorsd", "shares", "b1", None, "1.0")])
+    registry.heartbeat([node2])  # up, with no endpoint: nothing is routed to it
+    left = _left_by(journal, "node2", "stamp", {"tag": "u"}, "k-u")
+    with pytest.raises(OperationInProgress) as caught:
+        client.call("stamp", {"tag": "u"}, key="k-u", timeout=1.5)
+    assert caught.value.details["op_id"] == left.id
+    (row,) = _rows(journal, "k-u")
+    assert (row.target, row.state) == ("node2@b1", "accepted")
+
+
+def test_a_stale_claim_loses_to_the_first(cluster):
+    _, journal, _ = cluster
+    left = _left_by(journal, "gone", "stamp", {"tag": "c"}, "k-c")
+    (mine,) = journal.claim_all([left], "node1@b1")
+    assert journal.claim_all([left], "node3@b1") == []  # read before the first claim
+    assert journal.claim_all([left]) == []  # the owner's recovery, from its stale read
+    assert journal.get(left.id).target == mine.target == "node1@b1"
+
+
+def test_a_down_hosts_acknowledged_cast_is_adopted_without_a_retry(cluster):
+    _, journal, registry = cluster
+    (gone,) = registry.register([ServiceRow("gone", "actorsd", "shares", "b1", None, "1.0")])
+    registry.mark([gone], "stopped")
+    left = _left_by(journal, "gone", "stamp", {"tag": "o"}, "k-o")  # acked, then it died
+    mine = _left_by(journal, "node1", "stamp", {"tag": "m"}, "k-m")  # this host's: recovery's
+    wait_until(lambda: journal.get(left.id).state == "succeeded", timeout=10)
+    row = journal.get(left.id)
+    assert row.target == "node1@b1" and row.result == {"tag": "o", "by": "node1@b1"}
+    assert journal.get(mine.id).target == "node1@b1" and journal.get(mine.id).state == "accepted"
