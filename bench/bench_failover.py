@@ -51,7 +51,7 @@ topic = "cluster"
 runtime = "{runtime}"
 database_url = "{url}"
 report_interval = 1
-service_down_time = 10
+service_down_time = 5
 state_dir = "{state}"
 enabled_backends = ["b1"]
 
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
         procs = {host: _start(tmp, host) for host in HOSTS}
-        registry = Registry(url, service_down_time=10)
+        registry = Registry(url, service_down_time=5)
         try:
 
             def all_up() -> bool:
@@ -149,7 +149,7 @@ def _stream(
                 error: str | None = None
                 try:
                     if kind == "keyed":
-                        client.call("shaped", {"tag": f"c{index}-{n}"}, key=f"c{index}-{n}")
+                        client.call("stamp", {"tag": f"c{index}-{n}"}, key=f"c{index}-{n}")
                     else:
                         client.call("nap", {"seconds": 0.05})
                 except Exception as exc:
