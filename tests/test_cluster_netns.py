@@ -12,6 +12,7 @@ namespaces available and ACTORS_TEST_POSTGRES_URL set.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -156,6 +157,7 @@ class Net:
         self.veth = {h: f"vc{tag}{h}" for h in HOSTS}  # the root namespace's end
         self.address = {h: f"{self.subnet}.{11 + i}" for i, h in enumerate(HOSTS)}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.db_url = ""  # the registry as the hosts reach it (through the forwarder)
         self.made: list[tuple[str, ...]] = []
 
     def build(self) -> None:
@@ -230,6 +232,7 @@ def netns_cluster(tmp_path: Path) -> Iterator[tuple[Net, Registry]]:
         inside = base.set(
             drivername="postgresql+psycopg", host=net.gateway, port=forwarder.port, database=name
         ).render_as_string(hide_password=False)
+        net.db_url = inside
         for host in HOSTS:
             (tmp_path / f"{host}.toml").write_text(
                 CONFIG.format(
@@ -328,6 +331,15 @@ def test_three_namespaced_hosts_route_around_a_kill_and_a_cut_link(netns_cluster
     rows = registry.services(topic="cluster")
     assert {r.endpoint for r in rows} == {f"tcp://{net.address[h]}:5555" for h in HOSTS}
     assert len({r.server_key for r in rows}) == 3
+    for host in HOSTS:  # `actorsctl services`, run on every host, lists the three up
+        out = subprocess.run(
+            ["ip", "netns", "exec", net.ns[host], sys.executable, str(ROOT / "bin" / "actorsctl"),
+             "--db", net.db_url, "--output", "json", "services", "--topic", "cluster"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        listed = sorted((r["host"], r["status"]) for r in json.loads(out.stdout))
+        assert listed == [(h, "up") for h in HOSTS], (host, listed)
     with _client(net, registry) as client:
         assert {client.call("ping")["name"] for _ in range(30)} == {f"{h}@b1" for h in HOSTS}
         for host in HOSTS:  # capability reports cross the bridge (gevent, CURVE)
