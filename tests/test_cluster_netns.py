@@ -200,21 +200,14 @@ class Net:
 
 
 @pytest.fixture
-def netns_cluster(tmp_path: Path) -> Iterator[tuple[Net, Registry]]:
+def netns_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Net, Registry]]:
     reason = _why_not()
     if reason is not None:
         pytest.skip(reason)
-    assert POSTGRES_URL is not None
-    from sqlalchemy import create_engine, make_url, text
-    from sqlalchemy.pool import NullPool
+    from sqlalchemy import make_url
 
-    name = f"actors_netns_{secrets.token_hex(6)}"
-    base = make_url(POSTGRES_URL)
-    admin = create_engine(
-        base.set(drivername="postgresql+psycopg", database="postgres"),
-        poolclass=NullPool,
-        isolation_level="AUTOCOMMIT",
-    )
+    # A scratch database of this test (tests/conftest.py), reached through the forwarder.
+    base = make_url(request.getfixturevalue("postgres_url")).set(drivername="postgresql+psycopg")
     keys, allowed = tmp_path / "keys", tmp_path / "allowed"
     allowed.mkdir()
     for who in ("operator", *(f"{h}-{k}" for h in HOSTS for k in ("server", "client"))):
@@ -224,14 +217,12 @@ def netns_cluster(tmp_path: Path) -> Iterator[tuple[Net, Registry]]:
     net = Net(tmp_path, keys)
     forwarder: Forwarder | None = None
     registry: Registry | None = None
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
         net.build()
         forwarder = Forwarder(net.gateway, (base.host or "127.0.0.1", base.port or 5432))
-        inside = base.set(
-            drivername="postgresql+psycopg", host=net.gateway, port=forwarder.port, database=name
-        ).render_as_string(hide_password=False)
+        inside = base.set(host=net.gateway, port=forwarder.port).render_as_string(
+            hide_password=False
+        )
         net.db_url = inside
         for host in HOSTS:
             (tmp_path / f"{host}.toml").write_text(
@@ -244,12 +235,7 @@ def netns_cluster(tmp_path: Path) -> Iterator[tuple[Net, Registry]]:
                     allowed=allowed,
                 )
             )
-        registry = Registry(
-            base.set(drivername="postgresql+psycopg", database=name).render_as_string(
-                hide_password=False
-            ),
-            service_down_time=4,
-        )
+        registry = Registry(base.render_as_string(hide_password=False), service_down_time=4)
         for host in HOSTS:
             net.start(host)
 
@@ -274,9 +260,6 @@ def netns_cluster(tmp_path: Path) -> Iterator[tuple[Net, Registry]]:
             forwarder.close()
         if registry is not None:
             registry.close()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _client(net: Net, registry: Registry) -> TopicClient:
