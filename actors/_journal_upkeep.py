@@ -127,6 +127,22 @@ class JournalUpkeep:
         else:
             self._service.log.info("%s recovered stranded operations: %s", name, done.value())
 
+    def _adopted(self, name: str, claimed: list[tuple[str, OperationRecord]], done: Any) -> None:
+        """A manager took (or could not take) what was adopted for it.
+
+        If it could not (restarting), the claims are given back, so that the
+        next round (here or on another live host) adopts them again: a row
+        claimed by this live host would otherwise wait for its restart.
+        """
+        error = done.exception()
+        if error is None:
+            self._service.log.info("%s recovered adopted operations: %s", name, done.value())
+            return
+        self._service.log.warning("adopted operations of %s given back: %s", name, error)
+        journal = self.operations.journal
+        for previous, record in claimed:
+            self._service.runtime.offload(journal.claim_all, [record], previous, lane="system")
+
     def adopt_orphans(self) -> None:
         """Take over the topic's unfinished keyed operations whose host is down.
 
@@ -160,7 +176,7 @@ class JournalUpkeep:
             if error is not None:
                 service.log.warning("could not look for orphaned topic operations: %s", error)
                 return
-            by_target: dict[str, list[OperationRecord]] = {}
+            by_target: dict[str, list[tuple[str, OperationRecord]]] = {}
             for previous, record in done.value():
                 service.log.warning(
                     "operation %s (%s) taken over from %s, which is down",
@@ -168,10 +184,11 @@ class JournalUpkeep:
                     record.method,
                     previous,
                 )
-                by_target.setdefault(record.target, []).append(record)
-            for name, mine in sorted(by_target.items()):
+                by_target.setdefault(record.target, []).append((previous, record))
+            for name, claimed_here in sorted(by_target.items()):
+                mine = [record for _, record in claimed_here]
                 handed = service.child(name).ask("recover_operations", (mine,), accepted=True)
-                service.pipe(handed, functools.partial(self._swept, name))
+                service.pipe(handed, functools.partial(self._adopted, name, claimed_here))
 
         service.pipe(work, claimed)
 
@@ -187,7 +204,7 @@ def _claim_orphans(
     down = [
         f"{s.host}@{s.backend}"
         for s in registry.services(topic=topic)
-        if not s.is_up and s.host != host and s.backend in ours
+        if not s.is_alive and s.host != host and s.backend in ours
     ]
     if not down:
         return []

@@ -48,6 +48,7 @@ from actors.errors import (
 from actors.registry.journal import (
     InvalidTransition,
     Journal,
+    OperationClaimed,
     OperationNotFound,
     OperationRecord,
     new_operation_id,
@@ -115,6 +116,8 @@ class _Outcome:
     reason: str | None
     release_key: bool = False
     """A retryable failure that did nothing: a retry with the key runs anew."""
+    owner: str | None = None
+    """The manager whose row it is written to (fenced: see Journal.set_state)."""
 
     def answer(self, future: ActorFuture[Any]) -> None:
         if self.error is None:
@@ -220,6 +223,7 @@ class Operations:
         # Outcomes the database refused (outage): answered from here, written later.
         self._unrecorded: dict[str, _Outcome] = {}
         self._rewriting: set[str] = set()  # ... of those, the ones being written again
+        self._rewrite_due = False  # one was kept since the last rewrite began
         # Accepted but not yet in the mailbox, per manager: counted against its room.
         self._undelivered: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -366,7 +370,7 @@ class Operations:
         While the owner is up, the retry hears OperationInProgress (retryable).
         """
         in_progress = OperationInProgress(record.id, record.target, record.method)
-        claim = self.runtime.offload(self.journal.take_over, record, handle.name, lane="changes")
+        claim = self.runtime.offload(self.journal.take_over, record, handle.name, lane="system")
 
         def claimed(done: ActorFuture[OperationRecord | None]) -> None:
             mine = None if done.exception() is not None else done.value()
@@ -381,9 +385,15 @@ class Operations:
                 record.target,
             )
             handed = handle.ask("recover_operations", ([mine],), accepted=True)
-            handed.add_done_callback(lambda _: follow(mine))
+            handed.add_done_callback(lambda done: follow(mine, done))
 
-        def follow(mine: OperationRecord) -> None:
+        def follow(mine: OperationRecord, handed: ActorFuture[Any]) -> None:
+            if handed.exception() is not None:
+                # The manager could not take it (restarting): give the claim
+                # back, so that a retry (here or elsewhere) may take it again.
+                self.runtime.offload(self.journal.claim_all, [mine], record.target, lane="system")
+                outcome.try_set_exception(in_progress)
+                return
             inflight = self._inflight.get(mine.id)
             if inflight is not None:
                 inflight.outcome.add_done_callback(lambda done: _copy(done, outcome))
@@ -423,7 +433,7 @@ class Operations:
             return
         del self._inflight[record.id]
         if error is not None:  # it never ran: a retryable failure, the key free again
-            outcome = _Outcome("failed", None, error, f"not started: {error}", release_key=True)
+            outcome = _Outcome("failed", None, error, f"not started: {error}", True, record.target)
             self._write_outcome(record.id, outcome).add_done_callback(
                 lambda written: _held(written, outcome).answer(inflight.outcome)
             )
@@ -438,7 +448,7 @@ class Operations:
         """Record `record` interrupted; its waiters get OperationInterrupted after the commit."""
         inflight = self._inflight.pop(record.id, None)
         error = OperationInterrupted(record.id, record.target, record.method, reason)
-        outcome = _Outcome("interrupted", None, error, reason)
+        outcome = _Outcome("interrupted", None, error, reason, owner=record.target)
         written = self._write_outcome(record.id, outcome)
         if inflight is not None:
             # What the journal holds: the operation may have finished first.
@@ -477,6 +487,7 @@ class Operations:
                 reason=_brief_reason(outcome.reason),
                 release_key=outcome.release_key,
                 returning=False,  # only the commit matters here: no read back
+                owner=outcome.owner,
             )
         except (TypeError, ValueError):  # a result that is not JSON data: not stored
             self.journal.set_state_into(
@@ -485,6 +496,7 @@ class Operations:
                 outcome.state,
                 reason="result is not JSON data: not recorded",
                 returning=False,
+                owner=outcome.owner,
             )
         written.add_done_callback(functools.partial(self._outcome_written, op_id, outcome, held))
         return held
@@ -498,7 +510,9 @@ class Operations:
         if failure is None or isinstance(failure, OperationNotFound):
             self._keep(op_id, held, outcome)
             return
-        if isinstance(failure, InvalidTransition):  # ended already: read what holds
+        if isinstance(failure, InvalidTransition | OperationClaimed):
+            # Ended already, or another host took it over (this one looked down
+            # to it): the journal's row holds, not this write.
             self.runtime.offload(self.journal.get, op_id, lane="system").add_done_callback(
                 functools.partial(self._outcome_read, op_id, outcome, held)
             )
@@ -506,6 +520,7 @@ class Operations:
         self._failures.failed(f"outcome of operation {op_id}", failure)
         if op_id in self._unrecorded or len(self._unrecorded) < MAX_UNRECORDED:
             self._unrecorded[op_id] = outcome
+            self._rewrite_due = True
         # Else bounded: the row stays unfinished and the next start's recovery decides.
         held.try_set(outcome)  # after it is kept: a retry by key must find it
 
@@ -521,13 +536,13 @@ class Operations:
         """`final` is the outcome of `op_id` that holds: keep it for retries, complete `held`."""
         self._failures.succeeded()
         self._unrecorded.pop(op_id, None)
-        if self._unrecorded:  # the database is back: write what it refused
-            self.write_unrecorded()
         with self._lock:
             self._recent[op_id] = final
             while len(self._recent) > RECENT_OUTCOMES:
                 self._recent.popitem(last=False)
         held.try_set(final)
+        if self._rewrite_due:  # the database is back: write what it refused, once
+            self.write_unrecorded()
 
     def write_unrecorded(self) -> int:
         """Try again to write the outcomes the database refused; how many were pending.
@@ -535,7 +550,12 @@ class Operations:
         Each at most once at a time: one already being written again is left
         to that write (called after every successful write while any wait).
         """
-        pending = [item for item in self._unrecorded.items() if item[0] not in self._rewriting]
+        self._rewrite_due = False
+        # A copy first (one C call): under the threading runtime the writer
+        # thread changes the dict while the service's thread may be here.
+        pending = [
+            item for item in list(self._unrecorded.items()) if item[0] not in self._rewriting
+        ]
         for op_id, outcome in pending:
             self._rewriting.add(op_id)
             self._write_outcome(op_id, outcome)
@@ -545,9 +565,13 @@ class Operations:
     def started(self, op_id: str) -> None:
         """The manager began running the operation: record 'running' (not waited for)."""
         inflight = self._inflight.get(op_id)
+        owner = None
         if inflight is not None:
             inflight.started = True
-        self.journal.set_state_into(_RunningWritten(self, op_id), op_id, "running", returning=False)
+            owner = inflight.record.target
+        self.journal.set_state_into(
+            _RunningWritten(self, op_id), op_id, "running", returning=False, owner=owner
+        )
 
     def _running_written(self, op_id: str, error: BaseException | None) -> None:
         """In the journal's writer thread: how the write of 'running' went.
@@ -558,7 +582,8 @@ class Operations:
         """
         if error is None:
             self._failures.succeeded()  # logs the end of a run of failures
-        elif not isinstance(error, InvalidTransition):  # it ended first: nothing to say
+        elif not isinstance(error, InvalidTransition | OperationClaimed):
+            # (It ended first, or was taken over: nothing to say.)
             self._failures.failed(f"operation {op_id} running", error)
 
     def finish(
@@ -574,12 +599,12 @@ class Operations:
         error = done.exception()
         if isinstance(error, ActorCrashed | ActorStopped):
             error = OperationInterrupted(op_id, target, method, str(error))
-            outcome = _Outcome("interrupted", None, error, error.details["reason"])
+            outcome = _Outcome("interrupted", None, error, error.details["reason"], owner=target)
         elif error is None:
-            outcome = _Outcome("succeeded", _as_recorded(done.value()), None, None)
+            outcome = _Outcome("succeeded", _as_recorded(done.value()), None, None, owner=target)
         else:  # a retryable error (DriverNotReady, Busy...) must not pin the key
             retryable = bool(getattr(error, "retryable", False))
-            outcome = _Outcome("failed", None, error, str(error), release_key=retryable)
+            outcome = _Outcome("failed", None, error, str(error), retryable, target)
         answer = self.runtime.future()
         written = self._write_outcome(op_id, outcome)
         written.add_done_callback(functools.partial(_reply, outcome, answer))

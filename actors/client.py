@@ -385,7 +385,16 @@ class TopicClient:
                 with self._lock:
                     peer.outstanding -= 1
             repeats += 1
-            time.sleep(pause)
+            self._sleep(pause)
+
+    def _sleep(self, seconds: float) -> None:
+        """A pause that lets the hub run when this client is green (gevent)."""
+        if self.client_options.get("green"):
+            import gevent
+
+            gevent.sleep(seconds)
+        else:
+            time.sleep(seconds)
 
     def close(self) -> None:
         with self._lock:

@@ -158,7 +158,12 @@ class ServiceConfig(BaseSettings):
 
     host: str = Field(default_factory=socket.gethostname, min_length=1)
     binary: str = "actors-service"
-    topic: str = "actors"
+    topic: str = Field(
+        "actors",
+        max_length=249,
+        description="the topic its services are found by; keys of requests to any one of"
+        " them are scoped `topic:<topic>` (255 characters at most, like every name)",
+    )
     runtime: Literal["gevent", "threading"] = "gevent"
     mailbox_capacity: int = Field(1000, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(

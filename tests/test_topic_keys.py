@@ -13,9 +13,9 @@ import pytest
 from actors import OperationInProgress, OperationInterrupted, Service, ServiceConfig
 from actors.client import TopicClient
 from actors.registry import Registry, ServiceRow
-from actors.registry.journal import Journal
+from actors.registry.journal import Journal, OperationClaimed
 from actors.testing import wait_until
-from tests.support import backend
+from tests.support import JournaledManager, backend
 
 JOURNALED = "tests.support:JournaledManager"
 
@@ -120,3 +120,47 @@ def test_a_down_hosts_acknowledged_cast_is_adopted_without_a_retry(cluster):
     row = journal.get(left.id)
     assert row.target == "node1@b1" and row.result == {"tag": "o", "by": "node1@b1"}
     assert journal.get(mine.id).target == "node1@b1" and journal.get(mine.id).state == "accepted"
+
+
+def test_a_disabled_host_keeps_its_operations(cluster):
+    """Disabled is out of routing, not dead: nobody takes its work over."""
+    client, journal, registry = cluster
+    (node2,) = registry.register([ServiceRow("node2", "actorsd", "shares", "b1", None, "1.0")])
+    registry.heartbeat([node2])
+    registry.set_disabled("node2", "b1", True, "maintenance")
+    left = _left_by(journal, "node2", "stamp", {"tag": "d"}, "k-d")
+    with pytest.raises(OperationInProgress):
+        client.call("stamp", {"tag": "d"}, key="k-d", timeout=1.5)
+    assert journal.take_over(left, "node1@b1") is None
+    assert journal.get(left.id).target == "node2@b1"
+
+
+def test_the_old_owner_cannot_write_to_an_operation_taken_over(cluster):
+    _, journal, _ = cluster
+    left = _left_by(journal, "gone", "stamp", {"tag": "f"}, "k-f")
+    journal.claim_all([left], "node1@b1")
+    for state, extra in (("running", {}), ("failed", {"release_key": True})):
+        with pytest.raises(OperationClaimed):
+            journal.set_state(left.id, state, owner="gone@b1", **extra).result(10)
+    row = journal.get(left.id)
+    assert (row.state, row.idempotency_key, row.target) == ("accepted", "k-f", "node1@b1")
+    journal.set_state(left.id, "succeeded", result=1, owner="node1@b1").result(10)
+
+
+def test_a_takeover_the_manager_could_not_take_is_given_back_and_taken_again(cluster, monkeypatch):
+    client, journal, _ = cluster
+    real = JournaledManager.recover_operations
+    handed: list[object] = []
+
+    def once_unavailable(self, records):  # e.g. the manager restarting
+        handed.append(records)
+        if len(handed) == 1:
+            raise RuntimeError("not now")
+        return real(self, records)
+
+    monkeypatch.setattr(JournaledManager, "recover_operations", once_unavailable)
+    left = _left_by(journal, "gone", "stamp", {"tag": "g"}, "k-g")
+    assert client.call("stamp", {"tag": "g"}, key="k-g") == {"tag": "g", "by": "node1@b1"}
+    assert len(handed) == 2
+    row = journal.get(left.id)
+    assert (row.target, row.state) == ("node1@b1", "succeeded")

@@ -23,6 +23,7 @@ from actors.registry.journal import (
     Journal,
     JournalBusy,
     JournalClosed,
+    OperationClaimed,
     OperationNotFound,
     OperationRecord,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "JournalBusy",
     "JournalClosed",
     "Migrations",
+    "OperationClaimed",
     "OperationNotFound",
     "OperationRecord",
     "Registry",

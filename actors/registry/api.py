@@ -193,6 +193,9 @@ class ServiceRecord:
     heartbeat_age: float | None
     server_key: str | None = None
     down_after: float | None = None
+    is_alive: bool = False
+    """Heartbeating and not stopped, disabled or not: the process is there (a
+    disabled service is out of routing, not dead; its work is still its own)."""
 
 
 def sqlite_url_for(state_dir: str | Path) -> str:
@@ -579,12 +582,12 @@ class Registry:
         last: datetime | None = row["last_heartbeat"]
         age = (now - last).total_seconds() if last is not None else None
         down_after = row["down_after"]  # the service's own, else this reader's
-        is_up = (
-            not row["disabled"]
-            and row["state"] != "stopped"
+        is_alive = (
+            row["state"] != "stopped"
             and age is not None
             and age <= (down_after or self.service_down_time)
         )
+        is_up = is_alive and not row["disabled"]
         return ServiceRecord(
             id=row["id"],
             host=row["host"],
@@ -604,6 +607,7 @@ class Registry:
             heartbeat_age=age,
             server_key=row["server_key"],
             down_after=down_after,
+            is_alive=is_alive,
         )
 
 

@@ -48,6 +48,7 @@ from sqlalchemy import (
     Boolean,
     Connection,
     RowMapping,
+    String,
     and_,
     bindparam,
     case,
@@ -80,6 +81,7 @@ __all__ = [
     "InvalidTransition",
     "Journal",
     "JournalClosed",
+    "OperationClaimed",
     "OperationNotFound",
     "OperationRecord",
     "new_operation_id",
@@ -115,6 +117,9 @@ _UPDATE_STATE_MANY = (
         OperationModel.id == bindparam("op_id"),
         # Literal values, not an expanding IN: the statement also runs as executemany.
         or_(*(OperationModel.state == literal_column(f"'{s}'") for s in UNFINISHED_STATES)),
+        # Fenced: a writer that names its target changes only a row it still owns.
+        OperationModel.target
+        == func.coalesce(bindparam("owner", type_=String()), OperationModel.target),
     )
     .values(
         state=_bind("new_state", OperationModel.state),
@@ -166,6 +171,18 @@ class OperationNotFound(RegistryError):
         super().__init__(f"no operation {op_id!r} in the journal", op_id=op_id)
 
 
+class OperationClaimed(RegistryError):
+    """Another manager took the operation over (its owner looked down): not ours to change."""
+
+    def __init__(self, op_id: str, owner: str, requested: str) -> None:
+        super().__init__(
+            f"operation {op_id!r} was taken over by {owner}: it cannot become {requested} here",
+            op_id=op_id,
+            owner=owner,
+            requested=requested,
+        )
+
+
 class InvalidTransition(RegistryError):
     """The operation is finished; its state, result and error are final."""
 
@@ -178,7 +195,7 @@ class InvalidTransition(RegistryError):
         )
 
 
-register_error(JournalClosed, JournalBusy, OperationNotFound, InvalidTransition)
+register_error(JournalClosed, JournalBusy, OperationNotFound, InvalidTransition, OperationClaimed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +246,7 @@ class _SetState:
     future: Completion  # with an OperationRecord, or None without `returning`
     release_key: bool = False
     returning: bool = True  # False: resolve with None, the row is not read back
+    owner: str | None = None  # set: applies only while the row's target is this
 
 
 _Request = _Accept | _SetState
@@ -432,6 +450,7 @@ class Journal:
         *,
         release_key: bool = False,
         returning: Literal[True] = True,
+        owner: str | None = None,
     ) -> Future[OperationRecord]: ...
     @overload
     def set_state(
@@ -444,6 +463,7 @@ class Journal:
         *,
         release_key: bool = False,
         returning: Literal[False],
+        owner: str | None = None,
     ) -> Future[None]: ...
     def set_state(
         self,
@@ -455,6 +475,7 @@ class Journal:
         *,
         release_key: bool = False,
         returning: bool = True,
+        owner: str | None = None,
     ) -> Future[OperationRecord] | Future[None]:
         """Move an unfinished operation to `state`; resolves with the updated record.
 
@@ -466,7 +487,9 @@ class Journal:
         InvalidTransition; an unknown id with OperationNotFound. With
         `release_key` the operation gives up its idempotency key, so that a
         retry with it runs anew (for failures that are known to have done
-        nothing, e.g. a retryable refusal).
+        nothing, e.g. a retryable refusal). With `owner` (a target) it applies
+        only while the operation is still that target's: one another host took
+        over fails with OperationClaimed.
         """
         future: Future[Any] = Future()
         self.set_state_into(
@@ -478,6 +501,7 @@ class Journal:
             reason,
             release_key=release_key,
             returning=returning,
+            owner=owner,
         )
         return future
 
@@ -492,6 +516,7 @@ class Journal:
         *,
         release_key: bool = False,
         returning: bool = True,
+        owner: str | None = None,
     ) -> None:
         """`set_state`, completing `completion` instead of returning a new Future.
 
@@ -507,7 +532,15 @@ class Journal:
         error_json = _to_json("error", error)
         self._submit(
             _SetState(
-                op_id, state, result_json, error_json, reason, completion, release_key, returning
+                op_id,
+                state,
+                result_json,
+                error_json,
+                reason,
+                completion,
+                release_key,
+                returning,
+                owner,
             )
         )
 
@@ -644,14 +677,15 @@ class Journal:
     def take_over(self, record: OperationRecord, target: str) -> OperationRecord | None:
         """`record` claimed for `target` if its owner (`host@backend`) is down; else None.
 
-        Down as the registry judges it (no heartbeat for the owner's
-        service_down_time, or stopped). For a request retried on another host
-        of a topic: the host that accepted it died before finishing it.
+        Down as the registry judges it: no heartbeat for the owner's
+        service_down_time, or stopped (a disabled service is not down). For a
+        request retried on another host of a topic: the host that accepted it
+        died before finishing it.
         """
         host, _, backend = record.target.partition("@")
         rows = self._registry.services(host=host)
-        if any(row.backend == backend and row.is_up for row in rows):
-            return None
+        if any(row.backend == backend and row.is_alive for row in rows):
+            return None  # alive (disabled or not): still its own
         claimed = self.claim_all([record], target)
         return claimed[0] if claimed else None
 
@@ -980,7 +1014,7 @@ class Journal:
         changing = [
             self._params(request, stamp)
             for _, request in states
-            if before.get(request.op_id) in UNFINISHED
+            if _applies(before.get(request.op_id), request)
         ]
         if changing:
             conn.exec_driver_sql(self._update_sql, changing)
@@ -996,26 +1030,26 @@ class Journal:
         out: dict[int, OperationRecord | Exception | None] = {}
         for i, request in states:
             was = before.get(request.op_id)
-            if was is None:
-                out[i] = OperationNotFound(request.op_id)
-            elif was in UNFINISHED:
+            if _applies(was, request):
                 out[i] = _record(after[request.op_id]) if request.returning else None
             else:
-                out[i] = InvalidTransition(request.op_id, was, request.state)
+                out[i] = _refusal(request, was)
         return out
 
-    def _states(self, conn: Connection, op_ids: Sequence[str]) -> dict[str, str]:
-        """{id: state} of these operations (rows locked until the commit on PostgreSQL)."""
+    def _states(self, conn: Connection, op_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """{id: (state, target)} of these operations (rows locked until the commit on
+        PostgreSQL; SQLite's write transaction holds the whole file)."""
         table = OperationModel.__tablename__
         if self._dialect == "postgresql":
-            sql = f"SELECT id, state FROM {table} WHERE id = ANY(%s) FOR UPDATE"
-            return {row[0]: row[1] for row in conn.exec_driver_sql(sql, (list(op_ids),))}
-        found: dict[str, str] = {}
+            sql = f"SELECT id, state, target FROM {table} WHERE id = ANY(%s) FOR UPDATE"
+            return {row[0]: (row[1], row[2]) for row in conn.exec_driver_sql(sql, (list(op_ids),))}
+        found: dict[str, tuple[str, str]] = {}
         # Chunks keep the number of bound parameters under SQLite's limit.
         for start in range(0, len(op_ids), 500):
             chunk = tuple(op_ids[start : start + 500])
-            sql = f"SELECT id, state FROM {table} WHERE id IN ({', '.join('?' * len(chunk))})"
-            found.update((row[0], row[1]) for row in conn.exec_driver_sql(sql, chunk))
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT id, state, target FROM {table} WHERE id IN ({marks})"
+            found.update((row[0], (row[1], row[2])) for row in conn.exec_driver_sql(sql, chunk))
         return found
 
     def _params(self, request: _SetState, stamp: Any) -> Any:
@@ -1027,6 +1061,7 @@ class Journal:
             "new_error": request.error,
             "new_reason": request.reason,
             "release_key": request.release_key,
+            "owner": request.owner,
             "now": stamp,
             "finished": stamp if request.state in FINISHED_STATES else None,
         }
@@ -1040,10 +1075,7 @@ class Journal:
         """
         params = self._params(request, self._bind_time(self._registry.now()))
         if conn.exec_driver_sql(self._update_sql, params).rowcount != 1:
-            current = self._states(conn, [request.op_id]).get(request.op_id)
-            if current is None:
-                return OperationNotFound(request.op_id)
-            return InvalidTransition(request.op_id, current, request.state)
+            return _refusal(request, self._states(conn, [request.op_id]).get(request.op_id))
         if not request.returning:
             return None
         record = self._one_in(conn, OperationModel.id == request.op_id)
@@ -1060,6 +1092,23 @@ class Journal:
     def _one_in(conn: Connection, *where: Any) -> OperationRecord | None:
         row = conn.execute(select(*_COLUMNS).where(*where)).first()
         return None if row is None else _record(row._mapping)
+
+
+def _applies(was: tuple[str, str] | None, request: _SetState) -> bool:
+    """Whether a state change applies to a row that was `was` (state, target)."""
+    if was is None or was[0] not in UNFINISHED:
+        return False
+    return request.owner is None or request.owner == was[1]
+
+
+def _refusal(request: _SetState, was: tuple[str, str] | None) -> Exception:
+    """Why a state change did not apply to a row that was `was` (state, target)."""
+    if was is None:
+        return OperationNotFound(request.op_id)
+    state, target = was
+    if state in UNFINISHED:  # so the owner differs
+        return OperationClaimed(request.op_id, target, request.state)
+    return InvalidTransition(request.op_id, state, request.state)
 
 
 def _copy_supported(registry: Registry) -> bool:

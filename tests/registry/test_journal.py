@@ -29,6 +29,7 @@ from actors.registry import (
     InvalidTransition,
     Journal,
     JournalClosed,
+    OperationClaimed,
     OperationNotFound,
     OperationRecord,
     Registry,
@@ -734,7 +735,9 @@ def test_claims_are_compare_and_set(journal: Journal) -> None:
     (mine,) = journal.claim_all([left], "h1@b1")
     assert journal.claim_all([left], "h2@b1") == []
     assert journal.get(left.id) == mine and mine.target == "h1@b1"
-    journal.set_state(mine.id, "running").result(WAIT)
+    with pytest.raises(OperationClaimed):  # the old owner's writes are fenced off
+        journal.set_state(mine.id, "failed", release_key=True, owner="gone@b1").result(WAIT)
+    journal.set_state(mine.id, "running", owner="h1@b1").result(WAIT)
     assert journal.claim_all([mine]) == []  # it moved on since `mine` was read
     # A down owner's row is taken over; an up owner's is left to it.
     registry = journal._registry
