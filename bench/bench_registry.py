@@ -107,6 +107,7 @@ def values(i: int) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
         "idempotency_key": None,
+        "key_scope": "bench@b1",
         "target": "bench@b1",
         "method": "create_volume",
         "args": {"size": 1, "name": f"vol-{i}"},
