@@ -267,7 +267,28 @@ class Operations:
             manager_class.rpc_methods[method].check_arguments(name, args)
             handle.check_room(reserved=self._undelivered.get(name, 0))
             check_admission()  # the blocking steps of changes under way are bounded here
-            pending = self.journal.accept(name, method, args, key, op_id=op_id, scope=scope)
+            # Completed from the writer thread after the commit (no concurrent
+            # Future and relay per request); followed before it is submitted.
+            committed = self.runtime.future()
+            committed.add_done_callback(
+                functools.partial(
+                    self._accepted, op_id, handle, method, args, version, accepted, outcome
+                )
+            )
+            self._reserve(name, 1)  # before the commit can come back (threading: at once)
+            try:
+                self.journal.accept_into(
+                    self.runtime.completion(committed),
+                    name,
+                    method,
+                    args,
+                    key,
+                    op_id=op_id,
+                    scope=scope,
+                )
+            except BaseException:
+                self._reserve(name, -1)
+                raise
         except (TypeError, ValueError) as exc:  # arguments the journal cannot store
             error: BaseException = InvalidArguments(handle.name, method, str(exc))
             accepted.set_exception(error)
@@ -277,13 +298,6 @@ class Operations:
             accepted.set_exception(exc)
             outcome.set_exception(exc)
             return accepted, outcome
-        self._reserve(name, 1)
-        committed = self.runtime.from_concurrent(pending)
-        committed.add_done_callback(
-            functools.partial(
-                self._accepted, op_id, handle, method, args, version, accepted, outcome
-            )
-        )
         return accepted, outcome
 
     def _reserve(self, name: str, delta: int) -> None:

@@ -236,7 +236,7 @@ class OperationRecord:
 class _Accept:
     record: OperationRecord  # what the future resolves with unless the key exists
     params: tuple[Any, ...]  # the INSERT's parameters, already in database form
-    future: Future[OperationRecord]
+    future: Completion  # with the OperationRecord that holds the key
 
 
 @dataclass(slots=True)
@@ -406,6 +406,21 @@ class Journal:
         first host's row). Raises TypeError at once when `args` is not
         JSON-serialisable and ValueError when a name is longer than its column.
         """
+        future: Future[OperationRecord] = Future()
+        self._submit(self._accept_request(target, method, args, key, op_id, scope, future))
+        return future
+
+    def _accept_request(
+        self,
+        target: str,
+        method: str,
+        args: Any,
+        key: str | None,
+        op_id: str | None,
+        scope: str | None,
+        completion: Completion,
+    ) -> _Accept:
+        """The row of a new operation, checked and in database form."""
         scope = scope or target
         for what, value in (
             ("target", target),
@@ -438,9 +453,28 @@ class Journal:
             stamp,
             None,
         )
-        future: Future[OperationRecord] = Future()
-        self._submit(_Accept(record, params, future))
-        return future
+        return _Accept(record, params, completion)
+
+    def accept_into(
+        self,
+        completion: Completion,
+        target: str,
+        method: str,
+        args: Any,
+        key: str | None = None,
+        *,
+        op_id: str | None = None,
+        scope: str | None = None,
+    ) -> None:
+        """`accept`, completing `completion` instead of returning a new Future.
+
+        As `set_state_into`: `completion` is completed in the writer thread
+        after the commit (e.g. `Runtime.completion(future)`), with no
+        concurrent Future on the request path. Raises as `accept` does,
+        before anything is submitted.
+        """
+        request = self._accept_request(target, method, args, key, op_id, scope, completion)
+        self._submit(request)
 
     @overload
     def set_state(
