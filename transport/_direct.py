@@ -27,6 +27,7 @@ import zmq
 from transport._loop import (
     EVENTS,
     POLLIN,
+    READ_BATCH,
     OnFrames,
     OnOversized,
     Shape,
@@ -61,6 +62,8 @@ class DirectSocket(SocketLoop):
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._poll: Any = None
+        self._monitor_poll = select.poll()  # the monitor's descriptor alone
+        self._sock_fd = -1
         self.socket: Any = None
 
     def start(self) -> None:
@@ -72,11 +75,18 @@ class DirectSocket(SocketLoop):
                 self._context.term()
             raise
         self._parked.for_socket(self.socket.type)
+        self._sock_fd = self.socket.FD
         self._poll = select.poll()
-        self._poll.register(self.socket.FD, select.POLLIN)
+        self._poll.register(self._sock_fd, select.POLLIN)
         self._poll.register(self._wake_r, select.POLLIN)
         if self._monitor is not None:
             self._poll.register(self._monitor.FD, select.POLLIN)
+            self._monitor_poll.register(self._monitor.FD, select.POLLIN)
+            # Asked once now: a new pipe's reader is not yet "asleep", so the first
+            # events would come without a signal on the descriptor. Asking the
+            # socket (and draining it) arms it: from now on every event that
+            # comes to the drained monitor moves its descriptor.
+            SocketLoop.read_events(self)
 
     # -- sending -------------------------------------------------------------------
     def send(self, frames: list[bytes], expires: float | None = None) -> None:
@@ -148,22 +158,17 @@ class DirectSocket(SocketLoop):
                     self._cond.notify_all()
 
     def read_events(self) -> None:
-        """Take in the socket's monitor events now (never waits; replies are left)."""
-        monitor = self._monitor
-        if monitor is None:
+        """Take in the socket's monitor events now (never waits; replies are left).
+
+        Its descriptor is looked at first, a poll that never waits: a drained
+        monitor's descriptor stays quiet until a new event comes, and asking
+        the monitor socket itself costs several times more.
+        """
+        if self._monitor is None:
             return
-        with self._sock_lock:
-            if self._closed or self._monitor is None:
-                return
-            while True:
-                try:
-                    # Asked first: a read that fails raises zmq.Again (3x the cost).
-                    if not monitor.get(EVENTS) & POLLIN:
-                        return
-                    frames = monitor.recv_multipart(zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    return
-                self._on_monitor_frames(frames)
+        with self._sock_lock:  # which also keeps the poll object to one thread at a time
+            if not self._closed and self._monitor_poll.poll(0):
+                super().read_events()
 
     def wait(self, done: Callable[[], bool], deadline: float) -> bool:
         """Until `done()` or the deadline (monotonic); reads for everyone while needed."""
@@ -195,11 +200,16 @@ class DirectSocket(SocketLoop):
 
     def _lead(self, done: Callable[[], bool], deadline: float) -> bool:
         poll, parked = self._poll, self._parked
+        # What the last poll saw move: the socket is then read without asking it
+        # first (a message is nearly always there), and the monitor is looked at
+        # only when its descriptor moved (one that is drained stays quiet until
+        # a new event comes: ZeroMQ signals a pipe's reader when it wakes it).
+        readable = monitor_moved = False
         while True:
             with self._sock_lock:
                 if self.socket is None or self._closed:
                     return done()
-                got = self._read_all()
+                got = self._read_all(readable, monitor_moved)
                 now = time.monotonic()
                 if parked.due(now):
                     parked.retry(self._send_now, now)
@@ -213,34 +223,39 @@ class DirectSocket(SocketLoop):
                 return False
             if parked:
                 remaining = min(remaining, Parked.RETRY_EVERY)
+            readable = monitor_moved = False
             for fd, _ in poll.poll(max(1, int(remaining * 1000 + 0.999))):
-                if fd == self._wake_r:
+                if fd == self._sock_fd:
+                    readable = True
+                elif fd == self._wake_r:
                     try:
                         while os.read(self._wake_r, 4096):
                             pass
                     except OSError:
                         pass
+                else:
+                    monitor_moved = True
 
-    def _read_all(self) -> int:
-        """Read every message (and monitor event) that is ready; how many messages."""
-        total = 0
-        while True:
+    def _read_all(self, readable: bool = False, monitor_moved: bool = True) -> int:
+        """Read every message (and monitor event) that is ready; how many messages.
+
+        Unless `readable`, the socket is asked first: nearly always nothing is
+        there then, and a read that fails raises zmq.Again, about twice the
+        cost of asking.
+        """
+        sock, total = self.socket, 0
+        while readable or sock.get(EVENTS) & POLLIN:
+            readable = False
             try:
                 n = self._read_ready(self._on_frames)
             except zmq.ZMQError as exc:
                 log.warning("%s: receive failed: %s", self.name, exc)
                 break
             total += n
-            if n == 0:
-                break
-        monitor = self._monitor
-        if monitor is not None:
-            while True:
-                try:
-                    frames = monitor.recv_multipart(zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    break
-                self._on_monitor_frames(frames)
+            if n < READ_BATCH:
+                break  # _read_ready stopped at the last one ready
+        if monitor_moved:
+            SocketLoop.read_events(self)
         return total
 
     # -- lifecycle -----------------------------------------------------------------

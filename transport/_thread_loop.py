@@ -105,12 +105,7 @@ class ThreadSocketLoop(SocketLoop):
                 except zmq.ZMQError as exc:
                     log.warning("%s: receive failed: %s", self.name, exc)
             if monitor is not None and events.get(monitor):
-                while True:
-                    try:
-                        frames = monitor.recv_multipart(zmq.NOBLOCK)
-                    except zmq.ZMQError:
-                        break
-                    self._on_monitor_frames(frames)
+                self.read_events()
             if self._wake_r in events:
                 try:
                     # One read: a wake-up is written once per batch, so a few bytes
