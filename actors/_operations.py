@@ -48,9 +48,11 @@ from actors.errors import (
 from actors.registry.journal import (
     InvalidTransition,
     Journal,
+    JsonText,
     OperationClaimed,
     OperationNotFound,
     OperationRecord,
+    json_text,
     new_operation_id,
 )
 from actors.rpc import RpcMethod
@@ -118,6 +120,8 @@ class _Outcome:
     """A retryable failure that did nothing: a retry with the key runs anew."""
     owner: str | None = None
     """The manager whose row it is written to (fenced: see Journal.set_state)."""
+    result_json: JsonText | None = None
+    """`result` as the journal stores it, when encoded already (`_as_recorded`)."""
 
     def answer(self, future: ActorFuture[Any]) -> None:
         if self.error is None:
@@ -496,7 +500,7 @@ class Operations:
                 completion,
                 op_id,
                 outcome.state,
-                result=outcome.result,
+                result=outcome.result if outcome.result_json is None else outcome.result_json,
                 error=None if error is None else error_data(error),
                 reason=_brief_reason(outcome.reason),
                 release_key=outcome.release_key,
@@ -615,7 +619,8 @@ class Operations:
             error = OperationInterrupted(op_id, target, method, str(error))
             outcome = _Outcome("interrupted", None, error, error.details["reason"], owner=target)
         elif error is None:
-            outcome = _Outcome("succeeded", _as_recorded(done.value()), None, None, owner=target)
+            value, text = _as_recorded(done.value())
+            outcome = _Outcome("succeeded", value, None, None, owner=target, result_json=text)
         else:  # a retryable error (DriverNotReady, Busy...) must not pin the key
             retryable = bool(getattr(error, "retryable", False))
             outcome = _Outcome("failed", None, error, str(error), retryable, target)
@@ -688,15 +693,17 @@ def _brief_reason(reason: str | None) -> str | None:
     return None if reason is None else cut_text(reason, MAX_REASON)
 
 
-def _as_recorded(value: Any) -> Any:
+def _as_recorded(value: Any) -> tuple[Any, JsonText | None]:
     """`value` as the journal gives it back (through JSON), so that the first
     caller and every retry by key see the same result (tuples become lists,
-    map keys strings). A value that is not JSON data is passed on as it is and
+    map keys strings), with the JSON text to store (encoded once, here). A
+    value that is not JSON data is passed on as it is, with no text, and
     recorded as null (see `_write_outcome`)."""
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
+        text = json_text(value)
     except (TypeError, ValueError):
-        return value
+        return value, None
+    return json.loads(text), text
 
 
 def _host(target: str) -> str:

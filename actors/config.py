@@ -162,7 +162,8 @@ class ServiceConfig(BaseSettings):
         "actors",
         max_length=249,
         description="the topic its services are found by; keys of requests to any one of"
-        " them are scoped `topic:<topic>` (255 characters at most, like every name)",
+        " them are scoped `topic:<topic>` (249 characters at most, so that the scope fits"
+        " the 255 of every name)",
     )
     runtime: Literal["gevent", "threading"] = "gevent"
     mailbox_capacity: int = Field(1000, ge=1)

@@ -84,9 +84,11 @@ __all__ = [
     "InvalidTransition",
     "Journal",
     "JournalClosed",
+    "JsonText",
     "OperationClaimed",
     "OperationNotFound",
     "OperationRecord",
+    "json_text",
     "new_operation_id",
 ]
 
@@ -264,11 +266,28 @@ def _record(row: RowMapping | dict[str, Any]) -> OperationRecord:
 _encode_json = json.JSONEncoder(allow_nan=False).encode
 
 
+class JsonText(str):
+    """JSON text encoded already (by `json_text`): stored as it is, not encoded again."""
+
+    __slots__ = ()
+
+
+def json_text(value: Any) -> JsonText:
+    """`value` as the journal stores it; raises TypeError or ValueError if it is not
+    JSON data. For a caller that needs the text itself too (e.g. to give back
+    what the journal will), so that it is encoded once."""
+    return JsonText(_encode_json(value))
+
+
 def _to_json(what: str, value: Any) -> str:
     """The JSON text stored for `value` (serialised once, here, in the caller).
 
     Fails now, in the caller, rather than failing a whole batch later.
     """
+    if value is None:
+        return _JSON_NULL
+    if type(value) is JsonText:
+        return value
     try:
         return _encode_json(value)
     except (TypeError, ValueError) as exc:
