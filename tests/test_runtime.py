@@ -645,3 +645,39 @@ def test_a_completion_completes_its_future_from_a_native_thread_in_the_runtimes_
         failed.get(timeout=5)
     # gevent's futures belong to their hub: completed there, not in the writer.
     assert seen == [owner if runtime.name == "gevent" else thread.name]
+
+
+def test_completions_from_busy_threads_all_arrive_in_order(runtime):
+    """Threads completing many futures in a row (a journal batch) lose none, and
+    each thread's completions reach their futures in the order it made them (on
+    gevent they are handed to the hub together, one wake-up for many)."""
+    import threading
+
+    per_thread, threads = 2_000, 3
+    futures = [[runtime.future() for _ in range(per_thread)] for _ in range(threads)]
+    arrived: list[list[int]] = [[] for _ in range(threads)]
+    for t, row in enumerate(futures):
+        for i, future in enumerate(row):
+            future.add_done_callback(lambda done, t=t, i=i: arrived[t].append(i))
+    completions = [[runtime.completion(f) for f in row] for row in futures]
+
+    def complete(t: int) -> None:
+        for i, completion in enumerate(completions[t]):
+            if i % 7 == 0:
+                completion.set_exception(ValueError(i))
+            else:
+                completion.set_result(i)
+
+    workers = [threading.Thread(target=complete, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(10)
+    for row in futures:
+        for i, future in enumerate(row):
+            if i % 7 == 0:
+                with pytest.raises(ValueError):
+                    future.get(timeout=10)
+            else:
+                assert future.get(timeout=10) == i
+    assert arrived == [list(range(per_thread))] * threads

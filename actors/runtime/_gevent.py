@@ -9,8 +9,10 @@ gevent.subprocess) yields to the others.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import queue
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -34,6 +36,8 @@ from actors.runtime._future import (
     copy_concurrent,
 )
 from actors.runtime._offload import OffloadLane, OffloadPool, lane_pool
+
+log = logging.getLogger(__name__)
 
 
 class GreenFuture(ActorFuture[Any]):
@@ -258,7 +262,7 @@ class GeventRuntime(Runtime):
 
     def completion(self, future: ActorFuture[Any]) -> Completion:
         # Completed in the thread that calls it; handed to this hub (the caller's).
-        return _HubCompletion(future, get_hub().loop)
+        return _HubCompletion(future, _hub_relay())
 
     def kill(self, actor: pykka.Actor) -> bool:
         greenlet = getattr(actor, "_greenlet", None)
@@ -271,14 +275,60 @@ class GeventRuntime(Runtime):
 class _HubCompletion(Completion):
     """A Completion that hands the outcome to its future's hub (from any thread)."""
 
-    __slots__ = ("_loop",)
+    __slots__ = ("_hub_relay",)
 
-    def __init__(self, future: ActorFuture[Any], loop: Any) -> None:
+    def __init__(self, future: ActorFuture[Any], relay: _HubRelay) -> None:
         super().__init__(future)
-        self._loop = loop
+        self._hub_relay = relay
 
     def _relay(self, complete: Callable[[Any], Any], outcome: Any) -> None:
-        self._loop.run_callback_threadsafe(complete, outcome)
+        self._hub_relay.put(complete, outcome)
+
+
+class _HubRelay:
+    """Completions handed to one hub from other threads, run there together.
+
+    A thread that completes many futures in a row (the journal's writer, a
+    batch of commits) wakes the hub once for all of them: only the first put
+    after the hub drained schedules a drain, which runs everything queued by
+    then. deque's append and popleft are atomic, and the flag is cleared
+    before draining: a put that finds it set is drained by the run it saw.
+    """
+
+    __slots__ = ("__weakref__", "_items", "_loop", "_scheduled")
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self._items: deque[tuple[Callable[[Any], Any], Any]] = deque()
+        self._scheduled = False
+
+    def put(self, complete: Callable[[Any], Any], outcome: Any) -> None:
+        self._items.append((complete, outcome))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.run_callback_threadsafe(self._drain)
+
+    def _drain(self) -> None:  # in the hub
+        self._scheduled = False
+        items = self._items
+        while items:
+            complete, outcome = items.popleft()
+            try:
+                complete(outcome)
+            except Exception:  # a future's callback: logged by the future itself
+                log.exception("completing a future handed over from a thread failed")
+
+
+_relays: weakref.WeakKeyDictionary[Any, _HubRelay] = weakref.WeakKeyDictionary()
+
+
+def _hub_relay() -> _HubRelay:
+    """The relay of the calling thread's hub (made at its first use)."""
+    hub = get_hub()
+    relay = _relays.get(hub)
+    if relay is None:
+        relay = _relays[hub] = _HubRelay(hub.loop)
+    return relay
 
 
 def _offload_green(pool: OffloadPool, fn: Callable[..., Any], args: tuple[Any, ...]) -> GreenFuture:
