@@ -1,6 +1,6 @@
 """Journaled requests per second: `@rpc(journal=True)` against the same method plain.
 
-    python bench/bench_journal.py [--seconds S] [--repeats N] [--callers C] [--json]
+    python bench/bench_journal.py [--seconds S] [--repeats N] [--callers C] [--free-writes] [--json]
 
 Measures, in one run, on each runtime (gevent, then threading), with a
 `Service(config, runtime=...)` whose registry and operation journal are a
@@ -22,6 +22,9 @@ threading), each looping on `service.ask(target, "create", {...}).result()`:
   sent again. Each is accepted through the journal (one write, which finds the
   key taken and reads the recorded operation) and answered from it without
   running: the script checks that the driver ran nothing during (d).
+* with `--free-writes`, (b) again with every journal write answered at once,
+  without the database (the writer thread still batches and completes them):
+  the framework's own cost of a journaled request, which bounds (b)/(a).
 
 Every request has distinct arguments (`resource_id` from a shared counter).
 The driver is `actors.drivers.fake:FakeDriver`, and the managers call a
@@ -76,6 +79,7 @@ from sqlalchemy import text  # noqa: E402
 
 from actors import ManagerActor, Service, ServiceConfig, rpc  # noqa: E402
 from actors.drivers.fake import FakeController  # noqa: E402
+from actors.registry.journal import _Accept  # noqa: E402  (--free-writes only)
 from bench.bench_registry import scratch_postgres  # noqa: E402
 
 HOST = "bench"
@@ -410,6 +414,35 @@ def bench_postgres(bench: Bench, runtime: str, url: str, counter: Iterator[int])
             stop(service)
 
 
+def bench_free_writes(bench: Bench, runtime: str, counter: Iterator[int]) -> None:
+    """(b) with every journal write answered at once, without the database.
+
+    What the framework's own path costs a journaled request (the actor hops,
+    the futures, the writer thread's hand-offs, the bookkeeping): it bounds
+    (b)/(a) whatever the database does. The writer still batches and completes
+    every write from its thread; only the SQL is left out.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
+        service = start_service(runtime, tmp, None)
+        try:
+            operations = service.operations
+            assert operations is not None
+
+            def free_write(batch: list[Any]) -> list[Any]:
+                return [r.record if isinstance(r, _Accept) else None for r in batch]
+
+            object.__setattr__(operations.journal, "_write", free_write)
+            bench.say(f"[{runtime}] journal writes without the database")
+            bench.measure(
+                service,
+                Result("b", runtime, "none", f"{runtime}: (b) journaled, writes free", 3),
+                ask_op(service, JOURNALED, False),
+                fresh_values(counter),
+            )
+        finally:
+            stop(service)
+
+
 def bare_commit() -> dict[str, Any]:
     """The median time of a bare one-row SQLite commit (WAL, default synchronous) here."""
     with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
@@ -438,7 +471,8 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
         base = plain.get(r.runtime)
         if r.key == "a" or base is None:
             continue
-        name = f"{r.runtime}: ({r.key}){' PostgreSQL' if r.database == 'postgresql' else ''}/(a)"
+        where = {"postgresql": " PostgreSQL", "none": " writes free"}.get(r.database, "")
+        name = f"{r.runtime}: ({r.key}){where}/(a)"
         out.append({"ratio": name, "value": round(r.ops / base.ops, 3)})
     return out
 
@@ -507,6 +541,11 @@ def main(argv: list[str] | None = None) -> int:
         default=list(RUNTIMES),
         help="comma-separated runtimes to measure (gevent,threading)",
     )
+    parser.add_argument(
+        "--free-writes",
+        action="store_true",
+        help="also measure (b) with the journal's writes answered without the database",
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -518,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for runtime in args.runtimes:
             states[runtime] = bench_runtime(bench, runtime, counter)
+            if args.free_writes:
+                bench_free_writes(bench, runtime, counter)
         postgres = os.environ.get("ACTORS_TEST_POSTGRES_URL")
         if postgres:
             with scratch_postgres(postgres) as url:

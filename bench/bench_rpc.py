@@ -11,6 +11,9 @@ this process (the client) and a server in a separate process:
   `Service(config).start()` with the echo backend of `bench_ask.py`, served on
   tcp://127.0.0.1:0);
 * the same server on the threading runtime (no monkey-patching);
+* our client alone: a raw pyzmq ROUTER that answers each request with a reply
+  envelope (no framework on the server side), to tell the client's share of
+  the gap from the server's;
 * baseline: a raw pyzmq ROUTER echo server (a `recv_multipart`/`send_multipart`
   loop) and a raw DEALER client sending msgpack-encoded small maps.
 
@@ -397,24 +400,28 @@ class Bench:
         return result
 
 
-def bench_service(bench: Bench, runtime: str) -> None:
+SERVICE_LABELS = {
+    "gevent": "service-actors gevent server",
+    "threading": "service-actors threading server",
+    "reply": "service-actors client, raw ROUTER reply",
+}
+"""What `bench_service` measures our client against: a server of ours, or (to see
+the client's own share) a raw ROUTER that answers with a reply envelope."""
+
+
+def bench_service(bench: Bench, kind: str) -> None:
     from transport.client import RpcClient
 
-    server = ServerProcess(runtime)
+    server = ServerProcess(kind)
+    label = SERVICE_LABELS[kind]
     try:
         client = RpcClient(server.endpoint, green=False, timeout=CALL_TIMEOUT)
         try:
             sequential, pipelined = rpc_rounds(client)
             pid = server.proc.pid
+            bench.measure(f"{kind}_seq", f"{label}, sequential", sequential, 1, pid)
             bench.measure(
-                f"{runtime}_seq", f"service-actors {runtime} server, sequential", sequential, 1, pid
-            )
-            bench.measure(
-                f"{runtime}_pipe",
-                f"service-actors {runtime} server, {PIPELINE} in flight",
-                pipelined,
-                PIPELINE,
-                pid,
+                f"{kind}_pipe", f"{label}, {PIPELINE} in flight", pipelined, PIPELINE, pid
             )
             if client.stats:
                 raise AssertionError(f"client saw bad or late replies: {dict(client.stats)}")
@@ -424,7 +431,7 @@ def bench_service(bench: Bench, runtime: str) -> None:
         server.kill()
         raise
     server.stop()
-    bench.servers[runtime] = server.final
+    bench.servers[kind] = server.final
 
 
 def bench_raw(bench: Bench) -> None:
@@ -534,6 +541,7 @@ def bench_peer(bench: Bench, kind: str) -> None:
 
 def run_all(bench: Bench, with_peers: bool = True) -> None:
     bench_raw(bench)
+    bench_service(bench, "reply")
     bench_service(bench, "gevent")
     bench_service(bench, "threading")
     if with_peers:
@@ -543,6 +551,8 @@ def run_all(bench: Bench, with_peers: bool = True) -> None:
 
 RATIOS = [
     # key, numerator, denominator
+    ("client_vs_raw_seq", "reply_seq", "raw_seq"),
+    ("client_vs_raw_pipe", "reply_pipe", "raw_pipe"),
     ("gevent_vs_raw_seq", "gevent_seq", "raw_seq"),
     ("gevent_vs_raw_pipe", "gevent_pipe", "raw_pipe"),
     ("threading_vs_raw_seq", "threading_seq", "raw_seq"),
@@ -601,7 +611,7 @@ def report(bench: Bench, as_json: bool) -> None:
         f"median of {bench.repeats} x {bench.seconds:g}s"
     )
     print(
-        f"{'scenario':<48} {'ops/s':>10} {'us/op':>8} {'client cpu':>10} {'server cpu':>10}"
+        f"{'scenario':<56} {'ops/s':>10} {'us/op':>8} {'client cpu':>10} {'server cpu':>10}"
         "  runs (ops/s)"
     )
     for row in rows:
@@ -611,17 +621,17 @@ def report(bench: Bench, as_json: bool) -> None:
             for k in ("client_cpu_us_per_op", "server_cpu_us_per_op")
         ]
         print(
-            f"{row['label']:<48} {row['ops_per_s']:>10,.0f} {row['us_per_op']:>8.1f} "
+            f"{row['label']:<56} {row['ops_per_s']:>10,.0f} {row['us_per_op']:>8.1f} "
             f"{cpu[0]:>10} {cpu[1]:>10}  {runs}"
         )
     print("(client cpu / server cpu: CPU µs per round trip in each process, all threads)")
     print()
     for kind, why in bench.skipped.items():
         print(f"skipped {PEERS[kind]}: {why}")
-    print(f"{'ratio':<100} {'value':>6}")
+    print(f"{'ratio':<112} {'value':>6}")
     for r in ratio_rows:
         name = f"{r['numerator']} / {r['denominator']}"
-        print(f"{name:<100} {r['ratio']:>5.2f}x")
+        print(f"{name:<112} {r['ratio']:>5.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:

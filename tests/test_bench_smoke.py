@@ -56,7 +56,7 @@ def test_bench_ask_counting_mode_runs_each_scenario(scenario, callers):
     ("script", "args"),
     [
         ("bench_registry.py", ["--threads", "4"]),
-        ("bench_journal.py", ["--callers", "4"]),
+        ("bench_journal.py", ["--callers", "4", "--free-writes"]),
     ],
 )
 def test_the_journal_benchmarks_run_against_the_current_schema(script, args):
@@ -72,3 +72,23 @@ def test_the_journal_benchmarks_run_against_the_current_schema(script, args):
     )  # fmt: skip
     assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert "journal" in out.stdout
+    if "--free-writes" in args:
+        assert "writes free" in out.stdout
+
+
+def test_bench_rpc_measures_every_local_scenario_and_ratio():
+    """Its servers start, answer every call, and stop cleanly (peers left out)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_rpc.py"), "--seconds", "0.1",
+         "--repeats", "1", "--no-peers", "--json"],
+        capture_output=True, text=True, timeout=180, check=True,
+    )  # fmt: skip
+    report = json.loads(out.stdout)
+    keys = {r["key"] for r in report["results"]}
+    assert keys == {
+        f"{kind}_{shape}" for kind in ("raw", "reply", "gevent", "threading")
+        for shape in ("seq", "pipe")
+    }  # fmt: skip
+    assert all(r["ops_per_s"] > 0 for r in report["results"])
+    assert {r["key"] for r in report["ratios"]} >= {"client_vs_raw_seq", "gevent_vs_raw_pipe"}
+    assert all(server["clean"] for server in report["meta"]["servers"].values())
