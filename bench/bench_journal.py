@@ -398,15 +398,27 @@ def bench_runtime(bench: Bench, runtime: str, counter: Iterator[int]) -> dict[st
     return states
 
 
-def bench_postgres(bench: Bench, runtime: str, url: str, counter: Iterator[int]) -> None:
+def bench_journaled_only(
+    bench: Bench,
+    runtime: str,
+    counter: Iterator[int],
+    database: str,
+    url: str | None = None,
+    prepare: Callable[[Service], None] | None = None,
+) -> None:
+    """(b) alone, on a service of its own: on PostgreSQL (`url`), or as `prepare` sets up."""
+    what = {"postgresql": "PostgreSQL", "none": "writes free"}[database]
     with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
         service = start_service(runtime, tmp, url)
         try:
-            check_paths(service, counter)
-            bench.say(f"[{runtime}] PostgreSQL journal")
+            if prepare is None:
+                check_paths(service, counter)
+            else:
+                prepare(service)
+            bench.say(f"[{runtime}] journaled, {what}")
             bench.measure(
                 service,
-                Result("b", runtime, "postgresql", f"{runtime}: (b) journaled, PostgreSQL", 3),
+                Result("b", runtime, database, f"{runtime}: (b) journaled, {what}", 3),
                 ask_op(service, JOURNALED, False),
                 fresh_values(counter),
             )
@@ -414,33 +426,21 @@ def bench_postgres(bench: Bench, runtime: str, url: str, counter: Iterator[int])
             stop(service)
 
 
-def bench_free_writes(bench: Bench, runtime: str, counter: Iterator[int]) -> None:
-    """(b) with every journal write answered at once, without the database.
+def free_writes(service: Service) -> None:
+    """Every journal write of `service` answered at once, without the database.
 
-    What the framework's own path costs a journaled request (the actor hops,
-    the futures, the writer thread's hand-offs, the bookkeeping): it bounds
-    (b)/(a) whatever the database does. The writer still batches and completes
-    every write from its thread; only the SQL is left out.
+    What is left is the framework's own path for a journaled request (the
+    actor hops, the futures, the writer thread's hand-offs, the bookkeeping):
+    it bounds (b)/(a) whatever the database does. The writer still batches
+    the writes and completes them from its thread; only the SQL is left out.
     """
-    with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
-        service = start_service(runtime, tmp, None)
-        try:
-            operations = service.operations
-            assert operations is not None
+    operations = service.operations
+    assert operations is not None
 
-            def free_write(batch: list[Any]) -> list[Any]:
-                return [r.record if isinstance(r, _Accept) else None for r in batch]
+    def free_write(batch: list[Any]) -> list[Any]:
+        return [r.record if isinstance(r, _Accept) else None for r in batch]
 
-            object.__setattr__(operations.journal, "_write", free_write)
-            bench.say(f"[{runtime}] journal writes without the database")
-            bench.measure(
-                service,
-                Result("b", runtime, "none", f"{runtime}: (b) journaled, writes free", 3),
-                ask_op(service, JOURNALED, False),
-                fresh_values(counter),
-            )
-        finally:
-            stop(service)
+    object.__setattr__(operations.journal, "_write", free_write)
 
 
 def bare_commit() -> dict[str, Any]:
@@ -558,12 +558,12 @@ def main(argv: list[str] | None = None) -> int:
         for runtime in args.runtimes:
             states[runtime] = bench_runtime(bench, runtime, counter)
             if args.free_writes:
-                bench_free_writes(bench, runtime, counter)
+                bench_journaled_only(bench, runtime, counter, "none", prepare=free_writes)
         postgres = os.environ.get("ACTORS_TEST_POSTGRES_URL")
         if postgres:
             with scratch_postgres(postgres) as url:
                 for runtime in args.runtimes:
-                    bench_postgres(bench, runtime, url, counter)
+                    bench_journaled_only(bench, runtime, counter, "postgresql", url)
     finally:
         for backend in (PLAIN, JOURNALED):
             FakeController.forget(f"{HOST}@{backend}")
