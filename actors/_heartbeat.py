@@ -13,11 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from actors._service_view import ServiceView
-from actors.errors import ActorsError
+from actors.errors import ActorsError, HostFenced
 from actors.registry import Registry, ServiceRow
 from actors.runtime import ActorFuture
 
 __all__ = ["Heartbeat"]
+
+FENCE_SHARE = 0.5
+"""Of service_down_time: how old this host's own heartbeat may be before it starts
+no operation another host may take over (see Heartbeat.fenced)."""
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,26 @@ class Heartbeat:
         self._round_started = 0.0  # when the current round began (an outage began by then)
         self._rows_to_stop: list[int] = []  # rows of removed backends, for the next round
         self._round_stopped: list[int] = []
+        self.last_reached: float | None = None
+        """When the last round that succeeded began (monotonic): its heartbeat is
+        no older than that. None until one has."""
+
+    def fenced(self) -> HostFenced | None:
+        """The error that keeps this host from starting topic operations, if it must.
+
+        Other hosts take this host's topic operations over once its heartbeat
+        is `service_down_time` old (by their clocks). So from half that on,
+        this host starts none it accepted (the other half is room for clock
+        skew between hosts and for a round in flight): without a fresh
+        heartbeat it cannot be sure that no other host runs them too. Read
+        from any thread (the managers'); a float is read whole.
+        """
+        last = self.last_reached
+        if last is None:
+            return None
+        limit = self._service.config.service_down_time * FENCE_SHARE
+        stale = self._service.clock.monotonic() - last
+        return HostFenced(self._service.config.host, stale, limit) if stale > limit else None
 
     @property
     def available(self) -> bool:
@@ -180,6 +204,7 @@ class Heartbeat:
                     service.clock.monotonic() - self._round_started,
                 )
         else:
+            self.last_reached = self._round_started
             if self._round_generation == self._generation:  # else: re-register next round
                 self.ids = done.value()
             if self._outage_since is not None:

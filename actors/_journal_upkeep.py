@@ -14,7 +14,7 @@ import functools
 from datetime import datetime, timedelta
 from typing import Any
 
-from actors._operations import Operations
+from actors._operations import TOPIC_SCOPE, Operations
 from actors._recovery import RECOVERY_PAGE
 from actors._service_view import ServiceView
 from actors.registry import Registry
@@ -209,7 +209,9 @@ def _claim_orphans(
     if not down:
         return []
     claimed: list[tuple[str, OperationRecord]] = []
-    for record in journal.unfinished(targets=down, scope=f"topic:{topic}", limit=RECOVERY_PAGE):
+    for record in journal.unfinished(
+        targets=down, scope=f"{TOPIC_SCOPE}{topic}", limit=RECOVERY_PAGE
+    ):
         mine = ours[record.target.partition("@")[2]]
         claimed += [(record.target, r) for r in journal.claim_all([record], mine)]
     return claimed

@@ -232,6 +232,9 @@ class Operations:
         self._undelivered: dict[str, int] = {}
         self._lock = threading.Lock()
         self._failures = _WriteFailures()
+        self.fence: Callable[[], BaseException | None] | None = None
+        """Set by the service (its heartbeat): the error that keeps this host from
+        starting operations another host may take over, when it must (HostFenced)."""
 
     @property
     def in_flight(self) -> int:
@@ -580,6 +583,23 @@ class Operations:
         return len(pending)
 
     # -- called by ManagerActor.run_operation, in the manager's mailbox ------------------
+    def check_fence(self, op_id: str) -> None:
+        """Raise HostFenced rather than start an operation keyed across the topic
+        while this host's own heartbeat is too old (see Heartbeat.fenced).
+
+        Another host takes such an operation over once this one looks down; had
+        it started here, the work could run twice. Operations keyed to their
+        manager (or not keyed) are never taken over: they always start.
+        """
+        fence = self.fence
+        inflight = self._inflight.get(op_id)
+        if fence is None or inflight is None:
+            return
+        if inflight.record.key_scope.startswith(TOPIC_SCOPE):
+            error = fence()
+            if error is not None:
+                raise error
+
     def started(self, op_id: str) -> None:
         """The manager began running the operation: record 'running' (not waited for)."""
         inflight = self._inflight.get(op_id)
@@ -684,6 +704,10 @@ class Operations:
                 self.interrupt(record, reason)
         return counts
 
+
+TOPIC_SCOPE = "topic:"
+"""Key scopes of requests to any one service of a topic (protocol §6): the
+operations another host may take over."""
 
 MAX_REASON = 1_000
 """Characters of a reason the journal keeps: an error may quote a huge input."""

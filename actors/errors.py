@@ -22,6 +22,7 @@ __all__ = [
     "DriverNotReady",
     "EscalationError",
     "FatalError",
+    "HostFenced",
     "InvalidArguments",
     "LoadError",
     "MethodNotAllowed",
@@ -196,6 +197,26 @@ class OperationInProgress(ActorsError):
         )
 
 
+class HostFenced(ActorsError):
+    """This host did not start an operation another host may take over: its own
+    registry heartbeat is too old for it to be sure the others still see it up.
+
+    Nothing ran. Retry: another host of the topic answers, and takes the
+    operation over once this host is declared down (protocol §6).
+    """
+
+    retryable = True
+
+    def __init__(self, host: str, stale: float, limit: float) -> None:
+        super().__init__(
+            f"host {host!r} has not reached the registry for {stale:.0f}s (over {limit:.0f}s):"
+            " it starts no operation another host may take over",
+            host=host,
+            stale=round(stale, 1),
+            limit=limit,
+        )
+
+
 class EscalationError(ActorsError):
     """A supervisor gave up: its children restarted too often."""
 
@@ -299,6 +320,7 @@ register_error(
     ActorStopped,
     DriverNotReady,
     EscalationError,
+    HostFenced,
     OperationInProgress,
     OperationInterrupted,
     RemoteError,

@@ -268,6 +268,7 @@ class ManagerActor(BaseActor):
         done = self.runtime.future()
         try:
             fn = self.resolve_call(method, rpc=True, version=version)
+            operations.check_fence(op_id)
             operations.started(op_id)
             self.resuming = resumed
             try:

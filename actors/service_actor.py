@@ -78,6 +78,8 @@ class ServiceActor(BaseActor):
         self._heartbeat = (
             Heartbeat(self, registry, self._registry_reached) if registry is not None else None
         )
+        if operations is not None and self._heartbeat is not None:
+            operations.fence = self._heartbeat.fenced
         self._capabilities = CapabilityRounds(self, registry)
         self._heap = HeapTrimmer()
 
