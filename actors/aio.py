@@ -25,6 +25,7 @@ from typing import Any, Self, TypeVar
 
 from actors.client import (
     CONNECT_GRACE,
+    NOTHING_RAN,
     Peer,
     TopicClient,
     in_progress_pause,
@@ -39,7 +40,7 @@ from actors.registry import Registry, ServiceRecord
 from actors.runtime import ActorFuture, Clock
 from actors.service import Service
 from transport.aio import AsyncRpcClient
-from transport.errors import ConnectionLost, RequestTimeout
+from transport.errors import ConnectionLost, RequestTimeout, TransportError
 from transport.protocol import CALL, CAST
 from transport.security import ClientSecurity
 
@@ -286,7 +287,7 @@ class AsyncTopicClient:
         repeatable = key is not None or idempotent
         scope = key_scope(self.topic, target, key)
         lost: set[str] = set()
-        failure: ConnectionLost | None = None
+        failure: TransportError | None = None
         repeats = 0
         while True:
             try:
@@ -307,6 +308,15 @@ class AsyncTopicClient:
                 )
             except ConnectionLost as exc:
                 if not repeatable or target is not None:
+                    raise
+                failure = exc
+                assert record.endpoint is not None
+                lost.add(record.endpoint)
+                self.failovers += 1
+                continue
+            except NOTHING_RAN as exc:
+                # That host could not take (or start) the keyed operation: another can.
+                if scope is None:
                     raise
                 failure = exc
                 assert record.endpoint is not None

@@ -27,7 +27,9 @@ sent with the key scope `topic:<topic>`, so the key names one operation on
 every host of the topic (the shared journal enforces it). A retry that finds
 the operation unfinished on a host still up hears `OperationInProgress` and
 is repeated, paced, until that host finishes it or is found down and the
-retry's host takes it over, all within the caller's deadline.
+retry's host takes it over, all within the caller's deadline. Such a request
+refused by a host where nothing ran (`HostFenced`: it lost the registry;
+`DatabaseUnavailable`: it could not record it) goes on to another host.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from actors.errors import NotFound, OperationInProgress
+from actors.errors import HostFenced, NotFound, OperationInProgress
 from actors.registry import Registry, ServiceRecord
 from actors.registry.api import DatabaseUnavailable
 from transport.client import RpcClient
@@ -66,6 +68,10 @@ to one whose connection is not up yet (it then waits for it within its deadline)
 IN_PROGRESS_PAUSE = (0.1, 1.0)
 """First and longest pause (seconds, doubling) before a keyed topic request that
 heard OperationInProgress is repeated."""
+
+NOTHING_RAN = (HostFenced, DatabaseUnavailable)
+"""Refusals of a keyed topic request by one host that leave it to another: the
+host did not record it or did not start it (protocol §9)."""
 
 
 def key_scope(topic: str, target: str | None, key: str | None) -> str | None:
@@ -343,7 +349,7 @@ class TopicClient:
         repeatable = key is not None or idempotent
         scope = key_scope(self.topic, target, key)
         lost: set[str] = set()
-        failure: ConnectionLost | None = None
+        failure: TransportError | None = None
         repeats = 0
         while True:
             try:
@@ -371,6 +377,15 @@ class TopicClient:
                 return peer.client._wait(future)
             except ConnectionLost as exc:
                 if not repeatable or target is not None:
+                    raise
+                failure = exc
+                assert record.endpoint is not None
+                lost.add(record.endpoint)
+                self.failovers += 1
+                continue
+            except NOTHING_RAN as exc:
+                # That host could not take (or start) the keyed operation: another can.
+                if scope is None:
                     raise
                 failure = exc
                 assert record.endpoint is not None

@@ -8,14 +8,22 @@ up, and a takeover (run here, as crash recovery would) once it is down.
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import random
+import threading
+from contextlib import contextmanager
+from typing import Any
 
-from actors import OperationInProgress, OperationInterrupted, Service, ServiceConfig
+import pytest
+import zmq
+
+from actors import HostFenced, OperationInProgress, OperationInterrupted, Service, ServiceConfig
 from actors.client import TopicClient
-from actors.registry import Registry, ServiceRow
+from actors.registry import DatabaseUnavailable, Registry, ServiceRow
 from actors.registry.journal import Journal, OperationClaimed
 from actors.testing import wait_until
 from tests.support import JournaledManager, backend
+from transport.protocol import ERROR, Envelope, decode, encode, error_body
 
 JOURNALED = "tests.support:JournaledManager"
 
@@ -164,3 +172,100 @@ def test_a_takeover_the_manager_could_not_take_is_given_back_and_taken_again(clu
     assert len(handed) == 2
     row = journal.get(left.id)
     assert (row.target, row.state) == ("node1@b1", "succeeded")
+
+
+class _Falling(random.Random):
+    """Chance that always ranks the later of equal services first (rank_routable's
+    tie-break), so that the test knows which host a request reaches first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next = 1.0
+
+    def random(self) -> float:
+        self._next /= 2
+        return self._next
+
+
+@contextmanager
+def _refusing_host(registry: Registry, host: str, error: Exception):
+    """A live service of topic 'shares' that refuses every request with `error`,
+    as a host that lost the registry (HostFenced) or its journal's database
+    (DatabaseUnavailable) does; yields what it was sent."""
+    context = zmq.Context()
+    sock = context.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    seen: list[Any] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            if not sock.poll(50):
+                continue
+            identity, body = sock.recv_multipart()
+            envelope = decode(body)
+            seen.append(envelope)
+            refusal = Envelope(ERROR, envelope.id, error=error_body(error))
+            sock.send_multipart([identity, encode(refusal)])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    (row,) = registry.register([ServiceRow(host, "actorsd", "shares", "b1", endpoint, "1.0")])
+    registry.heartbeat([row])
+    try:
+        yield seen
+    finally:
+        registry.mark([row], "stopped")
+        stop.set()
+        thread.join(5)
+        sock.close()
+        context.term()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [HostFenced("cut", 20.0, 15.0), DatabaseUnavailable("sqlite:///gone", "no disk")],
+    ids=["fenced", "no database"],
+)
+def test_a_keyed_request_a_host_refused_unrun_goes_on_to_another_host(cluster, error):
+    client, _, registry = cluster
+    client._rng = _Falling()  # of two connected hosts, the refusing one is tried first
+    with _refusing_host(registry, "cut", error) as seen:
+        for i in range(5):
+            tag = f"r{i}"
+            assert client.call("stamp", {"tag": tag}, key=f"k-{tag}") == {
+                "tag": tag,
+                "by": "node1@b1",
+            }
+        assert seen and all(e.scope == "topic:shares" for e in seen)
+        assert client.failovers >= len(seen)
+        # Without a key (nothing says it is one operation) the refusal is the answer.
+        with pytest.raises(type(error)):
+            for i in range(5):
+                client.call("stamp", {"tag": f"u{i}"})
+
+
+@pytest.mark.parametrize(
+    "error",
+    [HostFenced("cut", 20.0, 15.0), DatabaseUnavailable("sqlite:///gone", "no disk")],
+    ids=["fenced", "no database"],
+)
+def test_the_async_topic_client_goes_on_to_another_host_too(cluster, error, runtime_name):
+    if runtime_name == "gevent":
+        pytest.skip("the service's hub runs in this thread: asyncio would hold it up")
+    from actors.aio import AsyncTopicClient
+
+    _, _, registry = cluster
+
+    async def main() -> None:
+        async with AsyncTopicClient(registry, "shares", timeout=10) as client:
+            client._rng = _Falling()
+            with _refusing_host(registry, "cut", error) as seen:
+                for i in range(5):
+                    reply = await client.call("stamp", {"tag": f"a{i}"}, key=f"k-a{i}")
+                    assert reply == {"tag": f"a{i}", "by": "node1@b1"}
+                assert seen and client.failovers >= len(seen)
+
+    asyncio.run(main())
