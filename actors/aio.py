@@ -25,9 +25,10 @@ from typing import Any, Self, TypeVar
 
 from actors.client import (
     CONNECT_GRACE,
-    NOTHING_RAN,
+    GOES_ON,
     Peer,
     TopicClient,
+    goes_on,
     in_progress_pause,
     key_scope,
     none_up,
@@ -40,7 +41,7 @@ from actors.registry import Registry, ServiceRecord
 from actors.runtime import ActorFuture, Clock
 from actors.service import Service
 from transport.aio import AsyncRpcClient
-from transport.errors import ConnectionLost, RequestTimeout, TransportError
+from transport.errors import RequestTimeout, TransportError
 from transport.protocol import CALL, CAST
 from transport.security import ClientSecurity
 
@@ -306,17 +307,8 @@ class AsyncTopicClient:
                 return await send(
                     name, method, args, timeout=remaining, version=version, key=key, scope=scope
                 )
-            except ConnectionLost as exc:
-                if not repeatable or target is not None:
-                    raise
-                failure = exc
-                assert record.endpoint is not None
-                lost.add(record.endpoint)
-                self.failovers += 1
-                continue
-            except NOTHING_RAN as exc:
-                # That host could not take (or start) the keyed operation: another can.
-                if scope is None:
+            except GOES_ON as exc:  # nothing ran there, or it may run again
+                if not goes_on(exc, repeatable, target, scope):
                     raise
                 failure = exc
                 assert record.endpoint is not None

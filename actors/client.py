@@ -69,9 +69,21 @@ IN_PROGRESS_PAUSE = (0.1, 1.0)
 """First and longest pause (seconds, doubling) before a keyed topic request that
 heard OperationInProgress is repeated."""
 
-NOTHING_RAN = (HostFenced, DatabaseUnavailable)
-"""Refusals of a keyed topic request by one host that leave it to another: the
-host did not record it or did not start it (protocol §9)."""
+GOES_ON = (ConnectionLost, HostFenced, DatabaseUnavailable)
+"""What a request may meet on one host and then be sent to another for (`goes_on`)."""
+
+
+def goes_on(error: Exception, repeatable: bool, target: str | None, scope: str | None) -> bool:
+    """Whether a request that failed with `error` (one of GOES_ON) goes on to another host.
+
+    A lost connection: if it is safe to repeat (keyed or idempotent) and not
+    sent to one manager. A refusal with nothing run (HostFenced: the host lost
+    the registry; DatabaseUnavailable: it could not record it): if its key is
+    the topic's, so that whichever host takes it runs the one operation.
+    """
+    if isinstance(error, ConnectionLost):
+        return repeatable and target is None
+    return scope is not None
 
 
 def key_scope(topic: str, target: str | None, key: str | None) -> str | None:
@@ -375,17 +387,8 @@ class TopicClient:
             try:
                 future = peer.client.call_async(name, method, args, **options)
                 return peer.client._wait(future)
-            except ConnectionLost as exc:
-                if not repeatable or target is not None:
-                    raise
-                failure = exc
-                assert record.endpoint is not None
-                lost.add(record.endpoint)
-                self.failovers += 1
-                continue
-            except NOTHING_RAN as exc:
-                # That host could not take (or start) the keyed operation: another can.
-                if scope is None:
+            except GOES_ON as exc:  # nothing ran there, or it may run again
+                if not goes_on(exc, repeatable, target, scope):
                     raise
                 failure = exc
                 assert record.endpoint is not None
