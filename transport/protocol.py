@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import math
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -291,6 +289,10 @@ def decode(body: bytes, limits: Limits = DEFAULT_LIMITS, *, lenient: bool = Fals
     The error's details carry the envelope `id` when it could be read, so the
     peer can correlate the error reply. `lenient` (clients reading replies)
     accepts non-string map keys in results.
+
+    Every message of the wire goes through here (on a server, once per
+    request): the checks test exact types (msgpack builds nothing else) and
+    build an error only once one fails.
     """
     if len(body) > limits.max_message_bytes:
         raise MessageTooLarge(len(body), limits.max_message_bytes)
@@ -310,103 +312,115 @@ def decode(body: bytes, limits: Limits = DEFAULT_LIMITS, *, lenient: bool = Fals
         data = _unpack_frozen_keys(body)
     except Exception as exc:
         raise ProtocolError(f"body is not valid msgpack: {type(exc).__name__}") from None
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise ProtocolError(f"envelope must be a map, not {type(data).__name__}")
     raw_id = data.get("id")
-    msg_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= limits.max_id_length else None
-
-    def fail(reason: str, **details: Any) -> ProtocolError:
-        return ProtocolError(reason, id=msg_id, **details)
-
+    msg_id = raw_id if type(raw_id) is str and len(raw_id) <= limits.max_id_length else None
     version = data.get("v")
     if type(version) is not int or version not in SUPPORTED_VERSIONS:
-        raise fail(f"unsupported protocol version {version!r}", supported=list(SUPPORTED_VERSIONS))
+        raise _fail(
+            msg_id,
+            f"unsupported protocol version {version!r}",
+            supported=list(SUPPORTED_VERSIONS),
+        )
     kind = data.get("kind")
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise fail(f"unknown message kind {kind!r}")
+    if type(kind) is not str or kind not in KINDS:
+        raise _fail(msg_id, f"unknown message kind {kind!r}")
     if msg_id is None:
-        raise fail(f"'id' must be a string of at most {limits.max_id_length} characters")
+        raise _fail(msg_id, f"'id' must be a string of at most {limits.max_id_length} characters")
     if not _ALLOWED_FIELDS.issuperset(data):
         unknown = set(data) - _ALLOWED_FIELDS
-        raise fail(f"unknown envelope fields: {', '.join(sorted(map(str, unknown)))}")
-    if not lenient:  # what a peer sends us: plain data everywhere, not only in args
+        raise _fail(msg_id, f"unknown envelope fields: {', '.join(sorted(map(str, unknown)))}")
+    if not lenient and not _FREE_SET.isdisjoint(data):
+        # What a peer sends us: plain data everywhere, not only in args.
         for name in _FREE_FIELDS:
             if data.get(name) is not None:
                 try:
                     _check_plain(data[name])
                 except ProtocolError as exc:
-                    raise fail(f"{name!r}: {exc.details['reason']}") from None
+                    raise _fail(msg_id, f"{name!r}: {exc.details['reason']}") from None
     if kind in (CALL, CAST):
-        return _request(kind, msg_id, data, limits, fail)
+        return _request(kind, msg_id, data, limits)
     if kind == REPLY:
         return Envelope(kind, msg_id, result=data.get("result"))
     if kind == ERROR:
         error = data.get("error")
-        if not isinstance(error, dict):
-            raise fail("'error' must be a map")
+        if type(error) is not dict:
+            raise _fail(msg_id, "'error' must be a map")
         return Envelope(kind, msg_id, error=error)
     info = data.get("info")  # pong, ping, ack
-    return Envelope(kind, msg_id, info=info if isinstance(info, dict) else None)
+    return Envelope(kind, msg_id, info=info if type(info) is dict else None)
 
 
-def _request(
-    kind: str,
-    msg_id: str,
-    data: dict[str, Any],
-    limits: Limits,
-    fail: Callable[[str], ProtocolError],
-) -> Envelope:
+def _fail(msg_id: str | None, reason: str, **details: Any) -> ProtocolError:
+    """The error for an envelope that is refused, with its id when it could be read."""
+    return ProtocolError(reason, id=msg_id, **details)
+
+
+def _is_name(value: Any, max_length: int) -> bool:
+    return type(value) is str and 0 < len(value) <= max_length
+
+
+def _flat(args: dict[str, Any]) -> bool:
+    """True for a map of plain scalars under string keys (most arguments): nothing
+    more to check. Anything else goes through `_check_plain`."""
+    scalars = _SCALARS
+    for key, value in args.items():
+        if type(key) is not str or type(value) not in scalars:
+            return False
+    return True
+
+
+def _request(kind: str, msg_id: str, data: dict[str, Any], limits: Limits) -> Envelope:
     """The fields of a call or a cast, checked."""
     target, method = data.get("target"), data.get("method")
     max_name = limits.max_name_length
-    for name, value in (("target", target), ("method", method)):
-        if not isinstance(value, str) or not value or len(value) > max_name:
-            raise fail(f"{name!r} must be a non-empty string of at most {max_name} characters")
+    if not _is_name(target, max_name) or not _is_name(method, max_name):
+        name = "method" if _is_name(target, max_name) else "target"
+        raise _fail(msg_id, f"{name!r} must be a non-empty string of at most {max_name} characters")
     args = data.get("args")
     if args is None:
         args = {}
-    elif not isinstance(args, dict):
-        raise fail(f"'args' must be a map, not {type(args).__name__}")
-    elif args:
+    elif type(args) is not dict:
+        raise _fail(msg_id, f"'args' must be a map, not {type(args).__name__}")
+    elif not _flat(args):
         try:
             _check_plain(args)
         except ProtocolError as exc:
-            raise fail(f"'args': {exc.details['reason']}") from None
+            raise _fail(msg_id, f"'args': {exc.details['reason']}") from None
     timeout = data.get("timeout")
     if timeout is None:
         timeout = min(limits.default_timeout, limits.max_timeout)
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-        or timeout > limits.max_timeout
-    ):
-        raise fail(f"'timeout' must be a number of seconds in (0, {limits.max_timeout:g}]")
+    # Exact types: a bool is not a number of seconds. The comparison also
+    # refuses NaN and infinities.
+    if type(timeout) not in _NUMBERS or not 0 < timeout <= limits.max_timeout:
+        raise _fail(msg_id, f"'timeout' must be a number of seconds in (0, {limits.max_timeout:g}]")
     rpc_version = data.get("version")
     if rpc_version is not None and (
-        not isinstance(rpc_version, str) or len(rpc_version) > _MAX_VERSION_LENGTH
+        type(rpc_version) is not str or len(rpc_version) > _MAX_VERSION_LENGTH
     ):
-        raise fail(
-            f"'version' must be a string like '1.2' of at most {_MAX_VERSION_LENGTH} characters"
+        raise _fail(
+            msg_id,
+            f"'version' must be a string like '1.2' of at most {_MAX_VERSION_LENGTH} characters",
         )
     key = data.get("key")
-    if key is not None and (not isinstance(key, str) or len(key) > limits.max_key_length):
-        raise fail(f"'key' must be a string of at most {limits.max_key_length} characters")
+    if key is not None and (type(key) is not str or len(key) > limits.max_key_length):
+        raise _fail(msg_id, f"'key' must be a string of at most {limits.max_key_length} characters")
     scope = data.get("scope")
-    if scope is not None and (not isinstance(scope, str) or not scope or len(scope) > max_name):
-        raise fail(f"'scope' must be a non-empty string of at most {max_name} characters")
-    envelope = Envelope(kind, msg_id, target, method, args, float(timeout), rpc_version, key)
-    if scope is not None:
-        envelope.scope = scope
-    return envelope
+    if scope is not None and not _is_name(scope, max_name):
+        raise _fail(msg_id, f"'scope' must be a non-empty string of at most {max_name} characters")
+    return Envelope(
+        kind, msg_id, target, method, args, float(timeout), rpc_version, key, scope=scope
+    )
 
 
+_NUMBERS = (int, float)
 _MAX_VERSION_LENGTH = 32  # its format is the server's to judge (UnsupportedVersion)
 
 # Fields whose contents decode() does not otherwise check: msgpack's timestamp
 # extension bypasses ext_hook, so it is looked for in them too.
 _FREE_FIELDS = ("result", "error", "info")
+_FREE_SET = frozenset(_FREE_FIELDS)
 
 _ALLOWED_FIELDS = frozenset(
     {
