@@ -24,7 +24,7 @@ from transport.errors import (
     error_from_wire,
     lookup_error,
 )
-from transport.protocol import ACK, ERROR, PONG, REPLY, Envelope, Limits, decode, encode
+from transport.protocol import ACK, ERROR, PONG, REPLY, Envelope, Limits, decode
 from transport.security import ClientSecurity
 
 __all__ = [
@@ -35,7 +35,6 @@ __all__ = [
     "open_clients",
     "read_reply",
     "reply_outcome",
-    "request_body",
     "timeout_error",
 ]
 
@@ -87,33 +86,6 @@ def configure_dealer(
         sock.close(linger=0)
         raise
     return sock
-
-
-def request_body(
-    kind: str,
-    msg_id: str,
-    target: str,
-    method: str,
-    args: dict[str, Any] | None,
-    timeout: float,
-    version: str | None,
-    key: str | None,
-    limits: Limits,
-    scope: str | None = None,
-) -> bytes:
-    """The encoded request; raises ProtocolError/MessageTooLarge before anything is sent."""
-    envelope = Envelope(
-        kind,
-        msg_id,
-        target=target,
-        method=method,
-        args=args or {},
-        timeout=timeout,
-        version=version,
-        key=key,
-        scope=scope,
-    )
-    return encode(envelope, limits)
 
 
 def read_reply(frames: list[bytes], limits: Limits, stats: Counter[str]) -> Envelope | None:

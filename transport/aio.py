@@ -33,11 +33,10 @@ from transport._calls import (
     open_clients,
     read_reply,
     reply_outcome,
-    request_body,
     timeout_error,
 )
 from transport.errors import ConnectionClosed, TransportError
-from transport.protocol import CALL, CAST, DEFAULT_LIMITS, PING, Limits
+from transport.protocol import CALL, CAST, DEFAULT_LIMITS, PING, Limits, encode_request
 from transport.security import ClientSecurity
 
 __all__ = ["AsyncRpcClient", "InFlightLimit", "async_fanout"]
@@ -211,8 +210,8 @@ class AsyncRpcClient:
     ) -> asyncio.Future[Any]:
         """Send one request; its future fails at `deadline` (loop time) if no reply came."""
         msg_id = f"{self._prefix}-{next(self._ids)}"
-        body = request_body(
-            kind, msg_id, target, method, args, timeout, version, key, self.limits, scope
+        body = encode_request(
+            kind, msg_id, target, method, args, timeout, version, key, scope, self.limits
         )
         if self._closed:
             raise ConnectionClosed(self.endpoint)

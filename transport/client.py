@@ -28,7 +28,6 @@ from transport._calls import (
     open_clients,
     read_reply,
     reply_outcome,
-    request_body,
     timeout_error,
 )
 from transport._direct import DirectSocket
@@ -37,7 +36,7 @@ from transport.errors import (
     ConnectionClosed,
     TransportError,
 )
-from transport.protocol import CALL, CAST, DEFAULT_LIMITS, PING, Limits
+from transport.protocol import CALL, CAST, DEFAULT_LIMITS, PING, Limits, encode_request
 from transport.security import ClientSecurity
 
 __all__ = ["ClientFuture", "RpcClient", "fanout"]
@@ -210,8 +209,8 @@ class RpcClient:
             None if direct is None else direct.read_ready,
         )
         future._forget = self._forget
-        body = request_body(
-            _kind, msg_id, target, method, args, timeout, version, key, self.limits, scope
+        body = encode_request(
+            _kind, msg_id, target, method, args, timeout, version, key, scope, self.limits
         )
         loop = self._loop
         if loop is None:

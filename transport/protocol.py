@@ -28,6 +28,8 @@ __all__ = [
     "cut_text",
     "decode",
     "encode",
+    "encode_reply",
+    "encode_request",
     "error_body",
 ]
 
@@ -131,6 +133,37 @@ def encode_reply(msg_id: str, result: Any, limits: Limits = DEFAULT_LIMITS) -> b
     return _pack(
         {"v": PROTOCOL_VERSION, "kind": REPLY, "id": msg_id, "result": result}, REPLY, limits
     )
+
+
+def encode_request(
+    kind: str,
+    msg_id: str,
+    target: str,
+    method: str,
+    args: dict[str, Any] | None,
+    timeout: float,
+    version: str | None = None,
+    key: str | None = None,
+    scope: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> bytes:
+    """`encode` of a call or a cast, built straight as its map (a client's every request)."""
+    data: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "kind": kind,
+        "id": msg_id,
+        "target": target,
+        "method": method,
+        "args": args or {},
+        "timeout": timeout,
+    }
+    if version is not None:
+        data["version"] = version
+    if key is not None:
+        data["key"] = key
+    if scope is not None:
+        data["scope"] = scope
+    return _pack(data, kind, limits)
 
 
 def _pack(data: dict[str, Any], kind: str, limits: Limits) -> bytes:
