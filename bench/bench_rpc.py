@@ -1,7 +1,7 @@
 """Network round trips per second: service-actors over tcp against raw pyzmq.
 
     python bench/bench_rpc.py [--seconds S] [--repeats N] [--json] [--no-peers]
-    python bench/bench_rpc.py --count gevent|threading [--sequential] [--ops N]
+    python bench/bench_rpc.py --count gevent|threading|client [--sequential] [--ops N]
 
 Measures, in one run, request/reply round trips over tcp on 127.0.0.1 between
 this process (the client) and a server in a separate process:
@@ -33,7 +33,8 @@ burnt by this (client) process and by the server process, all threads included
 `--count` measures instead what does not move with the machine's load: the
 instructions the server process executes per round trip, under valgrind's
 callgrind (n and 3n round trips, the difference over 2n; set PYTHONHASHSEED=0
-for repeatable counts).
+for repeatable counts). `--count client` counts our client's instead, in a
+process of its own, against the raw ROUTER that answers with reply envelopes.
 """
 
 from __future__ import annotations
@@ -504,6 +505,59 @@ def count_server_instructions(runtime: str, in_flight: int, n: int) -> float:
     return (high - low) / (2 * n)
 
 
+def count_client_instructions(in_flight: int, n: int) -> float:
+    """Instructions our client executes per round trip, counted by callgrind.
+
+    The client runs in a process of its own under valgrind (`--drive`),
+    against the raw ROUTER that answers with reply envelopes (the "reply"
+    scenario), for n and for 3n round trips; the difference over 2n leaves
+    out its start, its connect and its imports.
+    """
+    server = ServerProcess("reply")
+    try:
+
+        def run(total: int) -> int:
+            command = [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--drive",
+                server.endpoint,
+                "--ops",
+                str(total),
+                *(["--sequential"] if in_flight == 1 else []),
+            ]
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=COUNT_TIMEOUT, check=False
+            )
+            collected = [line for line in done.stderr.splitlines() if "Collected :" in line]
+            if done.returncode != 0 or not collected:
+                raise RuntimeError(f"the counted client failed: {done.stderr[-500:]}")
+            return int(collected[-1].split(":")[-1])
+
+        low, high = run(n), run(3 * n)
+    finally:
+        server.stop()
+    return (high - low) / (2 * n)
+
+
+def drive(endpoint: str, total: int, sequential: bool) -> int:
+    """Body of `--drive`: `total` checked round trips from our client to `endpoint`."""
+    from transport.client import RpcClient
+
+    client = RpcClient(endpoint, green=False, timeout=COUNT_TIMEOUT)
+    try:
+        batch = rpc_rounds(client)[0 if sequential else 1]
+        done = 0
+        while done < total:
+            done += batch(done)
+    finally:
+        client.close()
+    return 0
+
+
 PEERS = {"grpc": "grpcio unary, msgpack", "oslo": "oslo.messaging RPC, RabbitMQ"}
 
 
@@ -643,18 +697,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip grpcio and oslo.messaging")
     parser.add_argument(
         "--count",
-        choices=["gevent", "threading"],
-        help="instead: count the server's instructions per round trip under valgrind",
+        choices=["gevent", "threading", "client"],
+        help="instead: count the server's (or our client's) instructions per round trip "
+        "under valgrind",
     )
+    parser.add_argument("--drive", metavar="ENDPOINT", help=argparse.SUPPRESS)
     parser.add_argument("--sequential", action="store_true", help="with --count: one in flight")
     parser.add_argument("--ops", type=int, default=1000, help="with --count: round trips (n)")
     args = parser.parse_args(argv)
+    if args.drive:
+        return drive(args.drive, args.ops, args.sequential)
     if args.count:
         in_flight = 1 if args.sequential else PIPELINE
-        per_op = count_server_instructions(args.count, in_flight, args.ops)
-        print(
-            f"{args.count} server, {in_flight} in flight: {per_op:,.0f} instructions per round trip"
-        )
+        if args.count == "client":
+            per_op = count_client_instructions(in_flight, args.ops)
+            what = "our client (raw ROUTER reply server)"
+        else:
+            per_op = count_server_instructions(args.count, in_flight, args.ops)
+            what = f"{args.count} server"
+        print(f"{what}, {in_flight} in flight: {per_op:,.0f} instructions per round trip")
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warmup = args.warmup if args.warmup is not None else min(0.5, args.seconds / 2)

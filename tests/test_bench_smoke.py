@@ -92,3 +92,22 @@ def test_bench_rpc_measures_every_local_scenario_and_ratio():
     assert all(r["ops_per_s"] > 0 for r in report["results"])
     assert {r["key"] for r in report["ratios"]} >= {"client_vs_raw_seq", "gevent_vs_raw_pipe"}
     assert all(server["clean"] for server in report["meta"]["servers"].values())
+
+
+@pytest.mark.parametrize("shape", [[], ["--sequential"]])
+def test_bench_rpc_drives_the_client_that_count_client_counts(shape):
+    """`--count client` runs `--drive` under valgrind: it makes its round trips and exits 0."""
+    sys.path.insert(0, str(ROOT))
+    from bench.bench_rpc import ServerProcess
+
+    server = ServerProcess("reply")
+    try:
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "bench_rpc.py"), "--drive", server.endpoint,
+             "--ops", "300", *shape],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert server.final["stats"]["messages"] == 300
