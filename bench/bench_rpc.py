@@ -33,8 +33,9 @@ burnt by this (client) process and by the server process, all threads included
 `--count` measures instead what does not move with the machine's load: the
 instructions the server process executes per round trip, under valgrind's
 callgrind (n and 3n round trips, the difference over 2n; set PYTHONHASHSEED=0
-for repeatable counts). `--count client` counts our client's instead, in a
-process of its own, against the raw ROUTER that answers with reply envelopes.
+for repeatable counts). `--count client` counts the clients' instead, each in a
+process of its own: ours against the raw ROUTER that answers with reply
+envelopes, and the raw DEALER loop against the raw echo server.
 """
 
 from __future__ import annotations
@@ -505,56 +506,78 @@ def count_server_instructions(runtime: str, in_flight: int, n: int) -> float:
     return (high - low) / (2 * n)
 
 
-def count_client_instructions(in_flight: int, n: int) -> float:
-    """Instructions our client executes per round trip, counted by callgrind.
+def count_client_instructions(in_flight: int, n: int) -> tuple[float, float]:
+    """Instructions per round trip of our client and of the raw pyzmq client (callgrind).
 
-    The client runs in a process of its own under valgrind (`--drive`),
+    Each client runs in a process of its own under valgrind (`--drive`): ours
     against the raw ROUTER that answers with reply envelopes (the "reply"
-    scenario), for n and for 3n round trips; the difference over 2n leaves
-    out its start, its connect and its imports.
+    scenario), the raw DEALER loop against the raw echo server; n and then 3n
+    round trips, the difference over 2n, which leaves out start, connect and
+    imports. Returns (ours, raw).
     """
-    server = ServerProcess("reply")
-    try:
 
-        def run(total: int) -> int:
-            command = [
-                "valgrind",
-                "--tool=callgrind",
-                "--callgrind-out-file=/dev/null",
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--drive",
-                server.endpoint,
-                "--ops",
-                str(total),
-                *(["--sequential"] if in_flight == 1 else []),
-            ]
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=COUNT_TIMEOUT, check=False
-            )
-            collected = [line for line in done.stderr.splitlines() if "Collected :" in line]
-            if done.returncode != 0 or not collected:
-                raise RuntimeError(f"the counted client failed: {done.stderr[-500:]}")
-            return int(collected[-1].split(":")[-1])
+    def count(kind: str) -> float:
+        server = ServerProcess("reply" if kind == "ours" else "raw")
+        try:
 
-        low, high = run(n), run(3 * n)
-    finally:
-        server.stop()
-    return (high - low) / (2 * n)
+            def run(total: int) -> int:
+                command = [
+                    "valgrind",
+                    "--tool=callgrind",
+                    "--callgrind-out-file=/dev/null",
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--drive",
+                    server.endpoint,
+                    "--ops",
+                    str(total),
+                    *(["--sequential"] if in_flight == 1 else []),
+                    *(["--raw"] if kind == "raw" else []),
+                ]
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=COUNT_TIMEOUT, check=False
+                )
+                collected = [line for line in done.stderr.splitlines() if "Collected :" in line]
+                if done.returncode != 0 or not collected:
+                    raise RuntimeError(f"the counted client failed: {done.stderr[-500:]}")
+                return int(collected[-1].split(":")[-1])
+
+            low, high = run(n), run(3 * n)
+        finally:
+            server.stop()
+        return (high - low) / (2 * n)
+
+    return count("ours"), count("raw")
 
 
-def drive(endpoint: str, total: int, sequential: bool) -> int:
-    """Body of `--drive`: `total` checked round trips from our client to `endpoint`."""
+def drive(endpoint: str, total: int, sequential: bool, raw: bool = False) -> int:
+    """Body of `--drive`: `total` checked round trips to `endpoint`, from our client
+    or (`raw`) from the raw pyzmq DEALER loop."""
+    import zmq
+
     from transport.client import RpcClient
 
-    client = RpcClient(endpoint, green=False, timeout=COUNT_TIMEOUT)
+    context = zmq.Context()
+    sock: Any = None
+    client: Any = None
     try:
-        batch = rpc_rounds(client)[0 if sequential else 1]
+        if raw:
+            sock = context.socket(zmq.DEALER)
+            sock.connect(endpoint)
+            rounds = raw_rounds(sock)
+        else:
+            client = RpcClient(endpoint, green=False, timeout=COUNT_TIMEOUT, context=context)
+            rounds = rpc_rounds(client)
+        batch = rounds[0 if sequential else 1]
         done = 0
         while done < total:
             done += batch(done)
     finally:
-        client.close()
+        if client is not None:
+            client.close()
+        if sock is not None:
+            sock.close(linger=0)
+        context.term()
     return 0
 
 
@@ -702,16 +725,21 @@ def main(argv: list[str] | None = None) -> int:
         "under valgrind",
     )
     parser.add_argument("--drive", metavar="ENDPOINT", help=argparse.SUPPRESS)
+    parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sequential", action="store_true", help="with --count: one in flight")
     parser.add_argument("--ops", type=int, default=1000, help="with --count: round trips (n)")
     args = parser.parse_args(argv)
     if args.drive:
-        return drive(args.drive, args.ops, args.sequential)
+        return drive(args.drive, args.ops, args.sequential, args.raw)
     if args.count:
         in_flight = 1 if args.sequential else PIPELINE
         if args.count == "client":
-            per_op = count_client_instructions(in_flight, args.ops)
-            what = "our client (raw ROUTER reply server)"
+            ours, raw = count_client_instructions(in_flight, args.ops)
+            print(
+                f"raw pyzmq client, {in_flight} in flight: {raw:,.0f} instructions per round trip"
+            )
+            per_op = ours
+            what = f"our client (raw ROUTER reply server, {ours / raw:.1f}x raw)"
         else:
             per_op = count_server_instructions(args.count, in_flight, args.ops)
             what = f"{args.count} server"

@@ -95,16 +95,17 @@ def test_bench_rpc_measures_every_local_scenario_and_ratio():
 
 
 @pytest.mark.parametrize("shape", [[], ["--sequential"]])
-def test_bench_rpc_drives_the_client_that_count_client_counts(shape):
+@pytest.mark.parametrize(("server_kind", "client"), [("reply", []), ("raw", ["--raw"])])
+def test_bench_rpc_drives_the_clients_that_count_client_counts(shape, server_kind, client):
     """`--count client` runs `--drive` under valgrind: it makes its round trips and exits 0."""
     sys.path.insert(0, str(ROOT))
     from bench.bench_rpc import ServerProcess
 
-    server = ServerProcess("reply")
+    server = ServerProcess(server_kind)
     try:
         out = subprocess.run(
             [sys.executable, str(ROOT / "bench" / "bench_rpc.py"), "--drive", server.endpoint,
-             "--ops", "300", *shape],
+             "--ops", "300", *shape, *client],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
     finally:
