@@ -1,6 +1,7 @@
 """Journaled requests per second: `@rpc(journal=True)` against the same method plain.
 
     python bench/bench_journal.py [--seconds S] [--repeats N] [--callers C] [--free-writes] [--json]
+    PYTHONHASHSEED=0 python bench/bench_journal.py --count gevent|threading [--ops N] [--callers C]
 
 Measures, in one run, on each runtime (gevent, then threading), with a
 `Service(config, runtime=...)` whose registry and operation journal are a
@@ -42,6 +43,11 @@ the run (`actors_bench_<random>`) and dropped at the end.
 Each figure is the median of `--repeats` timed runs of `--seconds` each, after
 a warm-up. Every wait has a deadline; every service is stopped at the end.
 
+`--count` measures instead what does not move with the machine's load: the
+instructions per request of (a) and of (b) with free writes, each in a
+process of its own under valgrind's callgrind (n and 3n requests, the
+difference over 2n), and their ratio.
+
 Also measured first: the bare commit of this disk, a one-row INSERT committed
 with `sqlite3` alone (WAL, the registry's synchronous setting) in the same
 temporary directory, 200 times. A journaled request waits for two commits in
@@ -80,6 +86,7 @@ from sqlalchemy import text  # noqa: E402
 from actors import ManagerActor, Service, ServiceConfig, rpc  # noqa: E402
 from actors.drivers.fake import FakeController  # noqa: E402
 from actors.registry.journal import _Accept  # noqa: E402  (--free-writes only)
+from bench import _callgrind as callgrind  # noqa: E402
 from bench.bench_registry import scratch_postgres  # noqa: E402
 
 HOST = "bench"
@@ -529,6 +536,58 @@ def report(bench: Bench, states: dict[str, dict[str, int]], commit: dict[str, An
         print(f"journal rows after the {runtime} run: {shown}")
 
 
+# -- counting ------------------------------------------------------------------------------
+COUNT_SECONDS = 3600.0  # --count-run is not timed: its callers stop when the requests run out
+COUNT_TIMEOUT = 1800.0  # one run under valgrind
+
+
+def count_run(runtime: str, backend: str, ops: int, callers: int) -> int:
+    """Body of `--count-run`: exactly `ops` requests to `backend`, writes free, untimed."""
+    with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
+        service = start_service(runtime, tmp, None)
+        try:
+            free_writes(service)
+            shared = iter(range(ops))  # next() is atomic under the GIL: `ops` in all
+            run = run_greenlets if runtime == "gevent" else run_threads
+            n, _ = run(
+                ask_op(service, backend, False), COUNT_SECONDS, callers, lambda i: shared, None
+            )
+            if n != ops:
+                raise AssertionError(f"{n} requests ran, not {ops}")
+        finally:
+            stop(service)
+    return 0
+
+
+def count_instructions(runtime: str, ops: int, callers: int) -> dict[str, float]:
+    """Instructions per request of (a) plain and of (b) journaled with free writes.
+
+    Each runs in a process of its own under valgrind's callgrind, for `ops`
+    and for 3 x `ops` requests; the difference over 2 x `ops` leaves out
+    start-up and stop. Unlike req/s and CPU time the count does not move with
+    the machine's load, so two versions of the journaled path can be compared
+    on a busy machine (set PYTHONHASHSEED=0 for repeatable counts).
+    """
+
+    def run(backend: str, total: int) -> int:
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--count-run",
+            f"{runtime}:{backend}",
+            "--ops",
+            str(total),
+            "--callers",
+            str(callers),
+        ]
+        return callgrind.count(command, COUNT_TIMEOUT)
+
+    return {
+        backend: (run(backend, 3 * ops) - run(backend, ops)) / (2 * ops)
+        for backend in (PLAIN, JOURNALED)
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one timed run")
@@ -547,8 +606,25 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure (b) with the journal's writes answered without the database",
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument(
+        "--count",
+        choices=RUNTIMES,
+        help="instead: count instructions per request of (a) and of (b) with free writes "
+        "under valgrind",
+    )
+    parser.add_argument("--ops", type=int, default=1000, help="with --count: requests (n)")
+    parser.add_argument("--count-run", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.count_run:
+        runtime, backend = args.count_run.split(":")
+        return count_run(runtime, backend, args.ops, args.callers)
+    if args.count:
+        counts = count_instructions(args.count, args.ops, args.callers)
+        for backend, label in ((PLAIN, "(a) plain"), (JOURNALED, "(b) journaled, writes free")):
+            print(f"{args.count}, {label}: {counts[backend]:,.0f} instructions per request")
+        print(f"{args.count}, (a)/(b): {counts[PLAIN] / counts[JOURNALED]:.3f}")
+        return 0
     bench = Bench(args)
     counter = itertools.count()
     states: dict[str, dict[str, int]] = {}

@@ -60,6 +60,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import _callgrind as callgrind  # noqa: E402
+
 BACKEND = "e"
 MANAGER = "bench._bench_backend:EchoManager"
 DRIVER = "bench._bench_backend:EchoDriver"
@@ -478,29 +480,16 @@ def count_server_instructions(runtime: str, in_flight: int, n: int) -> float:
     load. The server runs under valgrind for n and for 3n round trips; the
     difference over 2n leaves out its start, its stop and the warm-up.
     """
-    from transport.client import RpcClient
 
     def run(total: int) -> int:
-        wrapper = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
-        server = ServerProcess(runtime, wrapper, ready_timeout=COUNT_TIMEOUT)
+        server = ServerProcess(runtime, callgrind.VALGRIND, ready_timeout=COUNT_TIMEOUT)
         try:
-            client = RpcClient(server.endpoint, green=False, timeout=COUNT_TIMEOUT)
-            try:
-                sequential, pipelined = rpc_rounds(client)
-                batch = pipelined if in_flight > 1 else sequential
-                done = 0
-                while done < total:
-                    done += batch(done)
-            finally:
-                client.close()
+            drive(server.endpoint, total, sequential=in_flight == 1)
         except BaseException:
             server.kill()
             raise
         server.stop(COUNT_TIMEOUT)
-        collected = [line for line in server.errors.splitlines() if "Collected :" in line]
-        if not collected:
-            raise RuntimeError(f"no instruction count from valgrind: {server.errors[-500:]}")
-        return int(collected[-1].split(":")[-1])
+        return callgrind.collected(server.errors)
 
     low, high = run(n), run(3 * n)
     return (high - low) / (2 * n)
@@ -522,9 +511,6 @@ def count_client_instructions(in_flight: int, n: int) -> tuple[float, float]:
 
             def run(total: int) -> int:
                 command = [
-                    "valgrind",
-                    "--tool=callgrind",
-                    "--callgrind-out-file=/dev/null",
                     sys.executable,
                     str(Path(__file__).resolve()),
                     "--drive",
@@ -534,13 +520,7 @@ def count_client_instructions(in_flight: int, n: int) -> tuple[float, float]:
                     *(["--sequential"] if in_flight == 1 else []),
                     *(["--raw"] if kind == "raw" else []),
                 ]
-                done = subprocess.run(
-                    command, capture_output=True, text=True, timeout=COUNT_TIMEOUT, check=False
-                )
-                collected = [line for line in done.stderr.splitlines() if "Collected :" in line]
-                if done.returncode != 0 or not collected:
-                    raise RuntimeError(f"the counted client failed: {done.stderr[-500:]}")
-                return int(collected[-1].split(":")[-1])
+                return callgrind.count(command, COUNT_TIMEOUT)
 
             low, high = run(n), run(3 * n)
         finally:

@@ -112,3 +112,16 @@ def test_bench_rpc_drives_the_clients_that_count_client_counts(shape, server_kin
         server.stop()
     assert out.returncode == 0, out.stderr[-3000:]
     assert server.final["stats"]["messages"] == 300
+
+
+@pytest.mark.parametrize("runtime", ["gevent", "threading"])
+@pytest.mark.parametrize("backend", ["plain", "journaled"])
+def test_bench_journal_runs_the_requests_that_count_counts(runtime, backend):
+    """`--count` runs `--count-run` under valgrind: exactly --ops requests, then a clean stop."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_journal.py"), "--count-run",
+         f"{runtime}:{backend}", "--ops", "200", "--callers", "8"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "did not stop cleanly" not in out.stderr
