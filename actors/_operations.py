@@ -625,9 +625,17 @@ class Operations:
             self._failures.failed(f"operation {op_id} running", error)
 
     def finish(
-        self, op_id: str, target: str, method: str, done: ActorFuture[Any]
-    ) -> ActorFuture[tuple[bool, Any]]:
-        """Record the outcome of `done`; returns (ok, value or error) after the commit.
+        self,
+        op_id: str,
+        target: str,
+        method: str,
+        answer: ActorFuture[tuple[bool, Any]],
+        done: ActorFuture[Any],
+    ) -> None:
+        """Record the outcome of `done`; `answer` gets (ok, value or error) after the commit.
+
+        Called as `done`'s callback (`answer` bound first), so that no future
+        stands between the operation's result and its answer.
 
         A driver that crashed or stopped under the operation makes it
         'interrupted' (its effects are unknown), any other error 'failed'. If
@@ -644,10 +652,8 @@ class Operations:
         else:  # a retryable error (DriverNotReady, Busy...) must not pin the key
             retryable = bool(getattr(error, "retryable", False))
             outcome = _Outcome("failed", None, error, str(error), retryable, target)
-        answer = self.runtime.future()
         written = self._write_outcome(op_id, outcome)
         written.add_done_callback(functools.partial(_reply, outcome, answer))
-        return answer
 
     def stranded(self, records: list[OperationRecord]) -> list[OperationRecord]:
         """Those of `records` (unfinished, accepted by this process) that nothing here runs.

@@ -11,6 +11,7 @@ status calls and runs periodic work while the driver is busy.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -265,7 +266,7 @@ class ManagerActor(BaseActor):
         """
         operations = self.operations
         assert operations is not None, "run_operation needs the service's journal"
-        done = self.runtime.future()
+        done: ActorFuture[Any]
         try:
             fn = self.resolve_call(method, rpc=True, version=version)
             operations.check_fence(op_id)
@@ -278,17 +279,17 @@ class ManagerActor(BaseActor):
         except self.fatal_exceptions:
             raise
         except Exception as exc:
+            done = self.runtime.future()
             done.set_exception(exc)
         else:
             if isinstance(result, ActorFuture):
-                result.transfer_to(done)
+                done = result  # followed as it is: no future in between
             else:
+                done = self.runtime.future()
                 done.set(result)
-        answer = self.runtime.future()
+        answer: ActorFuture[tuple[bool, Any]] = self.runtime.future()
         done.add_done_callback(
-            lambda finished: operations.finish(op_id, self.name, method, finished).transfer_to(
-                answer
-            )
+            functools.partial(operations.finish, op_id, self.name, method, answer)
         )
         return answer
 
