@@ -137,9 +137,20 @@ def _from_record(record: OperationRecord) -> _Outcome:
     return _Outcome(record.state, None, outcome_error(record), record.reason)
 
 
-def _held(written: ActorFuture[_Outcome], attempted: _Outcome) -> _Outcome:
-    """What `_write_outcome` settled on (`attempted` if it could not say)."""
-    return written.value() if written.exception() is None else attempted
+Settled = Callable[["_Outcome"], None]
+"""Given the outcome that holds once `_write_outcome` has settled it."""
+
+
+def _nothing(final: _Outcome) -> None:
+    """A `Settled` for writes whose outcome nobody waits for."""
+
+
+def _settle(then: Settled, final: _Outcome) -> None:
+    """`then(final)`; what it raises is logged, and the journal's own work goes on."""
+    try:
+        then(final)
+    except Exception:
+        log.exception("settling an operation's outcome failed")
 
 
 class _RunningWritten:
@@ -164,11 +175,9 @@ class _RunningWritten:
         self._operations._running_written(self._op_id, exception)
 
 
-def _reply(
-    outcome: _Outcome, answer: ActorFuture[tuple[bool, Any]], done: ActorFuture[_Outcome]
-) -> None:
-    """`finish`'s answer, (ok, value or error), once the outcome is written."""
-    final = _held(done, outcome)  # the journal's, if it recorded another first
+def _reply(answer: ActorFuture[tuple[bool, Any]], final: _Outcome) -> None:
+    """`finish`'s answer, (ok, value or error), once the outcome is written (or the
+    journal's, if it recorded another first)."""
     answer.try_set((True, final.result) if final.error is None else (False, final.error))
 
 
@@ -455,9 +464,7 @@ class Operations:
         del self._inflight[record.id]
         if error is not None:  # it never ran: a retryable failure, the key free again
             outcome = _Outcome("failed", None, error, f"not started: {error}", True, record.target)
-            self._write_outcome(record.id, outcome).add_done_callback(
-                lambda written: _held(written, outcome).answer(inflight.outcome)
-            )
+            self._write_outcome(record.id, outcome, lambda final: final.answer(inflight.outcome))
             return
         ok, value = done.value()
         if ok:
@@ -470,14 +477,19 @@ class Operations:
         inflight = self._inflight.pop(record.id, None)
         error = OperationInterrupted(record.id, record.target, record.method, reason)
         outcome = _Outcome("interrupted", None, error, reason, owner=record.target)
-        written = self._write_outcome(record.id, outcome)
-        if inflight is not None:
-            # What the journal holds: the operation may have finished first.
-            written.add_done_callback(lambda done: _held(done, outcome).answer(inflight.outcome))
-        return written
+        held: ActorFuture[_Outcome] = self.runtime.future()
 
-    def _write_outcome(self, op_id: str, outcome: _Outcome) -> ActorFuture[_Outcome]:
-        """Write how an operation ended; completes with the outcome that holds.
+        def settled(final: _Outcome) -> None:
+            held.try_set(final)
+            if inflight is not None:
+                # What the journal holds: the operation may have finished first.
+                final.answer(inflight.outcome)
+
+        self._write_outcome(record.id, outcome, settled)
+        return held
+
+    def _write_outcome(self, op_id: str, outcome: _Outcome, then: Settled = _nothing) -> None:
+        """Write how an operation ended; `then(final)` gets the outcome that holds.
 
         That is `outcome` once committed, or once the database refused it: a
         refused write is kept (and answers retries by key) until
@@ -486,7 +498,6 @@ class Operations:
         manager ended, and the driver's own result), the journal's committed
         outcome holds: it is read back, and answers the callers and retries.
         """
-        held: ActorFuture[_Outcome] = self.runtime.future()
         error = outcome.error
         if error is not None:
             # Kept for retries (thousands of outcomes): without the traceback,
@@ -519,23 +530,22 @@ class Operations:
                 returning=False,
                 owner=outcome.owner,
             )
-        written.add_done_callback(functools.partial(self._outcome_written, op_id, outcome, held))
-        return held
+        written.add_done_callback(functools.partial(self._outcome_written, op_id, outcome, then))
 
     def _outcome_written(
-        self, op_id: str, outcome: _Outcome, held: ActorFuture[_Outcome], done: ActorFuture[Any]
+        self, op_id: str, outcome: _Outcome, then: Settled, done: ActorFuture[Any]
     ) -> None:
-        """The journal's answer to `_write_outcome`'s write; completes `held`."""
+        """The journal's answer to `_write_outcome`'s write; settles the outcome."""
         self._rewriting.discard(op_id)
         failure = done.exception()
         if failure is None or isinstance(failure, OperationNotFound):
-            self._keep(op_id, held, outcome)
+            self._keep(op_id, then, outcome)
             return
         if isinstance(failure, InvalidTransition | OperationClaimed):
             # Ended already, or another host took it over (this one looked down
             # to it): the journal's row holds, not this write.
             self.runtime.offload(self.journal.get, op_id, lane="system").add_done_callback(
-                functools.partial(self._outcome_read, op_id, outcome, held)
+                functools.partial(self._outcome_read, op_id, outcome, then)
             )
             return
         self._failures.failed(f"outcome of operation {op_id}", failure)
@@ -543,25 +553,25 @@ class Operations:
             self._unrecorded[op_id] = outcome
             self._rewrite_due = True
         # Else bounded: the row stays unfinished and the next start's recovery decides.
-        held.try_set(outcome)  # after it is kept: a retry by key must find it
+        _settle(then, outcome)  # after it is kept: a retry by key must find it
 
     def _outcome_read(
-        self, op_id: str, outcome: _Outcome, held: ActorFuture[_Outcome], read: ActorFuture[Any]
+        self, op_id: str, outcome: _Outcome, then: Settled, read: ActorFuture[Any]
     ) -> None:
         """The row an outcome could not be written to (it had ended): its outcome holds."""
         record = read.value() if read.exception() is None else None
         final = outcome if record is None or not record.finished else _from_record(record)
-        self._keep(op_id, held, final)
+        self._keep(op_id, then, final)
 
-    def _keep(self, op_id: str, held: ActorFuture[_Outcome], final: _Outcome) -> None:
-        """`final` is the outcome of `op_id` that holds: keep it for retries, complete `held`."""
+    def _keep(self, op_id: str, then: Settled, final: _Outcome) -> None:
+        """`final` is the outcome of `op_id` that holds: keep it for retries, then settle it."""
         self._failures.succeeded()
         self._unrecorded.pop(op_id, None)
         with self._lock:
             self._recent[op_id] = final
             while len(self._recent) > RECENT_OUTCOMES:
                 self._recent.popitem(last=False)
-        held.try_set(final)
+        _settle(then, final)
         if self._rewrite_due:  # the database is back: write what it refused, once
             self.write_unrecorded()
 
@@ -652,8 +662,7 @@ class Operations:
         else:  # a retryable error (DriverNotReady, Busy...) must not pin the key
             retryable = bool(getattr(error, "retryable", False))
             outcome = _Outcome("failed", None, error, str(error), retryable, target)
-        written = self._write_outcome(op_id, outcome)
-        written.add_done_callback(functools.partial(_reply, outcome, answer))
+        self._write_outcome(op_id, outcome, functools.partial(_reply, answer))
 
     def stranded(self, records: list[OperationRecord]) -> list[OperationRecord]:
         """Those of `records` (unfinished, accepted by this process) that nothing here runs.
