@@ -470,7 +470,13 @@ def bench_raw(bench: Bench) -> None:
 
 
 COUNT_TIMEOUT = 600.0
-"""Seconds a server under valgrind gets to start, and to stop."""
+"""Seconds a server under valgrind gets to start and to stop, and a counted client to run."""
+
+
+def whole_rounds(n: int, in_flight: int) -> int:
+    """`n` round trips rounded up to whole rounds: `drive` runs PIPELINE at a time,
+    and a count is divided by what ran."""
+    return n if in_flight == 1 else -(-n // PIPELINE) * PIPELINE
 
 
 def count_server_instructions(runtime: str, in_flight: int, n: int) -> float:
@@ -480,6 +486,7 @@ def count_server_instructions(runtime: str, in_flight: int, n: int) -> float:
     load. The server runs under valgrind for n and for 3n round trips; the
     difference over 2n leaves out its start, its stop and the warm-up.
     """
+    n = whole_rounds(n, in_flight)
 
     def run(total: int) -> int:
         server = ServerProcess(runtime, callgrind.VALGRIND, ready_timeout=COUNT_TIMEOUT)
@@ -504,6 +511,7 @@ def count_client_instructions(in_flight: int, n: int) -> tuple[float, float]:
     round trips, the difference over 2n, which leaves out start, connect and
     imports. Returns (ours, raw).
     """
+    n = whole_rounds(n, in_flight)
 
     def count(kind: str) -> float:
         server = ServerProcess("reply" if kind == "ours" else "raw")

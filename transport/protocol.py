@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import math
 import uuid
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -423,10 +424,14 @@ def _request(kind: str, msg_id: str, data: dict[str, Any], limits: Limits) -> En
             raise _fail(msg_id, f"'args': {exc.details['reason']}") from None
     timeout = data.get("timeout")
     if timeout is None:
-        timeout = min(limits.default_timeout, limits.max_timeout)
-    # Exact types: a bool is not a number of seconds. The comparison also
-    # refuses NaN and infinities.
-    if type(timeout) not in _NUMBERS or not 0 < timeout <= limits.max_timeout:
+        timeout = float(min(limits.default_timeout, limits.max_timeout))
+    # Exact types: a bool is not a number of seconds. The comparison refuses
+    # NaN too, and isfinite an infinity when the limit is one.
+    if (
+        type(timeout) not in _NUMBERS
+        or not 0 < timeout <= limits.max_timeout
+        or not math.isfinite(timeout)
+    ):
         raise _fail(msg_id, f"'timeout' must be a number of seconds in (0, {limits.max_timeout:g}]")
     rpc_version = data.get("version")
     if rpc_version is not None and (

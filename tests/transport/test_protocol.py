@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import msgpack
 import pytest
 
 import actors  # noqa: F401  (registers the allowlist)
 from actors.errors import Busy, RemoteError
 from transport.errors import ProtocolError, error_from_wire
-from transport.protocol import CALL, REPLY, Envelope, decode, encode, error_body
+from transport.protocol import CALL, REPLY, Envelope, Limits, decode, encode, error_body
 
 
 class QuotaExceeded(Exception):
@@ -56,6 +58,9 @@ def test_a_key_scope_goes_through():
         ({"v": 2}, "protocol version"),
         ({"kind": ["call"]}, "kind"),
         ({"timeout": float("nan")}, "timeout"),
+        ({"timeout": True}, "timeout"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": 3601}, "timeout"),
         ({"args": {"t": msgpack.Timestamp(1)}}, "extension"),
         ({"args": {"nested": {b"k": 1}}}, "keys must be strings"),
         ({"surprise": 1}, "unknown envelope fields"),
@@ -72,6 +77,15 @@ def test_bad_envelopes_are_refused_with_the_id(patch, reason):
         decode(msgpack.packb(data))
     if "v" not in patch:
         assert err.value.details["id"] == "x"
+
+
+def test_an_infinite_timeout_is_refused_even_under_an_infinite_limit():
+    data = {"v": 1, "kind": "call", "id": "x", "target": "t", "method": "m"}
+    endless = Limits(max_timeout=math.inf, default_timeout=math.inf)
+    for body in ({**data, "timeout": math.inf}, data):  # given, or the default
+        with pytest.raises(ProtocolError, match="timeout"):
+            decode(msgpack.packb(body), endless)
+    assert decode(msgpack.packb(data), Limits(default_timeout=5)).timeout == 5.0
 
 
 def test_foreign_errors_travel_under_a_qualified_name():
