@@ -14,11 +14,13 @@ its batch has committed.
 The write path is kept cheap per operation: `accept()` and `set_state()`
 serialise their JSON once, in the caller (which is also its check), and
 `accept()` builds the row and the record there too; the writer inserts the
-rows with one driver-level executemany (on PostgreSQL, one COPY), writes a
-batch's state changes with one SELECT of the states before and one
-executemany of a driver-level UPDATE, and keeps its connection between
-batches while it is busy. `set_state_into()` completes any `Completion` (e.g.
-an actor future's, see `Runtime.completion`) instead of a new Future.
+rows with one driver-level executemany, writes a batch's state changes with
+one SELECT of the states before and one executemany of a driver-level UPDATE
+(on PostgreSQL with psycopg 3, the INSERTs and an UPDATE that returns what
+applied go in one pipeline: two round trips per batch with the COMMIT), and
+keeps its connection between batches while it is busy. `set_state_into()`
+completes any `Completion` (e.g. an actor future's, see `Runtime.completion`)
+instead of a new Future.
 
 An idempotency key is unique per key scope (the target, or a whole topic):
 accepting (scope, key) again, in a later batch or in the same one, resolves
@@ -348,12 +350,11 @@ class Journal:
         self._update_order: tuple[str, ...] | None = (
             tuple(compiled.positiontup) if compiled.positiontup is not None else None
         )
-        self._copy_sql = (
-            f"COPY {OperationModel.__tablename__} ({', '.join(c.name for c in _COLUMNS)}) "
-            "FROM STDIN"
-            if self._dialect == "postgresql" and _copy_supported(registry)
-            else None
-        )
+        # psycopg 3 on PostgreSQL: a batch's statements go in one pipeline.
+        self._pipelined = self._dialect == "postgresql" and _pipeline_supported(registry)
+        table = OperationModel.__tablename__
+        self._insert_keyed_returning = f"{self._insert_keyed} RETURNING id"
+        self._update_returning = f"{self._update_sql} RETURNING {table}.id"
         # Timestamps bound exactly as the column type binds them (naive UTC text on SQLite).
         bind = _TABLE.c.created_at.type.dialect_impl(registry.engine.dialect).bind_processor(
             registry.engine.dialect
@@ -955,54 +956,99 @@ class Journal:
                 accepts.append(request)
             else:
                 states.append((i, request))
+        # A 'running' followed in the same batch by another state of the
+        # same operation is not written: the later state says more (a quick
+        # operation then costs one UPDATE, not two). Its future resolves with
+        # what the later one wrote.
+        last = {request.op_id: i for i, request in states}
+        superseded = {
+            i: last[request.op_id]
+            for i, request in states
+            if request.state == "running" and last[request.op_id] != i
+        }
+        changes = [(i, request) for i, request in states if i not in superseded]
         with self._writing() as conn:
-            records: builtins.list[OperationRecord] = self._insert(conn, accepts) if accepts else []
-            if not states:
-                return builtins.list(records)
-            # A 'running' followed in the same batch by another state of the
-            # same operation is not written: the later state says more (a
-            # quick operation then costs one UPDATE, not two). Its future
-            # resolves with what the later one wrote.
-            last = {request.op_id: i for i, request in states}
-            superseded = {
-                i: last[request.op_id]
-                for i, request in states
-                if request.state == "running" and last[request.op_id] != i
-            }
-            updated = self._update_all(
-                conn, [(i, request) for i, request in states if i not in superseded]
-            )
-            for i, later in superseded.items():
-                updated[i] = updated[later]
+            if self._pipelined:
+                records, updated = self._write_pipelined(conn, accepts, changes)
+            else:
+                records = self._insert(conn, accepts) if accepts else []
+                updated = self._update_all(conn, changes) if changes else {}
+        for i, later in superseded.items():
+            updated[i] = updated[later]
         accepted = iter(records)
         return [updated[i] if i in updated else next(accepted) for i in range(len(batch))]
+
+    def _write_pipelined(
+        self,
+        conn: Connection,
+        accepts: Sequence[_Accept],
+        changes: builtins.list[tuple[int, _SetState]],
+    ) -> tuple[builtins.list[OperationRecord], dict[int, OperationRecord | Exception | None]]:
+        """PostgreSQL (psycopg 3): the batch's statements in one round trip.
+
+        The INSERTs and the UPDATEs (each returning its row's id if it
+        applied) go to the server in one pipeline, where one statement at a
+        time cost a round trip each (six per batch: BEGIN, a COPY and its
+        end, the states before, the UPDATE, the COMMIT); the COMMIT follows
+        as the second. A change that did not apply (rare) costs one more
+        round trip, to read why; so do keys found taken and rows asked for.
+        """
+        dbapi: Any = conn.connection.dbapi_connection
+        unkeyed, first_by_key = _by_first_key(accepts)
+        keyed_params = [request.params for request in first_by_key.values()]
+        stamp = self._bind_time(self._registry.now())
+        keyed = updated = None
+        with dbapi.pipeline():
+            if unkeyed:
+                dbapi.cursor().executemany(self._insert_plain, unkeyed)
+            if keyed_params:
+                keyed = dbapi.cursor()
+                keyed.executemany(self._insert_keyed_returning, keyed_params, returning=True)
+            if changes:
+                updated = dbapi.cursor()
+                params = [self._params(request, stamp) for _, request in changes]
+                updated.executemany(self._update_returning, params, returning=True)
+        new = _returned_each(keyed) if keyed is not None else []
+        applied = _returned_each(updated) if updated is not None else []
+        records = self._accepted_records(conn, accepts, first_by_key, all(new))
+        outcomes = [(i, request, ok) for (i, request), ok in zip(changes, applied, strict=True)]
+        refused = [request.op_id for _, request, ok in outcomes if not ok]
+        before = self._states(conn, refused) if refused else {}
+        after = self._rows(conn, [r.op_id for _, r, ok in outcomes if ok and r.returning])
+        out: dict[int, OperationRecord | Exception | None] = {}
+        for i, request, ok in outcomes:
+            if not ok:
+                out[i] = _refusal(request, before.get(request.op_id))
+            else:
+                out[i] = _record(after[request.op_id]) if request.returning else None
+        return records, out
 
     def _insert(
         self, conn: Connection, accepts: Sequence[_Accept]
     ) -> builtins.list[OperationRecord]:
         """Insert the new operations; keyed ones resolve to whichever row holds the key."""
-        first_by_key: dict[tuple[str, str], _Accept] = {}
-        unkeyed: builtins.list[tuple[Any, ...]] = []
-        for request in accepts:
-            record = request.record
-            key = record.idempotency_key
-            if key is None:
-                unkeyed.append(request.params)
-            elif (record.key_scope, key) not in first_by_key:
-                # Within one batch, the first accept of a key is the one written.
-                first_by_key[(record.key_scope, key)] = request
+        unkeyed, first_by_key = _by_first_key(accepts)
         if unkeyed:
-            if self._copy_sql is not None:
-                self._copy(conn, unkeyed)
-            else:
-                conn.exec_driver_sql(self._insert_plain, unkeyed)
+            conn.exec_driver_sql(self._insert_plain, unkeyed)
+        all_new = True
+        if first_by_key:
+            keyed_params = [request.params for request in first_by_key.values()]
+            inserted = conn.exec_driver_sql(self._insert_keyed, keyed_params).rowcount
+            all_new = inserted == len(keyed_params)  # ON CONFLICT skipped none
+        return self._accepted_records(conn, accepts, first_by_key, all_new)
+
+    def _accepted_records(
+        self,
+        conn: Connection,
+        accepts: Sequence[_Accept],
+        first_by_key: dict[tuple[str, str], _Accept],
+        all_new: bool,
+    ) -> builtins.list[OperationRecord]:
+        """What each accept resolves with: its record, or the row holding its key."""
         if not first_by_key:
             return [request.record for request in accepts]
-        keyed_params = [request.params for request in first_by_key.values()]
-        inserted = conn.exec_driver_sql(self._insert_keyed, keyed_params).rowcount
         keyed: dict[tuple[str, str], OperationRecord]
-        if inserted == len(keyed_params):
-            # Every keyed row was new (ON CONFLICT skipped none): they are as built.
+        if all_new:  # every keyed row was new: they are as built
             keyed = {k: request.record for k, request in first_by_key.items()}
         else:
             keyed = self._by_keys(conn, first_by_key)
@@ -1012,19 +1058,6 @@ class Journal:
             key = record.idempotency_key
             out.append(record if key is None else keyed[(record.key_scope, key)])
         return out
-
-    def _copy(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        """PostgreSQL: the rows in one COPY, in the batch's transaction.
-
-        About a fifth less server time per batch than an executemany of
-        INSERTs (one statement, no per-row execution), and the server's time
-        is what bounds the journal there. Keyed rows need ON CONFLICT, which
-        COPY lacks: they still go through INSERT.
-        """
-        dbapi_connection: Any = conn.connection.dbapi_connection
-        with dbapi_connection.cursor() as cursor, cursor.copy(self._copy_sql) as copy:
-            for row in rows:
-                copy.write_row(row)
 
     def _by_keys(
         self, conn: Connection, keys: Iterable[tuple[str, str]]
@@ -1074,15 +1107,7 @@ class Journal:
         ]
         if changing:
             conn.exec_driver_sql(self._update_sql, changing)
-        wanted = [request.op_id for _, request in states if request.returning]
-        after = (
-            {
-                row.id: row._mapping
-                for row in conn.execute(select(*_COLUMNS).where(OperationModel.id.in_(wanted)))
-            }
-            if wanted
-            else {}
-        )
+        after = self._rows(conn, [request.op_id for _, request in states if request.returning])
         out: dict[int, OperationRecord | Exception | None] = {}
         for i, request in states:
             was = before.get(request.op_id)
@@ -1091,6 +1116,14 @@ class Journal:
             else:
                 out[i] = _refusal(request, was)
         return out
+
+    @staticmethod
+    def _rows(conn: Connection, op_ids: builtins.list[str]) -> dict[str, RowMapping]:
+        """The rows of these operations as they are now (in this transaction)."""
+        if not op_ids:
+            return {}
+        statement = select(*_COLUMNS).where(OperationModel.id.in_(op_ids))
+        return {row.id: row._mapping for row in conn.execute(statement)}
 
     def _states(self, conn: Connection, op_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """{id: (state, target)} of these operations (rows locked until the commit on
@@ -1150,6 +1183,34 @@ class Journal:
         return None if row is None else _record(row._mapping)
 
 
+def _by_first_key(
+    accepts: Sequence[_Accept],
+) -> tuple[list[tuple[Any, ...]], dict[tuple[str, str], _Accept]]:
+    """The INSERT parameters of unkeyed accepts, and the first accept of each key.
+
+    Within one batch, the first accept of a key is the one written.
+    """
+    unkeyed: list[tuple[Any, ...]] = []
+    first_by_key: dict[tuple[str, str], _Accept] = {}
+    for request in accepts:
+        record = request.record
+        key = record.idempotency_key
+        if key is None:
+            unkeyed.append(request.params)
+        elif (record.key_scope, key) not in first_by_key:
+            first_by_key[(record.key_scope, key)] = request
+    return unkeyed, first_by_key
+
+
+def _returned_each(cursor: Any) -> list[bool]:
+    """Per parameter set of an executemany(returning=True): whether it returned a row."""
+    each: list[bool] = []
+    while True:
+        each.append(cursor.fetchone() is not None)
+        if not cursor.nextset():
+            return each
+
+
 def _applies(was: tuple[str, str] | None, request: _SetState) -> bool:
     """Whether a state change applies to a row that was `was` (state, target)."""
     if was is None or was[0] not in UNFINISHED:
@@ -1167,8 +1228,8 @@ def _refusal(request: _SetState, was: tuple[str, str] | None) -> Exception:
     return InvalidTransition(request.op_id, state, request.state)
 
 
-def _copy_supported(registry: Registry) -> bool:
-    """Whether the registry's PostgreSQL driver is psycopg 3 (it has COPY FROM STDIN)."""
+def _pipeline_supported(registry: Registry) -> bool:
+    """Whether the registry's PostgreSQL driver is psycopg 3 (it has pipeline mode)."""
     return registry.engine.dialect.driver == "psycopg"
 
 

@@ -65,6 +65,44 @@ def journal(make_journal: Callable[..., Journal]) -> Journal:
     return make_journal()
 
 
+@pytest.fixture
+def record_sql(monkeypatch: pytest.MonkeyPatch) -> Callable[[Registry], list[str]]:
+    """record_sql(registry): the SQL the database driver is handed from then on.
+
+    An executemany counts once. On SQLite SQLAlchemy's cursor events see every
+    statement; on PostgreSQL the journal's writer also talks to psycopg
+    directly (its pipeline), so psycopg's own cursor is watched instead.
+    """
+
+    def record(registry: Registry) -> list[str]:
+        seen: list[str] = []
+        if registry.engine.dialect.name != "postgresql":
+            event.listen(
+                registry.engine,
+                "before_cursor_execute",
+                lambda conn, cursor, sql, *rest: seen.append(sql),
+            )
+            return seen
+        import psycopg
+
+        def recording(run: Callable[..., Any]) -> Callable[..., Any]:
+            def call(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+                seen.append(query.decode() if isinstance(query, bytes) else str(query))
+                return run(cursor, query, *args, **kwargs)
+
+            return call
+
+        for name in ("execute", "executemany"):
+            monkeypatch.setattr(psycopg.Cursor, name, recording(getattr(psycopg.Cursor, name)))
+        return seen
+
+    return record
+
+
+def starting(statements: list[str], word: str) -> list[str]:
+    return [sql for sql in statements if sql.lstrip().upper().startswith(word)]
+
+
 def count_rows(registry: Registry) -> int:
     with registry.engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM operations")).scalar_one())
@@ -638,45 +676,35 @@ def test_the_write_queue_is_bounded(tmp_path):
 
 
 def test_running_then_finished_in_one_batch_is_one_update(
-    make_registry: Callable[..., Registry], make_journal: Callable[..., Journal]
+    make_registry: Callable[..., Registry],
+    make_journal: Callable[..., Journal],
+    record_sql: Callable[[Registry], list[str]],
 ) -> None:
-    from sqlalchemy import event
-
     registry = make_registry()
     journal = make_journal(registry)
     op = journal.accept("h@b", "m", {}).result(10)
-    updates: list[str] = []
-    event.listen(
-        registry.engine,
-        "before_cursor_execute",
-        lambda conn, cursor, sql, *rest: updates.append(sql) if sql.startswith("UPDATE") else None,
-    )
+    statements = record_sql(registry)
     with journal._cond:  # (re-entrant) the writer takes nothing until both are in
         running = journal.set_state(op.id, "running")
         done = journal.set_state(op.id, "succeeded", result={"ok": True})
     assert done.result(10).state == "succeeded"
     assert running.result(10).state == "succeeded"  # answered by the state that superseded it
-    assert len(updates) == 1
+    assert len(starting(statements, "UPDATE")) == 1
     assert journal.get(op.id).result == {"ok": True}  # type: ignore[union-attr]
 
 
 def test_a_batch_of_state_changes_is_one_update_with_each_outcome_right(
-    make_registry: Callable[..., Registry], make_journal: Callable[..., Journal]
+    make_registry: Callable[..., Registry],
+    make_journal: Callable[..., Journal],
+    record_sql: Callable[[Registry], list[str]],
 ) -> None:
-    from sqlalchemy import event
-
     from actors.registry.journal import InvalidTransition, OperationNotFound
 
     registry = make_registry()
     journal = make_journal(registry)
     done, failing, ok = (journal.accept("h@b", "m", {"n": n}).result(10) for n in range(3))
     journal.set_state(done.id, "succeeded", result=1).result(10)
-    updates: list[str] = []
-    event.listen(
-        registry.engine,
-        "before_cursor_execute",
-        lambda conn, cursor, sql, *rest: updates.append(sql) if sql.startswith("UPDATE") else None,
-    )
+    statements = record_sql(registry)
     with journal._cond:  # (re-entrant) one batch
         again = journal.set_state(done.id, "failed", error={"x": 1})
         failed = journal.set_state(failing.id, "failed", error={"type": "E"}, reason="boom")
@@ -688,28 +716,76 @@ def test_a_batch_of_state_changes_is_one_update_with_each_outcome_right(
         missing.result(10)
     assert failed.result(10).state == "failed" and failed.result(10).reason == "boom"
     assert succeeded.result(10).result == {"r": 2}
-    assert len(updates) == 1  # one executemany for the batch
+    assert len(starting(statements, "UPDATE")) == 1  # one executemany for the batch
     assert journal.get(done.id).result == 1  # type: ignore[union-attr]  # untouched
     assert journal.get(failing.id).error == {"type": "E"}  # type: ignore[union-attr]
 
 
-def test_a_batch_of_new_operations_is_stored_exactly_as_accepted(
-    make_registry: Callable[..., Registry], make_journal: Callable[..., Journal]
+def test_two_final_states_of_one_operation_in_one_batch_the_first_wins(
+    journal: Journal,
 ) -> None:
-    """One batch of accepts (one COPY on PostgreSQL, one executemany on SQLite)
-    round-trips awkward text: COPY's own escapes (tab, newline, backslash),
-    quotes, NUL-free unicode, nested JSON, JSON null next to SQL NULL."""
-    from sqlalchemy import event
+    from actors.registry.journal import InvalidTransition
 
+    op = journal.accept("h@b", "m", {}).result(WAIT)
+    other = journal.accept("h@b", "m", {"n": 2}).result(WAIT)
+    with journal._cond:  # (re-entrant) one batch
+        first = journal.set_state(op.id, "succeeded", result={"first": True})
+        second = journal.set_state(op.id, "failed", error={"type": "E"})
+        beside = journal.set_state(other.id, "succeeded", result=2)
+    assert first.result(WAIT).result == {"first": True}
+    with pytest.raises(InvalidTransition):
+        second.result(WAIT)
+    assert beside.result(WAIT).state == "succeeded"
+    stored = journal.get(op.id)
+    assert stored is not None and stored.state == "succeeded" and stored.error is None
+
+
+def test_a_postgresql_batch_is_one_pipeline_then_the_commit(
+    make_registry: Callable[..., Registry],
+    make_journal: Callable[..., Journal],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Accepts, keyed accepts and state changes of one batch reach the server
+    together (a pipeline): the batch waits for two round trips, not one per
+    statement."""
+    registry = make_registry()
+    if registry.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    import psycopg
+
+    journal = make_journal(registry)
+    ops = [journal.accept("h@b", "m", {"n": n}).result(WAIT) for n in range(3)]
+    pipelines: list[int] = []
+    run = psycopg.Connection.pipeline
+
+    def pipeline(conn: Any) -> Any:
+        pipelines.append(1)
+        return run(conn)
+
+    monkeypatch.setattr(psycopg.Connection, "pipeline", pipeline)
+    with journal._cond:  # (re-entrant) one batch
+        accepted = journal.accept("h@b", "m", {"new": 1})
+        keyed = journal.accept("h@b", "m", {"new": 2}, key="k1")
+        changed = [journal.set_state(op.id, "succeeded", result=op.args) for op in ops]
+    assert accepted.result(WAIT).state == "accepted"
+    assert keyed.result(WAIT).idempotency_key == "k1"
+    assert [future.result(WAIT).result for future in changed] == [{"n": n} for n in range(3)]
+    assert pipelines == [1]
+    assert journal.accept("h@b", "m", {"new": 2}, key="k1").result(WAIT).id == keyed.result(WAIT).id
+
+
+def test_a_batch_of_new_operations_is_stored_exactly_as_accepted(
+    make_registry: Callable[..., Registry],
+    make_journal: Callable[..., Journal],
+    record_sql: Callable[[Registry], list[str]],
+) -> None:
+    """One batch of accepts (one executemany) round-trips awkward text: tab,
+    newline, backslash, quotes, NUL-free unicode, nested JSON, JSON null next
+    to SQL NULL."""
     registry = make_registry()
     journal = make_journal(registry)
     awkward = ["tab\there", "line\nbreak", "back\\slash", "\\N", "quote\"'", "é ☃ 𝄞", ""]
-    statements: list[str] = []
-    event.listen(
-        registry.engine,
-        "before_cursor_execute",
-        lambda conn, cursor, sql, *rest: statements.append(sql),
-    )
+    statements = record_sql(registry)
     with journal._cond:  # (re-entrant) the writer takes nothing until all are in
         futures = [
             journal.accept(f"h@b{text}", f"m{text}", {"text": text, "n": [i, None, {"x": 1.5}]})
@@ -722,11 +798,7 @@ def test_a_batch_of_new_operations_is_stored_exactly_as_accepted(
         stored = journal.get(record.id)
         assert stored == record, (stored, record)
     assert journal.get(records[-1].id).args is None  # type: ignore[union-attr]
-    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
-    if registry.engine.dialect.name == "postgresql":
-        assert inserts == []  # COPY, which the cursor events do not see
-    else:
-        assert len(inserts) == 1
+    assert len(starting(statements, "INSERT")) == 1
 
 
 def test_claims_are_compare_and_set(journal: Journal) -> None:
