@@ -1229,8 +1229,13 @@ def _refusal(request: _SetState, was: tuple[str, str] | None) -> Exception:
 
 
 def _pipeline_supported(registry: Registry) -> bool:
-    """Whether the registry's PostgreSQL driver is psycopg 3 (it has pipeline mode)."""
-    return registry.engine.dialect.driver == "psycopg"
+    """Whether the registry's PostgreSQL driver has pipeline mode: psycopg 3 on a
+    libpq that supports it (14 or later; the binary wheel bundles one)."""
+    if registry.engine.dialect.driver != "psycopg":
+        return False
+    import psycopg
+
+    return bool(psycopg.Pipeline.is_supported())
 
 
 def _fail(future: Completion, exc: BaseException) -> None:

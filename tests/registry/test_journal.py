@@ -774,6 +774,33 @@ def test_a_postgresql_batch_is_one_pipeline_then_the_commit(
     assert journal.accept("h@b", "m", {"new": 2}, key="k1").result(WAIT).id == keyed.result(WAIT).id
 
 
+def test_without_pipeline_mode_a_postgresql_batch_is_written_the_same(
+    make_registry: Callable[..., Registry],
+    make_journal: Callable[..., Journal],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """psycopg on a libpq older than 14 has no pipeline: statements one by one."""
+    from actors.registry.journal import InvalidTransition
+
+    registry = make_registry()
+    if registry.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    monkeypatch.setattr(journal_module, "_pipeline_supported", lambda registry: False)
+    journal = make_journal(registry)
+    ops = [journal.accept("h@b", "m", {"n": n}).result(WAIT) for n in range(3)]
+    journal.set_state(ops[0].id, "succeeded", result=0).result(WAIT)
+    with journal._cond:  # (re-entrant) one batch
+        accepted = journal.accept("h@b", "m", {"new": 1})
+        keyed = [journal.accept("h@b", "m", {"new": 2}, key="k1") for _ in range(2)]
+        again = journal.set_state(ops[0].id, "failed", error={"x": 1})
+        changed = [journal.set_state(op.id, "succeeded", result=op.args) for op in ops[1:]]
+    assert accepted.result(WAIT).state == "accepted"
+    assert keyed[0].result(WAIT) == keyed[1].result(WAIT)
+    with pytest.raises(InvalidTransition):
+        again.result(WAIT)
+    assert [future.result(WAIT).result for future in changed] == [{"n": 1}, {"n": 2}]
+
+
 def test_a_batch_of_new_operations_is_stored_exactly_as_accepted(
     make_registry: Callable[..., Registry],
     make_journal: Callable[..., Journal],
