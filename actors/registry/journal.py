@@ -29,7 +29,10 @@ never writes a second row.
 
 Database failures reach every waiting future as the registry's retryable
 `DatabaseUnavailable`; the writer survives them and goes on with the next
-batch. Nothing waits forever: the database calls are bounded by the registry's
+batch. Hosts sharing a PostgreSQL database write keys and rows in one order
+(so their writers cannot deadlock each other), and a batch that still meets
+a deadlock or a serialization failure runs again, three times at most.
+Nothing waits forever: the database calls are bounded by the registry's
 connect / statement / lock timeouts, and `close()` has its own deadline.
 """
 
@@ -65,11 +68,13 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from actors.registry._ids import new_operation_id
 from actors.registry.api import (
     DATABASE_ERRORS,
+    DatabaseUnavailable,
     Registry,
     RegistryError,
 )
@@ -106,6 +111,11 @@ SETTABLE_STATES = frozenset(OPERATION_STATES) - {"accepted"}
 # many seconds without work, or this long after opening it, it lets it go.
 _IDLE_RELEASE = 1.0
 _MAX_HOLD = 300.0
+
+# A batch that met a deadlock or a serialization failure runs again, at most
+# this many times in all (PostgreSQL rolls such a transaction back whole).
+_CONFLICT_ATTEMPTS = 3
+_CONFLICT_STATES = frozenset({"40P01", "40001"})
 
 # JSON null, as SQLAlchemy's JSON type stores None (not SQL NULL).
 _JSON_NULL = "null"
@@ -966,13 +976,27 @@ class Journal:
             for i, request in states
             if request.state == "running" and last[request.op_id] != i
         }
-        changes = [(i, request) for i, request in states if i not in superseded]
-        with self._writing() as conn:
-            if self._pipelined:
-                records, updated = self._write_pipelined(conn, accepts, changes)
-            else:
-                records = self._insert(conn, accepts) if accepts else []
-                updated = self._update_all(conn, changes) if changes else {}
+        # In the order of their ids (stable: two changes of one operation keep
+        # theirs), as keys are inserted in theirs: writers of several hosts
+        # then lock rows and keys in one order, and cannot deadlock each other.
+        changes = sorted(
+            ((i, request) for i, request in states if i not in superseded),
+            key=lambda change: change[1].op_id,
+        )
+        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+            try:
+                with self._writing() as conn:
+                    if self._pipelined:
+                        records, updated = self._write_pipelined(conn, accepts, changes)
+                    else:
+                        records = self._insert(conn, accepts) if accepts else []
+                        updated = self._update_all(conn, changes) if changes else {}
+                break
+            except DatabaseUnavailable as exc:
+                # Rolled back whole, so the batch can run again as it is.
+                if attempt == _CONFLICT_ATTEMPTS or not _conflict(exc.__cause__):
+                    raise
+                log.debug("journal batch of %d met a conflicting transaction: retried", len(batch))
         for i, later in superseded.items():
             updated[i] = updated[later]
         accepted = iter(records)
@@ -1188,7 +1212,8 @@ def _by_first_key(
 ) -> tuple[list[tuple[Any, ...]], dict[tuple[str, str], _Accept]]:
     """The INSERT parameters of unkeyed accepts, and the first accept of each key.
 
-    Within one batch, the first accept of a key is the one written.
+    Within one batch, the first accept of a key is the one written. The keys
+    come in order (scope, key): see `Journal._write`.
     """
     unkeyed: list[tuple[Any, ...]] = []
     first_by_key: dict[tuple[str, str], _Accept] = {}
@@ -1199,7 +1224,14 @@ def _by_first_key(
             unkeyed.append(request.params)
         elif (record.key_scope, key) not in first_by_key:
             first_by_key[(record.key_scope, key)] = request
-    return unkeyed, first_by_key
+    return unkeyed, dict(sorted(first_by_key.items()))
+
+
+def _conflict(exc: BaseException | None) -> bool:
+    """Whether a database error is a deadlock or serialization failure (SQLSTATE 40P01,
+    40001): the transaction was rolled back and may simply run again."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return getattr(orig, "sqlstate", None) in _CONFLICT_STATES
 
 
 def _returned_each(cursor: Any) -> list[bool]:

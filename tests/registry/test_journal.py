@@ -801,6 +801,63 @@ def test_without_pipeline_mode_a_postgresql_batch_is_written_the_same(
     assert [future.result(WAIT).result for future in changed] == [{"n": 1}, {"n": 2}]
 
 
+def test_hosts_racing_on_the_same_keys_never_deadlock(
+    make_registry: Callable[..., Registry], make_journal: Callable[..., Journal]
+) -> None:
+    """Two hosts' journals on one database, retries of the same topic keys
+    reaching both in opposite orders within their batches: every accept is
+    answered, each key with one operation. (Keys inserted in the order they
+    come would lock each other's on PostgreSQL: a deadlock that failed whole
+    batches with DatabaseUnavailable.)"""
+    registry = make_registry()
+    journals = [make_journal(registry), make_journal(make_registry(upgrade=False))]
+    for round_ in range(8):
+        keys = [f"r{round_}-{i:02d}" for i in range(30)]
+        with journals[0]._cond, journals[1]._cond:  # (re-entrant) one batch each
+            first = [journals[0].accept("h1@b", "m", {}, key=k, scope="topic:t") for k in keys]
+            second = [
+                journals[1].accept("h2@b", "m", {}, key=k, scope="topic:t") for k in reversed(keys)
+            ]
+        ours = [f.result(WAIT) for f in first]
+        theirs = [f.result(WAIT) for f in reversed(second)]
+        assert [r.id for r in ours] == [r.id for r in theirs]
+    assert count_rows(registry) == 8 * 30
+
+
+def test_a_batch_that_meets_a_deadlock_runs_again(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database rolled the transaction back whole: the batch runs again
+    (at most three times in all) instead of failing its requests."""
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    runs: list[int] = []
+    write = journal_module.Journal._writing
+
+    def writing(self: Journal) -> Any:
+        runs.append(1)
+        if len(runs) == 1:
+            raise DatabaseUnavailable("db", "deadlock detected") from Deadlock()
+        return write(self)
+
+    monkeypatch.setattr(journal_module.Journal, "_writing", writing)
+    record = journal.accept("h@b", "m", {"n": 1}).result(WAIT)
+    assert len(runs) == 2 and journal.get(record.id) == record
+
+    runs.clear()
+
+    def always(self: Journal) -> Any:
+        runs.append(1)
+        raise DatabaseUnavailable("db", "deadlock detected") from Deadlock()
+
+    monkeypatch.setattr(journal_module.Journal, "_writing", always)
+    with pytest.raises(DatabaseUnavailable):
+        journal.accept("h@b", "m", {"n": 2}).result(WAIT)
+    assert len(runs) == 3
+
+
 def test_a_batch_of_new_operations_is_stored_exactly_as_accepted(
     make_registry: Callable[..., Registry],
     make_journal: Callable[..., Journal],
