@@ -720,12 +720,15 @@ class Journal:
         `target` (its own target when None: recovery claims its own rows
         before it runs them) and a new `updated_at`, so that whoever read it
         before, a host taking it over or the owner's recovery, fails its own
-        claim and leaves it alone. Returns the claimed records as they are now.
+        claim and leaves it alone. Returns the claimed records as they are now,
+        in the order given. Rows are locked in the order of their ids, as the
+        writer locks them: two hosts' transactions cannot deadlock.
         """
         now = self._registry.now()
-        claimed: builtins.list[OperationRecord] = []
+        given = builtins.list(records)
+        claimed: dict[str, OperationRecord] = {}
         with self._registry.transaction(write=True) as conn:
-            for record in records:
+            for record in sorted(given, key=lambda record: record.id):
                 owner = record.target if target is None else target
                 changed = conn.execute(
                     update(OperationModel)
@@ -738,8 +741,8 @@ class Journal:
                     .values(target=owner, updated_at=now)
                 ).rowcount
                 if changed == 1:
-                    claimed.append(dataclasses.replace(record, target=owner, updated_at=now))
-        return claimed
+                    claimed[record.id] = dataclasses.replace(record, target=owner, updated_at=now)
+        return [claimed.pop(record.id) for record in given if record.id in claimed]
 
     def take_over(self, record: OperationRecord, target: str) -> OperationRecord | None:
         """`record` claimed for `target` if its owner (`host@backend`) is down; else None.

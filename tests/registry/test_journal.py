@@ -885,6 +885,15 @@ def test_a_batch_of_new_operations_is_stored_exactly_as_accepted(
     assert len(starting(statements, "INSERT")) == 1
 
 
+def test_claims_come_back_in_the_order_given(journal: Journal) -> None:
+    """(They are locked in the order of their ids, as the writer locks rows.)"""
+    left = [journal.accept("gone@b1", "m", {"n": n}).result(WAIT) for n in range(5)]
+    given = [left[3], left[0], left[4], left[1]]
+    claimed = journal.claim_all([*given, given[0]], "h1@b1")  # once each
+    assert [r.id for r in claimed] == [r.id for r in given]
+    assert all(r.target == "h1@b1" and journal.get(r.id) == r for r in claimed)
+
+
 def test_claims_are_compare_and_set(journal: Journal) -> None:
     """Of two claims made from the same read, one wins; a changed row is nobody's to claim."""
     left = journal.accept("gone@b1", "m", {}, key="c", scope="topic:t").result(WAIT)
