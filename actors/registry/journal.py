@@ -31,7 +31,9 @@ Database failures reach every waiting future as the registry's retryable
 `DatabaseUnavailable`; the writer survives them and goes on with the next
 batch. Hosts sharing a PostgreSQL database write keys and rows in one order
 (so their writers cannot deadlock each other), and a batch that still meets
-a deadlock or a serialization failure runs again, three times at most.
+a deadlock or a serialization failure runs again, three times at most; so
+does one whose kept connection the server closed since the last batch (on a
+new connection).
 Nothing waits forever: the database calls are bounded by the registry's
 connect / statement / lock timeouts, and `close()` has its own deadline.
 """
@@ -77,6 +79,7 @@ from actors.registry.api import (
     DatabaseUnavailable,
     Registry,
     RegistryError,
+    is_database_error,
 )
 from actors.registry.models import (
     FINISHED_STATES,
@@ -112,9 +115,10 @@ SETTABLE_STATES = frozenset(OPERATION_STATES) - {"accepted"}
 _IDLE_RELEASE = 1.0
 _MAX_HOLD = 300.0
 
-# A batch that met a deadlock or a serialization failure runs again, at most
-# this many times in all (PostgreSQL rolls such a transaction back whole).
-_CONFLICT_ATTEMPTS = 3
+# A batch that met a deadlock or a serialization failure (PostgreSQL rolls such
+# a transaction back whole), or a connection lost since the last batch, runs
+# again: at most this many times in all.
+_BATCH_ATTEMPTS = 3
 _CONFLICT_STATES = frozenset({"40P01", "40001"})
 
 # JSON null, as SQLAlchemy's JSON type stores None (not SQL NULL).
@@ -986,7 +990,9 @@ class Journal:
             ((i, request) for i, request in states if i not in superseded),
             key=lambda change: change[1].op_id,
         )
-        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+        for attempt in range(1, _BATCH_ATTEMPTS + 1):
+            held = self._conn is not None  # a connection kept from an earlier batch
+            sent = False
             try:
                 with self._writing() as conn:
                     if self._pipelined:
@@ -994,12 +1000,18 @@ class Journal:
                     else:
                         records = self._insert(conn, accepts) if accepts else []
                         updated = self._update_all(conn, changes) if changes else {}
+                    sent = True  # only the COMMIT is left
                 break
             except DatabaseUnavailable as exc:
-                # Rolled back whole, so the batch can run again as it is.
-                if attempt == _CONFLICT_ATTEMPTS or not _conflict(exc.__cause__):
+                # Rolled back whole (or never committed), so the batch can run
+                # again as it is: after a deadlock, or once on a new connection
+                # if the one kept since the last batch was lost meanwhile (the
+                # server restarted, or closed it). Not if the COMMIT failed:
+                # whether it applied is unknown.
+                lost = held and not sent and _connection_lost(exc.__cause__)
+                if attempt == _BATCH_ATTEMPTS or not (_conflict(exc.__cause__) or lost):
                     raise
-                log.debug("journal batch of %d met a conflicting transaction: retried", len(batch))
+                log.debug("journal batch of %d runs again: %s", len(batch), exc)
         for i, later in superseded.items():
             updated[i] = updated[later]
         accepted = iter(records)
@@ -1235,6 +1247,14 @@ def _conflict(exc: BaseException | None) -> bool:
     40001): the transaction was rolled back and may simply run again."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     return getattr(orig, "sqlstate", None) in _CONFLICT_STATES
+
+
+def _connection_lost(exc: BaseException | None) -> bool:
+    """Whether a database error says the connection is gone (not an SQL error)."""
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    # psycopg's own errors (the pipeline): a lost connection has no SQLSTATE.
+    return exc is not None and is_database_error(exc) and getattr(exc, "sqlstate", "") is None
 
 
 def _returned_each(cursor: Any) -> list[bool]:

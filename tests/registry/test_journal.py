@@ -858,6 +858,42 @@ def test_a_batch_that_meets_a_deadlock_runs_again(
     assert len(runs) == 3
 
 
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipeline", "statements"])
+def test_a_connection_closed_between_batches_fails_no_request(
+    make_registry: Callable[..., Registry],
+    make_journal: Callable[..., Journal],
+    monkeypatch: pytest.MonkeyPatch,
+    pipeline: bool,
+) -> None:
+    """The server closed the writer's kept connection (a restart, an idle
+    timeout, an operator's pg_terminate_backend): the next batch, which had
+    sent nothing yet, runs again on a new connection instead of failing."""
+    registry = make_registry()
+    if registry.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    if not pipeline:
+        monkeypatch.setattr(journal_module, "_pipeline_supported", lambda registry: False)
+    journal = make_journal(registry)
+    first = journal.accept("h@b", "m", {"n": 1}).result(WAIT)
+    assert journal._conn is not None  # kept for the next batch
+    engine = fresh_engine(registry)
+    try:
+        with engine.connect() as conn:
+            (killed,) = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).one()
+        assert killed >= 1
+    finally:
+        engine.dispose()
+    second = journal.accept("h@b", "m", {"n": 2}).result(WAIT)
+    done = journal.set_state(first.id, "succeeded", result=1).result(WAIT)
+    assert second.state == "accepted" and journal.get(second.id) == second
+    assert done.state == "succeeded"
+
+
 def test_a_batch_of_new_operations_is_stored_exactly_as_accepted(
     make_registry: Callable[..., Registry],
     make_journal: Callable[..., Journal],
