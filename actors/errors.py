@@ -111,14 +111,14 @@ class Overloaded(Busy):
 
     A `Busy` (catch either): the request was refused at once, before anything
     ran. Lane "client": `workers` reads run and `capacity` more wait. Lane
-    "operations": `capacity` steps of changes under way run or wait, so a new
+    "changes": `capacity` steps of changes under way run or wait, so a new
     change is not accepted. Retry later.
     """
 
     def __init__(self, lane: str, workers: int, capacity: int) -> None:
         what = (
             f"{capacity} steps of changes running or waiting"
-            if lane == "operations"
+            if lane == "changes"
             else f"{workers} workers busy and {capacity} calls waiting"
         )
         ActorsError.__init__(

@@ -186,6 +186,16 @@ def test_defaults_and_bad_limits():
     assert bad.value.key == "offload_workers"
 
 
+def test_overloaded_says_which_lane_refused_and_what_it_holds():
+    assert str(Overloaded("client", 2, 128)) == (
+        "overloaded: 2 workers busy and 128 calls waiting (client lane); retry later"
+    )
+    # The changes lane counts steps of changes under way, not workers.
+    assert str(Overloaded("changes", 4, 200)) == (
+        "overloaded: 200 steps of changes running or waiting (changes lane); retry later"
+    )
+
+
 def test_overloaded_crosses_the_wire_as_a_retryable_busy():
     sent = Overloaded("client", 2, 128).to_dict()
     assert sent["type"] == "Overloaded" and sent["retryable"] is True
