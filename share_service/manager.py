@@ -38,7 +38,14 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors import ManagerActor, rpc
-from actors.errors import ActorUnavailable, Busy, DriverNotReady, InvalidArguments
+from actors.errors import (
+    ActorCrashed,
+    ActorStopped,
+    ActorUnavailable,
+    Busy,
+    DriverNotReady,
+    InvalidArguments,
+)
 from actors.registry import DatabaseUnavailable
 from actors.registry.journal import OperationRecord
 from actors.runtime import ActorFuture, OffloadLane
@@ -518,10 +525,12 @@ class ShareManager(ManagerActor):
 
         Success writes `on_success(result)` (retried through a database outage)
         and returns the share. An error the driver raised before it changed
-        anything (not ready, restarting, its mailbox full, or one of `harmless`) runs `undo`: the
-        share goes back to how it was. Any other error puts the share in
-        `error_state` with the reason. Either way the caller gets the driver's
-        own error, even if recording it failed.
+        anything (not ready, restarting, its mailbox full, or one of
+        `harmless`) runs `undo`: the share goes back to how it was. Any other
+        error puts the share in `error_state` with the reason: among them a
+        driver that crashed or was stopped with the step queued or running,
+        as nobody knows then how far the step got. Either way the caller gets
+        the driver's own error, even if recording it failed.
         """
 
         def done(finished: ActorFuture[Any]) -> Any:
@@ -534,6 +543,8 @@ class ShareManager(ManagerActor):
                 return self.pipe(recorded, _done_or_not_recorded(share_id))
             # Busy exactly: the driver's mailbox was full, so it never started.
             nothing_done = type(error) is Busy or isinstance(error, (ActorUnavailable, *harmless))
+            if isinstance(error, ActorCrashed | ActorStopped):
+                nothing_done = False  # it may have been running: its effects are unknown
             if undo is not None and nothing_done:
                 return self.pipe(undo(), _reraise(error))
             reason = str(error) if error_state == "error" else None

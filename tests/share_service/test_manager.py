@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from actors import InvalidArguments
+from actors import InvalidArguments, OperationInterrupted
 from actors.testing import ServiceHarness, wait_until
 from share_service.errors import (
     QuotaExceeded,
@@ -374,6 +374,24 @@ def test_a_driver_that_did_nothing_leaves_the_share_as_it_was(fake_shares):
     assert (
         fake_shares.call("fake", "create_share", share_id="s2", size_gb=1)["state"] == "available"
     )
+
+
+def test_a_driver_that_crashed_under_a_change_leaves_the_share_in_error(fake_shares):
+    """Nobody knows how far a crashed step got: a delete cut off half-way must
+    not put the share back to 'available' (its directory may be half gone)."""
+    from actors import FatalError
+    from actors.drivers.fake import FakeController
+
+    fake_shares.call("fake", "create_share", share_id="s1", size_gb=1)
+    fake = FakeController.for_backend("h@fake")
+    fake.fail("delete_share", FatalError("the driver fell over"))
+    with pytest.raises(OperationInterrupted):
+        fake_shares.call("fake", "delete_share", share_id="s1")
+    share = fake_shares.call("fake", "get_share", share_id="s1")
+    assert share["state"] == "error" and "fell over" in share["reason"]
+    fake_shares.wait_running("h@fake/driver")
+    # The operator's (or the user's) way out: the delete, again.
+    assert fake_shares.call("fake", "delete_share", share_id="s1")["deleted"] is True
 
 
 def test_a_database_outage_after_the_driver_worked_does_not_strand_the_share(fake_shares):
