@@ -426,13 +426,13 @@ class ShareManager(ManagerActor):
     @rpc
     def get_capabilities(self) -> Any:
         """The driver's capacity and capabilities, with this backend's quota and allocation."""
-        shares = self._read(self.store.shares, self.name)
-        if shares.done() and shares.exception() is not None:
-            return shares  # refused (Overloaded): do not queue driver work for nothing
+        usage = self._read(self.store.usage, self.name)
+        if usage.done() and usage.exception() is not None:
+            return usage  # refused (Overloaded): do not queue driver work for nothing
         stats = self.driver.get_stats()
 
-        def combine(listed: list[dict[str, Any]]) -> Any:
-            allocated = sum(s["size_gb"] for s in listed)
+        def combine(counted: tuple[int, int]) -> Any:
+            shares, allocated = counted
             return self.then(
                 stats,
                 lambda caps: {
@@ -440,11 +440,11 @@ class ShareManager(ManagerActor):
                     "backend": self.name,
                     "quota_gb": self.options.quota_gb,
                     "allocated_gb": allocated,
-                    "shares": len(listed),
+                    "shares": shares,
                 },
             )
 
-        return self.then(shares, combine)
+        return self.then(usage, combine)
 
     # -- helpers ------------------------------------------------------------------------
     def _db(self, fn: Any, *args: Any, **kwargs: Any) -> ActorFuture[Any]:

@@ -117,6 +117,15 @@ class ShareStore:
         with self.registry.transaction(write=False) as conn:
             return [_data(row, _SHARE) for row in conn.execute(statement)]
 
+    def usage(self, backend: str) -> tuple[int, int]:
+        """(shares, allocated GB) of the backend, counted by the database (no rows read)."""
+        statement = select(func.count(), func.coalesce(func.sum(_share_table.c.size_gb), 0)).where(
+            _share_table.c.backend == backend
+        )
+        with self.registry.transaction(write=False) as conn:
+            count, allocated = conn.execute(statement).one()
+        return int(count), int(allocated)
+
     def update(
         self, share_id: str, *, quota_gb: int | None = None, **fields: Any
     ) -> dict[str, Any]:

@@ -376,6 +376,16 @@ def test_a_driver_that_did_nothing_leaves_the_share_as_it_was(fake_shares):
     )
 
 
+def test_capabilities_count_the_backends_shares_and_their_size(fake_shares):
+    empty = fake_shares.call("fake", "get_capabilities")
+    assert (empty["shares"], empty["allocated_gb"]) == (0, 0)
+    for share_id, size in (("s1", 1), ("s2", 3), ("s3", 5)):
+        fake_shares.call("fake", "create_share", share_id=share_id, size_gb=size)
+    fake_shares.call("fake", "delete_share", share_id="s3")
+    caps = fake_shares.call("fake", "get_capabilities")
+    assert (caps["shares"], caps["allocated_gb"], caps["backend"]) == (2, 4, "h@fake")
+
+
 def test_a_driver_that_crashed_under_a_change_leaves_the_share_in_error(fake_shares):
     """Nobody knows how far a crashed step got: a delete cut off half-way must
     not put the share back to 'available' (its directory may be half gone)."""
