@@ -259,11 +259,28 @@ class ManagerActor(BaseActor):
     ) -> ActorFuture[tuple[bool, Any]]:
         """Run a committed operation and record its outcome; in-process only.
 
-        `resumed`: crash recovery runs it again (`self.resuming` meanwhile).
+        `resumed`: crash recovery runs it again (`self.resuming` meanwhile),
+        after what `resume_after` says must come first.
 
         Never raises: the reply is (True, result) or (False, error), after the
         outcome is committed, so any exception on it comes from the cell.
         """
+        if resumed:
+            first = self.resume_after(method, args)
+            if first is not None:  # however that ends, then in this mailbox
+                return self.pipe(
+                    first, lambda _: self._run_operation(op_id, method, args, version, True)
+                )
+        return self._run_operation(op_id, method, args, version, resumed)
+
+    def _run_operation(
+        self,
+        op_id: str,
+        method: str,
+        args: dict[str, Any],
+        version: str | None,
+        resumed: bool,
+    ) -> ActorFuture[tuple[bool, Any]]:
         operations = self.operations
         assert operations is not None, "run_operation needs the service's journal"
         done: ActorFuture[Any]
@@ -311,6 +328,17 @@ class ManagerActor(BaseActor):
                 f"the process ended {when}, and {record.method!r} is not declared"
                 " idempotent, so it was not run again"
             )
+        return None
+
+    def resume_after(self, method: str, args: dict[str, Any]) -> ActorFuture[Any] | None:
+        """Crash recovery's hook: what an operation run again must wait for, or None.
+
+        Called in this manager's mailbox just before a resumed operation would
+        run. Return a future (its outcome does not matter) to run it after
+        that instead: for example after the manager's own start-up check of
+        the resource the operation works on, so that the two never overlap.
+        The default waits for nothing.
+        """
         return None
 
     def recover_operations(self, records: list[OperationRecord]) -> dict[str, int]:

@@ -10,8 +10,10 @@ room.
 
 Meanwhile the backend serves: reads at once, and a change to a share that has
 not been repaired yet is refused with the retryable `ShareNotReady`
-(`blocks()`). Operations resumed by crash recovery are not refused: they do
-the same idempotent work as the repair.
+(`blocks()`). An operation resumed by crash recovery is not refused: it runs
+once its share's repair has ended (`first()` moves that repair ahead of the
+others), never beside it: a repair works from the share as it read it, and
+would otherwise undo what the operation does (a resize, an export).
 
 What a repair does depends on the state the share was left in:
 
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors.errors import DriverNotReady
 from actors.runtime import ActorFuture
+from share_service.errors import ShareNotFound
 
 if TYPE_CHECKING:
     from share_service.manager import ShareManager
@@ -62,6 +65,8 @@ class StartRepairs:
         self.reading = False
         self.repaired = 0
         self.done = False
+        self.early: set[str] = set()  # repaired ahead of their page, for a resumed operation
+        self._waiters: dict[str, list[ActorFuture[Any]]] = {}
         self._started = time.monotonic()
         self._took(first_page)
 
@@ -72,11 +77,49 @@ class StartRepairs:
             return False
         if share_id in self.in_flight or share_id in self.pending_ids:
             return True
+        return self._unread(share_id) and share_id not in self.early
+
+    def first(self, share_id: str) -> ActorFuture[Any] | None:
+        """What an operation resumed on `share_id` must wait for: the end of its repair,
+        started now if it was still to come; None once it has ended."""
+        if self.done:
+            return None
+        if share_id in self.pending_ids:
+            share = next(s for s in self.pending if s["id"] == share_id)
+            self.pending.remove(share)
+            self.pending_ids.discard(share_id)
+            self.in_flight.add(share_id)
+            self._repair(share)
+        elif share_id not in self.in_flight:
+            if not self._unread(share_id) or share_id in self.early:
+                return None  # repaired already
+            self.early.add(share_id)  # its page will pass it over
+            self.in_flight.add(share_id)
+            manager = self.manager
+            read = manager.runtime.offload(manager.store.get, share_id, lane="system")
+            manager.pipe(read, lambda read: self._read_early(share_id, read))
+        waiter = self.manager.runtime.future()
+        self._waiters.setdefault(share_id, []).append(waiter)
+        return waiter
+
+    def _unread(self, share_id: str) -> bool:
+        """Whether `share_id` comes in a page not read yet."""
         return self.more and (self.last_read is None or share_id > self.last_read)
+
+    def _read_early(self, share_id: str, read: ActorFuture[Any]) -> None:
+        error = read.exception()
+        if error is None:
+            self._repair(read.value())
+            return
+        if not isinstance(error, ShareNotFound):
+            self.early.discard(share_id)  # not read: its page repairs it, later
+        self._ended(share_id)(read)
 
     # -- the pump -------------------------------------------------------------------------
     def _took(self, page: list[dict[str, Any]]) -> None:
         for share in page:
+            if share["id"] in self.early:
+                continue
             self.pending.append(share)
             self.pending_ids.add(share["id"])
         if page:
@@ -122,6 +165,8 @@ class StartRepairs:
         def ended(_: ActorFuture[Any]) -> None:
             self.in_flight.discard(share_id)
             self.repaired += 1
+            for waiter in self._waiters.pop(share_id, ()):
+                waiter.try_set(None)
             self.pump()
 
         return ended

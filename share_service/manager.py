@@ -129,11 +129,16 @@ class ShareManager(ManagerActor):
     def _check_repaired(self, share_id: str) -> None:
         """Refuse a change to a share whose start-up repair has not ended (retryable).
 
-        Not for an operation resumed by crash recovery: it does the same
-        idempotent work as the repair, and must not be turned away.
+        Not for an operation resumed by crash recovery: it must not be turned
+        away, and runs once the share's repair has ended (`resume_after`).
         """
         if not self.resuming and self.repairs.blocks(share_id):
             raise ShareNotReady(share_id, self.name)
+
+    def resume_after(self, method: str, args: dict[str, Any]) -> ActorFuture[Any] | None:
+        """A resumed operation runs after its share's start-up repair, never beside it."""
+        share_id = args.get("share_id")
+        return self.repairs.first(share_id) if isinstance(share_id, str) else None
 
     def recover_operation(self, record: OperationRecord) -> str | None:
         """Resume creates, deletes and resizes cut short by a crash (they end done).

@@ -404,6 +404,69 @@ def test_a_driver_that_crashed_under_a_change_leaves_the_share_in_error(fake_sha
     assert fake_shares.call("fake", "delete_share", share_id="s1")["deleted"] is True
 
 
+@pytest.mark.parametrize(
+    ("page", "window"), [(500, 32), (4, 4)], ids=["its-page-read", "its-page-to-come"]
+)
+def test_an_operation_resumed_after_a_crash_runs_after_its_shares_repair(
+    actors_service, actors_runtime, tmp_path, monkeypatch, page, window
+):
+    """The repair works from the share as its page read it: run after the resumed
+    operation, it would undo it. Here an allow_access cut short by a crash, on a
+    share whose repair is still to come when recovery resumes it (its page read,
+    or not yet): its export must survive the repair."""
+    import share_service._repairs as repairs
+    import share_service.manager as share_module
+    from actors.drivers.fake import FakeController
+    from actors.registry import Registry, sqlite_url_for
+    from actors.registry.journal import Journal
+    from share_service.store import ShareStore
+
+    backend = {"manager": MANAGER, "driver": "share_service.drivers.fake:FakeShareDriver"}
+    state = tmp_path / "state"
+    h = actors_service({"fake": backend}, host="h", state_dir=state)
+    ids = [f"s{n:02d}" for n in range(40)]  # more than the repairs' window
+    for share_id in ids:
+        h.call("fake", "create_share", share_id=share_id, size_gb=1)
+    h.stop()
+    # What a crash in the middle of allow_access on s39 leaves behind.
+    rule = {"access_to": "10.0.0.9", "access_level": "rw"}
+    registry = Registry(sqlite_url_for(state))
+    try:
+        ShareStore(registry).transition("s39", ("available",), "updating")
+        with Journal(registry) as journal:
+            op = journal.accept("h@fake", "allow_access", {"share_id": "s39", "rule": rule})
+            cut = op.result(10)
+            journal.set_state(cut.id, "running", owner="h@fake").result(10)
+    finally:
+        registry.close()
+    monkeypatch.setattr(repairs, "PAGE", page)
+    monkeypatch.setattr(share_module, "REPAIR_PAGE", page)
+    monkeypatch.setattr(repairs, "WINDOW", window)
+    fake = FakeController.for_backend("h@fake")
+    fake.hang("ensure_share")  # the first repair holds the driver: the rest queue behind it
+    # Started without settling: the driver is held, its mailbox is not the test's.
+    again = actors_service({"fake": backend}, host="h", state_dir=state, start=False)
+    again.service.start(timeout=10)
+    driver = again.service.system.handle("h@fake/driver")
+    wait_until(  # the window's other repairs, and one more for s39, wait for the driver
+        lambda: driver.status()["mailbox"] >= window,
+        interval=0.005,
+        message="the repairs and the resumed operation to reach the driver",
+    )
+    fake.release()
+
+    def finished() -> bool:
+        record = again.service.operations.journal.get(cut.id)
+        return record is not None and record.finished
+
+    wait_until(finished, message="the resumed allow_access to finish")
+    assert again.service.operations.journal.get(cut.id).state == "succeeded"
+    wait_until(lambda: fake.ops().count("ensure_share") >= 40, message="every share to be repaired")
+    share = again.call("fake", "get_share", share_id="s39")
+    assert share["state"] == "available" and share["access_rules"] == [rule]
+    assert fake.resources["s39"]["exports"] == [("10.0.0.9", "rw")]
+
+
 def test_a_database_outage_after_the_driver_worked_does_not_strand_the_share(fake_shares):
     from actors.drivers.fake import FakeController
 
