@@ -374,19 +374,13 @@ class TopicClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RequestTimeout(name, method, timeout)
-            options: dict[str, Any] = {
-                "timeout": remaining,
-                "version": version,
-                "key": key,
-                "scope": scope,
-            }
-            if kind is not None:
-                options["_kind"] = kind
+            send = peer.client.cast if kind == CAST else peer.client.call
             with self._lock:
                 peer.outstanding += 1
             try:
-                future = peer.client.call_async(name, method, args, **options)
-                return peer.client._wait(future)
+                return send(
+                    name, method, args, timeout=remaining, version=version, key=key, scope=scope
+                )
             except GOES_ON as exc:  # nothing ran there, or it may run again
                 if not goes_on(exc, repeatable, target, scope):
                     raise
