@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 import pykka
 
 from actors.runtime._clock import Clock, TimerHandle, call_repeatedly
-from actors.runtime._future import ActorFuture, Completion, Request
+from actors.runtime._future import ActorFuture, Completion, Request, copy_concurrent
 from actors.runtime._offload import OffloadLane
 
 
@@ -141,9 +142,12 @@ class Runtime(abc.ABC):
         `actors/runtime/_offload.py`.
         """
 
-    @abc.abstractmethod
     def from_concurrent(self, future: concurrent.futures.Future[Any]) -> ActorFuture[Any]:
-        """An ActorFuture that completes with `future` (completed from any thread)."""
+        """An ActorFuture that completes with `future` (completed from any thread),
+        through `completion`: where this runtime's futures may be completed."""
+        adopted = self.future()
+        future.add_done_callback(functools.partial(copy_concurrent, self.completion(adopted)))
+        return adopted
 
     @abc.abstractmethod
     def completion(self, future: ActorFuture[Any]) -> Completion:

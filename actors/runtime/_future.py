@@ -270,20 +270,20 @@ class Completion:
         complete(outcome)
 
 
-def copy_concurrent(done: concurrent.futures.Future[Any], future: ActorFuture[Any]) -> None:
-    """Complete `future` as the finished concurrent future `done` ended.
+def copy_concurrent(completion: Completion, done: concurrent.futures.Future[Any]) -> None:
+    """Complete `completion` as the finished concurrent future `done` ended.
 
     A cancelled one fails it with CancelledError: asking `done` for its
-    exception would raise that instead, and `future` would never complete.
+    exception would raise that instead, and the future would never complete.
     """
     if done.cancelled():
-        future.try_set_exception(concurrent.futures.CancelledError())
+        completion.set_exception(concurrent.futures.CancelledError())
         return
     error = done.exception()
     if error is not None:
-        future.try_set_exception(error)
+        completion.set_exception(error)
     else:
-        future.try_set(done.result())
+        completion.set_result(done.result())
 
 
 def _run_callback(callback: Callable[[Any], None], future: ActorFuture[Any]) -> None:

@@ -8,7 +8,6 @@ gevent.subprocess) yields to the others.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import queue
 import time
@@ -33,7 +32,6 @@ from actors.runtime._future import (
     ActorFuture,
     Completion,
     Request,
-    copy_concurrent,
 )
 from actors.runtime._offload import OffloadLane, OffloadPool, lane_pool
 
@@ -247,18 +245,6 @@ class GeventRuntime(Runtime):
         # this hub (completing our future is safe only there) and, while the
         # call is pending, keeps the hub's loop alive for whoever waits on it.
         return _offload_green(lane_pool(lane), fn, args)
-
-    def from_concurrent(self, future: concurrent.futures.Future[Any]) -> ActorFuture[Any]:
-        # Completed in the thread that resolves `future`; handed to this hub
-        # (the caller's) so that our future is completed where it is safe.
-        green = GreenFuture()
-        loop = get_hub().loop
-
-        def relay(done: concurrent.futures.Future[Any]) -> None:
-            loop.run_callback_threadsafe(copy_concurrent, done, green)
-
-        future.add_done_callback(relay)
-        return green
 
     def completion(self, future: ActorFuture[Any]) -> Completion:
         # Completed in the thread that calls it; handed to this hub (the caller's).

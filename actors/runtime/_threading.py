@@ -5,7 +5,6 @@ For apps that embed service-actors and do not use gevent.
 
 from __future__ import annotations
 
-import concurrent.futures
 import queue
 import threading
 import time
@@ -23,7 +22,6 @@ from actors.runtime._future import (
     ActorFuture,
     Completion,
     Request,
-    copy_concurrent,
 )
 from actors.runtime._offload import OffloadLane, lane_pool
 
@@ -123,11 +121,6 @@ class ThreadingRuntime(Runtime):
 
     def kill(self, actor: pykka.Actor) -> bool:
         return False
-
-    def from_concurrent(self, future: concurrent.futures.Future[Any]) -> ActorFuture[Any]:
-        adopted = ThreadFuture()
-        future.add_done_callback(lambda done: copy_concurrent(done, adopted))
-        return adopted
 
     def completion(self, future: ActorFuture[Any]) -> Completion:
         # ThreadFuture is thread-safe: completed in the calling thread.
