@@ -13,6 +13,7 @@ the methods' type hints, as for `@rpc` methods.
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -28,7 +29,14 @@ from actors._plain_driver import (
 )
 from actors.errors import InvalidArguments, LoadError
 from actors.manager_actor import ManagerActor
-from actors.rpc import RpcMethod, check_version, parse_version
+from actors.rpc import (
+    RpcMethod,
+    check_version,
+    numbers_of,
+    parse_version,
+    refuse_loose_numbers,
+    summarize,
+)
 
 __all__ = ["PlainManager", "manager_class_for"]
 
@@ -75,24 +83,24 @@ class PlainManager(ManagerActor):
 
 
 def _validated(target: str, method: str, obj: Any) -> Callable[..., Any]:
-    """`obj.method`, its arguments checked against its type hints first."""
+    """`obj.method`, its arguments checked against its type hints first, as `@rpc`
+    methods' are: no bool, string or bytes for a number, and the same messages."""
     fn = getattr(obj, method)
     try:
         checked = pydantic.validate_call(config={"arbitrary_types_allowed": True})(fn)
+        numbers = numbers_of(typing.get_type_hints(fn))
     except Exception:  # nothing to validate against (a builtin): the call will tell
         return fn  # type: ignore[no-any-return]
     names = {getattr(fn, "__name__", ""), getattr(fn, "__qualname__", "")}
 
     def call(*args: Any, **kwargs: Any) -> Any:
+        refuse_loose_numbers(target, method, numbers, kwargs)
         try:
             return checked(*args, **kwargs)
         except pydantic.ValidationError as exc:
             if exc.title not in names:
                 raise
-            reasons = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise InvalidArguments(target, method, reasons) from None
+            raise InvalidArguments(target, method, summarize(exc)) from None
 
     return call
 

@@ -116,23 +116,15 @@ def _argument_checker(method: RpcMethod) -> Callable[[str, dict[str, Any]], None
     model = _arguments_model(method)
     if model is None:
         return _no_check
-    numbers = _numbers(_hints(method) or {})
+    numbers = numbers_of(_hints(method) or {})
     name = method.name
 
     def slow(target: str, args: dict[str, Any]) -> None:
-        for arg, value in args.items():
-            kind = numbers.get(arg)
-            if kind is not None and isinstance(value, bool | str | bytes | bytearray):
-                wanted = "an integer" if kind is int else "a number"
-                raise InvalidArguments(
-                    target,
-                    name,
-                    f"{arg}: expected {wanted}, got {_A_TYPE.get(type(value), 'bytes')}",
-                )
+        refuse_loose_numbers(target, name, numbers, args)
         try:
             model.model_validate(args)
         except pydantic.ValidationError as exc:
-            raise InvalidArguments(target, name, _summarize(exc)) from None
+            raise InvalidArguments(target, name, summarize(exc)) from None
 
     full_hints = _hints(method, extras=True)
     # The call's own fast path: exactly typed arguments are valid (nothing to run).
@@ -407,7 +399,20 @@ def _simple_type(hint: Any) -> tuple[type | None, bool]:
     return None, False
 
 
-def _numbers(hints: dict[str, Any]) -> dict[str, type]:
+def refuse_loose_numbers(
+    target: str, method: str, numbers: dict[str, type], args: dict[str, Any]
+) -> None:
+    """InvalidArguments for a bool, string or bytes given where `numbers` wants a number."""
+    for arg, value in args.items():
+        kind = numbers.get(arg)
+        if kind is not None and isinstance(value, bool | str | bytes | bytearray):
+            wanted = "an integer" if kind is int else "a number"
+            raise InvalidArguments(
+                target, method, f"{arg}: expected {wanted}, got {_A_TYPE.get(type(value), 'bytes')}"
+            )
+
+
+def numbers_of(hints: dict[str, Any]) -> dict[str, type]:
     """Parameters annotated `int` or `float` (optionally `| None`).
 
     pydantic's lax mode would take True for 1 and "1" (or b"1") for 1: for
@@ -431,18 +436,10 @@ def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..
     validated = method.validated
     function = method.function.__get__(instance)
     hints = _hints(method) if validated is not method.function else None
-    numbers = _numbers(hints) if hints is not None else {}
+    numbers = numbers_of(hints) if hints is not None else {}
 
     def slow(*args: Any, **kwargs: Any) -> Any:
-        for name, value in kwargs.items():
-            kind = numbers.get(name)
-            if kind is not None and isinstance(value, bool | str | bytes | bytearray):
-                wanted = "an integer" if kind is int else "a number"
-                raise InvalidArguments(
-                    target,
-                    method.name,
-                    f"{name}: expected {wanted}, got {_A_TYPE.get(type(value), 'bytes')}",
-                )
+        refuse_loose_numbers(target, method.name, numbers, kwargs)
         if validated is method.function:
             try:
                 method.signature.bind(instance, *args, **kwargs)
@@ -452,7 +449,7 @@ def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..
             return validated(instance, *args, **kwargs)
         except pydantic.ValidationError as exc:
             if exc.title in (method.function.__name__, method.function.__qualname__):
-                raise InvalidArguments(target, method.name, _summarize(exc)) from None
+                raise InvalidArguments(target, method.name, summarize(exc)) from None
             raise
 
     full_hints = _hints(method, extras=True) if hints is not None else None
@@ -464,7 +461,7 @@ def bind_validated(target: str, method: RpcMethod, instance: Any) -> Callable[..
 _A_TYPE = {bool: "a boolean", str: "a string"}
 
 
-def _summarize(exc: pydantic.ValidationError) -> str:
+def summarize(exc: pydantic.ValidationError) -> str:
     """pydantic's errors in this module's one style: `name: expected ..., got ...`."""
     parts = []
     for err in exc.errors():

@@ -207,6 +207,12 @@ def test_a_plain_manager_exposes_only_its_listed_methods(
             h.call("g", name)
     with pytest.raises(InvalidArguments):
         h.call("g", "greet", name=["not", "a", "string"])
+    # Numbers are checked as for @rpc methods: no bool, string or bytes for an int.
+    for loose, got in (("4", "a string"), (True, "a boolean")):
+        with pytest.raises(InvalidArguments, match=f"n: expected an integer, got {got}"):
+            h.call("g", "work", n=loose)
+    with pytest.raises(InvalidArguments, match="n: expected an integer"):
+        h.call("g", "work", n=4.5)
     assert h.call("g", "ping")["name"] == "test-host@g"
     described = {m["name"] for m in h.call("g", "describe")["methods"]}
     assert described == {"ping", "describe", "greet", "work"}
