@@ -51,6 +51,7 @@ from actors.registry.journal import OperationRecord
 from actors.runtime import ActorFuture, OffloadLane
 from share_service._repairs import PAGE as REPAIR_PAGE
 from share_service._repairs import StartRepairs
+from share_service.drivers._common import ACCESS_LEVELS, normalize_rules
 from share_service.drivers.base import ShareDriver
 from share_service.errors import (
     ShareNotFound,
@@ -65,7 +66,6 @@ from share_service.tables import MIGRATIONS
 
 __all__ = ["ShareManager", "ShareManagerOptions"]
 
-ACCESS_LEVELS = ("rw", "ro")
 MAX_NAME_LENGTH = 255  # the column's length (PostgreSQL enforces it, SQLite would not)
 MAX_ACCESS_RULES = 256  # per share: every listing carries them
 MAX_SNAPSHOTS = 1000  # per share: get_share carries them all, under the message limit
@@ -640,6 +640,9 @@ def _check_size(target: str, method: str, what: str, value: int) -> None:
 
 
 def _check_rule(target: str, rule: dict[str, Any]) -> dict[str, Any]:
+    """The rule as stored (level "rw" unless given), refused before the share changes:
+    InvalidArguments for its shape or level, InvalidAccessRule (the drivers' own
+    check, `normalize_rules`) for a client an exports file cannot take."""
     access_to, level = rule.get("access_to"), rule.get("access_level", "rw")
     if not isinstance(access_to, str) or not access_to or len(access_to) > MAX_NAME_LENGTH:
         raise InvalidArguments(
@@ -654,7 +657,9 @@ def _check_rule(target: str, rule: dict[str, Any]) -> dict[str, Any]:
     extra = set(rule) - {"access_to", "access_level"}
     if extra:
         raise InvalidArguments(target, "allow_access", f"unknown rule keys: {sorted(extra)}")
-    return {"access_to": access_to, "access_level": level}
+    checked = {"access_to": access_to, "access_level": level}
+    normalize_rules([checked])
+    return checked
 
 
 def _raise(error: BaseException) -> Any:

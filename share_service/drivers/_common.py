@@ -11,7 +11,14 @@ from actors.errors import InvalidArguments
 from share_service.errors import InvalidAccessRule, UnsafeShareId, UnsafeSnapshotId
 from share_service.ids import is_safe_id
 
-__all__ = ["GIB", "check_share_id", "check_size", "check_snapshot_id", "normalize_rules"]
+__all__ = [
+    "ACCESS_LEVELS",
+    "GIB",
+    "check_share_id",
+    "check_size",
+    "check_snapshot_id",
+    "normalize_rules",
+]
 
 GIB = 1024**3
 
@@ -19,7 +26,7 @@ GIB = 1024**3
 # (`*`, `*.example.com`) and netgroups (`@group`). No whitespace, parentheses,
 # commas, quotes or comment signs: nothing that could change the line's meaning.
 _SAFE_CLIENT = re.compile(r"^[A-Za-z0-9*?@][A-Za-z0-9*?.:/_@-]{0,254}$")
-_ACCESS_LEVELS = ("rw", "ro")
+ACCESS_LEVELS = ("rw", "ro")
 
 
 def check_share_id(share_id: Any) -> str:
@@ -59,7 +66,7 @@ def normalize_rules(rules: Iterable[Any]) -> list[tuple[str, str]]:
                 ipaddress.ip_network(client, strict=False)
             except ValueError:
                 raise InvalidAccessRule(rule, "access_to is not a valid network") from None
-        if level not in _ACCESS_LEVELS:
+        if level not in ACCESS_LEVELS:
             raise InvalidAccessRule(rule, "access_level must be 'rw' or 'ro'")
         if seen.get(client, level) != level:
             raise InvalidAccessRule(rule, f"client {client!r} is given two access levels")

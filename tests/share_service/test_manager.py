@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from actors import InvalidArguments, OperationInterrupted
+from actors.drivers.fake import FakeController
 from actors.testing import ServiceHarness, wait_until
 from share_service.errors import (
+    InvalidAccessRule,
     QuotaExceeded,
     ShareExists,
     ShareNotAvailable,
@@ -117,6 +119,15 @@ def test_inputs_that_every_listing_would_carry_are_bounded(fake_shares, monkeypa
     share = h.call("fake", "get_share", share_id="s1")
     assert share["state"] == "available"  # refused before anything changed, and back
     assert [r["access_to"] for r in share["access_rules"]] == ["10.0.0.1", "10.0.0.2"]
+    # A client no exports file can take is refused before the share changes at
+    # all, with the drivers' own error: the driver never sees it.
+    fake = FakeController.for_backend("h@fake")
+    before = fake.ops().count("update_access")
+    for client in ("a b", "10.0.0.0/99", "x(rw)"):
+        with pytest.raises(InvalidAccessRule):
+            h.call("fake", "allow_access", share_id="s1", rule={"access_to": client})
+    assert fake.ops().count("update_access") == before
+    assert h.call("fake", "get_share", share_id="s1")["updated_at"] == share["updated_at"]
     h.call("fake", "allow_access", share_id="s1", rule={"access_to": "10.0.0.2"})  # a change
 
 
