@@ -486,12 +486,13 @@ class ShareManager(ManagerActor):
         if not resuming:
             return self.driver.call(op, *args)
         result = self.runtime.future()
-        deadline = time.monotonic() + _RESUME_PATIENCE
+        clock = self.clock  # the clock call_later counts on (a test's virtual one too)
+        deadline = clock.monotonic() + _RESUME_PATIENCE
 
         def attempt() -> None:
             def done(finished: ActorFuture[Any]) -> None:
                 error = finished.exception()
-                if isinstance(error, DriverNotReady) and time.monotonic() < deadline:
+                if isinstance(error, DriverNotReady) and clock.monotonic() < deadline:
                     self.call_later(_RESUME_RETRY, attempt)
                 elif error is not None:
                     result.try_set_exception(error)
