@@ -51,7 +51,7 @@ from actors.registry.journal import OperationRecord
 from actors.runtime import ActorFuture, OffloadLane
 from share_service._repairs import PAGE as REPAIR_PAGE
 from share_service._repairs import StartRepairs
-from share_service.drivers._common import ACCESS_LEVELS, normalize_rules
+from share_service.checks import ACCESS_LEVELS, normalize_rules
 from share_service.drivers.base import ShareDriver
 from share_service.errors import (
     ShareNotFound,

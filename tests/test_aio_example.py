@@ -1,4 +1,4 @@
-"""The HTTP front door example (actors/examples/share_http.py) end to end, over a real actorsd.
+"""The HTTP front door example (share_service/http.py) end to end, over a real actorsd.
 
 The daemon runs the embedded default (the share service, backend `local`) as
 a subprocess; the web app talks to it over ZeroMQ with AsyncRpcClient, and
@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from actors.examples.share_http import make_app
+from share_service.http import make_app
 from tests.daemon import ROOT, running_actorsd
 from transport.aio import AsyncRpcClient
 
@@ -137,7 +137,7 @@ def test_the_command_serves_and_says_503_while_the_daemon_is_away(daemon):
     proc, endpoint = daemon
     door = subprocess.Popen(
         [
-            *(sys.executable, "-m", "actors.examples.share_http"),
+            *(sys.executable, "-m", "share_service.http"),
             *("--endpoint", endpoint, "--port", "0", "--timeout", "1"),
         ],
         stdout=subprocess.PIPE,

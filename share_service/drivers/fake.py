@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from actors.drivers.fake import FakeController, FakeDriver, FakeDriverOptions
-from share_service.drivers._common import (
+from share_service.checks import (
     GIB,
     check_share_id,
     check_size,

@@ -40,7 +40,7 @@ from pydantic import Field
 
 from actors.drivers import DriverActor, DriverOptions, LockFile
 from actors.errors import ProcessExecutionError
-from share_service.drivers._common import (
+from share_service.checks import (
     GIB,
     check_share_id,
     check_size,

@@ -1,4 +1,4 @@
-"""What both share drivers check the same way: ids, sizes and access rules."""
+"""What the share manager and both share drivers check the same way: ids, sizes, access rules."""
 
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """An HTTP front door for the share service: aiohttp in front of `actorsd`.
 
-    python -m actors.examples.share_http [--endpoint tcp://127.0.0.1:5555]
+    python -m share_service.http [--endpoint tcp://127.0.0.1:5555]
                                          [--backend local] [--port 8080]
 
 The way manila-api stands in front of manila-share: an asyncio web app that
 turns HTTP requests into RPC calls over one `AsyncRpcClient` connection (many
 requests in flight on it at once) and the service's typed errors into HTTP
-status codes. It talks to the share service only by method name over RPC.
+status codes. It talks to the share service only by method name over RPC
+(and knows its error types, which it imports).
 
     GET    /shares[?limit=N&marker=ID]  list_shares     200
     POST   /shares  {"share_id", "size_gb", "name"?}    create_share  201
@@ -36,6 +37,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+import share_service.errors  # noqa: F401  (registers the service's errors: they arrive typed)
 from transport.aio import AsyncRpcClient
 from transport.errors import TransportError
 from transport.security import ClientSecurity
