@@ -42,7 +42,13 @@ _MARK = "__actors_operation__"
 
 @dataclass(frozen=True)
 class Operation:
-    """A driver operation: its name and whether re-running it is safe."""
+    """A driver operation: its name and whether re-running it is safe.
+
+    `idempotent` is a declaration, for readers of the driver and for its
+    tests; the framework does not act on it. What crash recovery and
+    `TopicClient` run again is decided by the manager's methods
+    (`@rpc(idempotent=True)`), which know what their driver steps are.
+    """
 
     name: str
     idempotent: bool
@@ -55,7 +61,11 @@ def operation(*, idempotent: bool = False) -> Callable[[F], F]: ...
 
 
 def operation(fn: F | None = None, /, *, idempotent: bool = False) -> F | Callable[[F], F]:
-    """Mark a driver method as an operation its manager may call."""
+    """Mark a driver method as an operation its manager may call.
+
+    `idempotent=True` declares that running it again with the same arguments
+    leaves the host as once (see `Operation`).
+    """
 
     def mark(func: F) -> F:
         if func.__name__.startswith("_"):
