@@ -136,9 +136,17 @@ class ShareManager(ManagerActor):
             raise ShareNotReady(share_id, self.name)
 
     def resume_after(self, method: str, args: dict[str, Any]) -> ActorFuture[Any] | None:
-        """A resumed operation runs after its share's start-up repair, never beside it."""
+        """A resumed operation runs after its share's start-up repair, never beside it.
+
+        Not for ever: a repair waits for a driver that is not ready; after
+        `_RESUME_PATIENCE` the operation goes on, and its own driver step
+        then fails as a resumed one does when the driver stays unready.
+        """
         share_id = args.get("share_id")
-        return self.repairs.first(share_id) if isinstance(share_id, str) else None
+        repaired = self.repairs.first(share_id) if isinstance(share_id, str) else None
+        if repaired is not None:
+            self.call_later(_RESUME_PATIENCE, lambda: repaired.try_set(None))
+        return repaired
 
     def recover_operation(self, record: OperationRecord) -> str | None:
         """Resume creates, deletes and resizes cut short by a crash (they end done).
