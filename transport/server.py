@@ -210,9 +210,23 @@ class RpcServer:
         if self._zap is not None:
             self._zap.stop()
             self._zap = None
-        if self._context is not None:
-            self._context.term()  # every socket of it is closed by now
-            self._context = None
+        context, self._context = self._context, None
+        if context is None:
+            return
+        # Ours are closed by now; a client handed `context` for an inproc://
+        # endpoint may still hold one of its sockets, and term() would wait for
+        # it with no deadline. Then the context is left to that client: it ends
+        # when the last of its sockets does (pyzmq destroys it once unused).
+        others = [sock for sock in getattr(context, "_sockets", ()) if not sock.closed]
+        if others:
+            log.warning(
+                "rpc server %s stopped; its context stays open for %d socket(s) of"
+                " inproc clients that share it",
+                self.endpoint,
+                len(others),
+            )
+            return
+        context.term()
 
     # -- incoming ----------------------------------------------------------------------
     def _on_oversized(self, frames: list[bytes], count: int, size: int) -> None:

@@ -30,7 +30,7 @@ from transport import (
     fanout,
     generate_keypair,
 )
-from transport.errors import ProtocolError
+from transport.errors import ProtocolError, TransportError
 
 
 @pytest.fixture(params=["tcp", "ipc"])
@@ -545,6 +545,34 @@ def test_a_drain_starting_while_a_call_is_dispatched_still_answers_it():
     finally:
         release.set()
         server.stop()
+
+
+def test_a_server_stops_while_an_inproc_client_still_shares_its_context(caplog):
+    """protocol.md §1: an inproc client uses the server's context. Stopping the
+    server first used to wait for that client's socket for ever (the context's
+    term()); now the stop returns and the context ends with the client."""
+    import threading
+
+    class Echo:
+        def dispatch(self, request: Any) -> _Done:
+            return _Done(request.args)
+
+        def info(self) -> dict[str, Any]:
+            return {}
+
+    server = RpcServer(Echo(), "inproc://stopped-under-a-client", green=False).start()
+    client = RpcClient(server.endpoint, green=False, timeout=2, context=server.context)
+    try:
+        assert client.call("t", "m", {"a": 1}) == {"a": 1}
+        stopper = threading.Thread(target=server.stop, daemon=True)
+        stopper.start()
+        stopper.join(10)
+        assert not stopper.is_alive(), "stop() hung on the shared context"
+        assert any("context stays open" in r.getMessage() for r in caplog.records)
+        with pytest.raises(TransportError):  # nobody serves: it fails within its deadline
+            client.call("t", "m", {"a": 2}, timeout=0.5)
+    finally:
+        client.close()
 
 
 def test_a_result_whose_conversion_raises_is_an_error_reply_not_silence():
