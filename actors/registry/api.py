@@ -190,6 +190,7 @@ class ServiceRecord:
     created_at: datetime
     updated_at: datetime
     is_up: bool
+    """Alive, not disabled, and heartbeated by its current process: route to it."""
     heartbeat_age: float | None
     server_key: str | None = None
     down_after: float | None = None
@@ -587,7 +588,10 @@ class Registry:
             and age is not None
             and age <= (down_after or self.service_down_time)
         )
-        is_up = is_alive and not row["disabled"]
+        # Registered again ('starting') by a process that has not heartbeated yet:
+        # the heartbeat it carries is the previous process's, which says nothing
+        # of this one. Alive (its work stays its own), but not routed to until up.
+        is_up = is_alive and not row["disabled"] and row["state"] != "starting"
         return ServiceRecord(
             id=row["id"],
             host=row["host"],

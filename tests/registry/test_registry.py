@@ -273,6 +273,22 @@ def test_disabled_and_stopped_rows_are_not_up(registry: Registry) -> None:
     assert by_id(registry, ids[2]).is_up
 
 
+def test_a_restarted_service_is_up_only_once_its_new_process_heartbeats(
+    registry: Registry,
+) -> None:
+    """Registered again, a row keeps its last heartbeat (the previous process's):
+    alive (nobody takes its work over) but not routed to until it heartbeats."""
+    (sid,) = registry.register([row(endpoint="tcp://h1:5000")])
+    registry.heartbeat([sid])
+    registry.mark([sid], "stopped")  # a graceful stop
+    registry.register([row(endpoint="tcp://h1:5001")])  # the next process starts
+    again = by_id(registry, sid)
+    assert (again.state, again.is_alive, again.is_up) == ("starting", True, False)
+    assert registry.up_endpoints("volume") == []
+    registry.heartbeat([sid])
+    assert by_id(registry, sid).is_up and registry.up_endpoints("volume") == ["tcp://h1:5001"]
+
+
 def test_mark(registry: Registry, clock: Clock) -> None:
     ids = registry.register([row(), row(backend="b2")])
     clock.advance(1)
