@@ -13,15 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from actors._service_view import ServiceView
+from actors.config import FENCE_SHARE
 from actors.errors import ActorsError, HostFenced
 from actors.registry import Registry, ServiceRow
 from actors.runtime import ActorFuture
 
 __all__ = ["Heartbeat"]
 
-FENCE_SHARE = 0.5
-"""Of service_down_time: how old this host's own heartbeat may be before it starts
-no operation another host may take over (see Heartbeat.fenced)."""
 
 log = logging.getLogger(__name__)
 

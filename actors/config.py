@@ -46,6 +46,10 @@ __all__ = [
     "load_config",
 ]
 
+FENCE_SHARE = 0.5
+"""Of service_down_time: how old this host's own heartbeat may be before it starts
+no operation another host may take over (see Heartbeat.fenced)."""
+
 _BACKEND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -265,10 +269,15 @@ class ServiceConfig(BaseSettings):
             raise ValueError("enabled_backends lists a backend twice")
         if self.metrics_bind is not None:
             split_host_port(self.metrics_bind)
-        if self.service_down_time <= self.report_interval:
+        fence = self.service_down_time * FENCE_SHARE
+        if self.report_interval >= fence:
+            # Just before each round ends its last heartbeat is report_interval
+            # old and more: the host would refuse topic work (HostFenced) every
+            # round, as all hosts configured alike would together.
             raise ValueError(
-                f"service_down_time ({self.service_down_time:g}s) must exceed "
-                f"report_interval ({self.report_interval:g}s)"
+                f"report_interval ({self.report_interval:g}s) must be under half of"
+                f" service_down_time ({self.service_down_time:g}s): from {fence:g}s"
+                " without a heartbeat a host starts no topic operation"
             )
         return self
 

@@ -134,7 +134,7 @@ def service_config(state_dir: str, database_url: str | None) -> ServiceConfig:
         database_url=database_url,
         state_dir=Path(state_dir),
         report_interval=3600.0,
-        service_down_time=7200.0,
+        service_down_time=10800.0,
         default_timeout=WAIT,
         shutdown_timeout=WAIT,
         enabled_backends=[PLAIN, JOURNALED],

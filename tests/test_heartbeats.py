@@ -122,7 +122,7 @@ def test_a_driver_that_becomes_ready_heartbeats_at_once_not_an_interval_later(
         host=host,
         clock=actors_clock,
         report_interval=3600,
-        service_down_time=7200,
+        service_down_time=10800,
     )
     _report(h)  # the rounds so far: b1's driver was not ready for any of them
     registry = h.service.registry
@@ -173,8 +173,12 @@ def test_a_clean_stop_marks_the_rows_stopped(actors_service, actors_clock, datab
 def test_service_down_time_must_exceed_report_interval():
     from actors import ConfigError, load_config
 
-    with pytest.raises(ConfigError, match="must exceed"):
+    with pytest.raises(ConfigError, match="must be under half of service_down_time"):
         load_config(None, report_interval=30, service_down_time=30)
+    # Half or more: every host would fence itself at the end of every round.
+    with pytest.raises(ConfigError, match="must be under half of service_down_time"):
+        load_config(None, report_interval=35, service_down_time=60)
+    assert load_config(None, report_interval=29, service_down_time=60).report_interval == 29
 
 
 def test_rows_come_back_when_the_database_lost_them(actors_service, actors_clock):
