@@ -15,7 +15,7 @@ from typing import Any
 from actors._service_view import ServiceView
 from actors.config import FENCE_SHARE
 from actors.errors import ActorsError, HostFenced
-from actors.registry import Registry, ServiceRow
+from actors.registry import DatabaseUnavailable, Registry, RegistryError, ServiceRow
 from actors.runtime import ActorFuture
 
 __all__ = ["Heartbeat"]
@@ -42,7 +42,15 @@ def _report_once(
     if stopped:
         registry.mark(stopped, "stopped")
     if ids is None:
-        registry.upgrade()
+        try:
+            registry.upgrade()  # the tables again, should the database have lost them
+        except DatabaseUnavailable:
+            raise
+        except RegistryError as exc:
+            # A schema newer than this version's (another host upgraded it while
+            # this one ran): the rows are the same; registering and heartbeating
+            # go on, or the cluster would see a host that serves as down.
+            log.warning("registry schema not upgraded (going on with it): %s", exc)
         names = list(rows)
         ids = dict(zip(names, registry.register([rows[n] for n in names]), strict=True))
     touched = registry.heartbeat([ids[name] for name in ready])
@@ -82,6 +90,7 @@ class Heartbeat:
         self.last_reached: float | None = None
         """When the last round that succeeded began (monotonic): its heartbeat is
         no older than that. None until one has."""
+        self._first_round: float | None = None  # when the first round began
 
     def fenced(self) -> HostFenced | None:
         """The error that keeps this host from starting topic operations, if it must.
@@ -91,11 +100,13 @@ class Heartbeat:
         this host starts none it accepted (the other half is room for clock
         skew between hosts and for a round in flight): without a fresh
         heartbeat it cannot be sure that no other host runs them too. Read
-        from any thread (the managers'); a float is read whole.
+        from any thread (the managers'); a float is read whole. A host that has
+        not reached the registry since it started counts from its start: it
+        may have accepted work that other hosts see as a down host's.
         """
-        last = self.last_reached
+        last = self.last_reached if self.last_reached is not None else self._first_round
         if last is None:
-            return None
+            return None  # starting: the first round has not begun
         limit = self._service.config.service_down_time * FENCE_SHARE
         stale = self._service.clock.monotonic() - last
         return HostFenced(self._service.config.host, stale, limit) if stale > limit else None
@@ -156,6 +167,8 @@ class Heartbeat:
         service = self._service
         self._reporting = True
         self._round_started = service.clock.monotonic()
+        if self._first_round is None:
+            self._first_round = self._round_started
         self._round_generation = self._generation
         self._round_waiters, self._next_waiters = self._next_waiters, []
         rows = self._rows()

@@ -24,7 +24,7 @@ from actors._operations import Operations
 from actors._statelock import LockFile, service_lock
 from actors.config import ServiceConfig, config_error, load_config
 from actors.errors import ActorsError, ActorStopped, DeadlineExceeded
-from actors.registry import Registry, sqlite_url_for
+from actors.registry import DatabaseUnavailable, Registry, sqlite_url_for
 from actors.registry.journal import Journal, OperationRecord
 from actors.runtime import ActorFuture, Clock, Event, Runtime
 from actors.service_actor import BackendPlan, ServiceActor, plan_backends
@@ -162,8 +162,10 @@ class Service:
         if self.registry is not None:
             self._add_migrations(plans, upgrade=False)
             # The schema first: the journal writes from the first request on. If the
-            # database is down, the registry rounds retry (and log the outage).
-            with contextlib.suppress(ActorsError):
+            # database is down, the registry rounds retry (and log the outage). A
+            # schema it cannot upgrade (a newer one, from a host upgraded first)
+            # fails the start: this version would run on tables it does not know.
+            with contextlib.suppress(DatabaseUnavailable):
                 self.registry.upgrade()
         if self.registry is not None and config.journal:
             journal = Journal(self.registry, max_pending=config.journal_max_pending)

@@ -81,6 +81,18 @@ def test_the_fence_closes_at_half_the_down_time_without_a_round(h, actors_clock)
     assert _fenced(h) is None
 
 
+def test_a_host_that_never_reached_the_registry_is_fenced_from_its_start(h, actors_clock):
+    """No round has succeeded since the start (the database was down): the host's
+    rows may read as down to the others, so the fence counts from its start."""
+    h.run_in(h.service.name, lambda actor: setattr(actor._heartbeat, "last_reached", None))
+    with h.registry_outage():
+        actors_clock.advance(DOWN_TIME / 2 + 1)
+        h.settle()
+        assert isinstance(_fenced(h), HostFenced)
+    _report(h)
+    assert _fenced(h) is None
+
+
 def test_a_stale_host_does_not_start_a_topic_operation_and_a_retry_runs_it_later(
     h, client, actors_clock
 ):

@@ -74,3 +74,21 @@ def test_a_manager_restarted_after_start_serves_at_once(make_harness):
     h.wait_running("a")
     _wait_for_phase(h.service, "periodic a")
     assert support.PHASES == ["init_host a", "init_host_with_rpc a", "periodic a"]
+
+
+def test_a_registry_schema_newer_than_this_version_fails_the_start(make_service):
+    """A host upgraded first moved the schema on: this version refuses to run on
+    tables it does not know, with the reason, rather than start half-registered."""
+    from sqlalchemy import text
+
+    from actors.registry import RegistryError
+
+    first = make_service({"a": PHASED}, report_interval=1, service_down_time=5)
+    assert first.registry is not None
+    with first.registry.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'f00d_from_the_future'"))
+    first.stop(timeout=10)
+    again = make_service({"a": PHASED}, start=False, report_interval=1, service_down_time=5)
+    with pytest.raises(RegistryError, match="cannot upgrade"):
+        again.start(timeout=10)
+
