@@ -91,4 +91,3 @@ def test_a_registry_schema_newer_than_this_version_fails_the_start(make_service)
     again = make_service({"a": PHASED}, start=False, report_interval=1, service_down_time=5)
     with pytest.raises(RegistryError, match="cannot upgrade"):
         again.start(timeout=10)
-
