@@ -56,6 +56,11 @@ def test_nothing_listening_is_said_within_a_second_with_exit_69():
         assert done.stderr.startswith(f"NothingAnswers: nothing answers at {where}")
 
 
+def test_a_disable_reason_over_its_column_is_a_usage_error():
+    done = ctl("service", "disable", "h1", "b1", "--reason", "r" * 256)
+    assert done.exit_code == 2 and "at most 255 characters" in done.output
+
+
 def test_output_json_after_the_command_and_errors_as_json():
     where = f"tcp://127.0.0.1:{_free_port()}"
     done = ctl("--endpoint", where, "ping", "--output", "json")

@@ -860,10 +860,14 @@ def _set_disabled(
 @service.command("disable")
 @click.argument("host")
 @click.argument("backend")
-@click.option("--reason", default=None, help="why (shown by `services`)")
+@click.option("--reason", default=None, help="why (shown by `services`; at most 255 characters)")
 @click.pass_obj
 def service_disable(ctx: Context, host: str, backend: str, reason: str | None) -> None:
     """Mark HOST BACKEND disabled: not up, not a fanout target."""
+    if reason is not None and len(reason) > 255:
+        raise click.BadParameter(
+            f"at most 255 characters, not {len(reason)}", param_hint="--reason"
+        )
     _set_disabled(ctx, host, backend, True, reason)
 
 

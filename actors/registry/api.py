@@ -94,6 +94,8 @@ PG_TCP_SETTINGS: dict[str, int] = {
     "tcp_user_timeout": 25_000,
 }
 
+MAX_REASON = 255  # characters of a service's disabled_reason (its column's length)
+
 # States that mark() may set; 'starting' is set by register() only.
 MARKABLE_STATES = frozenset({"up", "down", "stopped"})
 
@@ -387,9 +389,13 @@ class Registry:
     ) -> list[ServiceRecord]:
         """Disable or enable every service of host@backend; return them as they now are.
 
-        `reason` is stored as given (enabling without a reason clears it).
-        Raises ServiceNotRegistered when host@backend has no live row.
+        `reason` is stored as given (enabling without a reason clears it), at
+        most 255 characters (ValueError: the database would refuse it, which
+        would read as an outage). Raises ServiceNotRegistered when
+        host@backend has no live row.
         """
+        if reason is not None and len(reason) > MAX_REASON:
+            raise ValueError(f"reason is longer than {MAX_REASON} characters ({len(reason)})")
         where = (
             ServiceModel.host == host,
             ServiceModel.backend == backend,

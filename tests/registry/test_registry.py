@@ -363,6 +363,10 @@ def test_set_disabled(registry: Registry) -> None:
 
     records = registry.set_disabled("h1", "b1", False)
     assert all(not r.disabled and r.disabled_reason is None and r.is_up for r in records)
+    # Longer than its column: refused before the database (which would read as an outage).
+    with pytest.raises(ValueError, match="longer than 255"):
+        registry.set_disabled("h1", "b1", True, "r" * 256)
+    assert not by_id(registry, ids[0]).disabled
 
 
 def test_set_disabled_unknown_service(registry: Registry) -> None:
