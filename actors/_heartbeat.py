@@ -86,6 +86,9 @@ class Heartbeat:
         self._outage_since: float | None = None
         self._round_started = 0.0  # when the current round began (an outage began by then)
         self._rows_to_stop: list[int] = []  # rows of removed backends, for the next round
+        # name -> row id, as last registered: kept through an outage (when `ids`
+        # is None, to register again), so a backend removed then is still marked.
+        self._known: dict[str, int] = {}
         self._round_stopped: list[int] = []
         self.last_reached: float | None = None
         """When the last round that succeeded began (monotonic): its heartbeat is
@@ -128,6 +131,7 @@ class Heartbeat:
             names = list(rows)
             ids = self.registry.register([rows[n] for n in names])
             self.ids = dict(zip(names, ids, strict=True))
+            self._known.update(self.ids)
         except ActorsError as exc:
             log.debug("registering at start failed (rounds retry): %s", exc)
 
@@ -141,9 +145,8 @@ class Heartbeat:
 
     def backends_changed(self, stopped: list[str]) -> None:
         """A reload added or removed backends: register the new set, mark removed rows stopped."""
-        if stopped and self.ids is not None:
-            # Marked by the next round, in order with every heartbeat.
-            self._rows_to_stop += [self.ids[n] for n in stopped if n in self.ids]
+        # Marked by the next round, in order with every heartbeat.
+        self._rows_to_stop += [self._known.pop(n) for n in stopped if n in self._known]
         self.ids = None  # register the new set of rows in the next round
         self._generation += 1
         self.report()
@@ -218,6 +221,7 @@ class Heartbeat:
             self.last_reached = self._round_started
             if self._round_generation == self._generation:  # else: re-register next round
                 self.ids = done.value()
+                self._known.update(self.ids or {})
             if self._outage_since is not None:
                 service.log.warning(
                     "registry available again after %.0fs",

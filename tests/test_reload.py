@@ -36,6 +36,22 @@ def test_reload_starts_added_and_stops_removed_backends(make_service):
     assert rows["a"].state == "stopped" and rows["c"].is_up and rows["b"].is_up
 
 
+def test_a_backend_removed_while_the_rows_are_to_be_registered_again_is_marked_stopped(
+    make_service,
+):
+    """After an outage the service registers its rows again (it knows no ids until
+    a round succeeds): a backend removed meanwhile must still be marked stopped."""
+    service = make_service({"a": backend(), "b": backend()})
+    assert service.registry is not None and service.actor is not None
+    handle = service.system.handle(service.name)
+    handle.ask("report", timeout=10).result()
+    service.actor._heartbeat.ids = None  # what a round that met an outage leaves
+    service.reload(_config(service, enabled_backends=["b"], backends={"b": backend()}))
+    handle.ask("report", timeout=10).result()
+    rows = {r.backend: r for r in service.registry.services(host="h")}
+    assert rows["a"].state == "stopped" and not rows["a"].is_up and rows["b"].is_up
+
+
 def test_reload_reports_what_needs_a_restart_and_applies_the_rest(make_service):
     service = make_service({"a": backend()}, report_interval=10, service_down_time=60)
     changed = {"a": backend(options={"capacity": 5})}
