@@ -995,11 +995,13 @@ class Journal:
             sent = False
             try:
                 with self._writing() as conn:
+                    # State changes before accepts: a key released in this batch
+                    # is free for an accept of it in the same batch (its retry).
                     if self._pipelined:
                         records, updated = self._write_pipelined(conn, accepts, changes)
                     else:
-                        records = self._insert(conn, accepts) if accepts else []
                         updated = self._update_all(conn, changes) if changes else {}
+                        records = self._insert(conn, accepts) if accepts else []
                     sent = True  # only the COMMIT is left
                 break
             except DatabaseUnavailable as exc:
@@ -1038,21 +1040,23 @@ class Journal:
         stamp = self._bind_time(self._registry.now())
         keyed = updated = None
         with dbapi.pipeline():
+            if changes:
+                updated = dbapi.cursor()
+                params = [self._params(request, stamp) for _, request in changes]
+                updated.executemany(self._update_returning, params, returning=True)
             if unkeyed:
                 dbapi.cursor().executemany(self._insert_plain, unkeyed)
             if keyed_params:
                 keyed = dbapi.cursor()
                 keyed.executemany(self._insert_keyed_returning, keyed_params, returning=True)
-            if changes:
-                updated = dbapi.cursor()
-                params = [self._params(request, stamp) for _, request in changes]
-                updated.executemany(self._update_returning, params, returning=True)
         new = _returned_each(keyed) if keyed is not None else []
         applied = _returned_each(updated) if updated is not None else []
         records = self._accepted_records(conn, accepts, first_by_key, all(new))
         outcomes = [(i, request, ok) for (i, request), ok in zip(changes, applied, strict=True)]
         refused = [request.op_id for _, request, ok in outcomes if not ok]
-        before = self._states(conn, refused) if refused else {}
+        # Why they were refused: read, not locked (a lock taken now, after the
+        # UPDATEs, would be out of the id order other hosts' writers keep).
+        before = self._states(conn, refused, lock=False) if refused else {}
         after = self._rows(conn, [r.op_id for _, r, ok in outcomes if ok and r.returning])
         out: dict[int, OperationRecord | Exception | None] = {}
         for i, request, ok in outcomes:
@@ -1091,6 +1095,20 @@ class Journal:
             keyed = {k: request.record for k, request in first_by_key.items()}
         else:
             keyed = self._by_keys(conn, first_by_key)
+            for _ in range(_BATCH_ATTEMPTS):
+                # A key held at the INSERT and free at the read-back: released, or
+                # its row pruned, by another host's commit in between. It is free
+                # now: insert again (the accept is a new operation after all).
+                missing = [k for k in first_by_key if k not in keyed]
+                if not missing:
+                    break
+                params = [first_by_key[k].params for k in missing]
+                conn.exec_driver_sql(self._insert_keyed, params)
+                keyed.update(self._by_keys(conn, missing))
+            if any(k not in keyed for k in first_by_key):  # (the database's doing, retryable)
+                raise DatabaseUnavailable(
+                    self._registry.url, "idempotency keys changed hands while written; retry"
+                )
         out: builtins.list[OperationRecord] = []
         for request in accepts:
             record = request.record
@@ -1164,12 +1182,16 @@ class Journal:
         statement = select(*_COLUMNS).where(OperationModel.id.in_(op_ids))
         return {row.id: row._mapping for row in conn.execute(statement)}
 
-    def _states(self, conn: Connection, op_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """{id: (state, target)} of these operations (rows locked until the commit on
-        PostgreSQL; SQLite's write transaction holds the whole file)."""
+    def _states(
+        self, conn: Connection, op_ids: Sequence[str], *, lock: bool = True
+    ) -> dict[str, tuple[str, str]]:
+        """{id: (state, target)} of these operations (with `lock`, rows locked until the
+        commit on PostgreSQL, in id order; SQLite's write transaction holds the file)."""
         table = OperationModel.__tablename__
         if self._dialect == "postgresql":
-            sql = f"SELECT id, state, target FROM {table} WHERE id = ANY(%s) FOR UPDATE"
+            sql = f"SELECT id, state, target FROM {table} WHERE id = ANY(%s)"
+            if lock:
+                sql += " ORDER BY id FOR UPDATE"
             return {row[0]: (row[1], row[2]) for row in conn.exec_driver_sql(sql, (list(op_ids),))}
         found: dict[str, tuple[str, str]] = {}
         # Chunks keep the number of bound parameters under SQLite's limit.

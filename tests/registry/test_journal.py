@@ -824,6 +824,49 @@ def test_hosts_racing_on_the_same_keys_never_deadlock(
     assert count_rows(registry) == 8 * 30
 
 
+def test_a_key_released_and_accepted_again_in_one_batch_is_a_new_operation(
+    journal: Journal,
+) -> None:
+    """A failure that frees its key, and the retry's accept of that key, in one
+    batch: state changes are written first, so the retry runs as a new operation.
+    (Accepts first read the key back from a row that no longer held it: KeyError,
+    failing the whole batch.)"""
+    first = journal.accept("h@b", "m", {}, key="k", scope="topic:t").result(WAIT)
+    with journal._cond:  # (re-entrant) one batch
+        released = journal.set_state(first.id, "failed", release_key=True, returning=False)
+        retried = journal.accept("h@b", "m", {}, key="k", scope="topic:t")
+        beside = journal.accept("h@b", "m", {"n": 1})
+    assert released.result(WAIT) is None
+    again = retried.result(WAIT)
+    assert again.id != first.id and again.state == "accepted"
+    assert beside.result(WAIT).state == "accepted"
+    assert journal.get_by_key("topic:t", "k") == again
+
+
+def test_a_key_that_changes_hands_while_written_is_inserted_again_or_retryable(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held at the INSERT, gone at the read-back (another host released or pruned
+    it in between): inserted again; if it keeps changing hands, a retryable error,
+    never a KeyError that fails the whole batch."""
+    held = journal.accept("h@b", "m", {}, key="k", scope="topic:t").result(WAIT)
+    by_keys = journal_module.Journal._by_keys
+    misses = [1]  # the first read-back finds nothing
+
+    def read_back(self: Journal, conn: Any, keys: Any) -> Any:
+        if misses:
+            misses.pop()
+            return {}
+        return by_keys(self, conn, keys)
+
+    monkeypatch.setattr(journal_module.Journal, "_by_keys", read_back)
+    assert journal.accept("h@b", "m", {}, key="k", scope="topic:t").result(WAIT) == held
+    misses.extend([1] * 10)  # never found again
+    with pytest.raises(DatabaseUnavailable, match="changed hands") as failed:
+        journal.accept("h@b", "m", {}, key="k", scope="topic:t").result(WAIT)
+    assert failed.value.retryable
+
+
 def test_a_batch_that_meets_a_deadlock_runs_again(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
