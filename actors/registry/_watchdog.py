@@ -10,9 +10,14 @@ speaks first when it can) gets its socket shut down. libpq then fails at
 once, the pool discards the connection, and the caller gets
 DatabaseUnavailable instead of waiting forever.
 
-It needs no hook in the statements themselves: one native thread samples
-the checked-out connections' state every `INTERVAL` seconds, so any way of
-executing (SQLAlchemy, the driver connection, COMMIT) is covered.
+One native thread samples the connections' state every `INTERVAL` seconds,
+so any way of executing (SQLAlchemy, the driver connection, COMMIT) is
+covered. A command in progress at two samples is the same command only if
+no new one began in between: SQLAlchemy's statements, commits and
+rollbacks, and what runs on the driver connection itself (`progress()`,
+e.g. the journal's pipeline), count as new ones. Without that, a busy
+connection sampled mid-statement every time read as one statement 15 s
+long and was cut.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from sqlalchemy.engine import Engine
 
 from actors._native import native_lock, start_native_thread
 
-__all__ = ["INTERVAL", "watch_statements"]
+__all__ = ["INTERVAL", "progress", "watch_statements"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,8 @@ INTERVAL = 0.5
 
 _ACTIVE = 1  # libpq's PQTRANS_ACTIVE: a command is in progress
 
-# id(driver connection) -> [driver connection, limit, in progress since or None]
+# id(driver connection) -> [driver connection, limit, in progress since or None,
+# commands begun (counted by progress()), that count at the last sample]
 _watched: dict[Any, list[Any]] = {}
 _lock = native_lock()
 _started = False
@@ -52,16 +58,36 @@ def watch_statements(engine: Engine, limit: float) -> None:
 
     def opened(dbapi_connection: Any, record: Any) -> None:
         with _lock:
-            _watched[id(dbapi_connection)] = [dbapi_connection, limit, None]
+            _watched[id(dbapi_connection)] = [dbapi_connection, limit, None, 0, 0]
         _start()
+
+    def began(conn: Any, *rest: Any) -> None:
+        dbapi_connection = conn.connection.dbapi_connection
+        if dbapi_connection is not None:
+            progress(dbapi_connection)
 
     def closed(dbapi_connection: Any, record: Any) -> None:
         with _lock:
             _watched.pop(id(dbapi_connection), None)
 
     event.listen(engine, "connect", opened)
+    event.listen(engine, "before_cursor_execute", began)
+    event.listen(engine, "commit", began)
+    event.listen(engine, "rollback", began)
     event.listen(engine, "close", closed)
     event.listen(engine, "close_detached", lambda dbapi_connection: closed(dbapi_connection, None))
+
+
+def progress(dbapi_connection: Any) -> None:
+    """A new command begins on `dbapi_connection`: its deadline starts again.
+
+    For code that runs commands on the driver connection itself, which
+    SQLAlchemy's events do not see. A plain increment (a lost one under a race
+    only delays a cut by a sample).
+    """
+    entry = _watched.get(id(dbapi_connection))
+    if entry is not None:
+        entry[3] += 1
 
 
 def _start() -> None:
@@ -86,14 +112,15 @@ def _watch_forever() -> None:
 
 def _sample(now: float) -> None:
     with _lock:  # a connection closed without the pool's word (dropped) is forgotten here
-        for key in [k for k, (c, _, _) in _watched.items() if getattr(c, "closed", True)]:
+        for key in [k for k, (c, *_) in _watched.items() if getattr(c, "closed", True)]:
             del _watched[key]
         entries = list(_watched.values())
     for entry in entries:
-        connection, limit, since = entry
+        connection, limit, since, begun, seen = entry
+        entry[4] = begun
         if _status(connection) != _ACTIVE:
             entry[2] = None
-        elif since is None:
+        elif since is None or begun != seen:  # a command began since the last sample
             entry[2] = now
         elif now - since >= limit:
             entry[2] = None

@@ -74,6 +74,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from actors.registry._ids import new_operation_id
+from actors.registry._watchdog import progress
 from actors.registry.api import (
     DATABASE_ERRORS,
     DatabaseUnavailable,
@@ -1039,6 +1040,7 @@ class Journal:
         keyed_params = [request.params for request in first_by_key.values()]
         stamp = self._bind_time(self._registry.now())
         keyed = updated = None
+        progress(dbapi)  # (the watchdog's: these statements are new ones)
         with dbapi.pipeline():
             if changes:
                 updated = dbapi.cursor()
