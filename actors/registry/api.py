@@ -318,13 +318,22 @@ class Registry:
         An existing row keeps its id, counters and disabled flag; its endpoint
         and rpc_version are refreshed and its state goes back to 'starting'.
         One transaction; each row is an atomic upsert, so daemons registering
-        concurrently never create duplicates.
+        concurrently never create duplicates. Upserted in the order of their
+        keys, whatever the order given: two daemons registering overlapping
+        rows lock them in one order, and cannot deadlock each other.
         """
         if not rows:
             return []
         now = self.now()
+        order = sorted(
+            range(len(rows)),
+            key=lambda i: (rows[i].host, rows[i].binary, rows[i].topic, rows[i].backend),
+        )
+        ids: list[int] = [0] * len(rows)
         with self.transaction(write=True) as conn:
-            return [conn.execute(self._upsert(row, now)).scalar_one() for row in rows]
+            for i in order:
+                ids[i] = conn.execute(self._upsert(rows[i], now)).scalar_one()
+        return ids
 
     def heartbeat(self, ids: list[int]) -> int:
         """Record one heartbeat for all these services; return how many rows matched.
