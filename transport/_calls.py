@@ -168,7 +168,10 @@ def connection_news(
     A handshake that succeeded makes the connection live; a live connection
     that drops fails what is in flight with ConnectionLost (retryable: whether
     it ran is unknown); a refused key, or a CURVE handshake this side gave up
-    on, fails it with AuthenticationFailed. Either way never at the deadline.
+    on before any succeeded, fails it with AuthenticationFailed. Either way
+    never at the deadline. A CURVE handshake this side gave up on after one
+    succeeded is a connection cut during it (libzmq cannot tell the two
+    apart): the client connects again and what waits keeps waiting.
     """
     kind = event.get("event")
     if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
@@ -179,7 +182,12 @@ def connection_news(
         return ConnectionNews(False, ConnectionLost(endpoint), counted="connections_lost")
     if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         error = AuthenticationFailed(endpoint, int(event.get("value") or 0))
-    elif security is not None:  # our side gave up: not the server we hold a key of
+    elif security is not None and connected is not None:
+        # Our side gave up on a handshake with a server whose key worked before:
+        # the connection dropped during it (a server restarting, a reset), which
+        # libzmq reports the same way. Connect again; what waits keeps waiting.
+        return ConnectionNews(False, refused=True, counted="handshakes_cut")
+    elif security is not None:  # never connected: not the server we hold a key of
         error = AuthenticationFailed(
             endpoint,
             0,

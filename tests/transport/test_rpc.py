@@ -312,6 +312,66 @@ def test_curve_accepts_allowed_keys_and_refuses_others(serve, connect, tmp_path,
     assert server.stats["call"] == 2  # "encrypted", and the ping once its key was allowed
 
 
+def test_a_curve_handshake_cut_after_the_key_worked_is_not_an_authentication_failure(
+    tmp_path,
+):
+    """libzmq reports a connection dropped during a CURVE handshake as it reports
+    a wrong server key. Once a handshake with this key succeeded, it is the
+    connection (a server restarting, a reset): requests wait, retryable, instead
+    of failing at once with a non-retryable AuthenticationFailed."""
+    import socket
+    import threading
+
+    class Echo:
+        def dispatch(self, request: Any) -> _Done:
+            return _Done(request.args)
+
+        def info(self) -> dict[str, Any]:
+            return {}
+
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    generate_keypair(keys, "server")
+    _, secret = generate_keypair(keys, "client")
+    allowed.mkdir()
+    (allowed / "client.key").write_text((keys / "client.key").read_text())
+    security = ServerSecurity(keys / "server.key_secret", allowed)
+    server = RpcServer(Echo(), "tcp://127.0.0.1:0", green=False, security=security).start()
+    endpoint = server.endpoint
+    port = int(endpoint.rsplit(":", 1)[1])
+    client = RpcClient(
+        endpoint, green=False, timeout=5, security=ClientSecurity(secret, keys / "server.key")
+    )
+    cutter = socket.socket()
+    stop = threading.Event()
+    try:
+        assert client.call("t", "m", {"a": 1}) == {"a": 1}
+        server.stop()
+        # What answers on the port now takes each connection and drops it at once.
+        cutter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        cutter.bind(("127.0.0.1", port))
+        cutter.listen(16)
+        cutter.settimeout(0.1)
+
+        def cut() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = cutter.accept()
+                except OSError:
+                    continue
+                conn.close()
+
+        threading.Thread(target=cut, daemon=True).start()
+        with pytest.raises(TransportError) as waited:
+            client.call("t", "m", {"a": 2}, timeout=1.5)
+        assert not isinstance(waited.value, AuthenticationFailed)
+        assert waited.value.retryable
+        assert client.stats["handshakes_cut"] >= 1
+    finally:
+        stop.set()
+        cutter.close()
+        client.close()
+
+
 def test_binding_beyond_loopback_needs_curve_or_an_explicit_flag():
     class Nothing:
         def dispatch(self, request):  # pragma: no cover - never reached
