@@ -62,7 +62,12 @@ def watch_statements(engine: Engine, limit: float) -> None:
         _start()
 
     def began(conn: Any, *rest: Any) -> None:
-        dbapi_connection = conn.connection.dbapi_connection
+        if conn.invalidated:  # (its connection is gone; asking for it would raise)
+            return
+        try:
+            dbapi_connection = conn.connection.dbapi_connection
+        except Exception:  # closed meanwhile: nothing to count on
+            return
         if dbapi_connection is not None:
             progress(dbapi_connection)
 
