@@ -478,6 +478,49 @@ def test_an_operation_resumed_after_a_crash_runs_after_its_shares_repair(
     assert fake.resources["s39"]["exports"] == [("10.0.0.9", "rw")]
 
 
+def test_a_resumed_change_gives_up_on_a_driver_that_stays_unready_on_the_actors_clock(
+    actors_service, actors_runtime, actors_clock, tmp_path
+):
+    """An extend cut short by a crash, resumed while the driver never gets ready:
+    after its patience (on the clock its retries are scheduled on, virtual here)
+    it ends failed, retryable, instead of waiting for ever."""
+    from actors import DriverNotReady
+    from actors.drivers.fake import FakeController
+    from actors.registry import Registry, sqlite_url_for
+    from actors.registry.journal import Journal
+    from share_service.store import ShareStore
+
+    backend = {"manager": MANAGER, "driver": "share_service.drivers.fake:FakeShareDriver"}
+    state = tmp_path / "state"
+    h = actors_service({"fake": backend}, host="h", state_dir=state)
+    h.call("fake", "create_share", share_id="s1", size_gb=1)
+    h.stop()
+    registry = Registry(sqlite_url_for(state))
+    try:
+        ShareStore(registry).transition("s1", ("available",), "extending", size_gb=2)
+        with Journal(registry) as journal:
+            cut = journal.accept(
+                "h@fake", "extend_share", {"share_id": "s1", "new_size_gb": 2}
+            ).result(10)
+            journal.set_state(cut.id, "running", owner="h@fake").result(10)
+    finally:
+        registry.close()
+    FakeController.for_backend("h@fake").fail_setup(DriverNotReady("h@fake/driver", "no"), 10_000)
+    again = actors_service(
+        {"fake": backend}, host="h", state_dir=state, clock=actors_clock, report_interval=1
+    )
+
+    def record() -> Any:
+        return again.service.operations.journal.get(cut.id)
+
+    for _ in range(200):  # 200 s of the virtual clock: the patience is 60 s, twice
+        if record().finished:
+            break
+        again.advance(1.0)
+    done = record()
+    assert done.state == "failed" and "not ready" in (done.reason or "")
+
+
 def test_a_database_outage_after_the_driver_worked_does_not_strand_the_share(fake_shares):
     from actors.drivers.fake import FakeController
 
